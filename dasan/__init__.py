@@ -1,0 +1,1 @@
+"""Dasan Assist command line (`dasan`)."""

@@ -1,0 +1,339 @@
+"""Kafka plumbing on kafka-python: a keyed event producer and a consumer-group member.
+
+Processing guarantee: at-least-once. A consumer decodes each record, drops event ids it has
+already handled (a bounded window; handlers are idempotent too, e.g. unique keys in the
+database), hands the event to the handler, and commits the offsets of a poll batch only after
+every record in it was handled or dead-lettered. A record that cannot be decoded, or whose
+handler keeps failing, goes to ``<topic>.dlq`` with the raw bytes, the error and the source
+offset in its headers; the consumer keeps going. Nothing is dropped silently.
+
+Shutdown: :func:`install_signal_handlers` turns SIGINT/SIGTERM into ``stop()``; ``close()``
+commits what was processed and leaves the group so a peer takes the partitions at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+
+from . import metrics
+from .codec import DecodeError, Headers, dead_letter_headers, decode, encode
+from .events import Event
+from .settings import KafkaSettings
+from .topics import dlq_name, topic_for_event
+
+log = logging.getLogger("dasan.streaming")
+
+
+class EventProducer:
+    """Produces events keyed by call id (so a call stays on one partition, in order)."""
+
+    def __init__(self, settings: KafkaSettings | None = None, **overrides: Any) -> None:
+        self.settings = settings or KafkaSettings()
+        cfg = self.settings.producer_config()
+        cfg.setdefault("max_block_ms", 10_000)
+        cfg.update(overrides)
+        self._producer = KafkaProducer(**cfg)
+
+    def send(self, event: Event, topic: str | None = None) -> Any:
+        """Queue one event; returns kafka-python's future. Raises OversizedMessage before sending."""
+        topic = topic or topic_for_event(event.type)  # type: ignore[attr-defined]
+        key, value, headers = encode(event, self.settings.max_message_bytes)
+        fut = self._producer.send(topic, key=key, value=value, headers=headers)
+        metrics.EVENTS_OUT.labels(topic=topic, type=event.type).inc()  # type: ignore[attr-defined]
+        return fut
+
+    def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> Any:
+        return self._producer.send(topic, key=key, value=value, headers=headers or [])
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        try:
+            self._producer.flush(timeout=timeout)
+        finally:
+            self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Dedupe:
+    """Bounded memory of event ids already handled (the newest ``size`` ids)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if already seen; otherwise remembers it and returns False."""
+        if self.size <= 0:
+            return False
+        if event_id in self._seen:
+            self._seen.move_to_end(event_id)
+            return True
+        self._seen[event_id] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Where an event came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+Handler = Callable[[Event, Record], None]
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: EventConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        try:
+            self.owner._on_revoked(set(revoked))
+        except Exception:
+            log.exception("on_partitions_revoked failed", extra={"group": self.owner.group_id})
+            raise
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        try:
+            self.owner._on_assigned(set(assigned))
+        except Exception:
+            log.exception("on_partitions_assigned failed", extra={"group": self.owner.group_id})
+            raise
+
+
+class EventConsumer:
+    """One member of a consumer group: decode → dedupe → handle → commit; failures → DLQ.
+
+    ``handler(event, record)`` is called for each new event in partition order. It should be
+    idempotent: after a crash the records since the last commit are delivered again.
+    ``on_assigned`` / ``on_revoked`` receive sets of ``TopicPartition`` (for per-call state that
+    must be rebuilt or dropped when partitions move). ``before_commit()`` runs before every offset
+    commit, e.g. to write a batch the handler buffered; if it raises, the offsets are not committed
+    and the batch is delivered again.
+    """
+
+    def __init__(
+        self,
+        topics: Iterable[str],
+        group_id: str,
+        handler: Handler,
+        settings: KafkaSettings | None = None,
+        *,
+        dlq_producer: EventProducer | None = None,
+        on_assigned: Callable[[set[TopicPartition]], None] | None = None,
+        on_revoked: Callable[[set[TopicPartition]], None] | None = None,
+        before_commit: Callable[[], None] | None = None,
+        handler_attempts: int = 3,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings or KafkaSettings()
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.handler_attempts = max(1, handler_attempts)
+        self._user_assigned = on_assigned
+        self._user_revoked = on_revoked
+        self._before_commit = before_commit
+        self._own_producer = dlq_producer is None
+        self.dlq = dlq_producer or EventProducer(self.settings)
+        self.dedupe = Dedupe(self.settings.dedupe_window)
+        self._stop = threading.Event()
+        self.processed = 0
+        self.dead_lettered = 0
+        self.duplicates = 0
+        self.last_poll_at: float | None = None
+        self.last_error: str | None = None
+        cfg = self.settings.consumer_config(group_id)
+        cfg.update(overrides)
+        self._consumer = KafkaConsumer(**cfg)
+        self._consumer.subscribe(self.topics, listener=_Rebalance(self))
+
+    # ------------------------------------------------------------------ group membership
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Every batch is committed right after it is handled, and revocation happens inside
+        # poll() between batches, so nothing processed is uncommitted here. (kafka-python 3 also
+        # forbids blocking commits from a rebalance callback.)
+        log.info("partitions revoked", extra={"group": self.group_id, "partitions": len(revoked)})
+        if self._user_revoked:
+            self._user_revoked(revoked)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"group": self.group_id, "partitions": len(assigned)})
+        if self._user_assigned:
+            self._user_assigned(assigned)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    # ------------------------------------------------------------------ processing
+    def poll_once(self, timeout_ms: int = 500) -> int:
+        """Poll one batch, handle it, commit it. Returns the number of records handled."""
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            self.last_error = f"poll: {exc}"
+            log.warning("poll failed, retrying: %r", exc, extra={"group": self.group_id})
+            time.sleep(0.5)
+            return 0
+        self.last_poll_at = time.monotonic()
+        n = 0
+        for tp, records in batches.items():
+            for rec in records:
+                self._handle_record(tp, rec)
+                n += 1
+        if n:
+            self._commit()
+        return n
+
+    def _handle_record(self, tp: TopicPartition, rec: Any) -> None:
+        headers: Headers = list(rec.headers or [])
+        meta = Record(tp.topic, tp.partition, rec.offset, rec.timestamp)
+        try:
+            event = decode(rec.value, headers, rec.key)
+        except DecodeError as exc:
+            self._dead_letter(meta, rec.key, rec.value, headers, exc.reason, str(exc))
+            return
+        metrics.EVENTS_IN.labels(topic=tp.topic, type=event.type, group=self.group_id).inc()  # type: ignore[attr-defined]
+        if self.dedupe.seen(event.event_id):
+            self.duplicates += 1
+            metrics.DUPLICATES.labels(topic=tp.topic, group=self.group_id).inc()
+            return
+        last_exc: Exception | None = None
+        for attempt in range(1, self.handler_attempts + 1):
+            try:
+                self.handler(event, meta)
+                self.processed += 1
+                return
+            except Exception as exc:
+                last_exc = exc
+                log.warning(
+                    "handler failed",
+                    extra={
+                        "call_id": event.call_id,
+                        "attempt": attempt,
+                        "error": repr(exc),
+                        "group": self.group_id,
+                    },
+                )
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        self._dead_letter(meta, rec.key, rec.value, headers, "handler_error", repr(last_exc))
+
+    def _dead_letter(
+        self, meta: Record, key: bytes | None, value: bytes | None, headers: Headers, reason: str, error: str
+    ) -> None:
+        self.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels(topic=meta.topic, reason=reason).inc()
+        log.warning(
+            "dead-lettered",
+            extra={
+                "topic": meta.topic,
+                "partition": meta.partition,
+                "offset": meta.offset,
+                "reason": reason,
+                "error": error[:300],
+                "call_id": (key or b"").decode(errors="replace"),
+            },
+        )
+        dl_headers = dead_letter_headers(
+            reason=reason,
+            error=error,
+            topic=meta.topic,
+            partition=meta.partition,
+            offset=meta.offset,
+            group=self.group_id,
+            original=headers,
+        )
+        self.dlq.send_raw(dlq_name(meta.topic), key, value, dl_headers).get(timeout=30)
+
+    def _commit(self) -> None:
+        if self._before_commit is not None:
+            self._before_commit()  # raising here leaves the batch uncommitted: it is redelivered
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            # The records will be redelivered and absorbed by idempotent handlers.
+            self.last_error = f"commit: {exc}"
+            log.warning("commit failed", extra={"group": self.group_id, "error": str(exc)})
+
+    def run(self, poll_timeout_ms: int = 500, idle: Callable[[], None] | None = None) -> None:
+        """Poll until :meth:`stop`; ``idle()`` runs after each poll (timers, housekeeping)."""
+        try:
+            while not self._stop.is_set():
+                self.poll_once(poll_timeout_ms)
+                if idle:
+                    idle()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def lag(self) -> int:
+        """Records behind the end of the assigned partitions (for metrics and autoscaling)."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return 0
+        ends = self._consumer.end_offsets(assigned)
+        total = 0
+        for tp in assigned:
+            pos = self._consumer.position(tp)
+            total += max(0, ends.get(tp, 0) - (pos or 0))
+        return total
+
+    def healthy(self, max_silence_s: float = 30.0) -> bool:
+        return self.last_poll_at is not None and time.monotonic() - self.last_poll_at < max_silence_s
+
+    def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        try:
+            self._commit()
+        finally:
+            self._consumer.close()
+            if self._own_producer:
+                self.dlq.close()
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    """SIGINT/SIGTERM → ``stop()`` (main thread only), so services commit and leave the group."""
+
+    def _handler(signum: int, _frame: Any) -> None:
+        log.info("signal received, stopping", extra={"signal": signum})
+        stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)

@@ -1,0 +1,23 @@
+"""Prometheus metrics shared by every service (each service exposes them on ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter("dasan_events_in_total", "Events consumed", ["topic", "type", "group"])
+EVENTS_OUT = Counter("dasan_events_out_total", "Events produced", ["topic", "type"])
+DUPLICATES = Counter(
+    "dasan_duplicate_events_total", "Redelivered events absorbed by dedupe", ["topic", "group"]
+)
+DEAD_LETTERS = Counter(
+    "dasan_dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "reason"]
+)
+ERRORS = Counter("dasan_errors_total", "Errors by service and kind", ["service", "kind"])
+CONSUMER_LAG = Gauge("dasan_consumer_lag", "Records behind the end of the assigned partitions", ["group"])
+ACTIVE_CALLS = Gauge("dasan_active_calls", "Calls currently followed by this instance", ["service"])
+STAGE_LATENCY = Histogram(
+    "dasan_stage_latency_seconds",
+    "Latency of one processing stage",
+    ["service", "stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+)

@@ -1,0 +1,56 @@
+"""Shared fixtures: a real Kafka-compatible broker (Tansu) per test session, settings for it,
+and the databases (SQLite file, and PostgreSQL on 127.0.0.1:5432)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DASAN_SHARED_DIR", REPO.parent / "shared"))
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"../shared not found at {SHARED}: the tests read the corpus, eval and audio sets there")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[object]:
+    """A Tansu broker on a free loopback port for the whole test session."""
+    from streaming.broker import LocalBroker
+
+    b = LocalBroker(log_path=ARTIFACTS / "tansu.log" if ARTIFACTS.exists() else None)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(broker: object) -> object:
+    """Settings pointing at the test broker, with a short group join (Tansu waits for it)."""
+    from streaming.admin import create_topics
+    from streaming.settings import KafkaSettings
+
+    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[attr-defined]
+    create_topics(s)
+    return s
+
+
+@pytest.fixture()
+def unique() -> str:
+    """A short unique suffix for group ids, call ids and topic names within one test."""
+    return uuid.uuid4().hex[:10]
