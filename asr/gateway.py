@@ -1,0 +1,428 @@
+"""The audio ingest gateway: WebSocket ``/v1/ingest`` (protocol: :mod:`streaming.ingest`) → Kafka.
+
+Per connection: a start message (validated, caller number masked and hashed), binary frames of
+interleaved audio split into one :class:`~streaming.events.AudioFrame` per channel with a
+gap-free ``seq`` and a call-relative ``capture_ts``, then an end message. Frames keep the
+codec they arrived in (μ-law/A-law stay one byte a sample on Kafka; the workers decode), so
+``call.audio`` carries half the bytes of PCM16 for telephone audio.
+
+Errors follow the protocol: an ``IngestError`` with a code, then a close (1003 unsupported
+data, 1008 policy, 1013 busy, 1011 internal). A call that stops sending for
+``idle_timeout_s`` is ended with ``CallEnded(reason=idle_timeout)``; a connection that drops
+without an end message gets ``CallEnded(reason=error)``. Admission control: at ``max_calls``
+open calls new connections get ``busy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from streaming import metrics
+from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, EndReason, utcnow
+from streaming.ingest import (
+    INGEST_PATH,
+    IngestAccepted,
+    IngestClosed,
+    IngestEnd,
+    IngestError,
+    IngestStart,
+)
+from streaming.kafka import EventProducer
+from streaming.settings import KafkaSettings
+
+from .audio import bytes_per_sample
+from .settings import AsrSettings
+
+log = logging.getLogger("dasan.asr.gateway")
+
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_BUSY = 1013
+
+_CLOSE_FOR = {
+    "bad_start": CLOSE_POLICY,
+    "bad_frame": CLOSE_UNSUPPORTED,
+    "unknown_codec": CLOSE_UNSUPPORTED,
+    "oversized": CLOSE_POLICY,
+    "out_of_order": CLOSE_POLICY,
+    "busy": CLOSE_BUSY,
+    "idle_timeout": CLOSE_POLICY,
+    "internal": CLOSE_INTERNAL,
+}
+
+
+# --------------------------------------------------------------------------- caller number
+
+
+def normalize_number(number: str) -> str:
+    """Digits of a Korean phone number in national form (+82 10-… → 010…)."""
+    digits = re.sub(r"\D", "", number)
+    if number.strip().startswith("+82") or (digits.startswith("82") and len(digits) >= 11):
+        digits = "0" + digits[2:]
+    return digits
+
+
+def mask_caller_number(number: str) -> str | None:
+    """010-1234-5678 → 010-****-5678; 02-123-4567 → 02-***-4567. None if too short to be a number."""
+    d = normalize_number(number)
+    if len(d) < 7:
+        return None
+    prefix = d[:2] if d.startswith("02") else d[:3]
+    middle = d[len(prefix) : -4]
+    return f"{prefix}-{'*' * len(middle)}-{d[-4:]}"
+
+
+def caller_key(number: str, secret: str) -> str | None:
+    """HMAC-SHA256 (hex) of the normalised digits with the site secret."""
+    d = normalize_number(number)
+    if not d:
+        return None
+    return hmac.new(secret.encode(), d.encode(), hashlib.sha256).hexdigest()
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_start(raw: str) -> IngestStart:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError("bad_start", f"start message is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_start", "start message is not a JSON object")
+    if data.get("type") != "start":
+        raise ProtocolError("out_of_order", f"expected a start message first, got type {data.get('type')!r}")
+    codec = data.get("codec", Codec.pcm_s16le.value)
+    if codec not in {c.value for c in Codec}:
+        raise ProtocolError("unknown_codec", f"codec {codec!r} is not one of {[c.value for c in Codec]}")
+    try:
+        start = IngestStart.model_validate(data)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:4])
+        raise ProtocolError("bad_start", errs) from exc
+    if len(start.channel_map) < start.channels:
+        raise ProtocolError(
+            "bad_start", f"channel_map names {len(start.channel_map)} of {start.channels} channels"
+        )
+    if len(set(start.channel_map[: start.channels])) != start.channels:
+        raise ProtocolError("bad_start", "channel_map repeats a channel")
+    return start
+
+
+@dataclass
+class CallSession:
+    """State of one ingesting call."""
+
+    start: IngestStart
+    max_frame_ms: int
+    started_mono: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    samples: int = 0  # per channel
+    seq: int = 0
+
+    @property
+    def channels(self) -> list[Channel]:
+        return list(self.start.channel_map[: self.start.channels])
+
+    @property
+    def frame_bytes(self) -> int:
+        return bytes_per_sample(self.start.codec) * self.start.channels
+
+    @property
+    def audio_s(self) -> float:
+        return self.samples / self.start.sample_rate
+
+    def split(self, data: bytes) -> list[AudioFrame]:
+        """One binary message → one AudioFrame per channel. Raises ProtocolError."""
+        if not data:
+            raise ProtocolError("bad_frame", "empty binary frame")
+        fb = self.frame_bytes
+        if len(data) % fb:
+            raise ProtocolError(
+                "bad_frame",
+                f"{len(data)} bytes is not a whole number of {self.start.channels}-channel "
+                f"{self.start.codec.value} sample frames ({fb} bytes each)",
+            )
+        n = len(data) // fb
+        ms = n * 1000 / self.start.sample_rate
+        if ms > self.max_frame_ms:
+            raise ProtocolError(
+                "oversized", f"frame holds {ms:.0f} ms of audio; the limit is {self.max_frame_ms} ms"
+            )
+        bps = bytes_per_sample(self.start.codec)
+        capture_ts = self.samples / self.start.sample_rate
+        out = []
+        for i, ch in enumerate(self.channels):
+            payload = (
+                data if self.start.channels == 1 else deinterleave_bytes(data, self.start.channels, i, bps)
+            )
+            out.append(
+                AudioFrame(
+                    call_id=self.start.call_id,
+                    channel=ch,
+                    seq=self.seq,
+                    codec=self.start.codec,
+                    sample_rate=self.start.sample_rate,
+                    capture_ts=capture_ts,
+                    audio=payload,
+                )
+            )
+        self.seq += 1
+        self.frames += 1
+        self.samples += n
+        return out
+
+
+def deinterleave_bytes(data: bytes, channels: int, index: int, bytes_per_sample: int) -> bytes:
+    """The bytes of channel ``index`` from interleaved sample frames (codec unchanged)."""
+    dtype = "<i2" if bytes_per_sample == 2 else np.uint8
+    return np.frombuffer(data, dtype=dtype)[index::channels].tobytes()
+
+
+# --------------------------------------------------------------------------- app
+
+
+class Gateway:
+    def __init__(
+        self, settings: AsrSettings, kafka: KafkaSettings, producer: EventProducer | None = None
+    ) -> None:
+        self.s = settings
+        self.kafka = kafka
+        self._producer = producer
+        self.calls: dict[str, CallSession] = {}
+        self.accepted = 0
+        self.rejected_busy = 0
+
+    @property
+    def producer(self) -> EventProducer:
+        if self._producer is None:
+            self._producer = EventProducer(self.kafka)
+        return self._producer
+
+    async def _send_event(self, event: Any, wait: bool = False) -> None:
+        fut = self.producer.send(event)
+        if wait:
+            await asyncio.to_thread(fut.get, 15)
+
+    async def handle(self, ws: WebSocket) -> None:
+        await ws.accept()
+        if len(self.calls) >= self.s.max_calls:
+            self.rejected_busy += 1
+            await self._error(ws, "busy", f"gateway at capacity ({self.s.max_calls} calls); try another")
+            return
+        try:
+            msg = await asyncio.wait_for(ws.receive(), timeout=self.s.start_timeout_s)
+        except TimeoutError:
+            await self._error(ws, "bad_start", f"no start message within {self.s.start_timeout_s:g} s")
+            return
+        if msg["type"] == "websocket.disconnect":
+            return
+        if msg.get("bytes") is not None:
+            await self._error(ws, "out_of_order", "audio before the start message")
+            return
+        try:
+            start = parse_start(msg.get("text") or "")
+        except ProtocolError as exc:
+            await self._error(ws, exc.code, exc.message)
+            return
+        if start.call_id in self.calls:
+            await self._error(ws, "bad_start", f"call {start.call_id} is already streaming to this gateway")
+            return
+        session = CallSession(start, self.s.max_frame_ms)
+        self.calls[start.call_id] = session
+        metrics.ACTIVE_CALLS.labels(service="asr-gateway").set(len(self.calls))
+        extra = {"call_id": start.call_id}
+        try:
+            secret = self.s.caller_key_secret.get_secret_value()
+            started = CallStarted(
+                call_id=start.call_id,
+                counselor_id=start.counselor_id,
+                team=start.team,
+                queue=start.queue,
+                category=start.category,
+                caller_number_masked=mask_caller_number(start.caller_number) if start.caller_number else None,
+                caller_key=caller_key(start.caller_number, secret) if start.caller_number else None,
+                channels=session.channels,
+            )
+            try:
+                await self._send_event(started, wait=True)
+            except Exception as exc:
+                log.exception("cannot publish call start", extra=extra)
+                await self._error(ws, "internal", f"cannot publish to Kafka: {exc!r}"[:300])
+                return
+            self.accepted += 1
+            log.info("call accepted", extra={**extra, "codec": start.codec.value, "rate": start.sample_rate})
+            await ws.send_text(
+                IngestAccepted(call_id=start.call_id, max_frame_ms=self.s.max_frame_ms).model_dump_json()
+            )
+            await self._stream(ws, session)
+        finally:
+            self.calls.pop(start.call_id, None)
+            metrics.ACTIVE_CALLS.labels(service="asr-gateway").set(len(self.calls))
+
+    async def _stream(self, ws: WebSocket, session: CallSession) -> None:
+        call_id = session.start.call_id
+        extra = {"call_id": call_id}
+        while True:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), timeout=self.s.idle_timeout_s)
+            except TimeoutError:
+                log.warning("call idle, ending it", extra=extra)
+                await self._end(session, EndReason.idle_timeout, f"no audio for {self.s.idle_timeout_s:g} s")
+                await self._error(
+                    ws, "idle_timeout", f"no message for {self.s.idle_timeout_s:g} s; call ended"
+                )
+                return
+            if msg["type"] == "websocket.disconnect":
+                log.warning("client disconnected without an end message", extra=extra)
+                await self._end(session, EndReason.error, "connection closed without an end message")
+                return
+            data = msg.get("bytes")
+            if data is not None:
+                try:
+                    frames = session.split(data)
+                    for f in frames:
+                        await self._send_event(f)
+                except ProtocolError as exc:
+                    metrics.ERRORS.labels(service="asr-gateway", kind=exc.code).inc()
+                    await self._end(session, EndReason.error, f"{exc.code}: {exc.message}")
+                    await self._error(ws, exc.code, exc.message)
+                    return
+                except Exception as exc:
+                    log.exception("cannot publish audio", extra=extra)
+                    await self._end(session, EndReason.error, "internal error")
+                    await self._error(ws, "internal", repr(exc)[:300])
+                    return
+                continue
+            text = msg.get("text") or ""
+            try:
+                data_json = json.loads(text)
+            except ValueError:
+                data_json = None
+            kind = data_json.get("type") if isinstance(data_json, dict) else None
+            if kind == "start":
+                await self._end(session, EndReason.error, "second start message")
+                await self._error(ws, "out_of_order", "start message after the call started")
+                return
+            try:
+                end = IngestEnd.model_validate(data_json)
+            except ValidationError:
+                await self._end(session, EndReason.error, "bad control message")
+                await self._error(ws, "bad_frame", f"unexpected text message: {text[:80]!r}")
+                return
+            reason = EndReason.hangup if end.reason == "hangup" else EndReason.error
+            await self._end(session, reason, None)
+            await ws.send_text(
+                IngestClosed(
+                    call_id=call_id, frames=session.frames, audio_s=round(session.audio_s, 3)
+                ).model_dump_json()
+            )
+            await ws.close(CLOSE_NORMAL)
+            log.info("call closed", extra={**extra, "frames": session.frames, "audio_s": session.audio_s})
+            return
+
+    async def _end(self, session: CallSession, reason: EndReason, detail: str | None) -> None:
+        ended = CallEnded(
+            call_id=session.start.call_id,
+            ended_at=utcnow(),
+            reason=reason,
+            detail=detail,
+            duration_s=round(session.audio_s, 3),
+        )
+        try:
+            await self._send_event(ended, wait=True)
+        except Exception:
+            log.exception("cannot publish call end", extra={"call_id": session.start.call_id})
+
+    async def _error(self, ws: WebSocket, code: str, message: str) -> None:
+        with contextlib.suppress(Exception):
+            await ws.send_text(IngestError(code=code, message=message).model_dump_json())  # type: ignore[arg-type]
+            await ws.close(_CLOSE_FOR.get(code, CLOSE_POLICY), reason=code)
+
+    async def shutdown(self) -> None:
+        for session in list(self.calls.values()):
+            await self._end(session, EndReason.gateway_shutdown, "gateway stopped")
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.close)
+
+    def ready(self) -> bool:
+        return broker_reachable(self.kafka)
+
+
+def broker_reachable(kafka: KafkaSettings, timeout_s: float = 1.0) -> bool:
+    """True if a TCP connection to any bootstrap server opens (readiness probe)."""
+    import socket
+
+    for server in kafka.common_config()["bootstrap_servers"]:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def create_gateway_app(
+    settings: AsrSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    producer: EventProducer | None = None,
+) -> FastAPI:
+    gw = Gateway(settings or AsrSettings(), kafka or KafkaSettings(), producer)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gw.shutdown()
+
+    app = FastAPI(title="Dasan ASR gateway", lifespan=lifespan)
+    app.state.gateway = gw
+
+    @app.websocket(INGEST_PATH)
+    async def ingest(ws: WebSocket) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            await gw.handle(ws)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "calls": len(gw.calls)}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        ok = gw.ready()
+        busy = len(gw.calls) >= gw.s.max_calls
+        body = {"ready": ok and not busy, "broker": ok, "calls": len(gw.calls), "max_calls": gw.s.max_calls}
+        return JSONResponse(body, status_code=200 if ok and not busy else 503)
+
+    @app.get("/metrics")
+    def prom() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

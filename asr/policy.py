@@ -1,0 +1,561 @@
+"""The streaming policy: what to decode when, and which text becomes final. No I/O here.
+
+Separated from transport and model like whisper_streaming: feed audio with
+:meth:`StreamingPolicy.insert_audio_chunk`, ask for decode work with
+:meth:`StreamingPolicy.next_request`, hand back the decoder's answer with
+:meth:`StreamingPolicy.apply_result`; :meth:`StreamingPolicy.process_iter` does one round with a
+given decoder and returns ``(committed, tentative)``.
+
+Policy (per call and channel):
+
+* Silero VAD scores every 32 ms window. Speech above ``vad_threshold`` opens an utterance
+  (with ``vad_speech_pad_ms`` of audio before it); ``vad_min_silence_ms`` below
+  ``vad_neg_threshold`` closes it. Audio outside utterances is never decoded (no text on
+  silence, line noise or hold music that the VAD rejects).
+* While an utterance is open, a **partial** decode of the utterance so far is requested about
+  every ``partial_interval_s`` of audio (greedy, cheap); at most one partial is in flight per
+  stream, so a slow decoder skips partials instead of falling behind.
+* When the utterance closes, a **final** decode of the whole utterance is requested (beam
+  search). Its text is emitted once, with ``is_final`` and the same ``segment_id`` as the
+  partials, and is never revised; partial answers that arrive after it are dropped.
+* An utterance longer than ``max_segment_s`` is cut at its quietest pause in the last part
+  (lowest smoothed VAD probability); the first part becomes final, the rest continues as a new
+  segment. Whisper never sees more than ~``max_segment_s`` of audio per decode.
+* Guards on every answer (:func:`guard_text`): ``no_speech_prob`` with low log-probability,
+  compression ratio (repetition loops), repeated n-grams collapsed, known Whisper closing
+  hallucinations ("시청해 주셔서 감사합니다", "구독", "좋아요" …) removed, very low average
+  log-probability dropped, and text too long for the amount of speech dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .settings import AsrSettings
+from .vad import WINDOW, StreamingVad
+
+SR = 16_000
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One window of audio to decode for one stream."""
+
+    stream: str
+    segment_id: str
+    audio: np.ndarray
+    final: bool
+    revision: int
+    start_s: float
+    end_s: float
+    speech_s: float
+    speculative: bool = False  # a final decoded early, at the first pause; kept if the pause lasts
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class SegmentUpdate:
+    """A partial (tentative) or final (never changes) segment of one stream."""
+
+    segment_id: str
+    start_s: float
+    end_s: float
+    text: str
+    is_final: bool
+    revision: int
+    confidence: float | None
+
+
+@dataclass
+class _Utterance:
+    segment_id: str
+    start_sample: int  # global sample index (16 kHz) of audio[0]
+    audio: list[np.ndarray] = field(default_factory=list)
+    n: int = 0
+    probs: list[float] = field(default_factory=list)  # one per VAD window from start_sample
+    last_speech_end: int = 0  # global sample index just after the last speech window
+    speech_windows: int = 0
+    revision: int = 0
+    last_partial_at: int = 0  # global sample index at the last partial request
+    spec_end: int | None = None  # last_speech_end covered by the speculative final
+    spec_in_flight: bool = False
+    spec_result: DecodeResult | None = None
+
+    def samples(self) -> np.ndarray:
+        if len(self.audio) > 1:
+            self.audio = [np.concatenate(self.audio)]
+        return self.audio[0] if self.audio else np.zeros(0, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- text guards
+
+HALLUCINATION_PATTERNS = [
+    r"시청\s*해\s*주셔서\s*감사(합니다|드립니다)[.!]*",
+    r"구독\s*(과|와|하고|,)?\s*좋아요\s*(와|과|,)?\s*(알림\s*설정)?[^.!?]*[.!]*",
+    r"좋아요\s*(와|과|,)?\s*구독[^.!?]*[.!]*",
+    r"구독\s*(해|눌러)\s*주세요[.!]*",
+    r"알림\s*설정[^.!?]*[.!]*",
+    r"다음\s*(영상|시간)에서\s*(만나요|뵙겠습니다)[.!]*",
+    r"[A-Z]{2,4}\s*뉴스\s*(?:[가-힣]{2,4}?입니다|[가-힣]{2,4})[.!]*",
+    r"자막\s*(제공|제작)[^.!?]*[.!]*",
+    r"^\s*(구독|좋아요)[.!]*\s*$",
+]
+_HALLUCINATION_RE = [re.compile(p) for p in HALLUCINATION_PATTERNS]
+_WS = re.compile(r"\s+")
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def collapse_repeats(text: str, max_repeats: int = 2) -> str:
+    """Collapse any word n-gram (n ≤ 6) repeated more than ``max_repeats`` times in a row."""
+    words = text.split()
+    changed = True
+    while changed:
+        changed = False
+        for n in range(1, 7):
+            i = 0
+            out: list[str] = []
+            while i < len(words):
+                gram = words[i : i + n]
+                j = i + n
+                reps = 1
+                while len(gram) == n and words[j : j + n] == gram:
+                    reps += 1
+                    j += n
+                if reps > max_repeats:
+                    out.extend(gram * max_repeats)
+                    i = j
+                    changed = True
+                else:
+                    out.append(words[i])
+                    i += 1
+            words = out
+    # Character-level loops inside one "word" (Korean without spaces): 하하하하하… → 하하
+    joined = " ".join(words)
+    return re.sub(r"(.{1,8}?)\1{" + str(max_repeats) + r",}", r"\1" * max_repeats, joined)
+
+
+def strip_hallucinations(text: str) -> str:
+    for rx in _HALLUCINATION_RE:
+        text = rx.sub(" ", text)
+    return _WS.sub(" ", text).strip()
+
+
+def guard_text(result: DecodeResult, speech_s: float, settings: AsrSettings) -> tuple[str, float | None]:
+    """Apply the hallucination guards; returns (text, confidence). Empty text means drop."""
+    text = _WS.sub(" ", result.text).strip()
+    if not text:
+        return "", None
+    if (
+        result.no_speech_prob > settings.no_speech_threshold
+        and result.avg_logprob < settings.logprob_threshold
+    ):
+        return "", None  # Whisper's own silence rule
+    if result.avg_logprob < settings.min_avg_logprob:
+        return "", None  # the decoder itself does not believe it (music, noise)
+    if compression_ratio(text) > settings.compression_ratio_threshold:
+        if result.no_speech_prob > 0.5:
+            return "", None  # a repetition loop over audio the model thinks is not speech
+        text = collapse_repeats(text)
+        if compression_ratio(text) > settings.compression_ratio_threshold:
+            return "", None
+    else:
+        text = collapse_repeats(text, max_repeats=3)
+    text = strip_hallucinations(text)
+    if not re.search(r"[0-9A-Za-z가-힣]", text):
+        return "", None
+    # Korean speech runs at ~4–8 syllables a second; far more text than speech is a loop.
+    syllables = len(re.findall(r"[0-9A-Za-z가-힣]", text))
+    if syllables > 14 * max(speech_s, 0.3) + 8:
+        return "", None
+    confidence = float(min(1.0, max(0.0, np.exp(result.avg_logprob))))
+    return text, confidence
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class StreamingPolicy:
+    """Per call+channel streaming state. Not thread-safe: the caller serialises access."""
+
+    def __init__(
+        self,
+        settings: AsrSettings,
+        stream: str = "s",
+        *,
+        start_offset_s: float = 0.0,
+        partials: bool | None = None,
+        segment_prefix: str | None = None,
+    ) -> None:
+        self.s = settings
+        self.stream = stream
+        self.segment_prefix = segment_prefix or stream
+        self.offset_s = start_offset_s
+        self.partials = settings.publish_partials if partials is None else partials
+        self.vad = StreamingVad()
+        self.total = 0  # 16 kHz samples received
+        self._vad_pos = 0  # samples scored by the VAD
+        self._pending = np.zeros(0, dtype=np.float32)  # received but not yet scored
+        self._preroll: list[np.ndarray] = []
+        self._preroll_n = 0
+        self.utt: _Utterance | None = None
+        self._finals: list[DecodeRequest] = []  # closed utterances waiting for a final decode
+        self._partial_in_flight: str | None = None
+        self._final_in_flight: set[str] = set()
+        self._finalized: dict[str, None] = {}  # ordered set, bounded
+        self.committed: deque[SegmentUpdate] = deque(maxlen=256)  # recent finals (bounded memory)
+        self.tentative: SegmentUpdate | None = None
+        self.ended = False
+        # Pre-roll padding in whole VAD windows, so audio and per-window probabilities stay aligned.
+        self._pad = WINDOW * math.ceil(settings.vad_speech_pad_ms * SR / 1000 / WINDOW)
+        self._min_silence_windows = max(1, round(settings.vad_min_silence_ms / 32))
+        self._min_speech_windows = max(1, round(settings.vad_min_speech_ms / 32))
+        self._max_seg = int(settings.max_segment_s * SR)
+        self._partial_every = int(settings.partial_interval_s * SR)
+        self._min_partial = int(settings.min_partial_audio_s * SR)
+        self._spec_windows = (
+            max(1, round(settings.speculative_final_ms / 32)) if settings.speculative_final_ms else 0
+        )
+        self._spec: list[DecodeRequest] = []  # speculative finals waiting to be decoded
+        self._awaiting_spec: dict[str, DecodeRequest] = {}  # closed segments whose final is speculative
+        self._ready: list[SegmentUpdate] = []  # finals decided without a new decode
+
+    # ------------------------------------------------------------------ audio in
+    def time_of(self, sample: int) -> float:
+        return round(self.offset_s + sample / SR, 3)
+
+    def insert_audio_chunk(self, audio: np.ndarray) -> None:
+        """Append 16 kHz float32 mono samples."""
+        if self.ended:
+            raise RuntimeError(f"stream {self.stream} already finished")
+        audio = audio.astype(np.float32, copy=False)
+        self.total += len(audio)
+        self._pending = np.concatenate([self._pending, audio])
+        probs = self.vad.process(audio)
+        for p in probs:
+            win = self._pending[:WINDOW]
+            self._pending = self._pending[WINDOW:]
+            self._on_window(win, float(p))
+            self._vad_pos += WINDOW
+
+    def _on_window(self, win: np.ndarray, p: float) -> None:
+        start = self._vad_pos
+        if self.utt is None:
+            if p >= self.s.vad_threshold:
+                pre = np.concatenate(self._preroll) if self._preroll else np.zeros(0, dtype=np.float32)
+                pre = pre[-self._pad :] if self._pad else pre[:0]
+                seg_start = start - len(pre)
+                self.utt = _Utterance(
+                    segment_id=f"{self.segment_prefix}:{int(round(self.time_of(seg_start) * 1000))}",
+                    start_sample=seg_start,
+                    audio=[pre, win],
+                    n=len(pre) + len(win),
+                    probs=[0.0] * (len(pre) // WINDOW) + [p],
+                    last_speech_end=start + WINDOW,
+                    speech_windows=1,
+                    last_partial_at=start,
+                )
+                self._preroll, self._preroll_n = [], 0
+            else:
+                self._preroll.append(win)
+                self._preroll_n += len(win)
+                while self._preroll and self._preroll_n - len(self._preroll[0]) >= self._pad:
+                    self._preroll_n -= len(self._preroll.pop(0))
+            return
+        u = self.utt
+        u.audio.append(win)
+        u.n += len(win)
+        u.probs.append(p)
+        if p >= self.s.vad_neg_threshold:
+            u.last_speech_end = start + WINDOW
+            if p >= self.s.vad_threshold:
+                u.speech_windows += 1
+        silence = (start + WINDOW - u.last_speech_end) // WINDOW
+        if (
+            self._spec_windows
+            and silence == self._spec_windows
+            and silence < self._min_silence_windows
+            and u.spec_end != u.last_speech_end
+            and not u.spec_in_flight
+            and u.speech_windows >= self._min_speech_windows
+        ):
+            self._speculate(u)
+        if silence >= self._min_silence_windows:
+            self._close_utterance(end=u.last_speech_end)
+        elif u.n >= self._max_seg:
+            self._cut_long_utterance()
+
+    def _speculate(self, u: _Utterance) -> None:
+        """Decode the final early, at the first short pause; it stands if the pause becomes the end."""
+        keep = min(u.n, u.last_speech_end - u.start_sample + self._pad)
+        u.spec_end = u.last_speech_end
+        u.spec_in_flight = True
+        u.spec_result = None
+        self._spec.append(
+            DecodeRequest(
+                stream=self.stream,
+                segment_id=u.segment_id,
+                audio=u.samples()[:keep].copy(),
+                final=True,
+                revision=0,
+                start_s=self.time_of(u.start_sample),
+                end_s=self.time_of(min(u.last_speech_end, u.start_sample + keep)),
+                speech_s=u.speech_windows * WINDOW / SR,
+                speculative=True,
+            )
+        )
+
+    def _emit_final(self, req: DecodeRequest, result: DecodeResult, revision: int) -> SegmentUpdate | None:
+        self._mark_final(req.segment_id)
+        if self.tentative and self.tentative.segment_id == req.segment_id:
+            self.tentative = None
+        text, conf = guard_text(result, req.speech_s, self.s)
+        if not text:
+            return None
+        upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, True, revision, conf)
+        self.committed.append(upd)
+        return upd
+
+    def take_ready(self) -> list[SegmentUpdate]:
+        """Finals decided while audio was inserted (a speculative final whose pause became the end)."""
+        out, self._ready = self._ready, []
+        return out
+
+    def _close_utterance(self, end: int) -> None:
+        u = self.utt
+        assert u is not None
+        self.utt = None
+        if u.spec_end == end and u.speech_windows >= self._min_speech_windows:
+            spec = DecodeRequest(
+                stream=self.stream,
+                segment_id=u.segment_id,
+                audio=np.zeros(0, dtype=np.float32),
+                final=True,
+                revision=u.revision + 1,
+                start_s=self.time_of(u.start_sample),
+                end_s=self.time_of(min(end, u.start_sample + u.n)),
+                speech_s=u.speech_windows * WINDOW / SR,
+                speculative=True,
+            )
+            tail = u.samples()[min(u.n, end - u.start_sample + self._pad) :]
+            self._preroll = [tail[-self._pad :]] if self._pad and len(tail) else []
+            self._preroll_n = sum(len(x) for x in self._preroll)
+            if u.spec_result is not None:
+                upd = self._emit_final(spec, u.spec_result, spec.revision)
+                if upd is not None:
+                    self._ready.append(upd)
+                return
+            if u.spec_in_flight:
+                self._awaiting_spec[u.segment_id] = spec
+                return
+        keep = min(u.n, end - u.start_sample + self._pad)
+        audio = u.samples()[:keep]
+        tail = u.samples()[keep:]
+        self._preroll = [tail[-self._pad :]] if self._pad and len(tail) else []
+        self._preroll_n = sum(len(x) for x in self._preroll)
+        if u.speech_windows < self._min_speech_windows:
+            self._mark_final(u.segment_id)
+            if self.tentative and self.tentative.segment_id == u.segment_id:
+                self.tentative = None
+            return
+        self._finals.append(
+            DecodeRequest(
+                stream=self.stream,
+                segment_id=u.segment_id,
+                audio=audio,
+                final=True,
+                revision=u.revision + 1,
+                start_s=self.time_of(u.start_sample),
+                end_s=self.time_of(min(end, u.start_sample + len(audio))),
+                speech_s=u.speech_windows * WINDOW / SR,
+            )
+        )
+
+    def _cut_long_utterance(self) -> None:
+        """Cut at the quietest ~200 ms in the last 40 % of the utterance; the rest carries on."""
+        u = self.utt
+        assert u is not None
+        probs = np.asarray(u.probs, dtype=np.float32)
+        k = 6
+        smooth = np.convolve(probs, np.ones(k) / k, mode="same")
+        lo = int(len(probs) * 0.6)
+        hi = max(lo + 1, len(probs) - 3)
+        cut_win = lo + int(np.argmin(smooth[lo:hi]))
+        cut = cut_win * WINDOW  # samples into the utterance
+        audio = u.samples()
+        head_speech = int((probs[:cut_win] >= self.s.vad_threshold).sum())
+        tail_speech = int((probs[cut_win:] >= self.s.vad_threshold).sum())
+        self._finals.append(
+            DecodeRequest(
+                stream=self.stream,
+                segment_id=u.segment_id,
+                audio=audio[:cut],
+                final=True,
+                revision=u.revision + 1,
+                start_s=self.time_of(u.start_sample),
+                end_s=self.time_of(u.start_sample + cut),
+                speech_s=head_speech * WINDOW / SR,
+            )
+        )
+        new_start = u.start_sample + cut
+        self.utt = _Utterance(
+            segment_id=f"{self.segment_prefix}:{int(round(self.time_of(new_start) * 1000))}",
+            start_sample=new_start,
+            audio=[audio[cut:]],
+            n=len(audio) - cut,
+            probs=list(probs[cut_win:]),
+            last_speech_end=max(u.last_speech_end, new_start),
+            speech_windows=tail_speech,
+            last_partial_at=u.last_partial_at,
+        )
+
+    def finish(self) -> None:
+        """End of the stream: flush the VAD remainder and close any open utterance."""
+        if self.ended:
+            return
+        if len(self._pending):
+            pad = np.zeros(WINDOW - len(self._pending) % WINDOW, dtype=np.float32)
+            total = self.total
+            self.insert_audio_chunk(pad)
+            self.total = total
+        self.ended = True
+        if self.utt is not None:
+            self._close_utterance(end=self.utt.last_speech_end)
+
+    def _mark_final(self, segment_id: str) -> None:
+        self._finalized[segment_id] = None
+        while len(self._finalized) > 1024:
+            del self._finalized[next(iter(self._finalized))]
+
+    # ------------------------------------------------------------------ decode scheduling
+    def next_request(self, *, allow_partial: bool = True) -> DecodeRequest | None:
+        """The most urgent decode work of this stream (finals first), or None."""
+        for req in self._finals:
+            if req.segment_id not in self._final_in_flight:
+                self._final_in_flight.add(req.segment_id)
+                return req
+        if self._spec:
+            return self._spec.pop(0)
+        u = self.utt
+        if (
+            allow_partial
+            and self.partials
+            and u is not None
+            and self._partial_in_flight is None
+            and u.speech_windows * WINDOW >= self._min_partial
+            and (u.revision == 0 or self._vad_pos - u.last_partial_at >= self._partial_every)
+            and self._vad_pos - u.last_speech_end < 4 * WINDOW  # nothing new during a pause
+        ):
+            u.last_partial_at = self._vad_pos
+            u.revision += 1
+            self._partial_in_flight = u.segment_id
+            audio = u.samples()
+            return DecodeRequest(
+                stream=self.stream,
+                segment_id=u.segment_id,
+                audio=audio,
+                final=False,
+                revision=u.revision,
+                start_s=self.time_of(u.start_sample),
+                end_s=self.time_of(min(u.last_speech_end, u.start_sample + len(audio))),
+                speech_s=u.speech_windows * WINDOW / SR,
+            )
+        return None
+
+    def has_work(self) -> bool:
+        return bool(self._finals or self._spec) or (self.utt is not None and self.partials)
+
+    @property
+    def idle(self) -> bool:
+        """Finished and every final delivered: the state can be dropped."""
+        return (
+            self.ended
+            and not self._finals
+            and not self._spec
+            and not self._awaiting_spec
+            and self.utt is None
+        )
+
+    def apply_result(self, req: DecodeRequest, result: DecodeResult) -> SegmentUpdate | None:
+        """Turn a decode answer into a segment update (or None: stale or guarded away)."""
+        if req.speculative:
+            closed = self._awaiting_spec.pop(req.segment_id, None)
+            if closed is not None:  # the pause became the end of the utterance: this is the final
+                return self._emit_final(closed, result, closed.revision)
+            u = self.utt
+            if u is not None and u.segment_id == req.segment_id:
+                u.spec_in_flight = False
+                if self.time_of(u.spec_end or 0) == req.end_s:
+                    u.spec_result = result  # kept until the utterance closes (or speech resumes)
+            return None
+        if req.final:
+            self._finals = [r for r in self._finals if r.segment_id != req.segment_id]
+            self._final_in_flight.discard(req.segment_id)
+            if req.segment_id in self._finalized:
+                return None
+            self._mark_final(req.segment_id)
+            if self.tentative and self.tentative.segment_id == req.segment_id:
+                self.tentative = None
+            text, conf = guard_text(result, req.speech_s, self.s)
+            if not text:
+                return None
+            upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, True, req.revision, conf)
+            self.committed.append(upd)
+            return upd
+        if self._partial_in_flight == req.segment_id:
+            self._partial_in_flight = None
+        if (
+            req.segment_id in self._finalized
+            or req.segment_id in self._awaiting_spec
+            or any(r.segment_id == req.segment_id for r in self._finals)
+        ):
+            return None  # the final is decided or on its way: a late partial would go backwards
+        text, conf = guard_text(result, req.speech_s, self.s)
+        if not text:
+            return None
+        upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, False, req.revision, conf)
+        self.tentative = upd
+        return upd
+
+    def release(self, req: DecodeRequest) -> None:
+        """A request that failed: make it schedulable again (finals) or forget it (partials)."""
+        if req.speculative:
+            closed = self._awaiting_spec.pop(req.segment_id, None)
+            if closed is not None:
+                self._finals.append(closed)  # decode the closed utterance normally
+            elif self.utt is not None and self.utt.segment_id == req.segment_id:
+                self.utt.spec_in_flight = False
+            return
+        if req.final:
+            self._final_in_flight.discard(req.segment_id)
+        elif self._partial_in_flight == req.segment_id:
+            self._partial_in_flight = None
+
+    def process_iter(
+        self, decode: Callable[[Sequence[DecodeRequest]], list[DecodeResult]]
+    ) -> tuple[list[SegmentUpdate], SegmentUpdate | None]:
+        """Run all due decode work with ``decode``; returns (new finals, current partial)."""
+        new: list[SegmentUpdate] = self.take_ready()
+        while (req := self.next_request()) is not None:
+            (res,) = decode([req])
+            upd = self.apply_result(req, res)
+            if upd and upd.is_final:
+                new.append(upd)
+        return new, self.tentative

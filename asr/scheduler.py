@@ -1,0 +1,218 @@
+"""The decode batcher: one loaded model serves every active stream of a worker.
+
+Streams (one :class:`~asr.policy.StreamingPolicy` per call and channel) only buffer audio and say
+what they need decoded. The scheduler collects the pending windows of all streams — finals
+first (oldest first), then partials (stalest first) — waits up to ``batch_window_ms`` to fill a
+batch of ``batch_size``, decodes them in one forward pass and routes the answers back. The same
+code runs on CPU (small batches, one thread) and GPU (large batches). Decoding happens outside
+the lock, so the Kafka consumer thread can keep inserting audio while the model works.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .policy import DecodeRequest, DecodeResult, SegmentUpdate, StreamingPolicy
+
+log = logging.getLogger("dasan.asr.scheduler")
+
+Decode = Callable[[Sequence[DecodeRequest]], list[DecodeResult]]
+OnUpdate = Callable[[str, SegmentUpdate], None]
+
+
+@dataclass
+class SchedulerStats:
+    batches: int = 0
+    windows: int = 0
+    finals: int = 0
+    partials: int = 0
+    dropped: int = 0
+    errors: int = 0
+    max_batch: int = 0
+
+
+class DecodeScheduler:
+    def __init__(
+        self,
+        decode: Decode,
+        *,
+        batch_size: int = 8,
+        batch_window_ms: int = 30,
+        on_update: OnUpdate | None = None,
+        on_stream_done: Callable[[str], None] | None = None,
+    ) -> None:
+        self.decode = decode
+        self.batch_size = batch_size
+        self.batch_window_s = batch_window_ms / 1000
+        self.on_update = on_update
+        self.on_stream_done = on_stream_done
+        self.streams: dict[str, StreamingPolicy] = {}
+        self._cond = threading.Condition(threading.RLock())
+        self.stats = SchedulerStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ streams
+    def add(self, key: str, policy: StreamingPolicy) -> StreamingPolicy:
+        with self._cond:
+            return self.streams.setdefault(key, policy)
+
+    def get(self, key: str) -> StreamingPolicy | None:
+        with self._cond:
+            return self.streams.get(key)
+
+    def insert(self, key: str, audio: np.ndarray) -> None:
+        with self._cond:
+            pol = self.streams[key]
+            pol.insert_audio_chunk(audio)
+            ready = pol.take_ready()
+            self._cond.notify_all()
+        self._dispatch(key, ready)
+
+    def finish(self, key: str) -> None:
+        ready: list[SegmentUpdate] = []
+        with self._cond:
+            pol = self.streams.get(key)
+            if pol is not None:
+                pol.finish()
+                ready = pol.take_ready()
+                self._cond.notify_all()
+        self._dispatch(key, ready)
+        if pol is not None:
+            self._reap([(key, pol)])
+
+    def _dispatch(self, key: str, updates: list[SegmentUpdate]) -> None:
+        """Finals that a stream decided without a new decode (speculative finals confirmed by the pause)."""
+        for upd in updates:
+            self.stats.finals += 1
+            if self.on_update:
+                self.on_update(key, upd)
+
+    def drop(self, key: str) -> None:
+        with self._cond:
+            self.streams.pop(key, None)
+
+    def _reap(self, candidates: list[tuple[str, StreamingPolicy]]) -> None:
+        """Release finished streams. The callback runs outside the lock: callers may hold their own
+        lock while calling into the scheduler (lock order: caller → scheduler, never the reverse)."""
+        done = []
+        with self._cond:
+            for key, pol in candidates:
+                if pol.idle and self.streams.get(key) is pol:
+                    del self.streams[key]
+                    done.append(key)
+        if self.on_stream_done:
+            for key in done:
+                self.on_stream_done(key)
+
+    def active(self) -> int:
+        with self._cond:
+            return len(self.streams)
+
+    def pending(self) -> bool:
+        with self._cond:
+            return any(p.has_work() for p in self.streams.values())
+
+    # ------------------------------------------------------------------ batching
+    def collect(self, limit: int | None = None) -> list[DecodeRequest]:
+        """Take up to ``limit`` due requests: every stream's finals first, then partials."""
+        limit = limit or self.batch_size
+        out: list[DecodeRequest] = []
+        with self._cond:
+            pols = list(self.streams.values())
+            # Finals: oldest segment end first.
+            finals: list[DecodeRequest] = []
+            for p in pols:
+                while (r := p.next_request(allow_partial=False)) is not None:
+                    finals.append(r)
+            finals.sort(key=lambda r: r.end_s)
+            out.extend(finals[:limit])
+            for r in finals[limit:]:
+                self.streams[r.stream].release(r)
+            # Partials only when there is room and no final is waiting.
+            if len(out) < limit and len(finals) <= limit:
+                for p in sorted(pols, key=lambda p: p.utt.last_partial_at if p.utt else 0):
+                    if len(out) >= limit:
+                        break
+                    r = p.next_request()
+                    if r is not None:
+                        out.append(r)
+        return out
+
+    def step(self, wait: bool = True) -> int:
+        """Decode one batch. Returns the number of windows decoded (0: nothing due)."""
+        reqs = self.collect()
+        if not reqs:
+            return 0
+        if wait and self.batch_window_s > 0 and len(reqs) < self.batch_size:
+            deadline = time.monotonic() + self.batch_window_s
+            with self._cond:
+                while len(reqs) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                    reqs += self.collect(self.batch_size - len(reqs))
+        try:
+            results = self.decode(reqs)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("decode failed", extra={"windows": len(reqs)})
+            with self._cond:
+                for r in reqs:
+                    pol = self.streams.get(r.stream)
+                    if pol is not None:
+                        pol.release(r)
+            time.sleep(0.2)
+            return 0
+        self.stats.batches += 1
+        self.stats.windows += len(reqs)
+        self.stats.max_batch = max(self.stats.max_batch, len(reqs))
+        updates: list[tuple[str, SegmentUpdate]] = []
+        with self._cond:
+            for r, res in zip(reqs, results, strict=True):
+                pol = self.streams.get(r.stream)
+                if pol is None:
+                    continue
+                upd = pol.apply_result(r, res)
+                if upd is None:
+                    self.stats.dropped += 1
+                else:
+                    updates.append((r.stream, upd))
+                    if upd.is_final:
+                        self.stats.finals += 1
+                    else:
+                        self.stats.partials += 1
+        if self.on_update:
+            for key, upd in updates:
+                self.on_update(key, upd)
+        with self._cond:
+            candidates = [(r.stream, p) for r in reqs if (p := self.streams.get(r.stream)) is not None]
+        self._reap(candidates)
+        return len(reqs)
+
+    def drain(self) -> None:
+        """Decode until nothing is due (offline use and shutdown)."""
+        while self.step(wait=False):
+            pass
+
+    # ------------------------------------------------------------------ background thread
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="asr-decoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.step() == 0:
+                with self._cond:
+                    self._cond.wait(0.05)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout)

@@ -1,0 +1,149 @@
+"""Settings of the ASR gateway and workers (environment variables ``DASAN_ASR_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOTWORDS = (
+    "다산콜 120 과태료 대형폐기물 주정차 불법주차 견인 재산세 자동차세 주민센터 구청 시청 서울시 "
+    "강남구 강동구 강북구 강서구 관악구 광진구 구로구 금천구 노원구 도봉구 동대문구 동작구 마포구 "
+    "서대문구 서초구 성동구 성북구 송파구 양천구 영등포구 용산구 은평구 종로구 중구 중랑구 "
+    "따릉이 공공자전거 분리수거 음식물쓰레기 민원 신고 접수 상담사"
+)
+
+
+DEV_CALLER_KEY_SECRET = "dev-only-caller-key-secret"
+
+
+class AsrSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DASAN_ASR_", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        default="development", validation_alias="DASAN_ENV", description="development | production"
+    )
+
+    # ---------------------------------------------------------------- model
+    model: str = Field(
+        default="base",
+        description="'base' (bundled Whisper base, assembled from the registry packages), a local "
+        "CTranslate2 model directory, or a faster-whisper model name already in the local cache",
+    )
+    model_name: str | None = Field(
+        default=None, description="Name written on transcripts (default: derived from `model`)"
+    )
+    model_dir: Path | None = Field(
+        default=None, description="Where the bundled model is assembled (default: DASAN_MODEL_DIR)"
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field(default="cpu", description="cpu | cuda | auto")
+    device_index: int | None = Field(default=None, description="GPU index (cuda)")
+    compute_type: str | None = Field(
+        default=None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA"
+    )
+    cpu_threads: int = Field(default=1, ge=0, description="CTranslate2 intra-op threads on CPU (0: all)")
+    language: str = Field(default="ko", description="Spoken language (no detection)")
+    beam_size: int = Field(default=5, ge=1, le=10, description="Beam size of final decodes")
+    partial_beam_size: int = Field(default=1, ge=1, le=10, description="Beam size of partial decodes")
+    initial_prompt: str | None = Field(
+        default=None, description="Domain prompt given to the decoder (None: no prompt)"
+    )
+    hotwords: str | None = Field(
+        default=None,
+        description=f"Words to bias decoding towards (space separated); 'default' uses: {DEFAULT_HOTWORDS}",
+    )
+    min_context_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=30,
+        description="Shortest encoder input in seconds (30: Whisper's fixed window)",
+    )
+    max_new_tokens: int = Field(default=160, ge=8, le=220, description="Token limit of one decode")
+
+    # ---------------------------------------------------------------- streaming policy
+    partial_interval_s: float = Field(default=1.0, gt=0, description="Target interval between partials")
+    min_partial_audio_s: float = Field(default=0.6, ge=0, description="Speech needed before a first partial")
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1, description="Silero speech probability threshold")
+    vad_neg_threshold: float = Field(
+        default=0.35, gt=0, lt=1, description="Below this probability a window counts as silence"
+    )
+    vad_min_silence_ms: int = Field(default=500, ge=100, description="Silence that ends an utterance")
+    vad_min_speech_ms: int = Field(default=250, ge=0, description="Shorter bursts are not utterances")
+    vad_speech_pad_ms: int = Field(default=200, ge=0, description="Audio kept before speech onset")
+    speculative_final_ms: int = Field(
+        default=250,
+        ge=0,
+        description="Start the final decode after this much silence; it is kept if the pause reaches "
+        "vad_min_silence_ms (0: decode finals only once the utterance has ended)",
+    )
+    max_segment_s: float = Field(
+        default=15.0, ge=4, le=28, description="Longest segment: longer speech is cut at the best pause"
+    )
+    no_speech_threshold: float = Field(default=0.6, ge=0, le=1, description="Drop if above and logprob low")
+    logprob_threshold: float = Field(default=-1.0, description="avg_logprob below this is low confidence")
+    min_avg_logprob: float = Field(
+        default=-1.8, description="Text decoded with a lower avg_logprob is dropped (music, noise)"
+    )
+    compression_ratio_threshold: float = Field(default=2.4, gt=1, description="Above: repetition loop")
+    hallucination_silence_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        description="Offline baseline only (faster-whisper transcribe with word timestamps): skip silences "
+        "longer than this around suspected hallucinations. Streaming never decodes such silence (VAD gating)",
+    )
+
+    # ---------------------------------------------------------------- batching / capacity
+    max_streams: int = Field(default=8, ge=1, description="Concurrent call channels per worker (admission)")
+    batch_size: int = Field(default=8, ge=1, description="Decode windows per forward pass")
+    batch_window_ms: int = Field(default=30, ge=0, description="Wait this long to fill a batch")
+
+    # ---------------------------------------------------------------- gateway
+    gateway_host: str = Field(default="127.0.0.1", description="Gateway listen address")
+    gateway_port: int = Field(default=8081, ge=0, le=65535, description="Gateway port")
+    max_calls: int = Field(default=64, ge=1, description="Concurrent calls per gateway before 'busy'")
+    idle_timeout_s: float = Field(default=10.0, gt=0, description="No message for this long ends the call")
+    max_frame_ms: int = Field(default=200, ge=10, le=1000, description="Largest binary frame, in ms of audio")
+    start_timeout_s: float = Field(default=5.0, gt=0, description="Time allowed for the start message")
+    caller_key_secret: SecretStr = Field(
+        default=SecretStr(DEV_CALLER_KEY_SECRET),
+        description="Site secret for caller_key (HMAC-SHA256 of the caller number); set it in production",
+    )
+
+    # ---------------------------------------------------------------- worker
+    worker_host: str = Field(default="127.0.0.1", description="Worker health endpoint address")
+    worker_port: int = Field(default=8083, ge=0, le=65535, description="Worker health port (0: off)")
+    group_id: str = Field(default="asr-workers", description="Kafka consumer group of the workers")
+    stream_idle_s: float = Field(
+        default=60.0, gt=0, description="Drop state of a call with no audio for this long (no CallEnded seen)"
+    )
+    end_grace_s: float = Field(
+        default=5.0, gt=0, description="After CallEnded, wait this long for missing audio before finishing"
+    )
+    publish_partials: bool = Field(default=True, description="Publish partial segments")
+
+    @model_validator(mode="after")
+    def _production_safety(self) -> AsrSettings:
+        if self.env == "production" and self.caller_key_secret.get_secret_value() == DEV_CALLER_KEY_SECRET:
+            raise ValueError(
+                "set DASAN_ASR_CALLER_KEY_SECRET in production (caller keys must not use the dev secret)"
+            )
+        return self
+
+    @field_validator("hotwords")
+    @classmethod
+    def _hotwords(cls, v: str | None) -> str | None:
+        if v is not None and v.strip().lower() == "default":
+            return DEFAULT_HOTWORDS
+        return v or None
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        try:
+            import ctranslate2
+
+            return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        except Exception:
+            return "cpu"
