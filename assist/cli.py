@@ -1,0 +1,210 @@
+"""Commands of the assist package (see dasan/cli.py).
+
+``dasan assist run`` (the service), ``dasan assist suggest``, ``dasan mask``, ``dasan summarize``,
+``dasan eval assist``; the knowledge base adds ``dasan kb …`` and ``dasan eval retrieval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any, groups: dict[str, Any]) -> None:
+    """Add this package's subcommands to the `dasan` parser."""
+    assist = sub.add_parser("assist", help="The assist service and a one-off suggestion")
+    asub = assist.add_subparsers(dest="assist_command", metavar="WHAT", required=True)
+
+    run = asub.add_parser("run", help="Run the assist service (consumes transcripts, publishes suggestions)")
+    run.add_argument("--instance", default=None, help="Name of this instance in logs (default: host and pid)")
+    run.set_defaults(func=cmd_run)
+
+    sug = asub.add_parser("suggest", help="Keywords, passages and a draft answer for one caller utterance")
+    sug.add_argument("text", help="What the caller said")
+    sug.add_argument("--json", action="store_true", help="Print the result as JSON")
+    sug.add_argument("--generator", choices=["grounded", "llm"], default=None, help="Override the generator")
+    sug.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
+    sug.set_defaults(func=cmd_suggest)
+
+    mask = sub.add_parser("mask", help="Mask personal data in text lines read from standard input")
+    mask.set_defaults(func=cmd_mask)
+
+    summ = sub.add_parser("summarize", help="Summarise a call from a transcript file (calls.jsonl format)")
+    summ.add_argument("file", type=Path, help="JSONL: one call per line with 'turns' (speaker, text)")
+    summ.add_argument("--call", default=None, help="Only the call with this id")
+    summ.add_argument("--json", action="store_true", help="Print JSON")
+    summ.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
+    summ.set_defaults(func=cmd_summarize)
+
+    ev = groups["eval"].add_parser(
+        "assist", help="Keywords, citations, abstention and summaries on a labelled file"
+    )
+    ev.add_argument("files", type=Path, nargs="+", help="utterances.jsonl and/or calls.jsonl")
+    ev.add_argument("--json", action="store_true", help="Print the full result as JSON")
+    ev.add_argument("--generator", choices=["grounded", "llm"], default=None, help="Override the generator")
+    ev.add_argument("--save", type=Path, default=None, help="Also write the JSON result to this file")
+    ev.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
+    ev.set_defaults(func=cmd_eval)
+
+    from assist.knowledge import cli as knowledge_cli
+
+    knowledge_cli.register(sub, groups)
+
+
+def _assistant(generator: str | None = None, index: Path | None = None) -> Any:
+    from .assistant import Assistant
+    from .settings import AssistSettings
+
+    settings = AssistSettings()
+    if generator:
+        settings = settings.model_copy(update={"generator": generator})
+    return Assistant.open(settings, index=index)
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    from streaming.privacy import mask_text
+
+    for line in sys.stdin:
+        end = "\n" if line.endswith("\n") else ""
+        sys.stdout.write(mask_text(line.rstrip("\n")) + end)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    assistant = _assistant(args.generator, args.index)
+    res = assistant.suggest_text(args.text)
+    if args.json:
+        out = {
+            "query": res.query,
+            "keywords": res.keywords,
+            "confident": res.confident,
+            "passages": [p.model_dump(mode="json") for p in res.passages],
+            "draft": res.draft.model_dump(mode="json"),
+            "latency": res.latency.model_dump(mode="json"),
+        }
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    print(f"질의(마스킹): {res.query}")
+    print(f"키워드: {', '.join(res.keywords) or '-'}")
+    print("근거:")
+    for i, p in enumerate(res.passages, 1):
+        print(f"  [{i}] {p.citation}  score={p.score:.3f}  {p.snippet[:80]}")
+    if not res.passages:
+        print("  (없음)")
+    print(f"답변 초안 ({res.draft.generator}):")
+    if res.draft.abstained:
+        print(f"  {res.draft.abstain_reason}")
+    ids = {p.passage_id: i for i, p in enumerate(res.passages, 1)}
+    for s in res.draft.sentences:
+        refs = "".join(f"[{ids.get(c, '?')}]" for c in s.citations)
+        print(f"  {s.text} {refs}")
+    lat = res.latency
+    print(
+        f"지연(ms): 마스킹 {lat.masking_ms} · 키워드 {lat.keywords_ms} · 검색 {lat.retrieval_ms} · "
+        f"초안 {lat.draft_ms} · 합계 {lat.total_ms}"
+    )
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from .evaluate import call_turns
+    from .summary import Summarizer
+
+    calls = [json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.call:
+        calls = [c for c in calls if c.get("id") == args.call]
+        if not calls:
+            print(f"no call {args.call!r} in {args.file}", file=sys.stderr)
+            return 1
+    summarizer = Summarizer(_assistant(index=args.index))
+    outs = []
+    for call in calls:
+        if "turns" not in call:
+            print(f"line without 'turns' in {args.file}", file=sys.stderr)
+            return 1
+        parts = summarizer.summarize(call_turns(call))
+        d = {
+            "call_id": call.get("id"),
+            "category": parts.category,
+            "call_reason": parts.call_reason,
+            "key_facts": parts.key_facts,
+            "counselor_answers": parts.counselor_answers,
+            "actions": [{"kind": a.kind.value, "text": a.text} for a in parts.actions],
+            "regulations_cited": parts.regulations_cited,
+            "entities": parts.entities,
+            "keywords": parts.keywords,
+            "generator": parts.generator,
+            "latency_ms": parts.latency_ms,
+        }
+        outs.append(d)
+    if args.json:
+        for d in outs:
+            print(json.dumps(d, ensure_ascii=False))
+        return 0
+    for d in outs:
+        print(f"== {d['call_id']}  [{d['category']}]")
+        print(f"사유: {d['call_reason']}")
+        for f in d["key_facts"]:
+            print(f"  · {f}")
+        print("상담 안내:")
+        for a in d["counselor_answers"]:
+            print(f"  - {a}")
+        print("조치: " + "; ".join(f"[{a['kind']}] {a['text']}" for a in d["actions"]))
+        print("근거 규정: " + ", ".join(d["regulations_cited"]))
+        print("개체: " + json.dumps(d["entities"], ensure_ascii=False))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_table
+
+    result = evaluate(_assistant(args.generator, args.index), args.files)
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from streaming.kafka import install_signal_handlers
+    from streaming.logs import setup_logging
+    from streaming.settings import KafkaSettings
+
+    from .assistant import Assistant
+    from .health import HealthServer
+    from .service import AssistService
+    from .settings import AssistSettings
+
+    setup_logging("assist")
+    settings = AssistSettings()
+    instance = args.instance or f"{socket.gethostname()}-{os.getpid()}"
+    state: dict[str, Any] = {"service": None}
+
+    def ready() -> tuple[bool, dict[str, object]]:
+        svc = state["service"]
+        if svc is None:
+            return False, {"instance": instance, "loading": True}
+        return svc.ready()
+
+    health = HealthServer(settings.health_host, settings.health_port, ready).start()
+    assistant = Assistant.open(settings)
+    service = AssistService(assistant, settings, KafkaSettings(), instance=instance)
+    state["service"] = service
+    install_signal_handlers(service.stop)
+    try:
+        service.run()
+    finally:
+        service.producer.close()
+        health.stop()
+    return 0

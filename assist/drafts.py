@@ -1,0 +1,280 @@
+"""Draft answers behind one interface: ``grounded`` (deterministic, extractive) and ``llm``.
+
+Both return a :class:`streaming.events.DraftAnswer` whose every sentence cites a retrieved
+``passage_id``; below the knowledge base's confidence threshold they abstain and say so.
+
+- :class:`GroundedGenerator` picks, in each of the best passages, the sentence (or 호 item) that shares
+  most weighted query terms, rewrites it into the counselor register (``~하여서는 아니 된다`` →
+  ``~하시면 안 됩니다``) and names the source (``도로교통법 제32조에 따르면 …``).
+- :class:`LlmGenerator` prompts an OpenAI-compatible chat endpoint with numbered passages, parses
+  the ``[n]`` markers, keeps only the sentences the :class:`~assist.citations.CitationChecker`
+  finds supported, and falls back to ``grounded`` on a timeout, an error or an empty result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import httpx
+
+from streaming.events import DraftAnswer, DraftSentence
+
+from .citations import CitationChecker
+from .settings import AssistSettings
+from .text import Unit, drop_parentheticals, mentions, split_sentences, split_units, to_counselor_register
+
+log = logging.getLogger("dasan.assist.drafts")
+
+ABSTAIN_TEXT = "관련 규정을 찾지 못했습니다. 확인이 필요한 내용이라 담당 부서 안내나 이관을 권해 드립니다."
+_LIST_INTRO = re.compile(r"다음 각 (?:호|목)")
+_LIST_REWRITES = (
+    (re.compile(r"다음 각 (?:호|목)의 어느 하나에 해당하는"), "아래에 해당하는"),
+    (re.compile(r"다음 각 (?:호|목)의"), "아래의"),
+    (re.compile(r"다음 각 (?:호|목)"), "아래"),
+)
+
+
+def _rewrite_list_intro(text: str) -> str:
+    for pat, rep in _LIST_REWRITES:
+        text = pat.sub(rep, text)
+    return text
+
+
+class Hit(Protocol):
+    """What a draft needs of a search hit (``assist.knowledge.SearchHit`` has it)."""
+
+    passage_id: str
+    doc_id: str
+    citation: str
+    law_name: str
+    article_no: str
+    article_title: str | None
+    text: str
+    score: float
+
+
+class DraftGenerator(Protocol):
+    name: str
+
+    def draft(self, query: str, hits: Sequence[Hit], confident: bool) -> DraftAnswer: ...
+
+
+def abstention(generator: str, reason: str = ABSTAIN_TEXT) -> DraftAnswer:
+    return DraftAnswer(generator=generator, sentences=[], abstained=True, abstain_reason=reason)
+
+
+class GroundedGenerator:
+    name = "grounded"
+
+    def __init__(
+        self,
+        content_morphemes_many: Callable[[list[str]], list[list[str]]],
+        idf: Callable[[str], float],
+        settings: AssistSettings | None = None,
+    ) -> None:
+        self.morphs = content_morphemes_many
+        self.idf = idf
+        self.settings = settings or AssistSettings()
+
+    def _score_units(self, query_terms: dict[str, float], units: list[Unit]) -> list[float]:
+        toks = self.morphs([u.text for u in units])
+        out = []
+        for u, t in zip(units, toks, strict=True):
+            ts = set(t)
+            hit = sum(w for term, w in query_terms.items() if term in ts)
+            # short items and sentences are easier to say: mild length normalisation
+            score = hit / math.sqrt(max(len(t), 4) / 4) + (0.01 if u.kind == "sentence" else 0.0)
+            if u.text.startswith("다만"):  # an exception is worth saying only after the rule
+                score *= 0.6
+            out.append(score)
+        return out
+
+    def select(self, query: str, hits: Sequence[Hit]) -> list[tuple[Hit, list[str]]]:
+        """For each passage drafted from, the statute sentences chosen (in reading order)."""
+        s = self.settings
+        if not hits:
+            return []
+        top = hits[0].score
+        chosen = [
+            h for h in hits[: s.draft_passages] if h.score >= s.draft_relative_score * top or h is hits[0]
+        ]
+        qtoks = self.morphs([query])[0]
+        query_terms = {t: max(self.idf(t), 0.05) for t in qtoks if len(t) > 1 or t.isdigit()}
+        out: list[tuple[Hit, list[str]]] = []
+        for hit in chosen:
+            units = split_units(hit.text)
+            if not units:
+                continue
+            scores = self._score_units(query_terms, units)
+            best = max(range(len(units)), key=lambda i: scores[i])
+            if scores[best] <= 0 and hit is not hits[0]:
+                continue
+            u = units[best]
+            picked: list[str] = []
+            if u.kind == "item":
+                intro = units[u.parent].text if u.parent is not None else ""
+                if intro:
+                    picked.append(intro)
+                picked.append("ITEM:" + u.text)
+            else:
+                picked.append(u.text)
+                if _LIST_INTRO.search(u.text):
+                    items = [i for i, x in enumerate(units) if x.kind == "item" and x.parent == best]
+                    if items:
+                        bi = max(items, key=lambda i: scores[i])
+                        if scores[bi] > 0.01:
+                            picked.append("ITEM:" + units[bi].text)
+            out.append((hit, picked))
+        return out
+
+    def draft(self, query: str, hits: Sequence[Hit], confident: bool) -> DraftAnswer:
+        if not hits or (self.settings.abstain and not confident):
+            return abstention(self.name)
+        sentences: list[DraftSentence] = []
+        for hit, picked in self.select(query, hits):
+            first = True
+            for raw in picked:
+                if raw.startswith("ITEM:"):
+                    item = drop_parentheticals(raw[5:]).rstrip(".;, ")
+                    text = f"여기에는 '{item}' 항목이 포함됩니다."
+                else:
+                    body = to_counselor_register(_rewrite_list_intro(raw))
+                    text = f"{mentions(hit.law_name, hit.article_no)}, {body}" if first else body
+                    first = False
+                sentences.append(DraftSentence(text=text, citations=[hit.passage_id]))
+                if len(sentences) >= self.settings.draft_max_sentences:
+                    break
+            if len(sentences) >= self.settings.draft_max_sentences:
+                break
+        if not sentences:
+            return abstention(self.name)
+        return DraftAnswer(generator=self.name, sentences=sentences)
+
+
+# --------------------------------------------------------------------------- llm
+
+SYSTEM_PROMPT = (
+    "당신은 서울 120다산콜센터 상담사를 돕는 보조입니다. 아래 번호가 붙은 근거 조문만 사용해 시민에게 "
+    "바로 말할 수 있는 짧은 존댓말 문장 2~4개로 답변 초안을 쓰세요. 모든 문장 끝에 근거 번호를 [1]처럼 "
+    "붙이고, 근거에 없는 내용(전화번호, 기관 이름, 금액, 기간)은 쓰지 마세요. 근거로 답할 수 없으면 "
+    "'관련 근거를 찾지 못했습니다.'라고만 쓰세요."
+)
+_MARK = re.compile(r"\[(\d{1,2})\]")
+
+
+def build_messages(query: str, hits: Sequence[Hit], max_chars: int = 700) -> list[dict[str, str]]:
+    blocks = []
+    for i, h in enumerate(hits, 1):
+        body = drop_parentheticals(h.text)[:max_chars]
+        blocks.append(f"[{i}] {h.citation}\n{body}")
+    user = "근거 조문:\n" + "\n\n".join(blocks) + f"\n\n시민의 말: {query}\n\n답변 초안:"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_cited_sentences(answer: str, n_passages: int) -> list[tuple[str, list[int]]]:
+    """Sentences of a model answer with the passage numbers each cites (1-based)."""
+    out: list[tuple[str, list[int]]] = []
+    # 'sentence. [1]' → 'sentence [1].' so the marker stays with its sentence
+    answer = re.sub(
+        r"([.?!])\s*((?:\[\d{1,2}\]\s*)+)", lambda m: " " + m.group(2).strip() + m.group(1) + " ", answer
+    )
+    for line in answer.splitlines():
+        for sent in split_sentences(line.strip()):
+            nums = [int(x) for x in _MARK.findall(sent) if 1 <= int(x) <= n_passages]
+            text = _MARK.sub("", sent).strip()
+            text = re.sub(r"\s+([.?!])", r"\1", text)
+            if text:
+                out.append((text, list(dict.fromkeys(nums))))
+    return out
+
+
+class LlmGenerator:
+    name = "llm"
+
+    def __init__(
+        self,
+        settings: AssistSettings,
+        checker: CitationChecker,
+        fallback: GroundedGenerator,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self.checker = checker
+        self.fallback = fallback
+        headers = {}
+        if settings.llm_api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
+        self.client = client or httpx.Client(
+            base_url=settings.llm_base_url.rstrip("/"), timeout=settings.llm_timeout_s, headers=headers
+        )
+        self.fallbacks = 0
+        self.dropped_sentences = 0
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        s = self.settings
+        resp = self.client.post(
+            "/chat/completions",
+            json={
+                "model": s.llm_model,
+                "messages": messages,
+                "max_tokens": s.llm_max_tokens,
+                "temperature": s.llm_temperature,
+                "stream": False,
+            },
+        )
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return str(data["choices"][0]["message"]["content"] or "")
+
+    def _fallback(self, query: str, hits: Sequence[Hit], confident: bool, why: str) -> DraftAnswer:
+        self.fallbacks += 1
+        log.warning("llm draft fell back to grounded", extra={"reason": why})
+        ans = self.fallback.draft(query, hits, confident)
+        return ans.model_copy(update={"generator": "grounded(llm-fallback)"})
+
+    def draft(self, query: str, hits: Sequence[Hit], confident: bool) -> DraftAnswer:
+        if not hits or (self.settings.abstain and not confident):
+            return abstention(self.name)
+        # the model sees a few passages to choose from; the citation check keeps it honest
+        use = list(hits[: max(self.settings.draft_passages, 3)])
+        try:
+            answer = self.complete(build_messages(query, use))
+        except (httpx.HTTPError, KeyError, IndexError, ValueError, TypeError) as exc:
+            return self._fallback(query, hits, confident, repr(exc))
+        kept: list[DraftSentence] = []
+        for text, nums in parse_cited_sentences(answer, len(use)):
+            if not nums:
+                self.dropped_sentences += 1
+                continue
+            ok_ids = []
+            for n in nums:
+                h = use[n - 1]
+                if self.checker.check(text, h.text, h.passage_id, f"{h.citation}").supported:
+                    ok_ids.append(h.passage_id)
+            if ok_ids:
+                kept.append(DraftSentence(text=text, citations=ok_ids))
+            else:
+                self.dropped_sentences += 1
+            if len(kept) >= self.settings.draft_max_sentences:
+                break
+        if not kept:
+            if "찾지 못했" in answer:
+                return abstention(self.name)
+            return self._fallback(query, hits, confident, "no supported sentence")
+        return DraftAnswer(generator=self.name, sentences=kept)
+
+
+def make_generator(
+    settings: AssistSettings, kb: Any, checker: CitationChecker | None = None
+) -> DraftGenerator:
+    grounded = GroundedGenerator(kb.analyzer.content_morphemes_many, kb.idf, settings)
+    if settings.generator == "grounded":
+        return grounded
+    checker = checker or CitationChecker.for_kb(
+        kb, settings.support_lexical_min, settings.support_embedding_min
+    )
+    return LlmGenerator(settings, checker, grounded)

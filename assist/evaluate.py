@@ -1,0 +1,233 @@
+"""``dasan eval assist``: keywords, drafts, abstention and summaries against labelled files.
+
+Reads files in the format of ``../shared/eval-dev/utterances.jsonl`` (one caller utterance each) and
+``../shared/eval-dev/calls.jsonl`` (whole calls with a reference summary); a line with ``turns`` is a
+call, any other line an utterance.
+
+Measures (utterances):
+- keyword precision / recall / F1, micro-averaged; a predicted and a labelled keyword match when,
+  without spaces, they are equal or one contains the other (``수도계량기`` ~ ``계량기``);
+- citation precision: share of the draft's cited articles that are labelled relevant (in scope);
+- unsupported-sentence rate: draft sentences the citation checker finds unsupported by the passage
+  they cite;
+- abstention: share of out-of-scope utterances answered with an abstention and no citation, and
+  share of in-scope ones wrongly abstained on;
+- category accuracy of the taxonomy classifier against the labelled topic; Hit@5 of the passages.
+Measures (calls): summary category accuracy (reference: the taxonomy category the call's topic line
+names first), key-fact recall (a reference fact counts as covered when half of its content words are
+in the summary), regulations-cited precision / recall / Jaccard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streaming.events import Channel
+
+from .assistant import Assistant
+from .citations import CitationChecker
+from .summary import Summarizer, Turn
+from .taxonomy import OTHER, category_from_label, classify
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", "", s)
+
+
+def keyword_match(pred: str, gold: str) -> bool:
+    p, g = _norm(pred), _norm(gold)
+    return p == g or (min(len(p), len(g)) >= 2 and (p in g or g in p))
+
+
+def load_items(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    utterances, calls = [], []
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            (calls if "turns" in item else utterances).append(item)
+    return utterances, calls
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def evaluate_utterances(
+    assistant: Assistant, items: list[dict[str, Any]], checker: CitationChecker
+) -> dict[str, Any]:
+    kp = kpm = kg = kgm = 0
+    cites = cites_ok = 0
+    sentences = unsupported = 0
+    oos = oos_ok = ins = ins_abst = 0
+    cat_n = cat_ok = 0
+    hit5 = 0
+    latencies = []
+    per_item = []
+    for item in items:
+        res = assistant.suggest_text(item["utterance"], call_id=item.get("id", "eval"))
+        latencies.append(res.latency.total_ms)
+        gold_kw = item.get("keywords", [])
+        kp += len(res.keywords)
+        kpm += sum(1 for p in res.keywords if any(keyword_match(p, g) for g in gold_kw))
+        kg += len(gold_kw)
+        kgm += sum(1 for g in gold_kw if any(keyword_match(p, g) for p in res.keywords))
+        relevant = set(item.get("relevant_article_ids", []))
+        by_pid = {p.passage_id: p for p in res.passages}
+        hits_by_pid = {h.passage_id: h for h in res.hits}
+        cited_docs = []
+        for sent in res.draft.sentences:
+            sentences += 1
+            supported = False
+            for pid in sent.citations:
+                h = hits_by_pid.get(pid)
+                if h is not None:
+                    cited_docs.append(h.doc_id)
+                    if checker.check(sent.text, h.text, pid, h.citation).supported:
+                        supported = True
+            unsupported += 0 if supported else 1
+        cited = list(dict.fromkeys(cited_docs))
+        if relevant:
+            ins += 1
+            ins_abst += 1 if res.draft.abstained else 0
+            cites += len(cited)
+            cites_ok += sum(1 for d in cited if d in relevant)
+            hit5 += 1 if relevant & {p.doc_id for p in by_pid.values()} else 0
+        else:
+            oos += 1
+            oos_ok += 1 if (res.draft.abstained and not cited) else 0
+        if item.get("topic"):
+            votes = [[(h.law_name, h.topics, 1.0 if res.confident else 0.3) for h in res.hits]]
+            cat = classify([res.query], votes)
+            cat_n += 1
+            cat_ok += 1 if cat == category_from_label(item["topic"]) else 0
+        per_item.append(
+            {
+                "id": item.get("id"),
+                "keywords": res.keywords,
+                "cited": cited,
+                "relevant": sorted(relevant),
+                "abstained": res.draft.abstained,
+            }
+        )
+    p = _ratio(kpm, kp)
+    r = _ratio(kgm, kg)
+    f1 = round(2 * p * r / (p + r), 4) if p and r else 0.0
+    latencies.sort()
+    return {
+        "items": len(items),
+        "keywords": {"precision": p, "recall": r, "f1": f1},
+        "citation_precision": _ratio(cites_ok, cites),
+        "citations": cites,
+        "unsupported_sentence_rate": _ratio(unsupported, sentences),
+        "draft_sentences": sentences,
+        "out_of_scope": {"n": oos, "abstained_correctly": _ratio(oos_ok, oos)},
+        "in_scope": {"n": ins, "abstained_wrongly": _ratio(ins_abst, ins), "hit_at_5": _ratio(hit5, ins)},
+        "category_accuracy": _ratio(cat_ok, cat_n),
+        "latency_ms_p50": latencies[len(latencies) // 2] if latencies else None,
+        "per_item": per_item,
+    }
+
+
+def call_turns(call: dict[str, Any]) -> list[Turn]:
+    return [
+        Turn(Channel.caller if t["speaker"] in ("citizen", "caller") else Channel.counselor, t["text"])
+        for t in call["turns"]
+    ]
+
+
+def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    summarizer = Summarizer(assistant)
+    morphs = assistant.kb.analyzer.content_morphemes
+    cat_ok = facts = facts_ok = 0
+    reg_p = reg_r = reg_j = 0.0
+    per_call = []
+    for call in calls:
+        ref = call["reference_summary"]
+        out = summarizer.summarize(call_turns(call))
+        expected = category_from_label(call.get("topic", ""))
+        cat_ok += 1 if out.category == expected and expected != OTHER else 0
+        text = " ".join(
+            [out.call_reason, *out.key_facts, *out.counselor_answers, *(a.text for a in out.actions)]
+        )
+        have = set(morphs(text)) | set(_norm(text))
+        covered = 0
+        for fact in ref.get("key_facts", []):
+            terms = [t for t in morphs(fact) if len(t) > 1 or t.isdigit()]
+            if terms and sum(1 for t in terms if t in have) / len(terms) >= 0.5:
+                covered += 1
+        facts += len(ref.get("key_facts", []))
+        facts_ok += covered
+        gold, pred = set(ref.get("regulations_cited", [])), set(out.regulations_cited)
+        inter = len(gold & pred)
+        reg_p += inter / len(pred) if pred else 0.0
+        reg_r += inter / len(gold) if gold else 0.0
+        reg_j += inter / len(gold | pred) if gold | pred else 0.0
+        per_call.append(
+            {
+                "id": call.get("id"),
+                "category": out.category,
+                "expected_category": expected,
+                "key_facts_covered": f"{covered}/{len(ref.get('key_facts', []))}",
+                "regulations": sorted(pred),
+                "reference_regulations": sorted(gold),
+            }
+        )
+    n = len(calls)
+    return {
+        "calls": n,
+        "category_accuracy": _ratio(cat_ok, n),
+        "key_fact_recall": _ratio(facts_ok, facts),
+        "regulations": {
+            "precision": round(reg_p / n, 4) if n else None,
+            "recall": round(reg_r / n, 4) if n else None,
+            "jaccard": round(reg_j / n, 4) if n else None,
+        },
+        "per_call": per_call,
+    }
+
+
+def evaluate(assistant: Assistant, paths: Sequence[Path]) -> dict[str, Any]:
+    utterances, calls = load_items(paths)
+    s = assistant.settings
+    checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
+    out: dict[str, Any] = {"generator": s.generator, "kb": assistant.kb.info()}
+    if utterances:
+        out["utterances"] = evaluate_utterances(assistant, utterances, checker)
+    if calls:
+        out["calls"] = evaluate_calls(assistant, calls)
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"generator: {result['generator']}  (kb: {result['kb'].get('passages')} passages, dense={result['kb'].get('dense')})"
+    ]
+    u = result.get("utterances")
+    if u:
+        k = u["keywords"]
+        lines += [
+            f"utterances: {u['items']}",
+            f"  keywords            P {k['precision']}  R {k['recall']}  F1 {k['f1']}",
+            f"  citation precision  {u['citation_precision']}  ({u['citations']} cited articles)",
+            f"  unsupported rate    {u['unsupported_sentence_rate']}  ({u['draft_sentences']} sentences)",
+            f"  out of scope        {u['out_of_scope']['abstained_correctly']} abstained correctly (n={u['out_of_scope']['n']})",
+            f"  in scope            {u['in_scope']['abstained_wrongly']} abstained wrongly, hit@5 {u['in_scope']['hit_at_5']} (n={u['in_scope']['n']})",
+            f"  category accuracy   {u['category_accuracy']}",
+            f"  latency p50 (ms)    {u['latency_ms_p50']}",
+        ]
+    c = result.get("calls")
+    if c:
+        r = c["regulations"]
+        lines += [
+            f"calls: {c['calls']}",
+            f"  category accuracy   {c['category_accuracy']}",
+            f"  key-fact recall     {c['key_fact_recall']}",
+            f"  regulations         P {r['precision']}  R {r['recall']}  Jaccard {r['jaccard']}",
+        ]
+    return "\n".join(lines)

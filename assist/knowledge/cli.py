@@ -1,0 +1,188 @@
+"""``dasan kb build|update|search|info`` and ``dasan eval retrieval`` (registered by assist/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: Any, groups: dict[str, Any]) -> None:
+    kb = sub.add_parser("kb", help="Build, update and search the regulation knowledge base")
+    kb_sub = kb.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
+
+    p = kb_sub.add_parser("build", help="Build the index for the configured corpus (with a progress bar)")
+    p.add_argument(
+        "--corpus", nargs="*", help="JSONL files (default: DASAN_KB_CORPUS_PATHS or the shared corpus)"
+    )
+    p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
+    p.set_defaults(func=cmd_build, reuse=False)
+
+    p = kb_sub.add_parser("update", help="Rebuild for a changed corpus, re-embedding only changed passages")
+    p.add_argument(
+        "--corpus", nargs="*", help="JSONL files (default: DASAN_KB_CORPUS_PATHS or the shared corpus)"
+    )
+    p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
+    p.set_defaults(func=cmd_build, reuse=True)
+
+    p = kb_sub.add_parser("search", help="Search the knowledge base")
+    p.add_argument("query", help="The question, in Korean")
+    p.add_argument("--top-k", type=int, default=5, help="How many articles to show")
+    p.add_argument("--method", choices=["hybrid", "bm25", "dense", "bm25_ws"], default="hybrid")
+    p.add_argument("--law", action="append", default=[], help="Only this law (repeatable)")
+    p.add_argument("--jurisdiction", action="append", default=[], help="Only this jurisdiction (repeatable)")
+    p.add_argument("--applies-in", help="Only rules that apply in this place, e.g. '서울특별시 송파구'")
+    p.add_argument("--topic", action="append", default=[], help="Only this topic tag (repeatable)")
+    p.add_argument("--as-of", help="Effective-date rule for this day (YYYY-MM-DD, default today)")
+    p.add_argument("--json", action="store_true", help="Print JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = kb_sub.add_parser("info", help="Show the built index (size, settings, memory)")
+    p.add_argument("--json", action="store_true", help="Print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = groups["eval"].add_parser("retrieval", help="Recall, MRR and nDCG of each retrieval method")
+    p.add_argument("file", help="Labelled JSONL (format of eval-dev/utterances.jsonl)")
+    p.add_argument("--json", action="store_true", help="Print JSON")
+    p.add_argument("--per-item", action="store_true", help="Include per-item rankings in the JSON")
+    p.add_argument(
+        "--noisy", action="store_true", help="Also evaluate ASR-like noisy variants of the utterances"
+    )
+    p.set_defaults(func=cmd_eval_retrieval)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from .settings import KnowledgeSettings
+
+    update: dict[str, Any] = {}
+    if getattr(args, "corpus", None):
+        update["corpus_paths"] = [Path(p) for p in args.corpus]
+    if getattr(args, "bm25_only", False):
+        update["dense_enabled"] = False
+    return KnowledgeSettings().model_copy(update=update)
+
+
+def _open(settings: Any) -> Any:
+    from .dense import DenseModelMissing
+    from .kb import KnowledgeBase
+
+    try:
+        return KnowledgeBase.open(settings, progress=sys.stderr.isatty())
+    except DenseModelMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import time
+
+    from .dense import DenseModelMissing
+    from .kb import KnowledgeBase
+
+    settings = _settings(args)
+    t0 = time.perf_counter()
+    try:
+        reuse = KnowledgeBase.latest(settings) if args.reuse else None
+        kb = KnowledgeBase.build(None, settings, progress=True, reuse=reuse)
+    except DenseModelMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    path = kb.save()
+    print(
+        f"built {kb.info()['passages']} passages from {len(kb.records)} records in {time.perf_counter() - t0:.1f} s"
+    )
+    print(f"index: {path}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .models import SearchFilters
+
+    kb = _open(_settings(args))
+    if kb is None:
+        return 1
+    filters = SearchFilters(
+        law_names=args.law,
+        jurisdictions=args.jurisdiction,
+        applies_in=args.applies_in,
+        topics=args.topic,
+        **({"as_of": date.fromisoformat(args.as_of)} if args.as_of else {}),
+    )
+    hits = kb.search(args.query, top_k=args.top_k, filters=filters, method=args.method)
+    confident = kb.is_confident(hits)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": args.query,
+                    "confident": confident,
+                    "hits": [h.model_dump(mode="json") for h in hits],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0
+    if not hits:
+        print("no passage found")
+        return 0
+    if not confident:
+        print("(low confidence: below the abstention threshold, a counselor would not be shown these)")
+    for n, h in enumerate(hits, 1):
+        ranks = ", ".join(f"{k} #{v}" for k, v in h.ranks.items())
+        print(f"{n}. {h.citation}  [{h.doc_id}]  score {h.score:.3f} ({ranks})")
+        print(f"   {h.snippet}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    import psutil
+
+    proc = psutil.Process(os.getpid())
+    rss0 = proc.memory_info().rss
+    t0 = time.perf_counter()
+    kb = _open(_settings(args))
+    if kb is None:
+        return 1
+    info = kb.info()
+    info["load_seconds"] = round(time.perf_counter() - t0, 2)
+    info["memory_mb"] = round((proc.memory_info().rss - rss0) / 2**20, 1)
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>20}: {v}")
+    return 0
+
+
+def cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_table, load_items
+
+    kb = _open(_settings(args))
+    if kb is None:
+        return 1
+    items = load_items(args.file)
+    report = evaluate(kb, items)
+    noisy = evaluate(kb, items, noisy=True) if args.noisy else None
+    if args.json:
+        if not args.per_item:
+            report.pop("per_item", None)
+            if noisy:
+                noisy.pop("per_item", None)
+        if noisy:
+            report["noisy"] = noisy
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(format_table(report))
+        if noisy:
+            print("\nASR-like noisy variants (no punctuation, broken/joined words, misspellings):")
+            print(format_table(noisy))
+    return 0

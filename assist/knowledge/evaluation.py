@@ -1,0 +1,160 @@
+"""Retrieval evaluation on a labelled file (format of ../shared/eval-dev/utterances.jsonl).
+
+An article counts as found when any of its passages is retrieved (hits are one per article).
+In-scope items (with relevant ids): Recall@1/5/10, MRR@10, nDCG@10 (binary gains) per method.
+Out-of-scope items (no relevant ids): how often the top hit would still be shown, given the
+knowledge base's confidence rule (:meth:`KnowledgeBase.is_confident`); the in-scope side of the same
+rule is reported too (how often a correct answer would be withheld).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .kb import KnowledgeBase
+
+
+class EvalItem(BaseModel):
+    id: str
+    utterance: str
+    relevant_article_ids: list[str] = Field(default_factory=list)
+    topic: str | None = None
+
+
+def load_items(path: Path | str) -> list[EvalItem]:
+    items = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                items.append(EvalItem.model_validate(json.loads(line)))
+    return items
+
+
+_ASR_CONFUSIONS = [("료", "로"), ("깎", "깍"), ("됐", "됬"), ("않", "안"), ("의", "에"), ("세요", "새요")]
+
+
+def asr_noise(text: str, seed: int = 0) -> str:
+    """A recognised-speech-like variant: no punctuation, broken and joined words, common misspellings.
+
+    Deterministic for a seed. Mimics what Whisper does to phone Korean (``대형 폐기 물``, ``과태로``).
+    """
+    import random
+    import re
+
+    rng = random.Random(f"{seed}:{text}")
+    words = re.sub(r"[.,?!…~\"'“”‘’]", " ", text).split()
+    out: list[str] = []
+    for w in words:
+        for a, b in _ASR_CONFUSIONS:
+            if a in w and rng.random() < 0.5:
+                w = w.replace(a, b)
+        if len(w) >= 4 and rng.random() < 0.2:
+            cut = rng.randint(1, len(w) - 1)
+            out.extend([w[:cut], w[cut:]])
+        elif out and rng.random() < 0.2:
+            out[-1] += w
+        else:
+            out.append(w)
+    return " ".join(out)
+
+
+def metrics_for(ranked: list[list[str]], relevant: list[list[str]]) -> dict[str, float]:
+    n = len(ranked)
+    if n == 0:
+        return {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0, "n": 0}
+    out = {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0}
+    for docs, rel in zip(ranked, relevant, strict=True):
+        rels = set(rel)
+        for k in (1, 5, 10):
+            # recall: share of the relevant articles found in the top k
+            out[f"R@{k}"] += len(rels.intersection(docs[:k])) / len(rels)
+        rr = next((1.0 / (i + 1) for i, d in enumerate(docs[:10]) if d in rels), 0.0)
+        out["MRR@10"] += rr
+        dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(docs[:10]) if d in rels)
+        idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(rels), 10)))
+        out["nDCG@10"] += dcg / idcg if idcg else 0.0
+    res: dict[str, float] = {k: round(v / n, 4) for k, v in out.items()}
+    res["n"] = n
+    return res
+
+
+def evaluate(
+    kb: KnowledgeBase, items: list[EvalItem], methods: list[str] | None = None, noisy: bool = False
+) -> dict[str, Any]:
+    """Per-method metrics for in-scope items and the abstention figures for out-of-scope ones.
+
+    ``noisy``: evaluate ASR-like variants of the utterances (:func:`asr_noise`) instead.
+    """
+    if noisy:
+        items = [it.model_copy(update={"utterance": asr_noise(it.utterance)}) for it in items]
+    if methods is None:
+        methods = ["bm25_ws", "bm25", "dense", "hybrid"] if kb.dense is not None else ["bm25_ws", "bm25"]
+    queries = [it.utterance for it in items]
+    qvecs = kb.encode_queries(queries) if kb.dense is not None else None
+    in_scope = [i for i, it in enumerate(items) if it.relevant_article_ids]
+    oos = [i for i, it in enumerate(items) if not it.relevant_article_ids]
+    report: dict[str, Any] = {"items": len(items), "in_scope": len(in_scope), "out_of_scope": len(oos)}
+    table: dict[str, dict[str, float]] = {}
+    per_item: dict[str, list[list[str]]] = {}
+    hybrid_hits = None
+    for m in methods:
+        vecs = qvecs if m in ("dense", "hybrid") else None
+        hits = kb._search(queries, 10, None, m, vecs)
+        if m == "hybrid" or (hybrid_hits is None and m == methods[-1]):
+            hybrid_hits = hits
+        ranked = [[h.doc_id for h in hits[i]] for i in in_scope]
+        per_item[m] = ranked
+        table[m] = metrics_for(ranked, [items[i].relevant_article_ids for i in in_scope])
+    report["methods"] = table
+    assert hybrid_hits is not None
+    shown_oos = [items[i].id for i in oos if kb.is_confident(hybrid_hits[i])]
+    withheld = [items[i].id for i in in_scope if not kb.is_confident(hybrid_hits[i])]
+    top_scores = [
+        round(hybrid_hits[i][0].scores.get("dense", hybrid_hits[i][0].score), 4) if hybrid_hits[i] else None
+        for i in range(len(items))
+    ]
+    report["abstention"] = {
+        "rule": "top hit dense cosine >= threshold"
+        if kb.dense is not None
+        else "top BM25 score >= threshold",
+        "threshold": kb.settings.abstain_threshold
+        if kb.dense is not None
+        else kb.settings.abstain_bm25_threshold,
+        "out_of_scope_shown": len(shown_oos),
+        "out_of_scope_total": len(oos),
+        "out_of_scope_shown_ids": shown_oos,
+        "in_scope_withheld": len(withheld),
+        "in_scope_withheld_ids": withheld,
+    }
+    report["per_item"] = [
+        {
+            "id": items[i].id,
+            "relevant": items[i].relevant_article_ids,
+            "top_score": top_scores[i],
+            **{m: per_item[m][j][:5] for m in methods},
+        }
+        for j, i in enumerate(in_scope)
+    ]
+    report["oos_top_scores"] = {items[i].id: top_scores[i] for i in oos}
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    names = {"bm25_ws": "BM25 whitespace", "bm25": "BM25 morphemes", "dense": "dense", "hybrid": "hybrid"}
+    cols = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
+    lines = [f"in scope: {report['in_scope']} items, out of scope: {report['out_of_scope']}", ""]
+    lines.append(f"{'method':<18}" + "".join(f"{c:>9}" for c in cols))
+    for m, row in report["methods"].items():
+        lines.append(f"{names.get(m, m):<18}" + "".join(f"{row[c]:>9.3f}" for c in cols))
+    a = report["abstention"]
+    lines.append("")
+    lines.append(
+        f"out of scope: {a['out_of_scope_shown']}/{a['out_of_scope_total']} would still be shown a source "
+        f"({a['rule']}, threshold {a['threshold']}); in scope withheld: {a['in_scope_withheld']}/{report['in_scope']}"
+    )
+    return "\n".join(lines)

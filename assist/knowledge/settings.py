@@ -1,0 +1,93 @@
+"""Settings of the knowledge base (environment variables ``DASAN_KB_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streaming import paths
+
+
+def _default_corpus() -> list[Path]:
+    return [paths.shared_dir() / "corpus" / "regulations.jsonl"]
+
+
+def _default_index_dir() -> Path:
+    return paths.var_dir() / "kb"
+
+
+def _default_model_path() -> Path:
+    return paths.model_dir() / "embeddinggemma-300m"
+
+
+class KnowledgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DASAN_KB_", extra="ignore")
+
+    corpus_paths: list[Path] = Field(
+        default_factory=_default_corpus,
+        description="JSONL files of regulation records (same schema as ../shared/corpus/regulations.jsonl)",
+    )
+    index_dir: Path = Field(
+        default_factory=_default_index_dir, description="Folder holding built indexes, one per content hash"
+    )
+    embedding_model_path: Path = Field(
+        default_factory=_default_model_path, description="sentence-transformers folder of EmbeddingGemma-300M"
+    )
+    dense_enabled: bool = Field(default=True, description="Use the dense (embedding) side; False: BM25 only")
+    dense_backend: Literal["torch", "int8", "onnx"] = Field(
+        default="int8",
+        description="torch: fp32; int8: dynamic int8 quantisation of the linear layers; onnx: ONNX Runtime",
+    )
+    dense_unit: Literal["article", "passage"] = Field(
+        default="article",
+        description="article: one vector per article (title + lead, fast build), scoring all its passages; "
+        "passage: one vector per passage",
+    )
+    max_seq_length: int = Field(default=64, ge=16, description="Token cap of an embedded article/passage")
+    query_max_length: int = Field(default=64, ge=8, description="Token cap of an embedded query")
+    doc_title_in_prompt: bool = Field(
+        default=True, description="Embed passages as 'title: <law> <article title> | text: <passage>'"
+    )
+    embed_batch_size: int = Field(default=16, ge=1, description="Passages per embedding batch at build time")
+    threads: int = Field(default=2, ge=1, description="torch / ONNX Runtime intra-op threads")
+
+    passage_max_chars: int = Field(
+        default=400, ge=50, description="Articles longer than this are split into passages at 항 boundaries"
+    )
+    passage_min_chars: int = Field(default=120, ge=0, description="Short 항 are merged with the next one")
+
+    bm25_k1: float = Field(default=1.2, gt=0, description="BM25 k1")
+    bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 b")
+    query_expansion: bool = Field(default=True, description="Add legal terms for colloquial words in queries")
+    dense_query_expansion: bool = Field(
+        default=True, description="Append the legal terms of colloquial words to the query the encoder sees"
+    )
+    typo_tolerant: bool = Field(default=False, description="kiwipiepy typo-tolerant analysis of queries")
+
+    fusion: Literal["weighted", "rrf"] = Field(
+        default="weighted", description="weighted: normalised score sum; rrf: weighted reciprocal rank fusion"
+    )
+    weight_dense: float = Field(default=0.65, ge=0, description="Weight of the dense side in fusion")
+    weight_bm25: float = Field(default=0.35, ge=0, description="Weight of the morpheme BM25 side in fusion")
+    fuse_level: Literal["article", "passage"] = Field(
+        default="article",
+        description="article: each method scores an article by its best passage, then fuse; passage: fuse passages",
+    )
+    rrf_k: int = Field(default=60, ge=1, description="k of reciprocal rank fusion")
+    candidates: int = Field(default=100, ge=10, description="Candidates taken from each side before fusion")
+    dedupe_articles: bool = Field(default=True, description="Return the best passage of each article only")
+
+    abstain_threshold: float = Field(
+        default=0.30, description="Top hit's dense cosine below this: not confident (say no source found)"
+    )
+    abstain_bm25_threshold: float = Field(
+        default=0.0, description="BM25-only mode: top normalised BM25 score below this is not confident"
+    )
+    batch_window_ms: float = Field(
+        default=4.0, ge=0, description="Micro-batching: how long a query waits for others to share a batch"
+    )
+    batch_max: int = Field(default=32, ge=1, description="Micro-batching: most queries in one batch")
+    snippet_chars: int = Field(default=160, ge=20, description="Length of a hit's snippet")

@@ -1,0 +1,122 @@
+"""Settings of the assist service (environment variables ``DASAN_ASSIST_*``).
+
+The knowledge base has its own settings (``DASAN_KB_*``, :mod:`assist.knowledge.settings`) and Kafka
+its shared ones (``DASAN_KAFKA_*``). Every field has a default and a description.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AssistSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DASAN_ASSIST_", extra="ignore")
+
+    # Draft generation ------------------------------------------------------------------------
+    generator: Literal["grounded", "llm"] = Field(
+        default="grounded",
+        description="grounded: deterministic extractive drafts (no model); llm: OpenAI-compatible chat endpoint",
+    )
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible API (…/v1)"
+    )
+    llm_model: str = Field(default="qwen2.5-1.5b-instruct", description="Model name sent to the endpoint")
+    llm_api_key: SecretStr | None = Field(default=None, description="Bearer token for the endpoint, if any")
+    llm_timeout_s: float = Field(default=6.0, gt=0, description="Whole-request timeout; then grounded")
+    llm_max_tokens: int = Field(default=320, ge=16, description="Token budget of one draft or summary")
+    llm_temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature")
+
+    # Retrieval and drafts ----------------------------------------------------------------------
+    top_k: int = Field(default=5, ge=1, le=20, description="Passages shown with a suggestion")
+    draft_passages: int = Field(
+        default=1, ge=1, le=10, description="Passages a draft may draw on (1: the best)"
+    )
+    draft_max_sentences: int = Field(default=4, ge=1, le=10, description="Most sentences in one draft")
+    draft_relative_score: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="A passage is drafted from only if its score ≥ this × the top score",
+    )
+    support_lexical_min: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Citation check: share of a sentence's content words in its passage",
+    )
+    support_embedding_min: float = Field(
+        default=0.55, ge=-1, le=1, description="Citation check: cosine of sentence and passage (dense side)"
+    )
+    min_dense_confidence: float = Field(
+        default=0.36,
+        description="Least dense cosine of the top passage for a confident suggestion (on top of the knowledge "
+        "base's own threshold); tuned on eval-dev for EmbeddingGemma int8, 64-token article vectors",
+    )
+    corroborate_dense_min: float = Field(
+        default=0.2, description="Lexical corroboration: least dense cosine of the top passage"
+    )
+    corroborate_bm25_min: float = Field(
+        default=24.0,
+        description="Lexical corroboration: least morpheme-BM25 score of the top passage (0: off); a hit "
+        "the knowledge base is not confident about is still shown when both minimums are met",
+    )
+    abstain: bool = Field(
+        default=True, description="Below the knowledge base's confidence threshold, say no source was found"
+    )
+
+    # Per-call behaviour -------------------------------------------------------------------------
+    recent_turns: int = Field(default=3, ge=1, le=20, description="Caller turns that form a query")
+    query_max_chars: int = Field(default=300, ge=40, description="Longest query sent to retrieval")
+    min_keywords: int = Field(default=3, ge=1, description="Fewest keywords shown (when the text has them)")
+    max_keywords: int = Field(default=8, ge=1, le=12, description="Most keywords shown")
+    min_evidence_terms: int = Field(
+        default=1, ge=0, description="A caller segment triggers only if it adds this many content nouns"
+    )
+    debounce_ms: int = Field(
+        default=600,
+        ge=0,
+        description="Final caller segments closer than this (audio time) to the last trigger are merged",
+    )
+    repeat_window: int = Field(
+        default=3,
+        ge=0,
+        description="A suggestion whose passages equal one of the last N shown is not repeated",
+    )
+    summary_grace_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="After CallEnded, wait this long for late transcripts before summarising",
+    )
+    call_idle_timeout_s: float = Field(
+        default=3 * 3600, gt=0, description="A call with no events for this long is forgotten"
+    )
+
+    # Kafka and service ---------------------------------------------------------------------------
+    group_id: str = Field(default="assist", description="Consumer group on call.events + call.transcripts")
+    rebuild_lookback_s: float = Field(
+        default=6 * 3600,
+        gt=0,
+        description="On taking over partitions, re-read this much history to rebuild open calls",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        description="Longest a fetch waits on the broker for new transcripts (latency vs. requests)",
+    )
+    poll_timeout_ms: int = Field(default=50, ge=1, description="Consumer poll timeout (timers run between)")
+    batch_max: int = Field(
+        default=32, ge=1, description="Most suggestion requests (across calls) retrieved in one batch"
+    )
+    health_host: str = Field(default="127.0.0.1", description="Bind address of /healthz /readyz /metrics")
+    health_port: int = Field(default=8082, ge=0, le=65535, description="Port of the health server; 0: any")
+    summary_max_facts: int = Field(default=5, ge=1, description="Most key facts in a summary")
+    summary_max_answers: int = Field(default=5, ge=1, description="Most counselor answers in a summary")
+
+    @model_validator(mode="after")
+    def _keywords(self) -> AssistSettings:
+        if self.min_keywords > self.max_keywords:
+            raise ValueError("min_keywords must not exceed max_keywords")
+        return self

