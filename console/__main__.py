@@ -1,0 +1,3 @@
+from dasan.cli import package_main
+
+package_main("console")

@@ -1,0 +1,211 @@
+"""The recorder: consumer group ``console-recorder`` writing every topic to the store of record,
+then fanning each newly stored event out to the websockets of that call."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from streaming import metrics
+from streaming.codec import dead_letter_headers, encode
+from streaming.kafka import EventConsumer, Record
+from streaming.settings import KafkaSettings
+from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS, dlq_name
+
+from .hub import Hub
+from .store import Store
+
+log = logging.getLogger("dasan.console")
+
+TOPICS = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
+RECORDED = Counter("dasan_console_recorded_total", "Events written to the store", ["type"])
+SKIPPED = Counter("dasan_console_redelivered_total", "Events already in the store (redelivery)")
+
+
+class Recorder:
+    """Runs an :class:`EventConsumer` in a background thread, reconnecting with back-off."""
+
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub | None,
+        kafka: KafkaSettings | None = None,
+        group_id: str = "console-recorder",
+        batch_max: int = 500,
+        raw_retention_days: float | None = None,
+        **consumer_overrides: Any,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.kafka = kafka or KafkaSettings()
+        self.group_id = group_id
+        self.overrides = consumer_overrides
+        self.consumer: EventConsumer | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.recorded = 0
+        self.redelivered = 0
+        self.last_error: str | None = None
+        self.broker_ok = False
+        self.batch_max = batch_max
+        self.raw_retention_days = raw_retention_days
+        self._last_purge = 0.0
+        self._pending: list[tuple[Any, Record]] = []
+
+    # ------------------------------------------------------------------ handler
+    def handle(self, event: Any, record: Record | None = None) -> None:
+        """Record one event now and publish it if it was new."""
+        self._publish(self.store.record_many([event]), 1)
+
+    def _publish(self, results: list[Any], offered: int) -> None:
+        dup = offered - len(results)
+        if dup:
+            self.redelivered += dup
+            SKIPPED.inc(dup)
+        for r in results:
+            self.recorded += 1
+            RECORDED.labels(type=r.type).inc()
+            if self.hub is not None:
+                self.hub.publish(r.call_id, r.message())
+
+    def _buffer(self, event: Any, record: Record) -> None:
+        """Kafka path: events of a poll batch are written in one transaction (see :meth:`flush`)."""
+        self._pending.append((event, record))
+        if len(self._pending) >= self.batch_max:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered events; runs before every offset commit, so nothing is committed unwritten.
+
+        A database outage raises (offsets stay uncommitted, the batch comes again); an event the
+        database refuses on its own is dead-lettered and the rest are written.
+        """
+        if not self._pending:
+            return
+        batch = self._pending
+        try:
+            self._publish(self.store.record_many([e for e, _ in batch]), len(batch))
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            log.warning("batch write failed, writing one by one: %r", exc, extra={"events": len(batch)})
+            for event, rec in batch:
+                try:
+                    self.handle(event, rec)
+                except (OperationalError, InterfaceError):
+                    raise
+                except Exception as one:
+                    self._dead_letter(event, rec, one)
+        self._pending = []
+
+    def _dead_letter(self, event: Any, rec: Record, exc: Exception) -> None:
+        metrics.ERRORS.labels(service="console", kind="record").inc()
+        log.error("event refused by the store, dead-lettered: %r", exc, extra={"call_id": event.call_id})
+        if self.consumer is None:
+            raise exc
+        key, value, headers = encode(event, self.kafka.max_message_bytes)
+        dl = dead_letter_headers(
+            reason="handler_error",
+            error=repr(exc),
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            group=self.group_id,
+            original=headers,
+        )
+        self.consumer.dlq.send_raw(dlq_name(rec.topic), key, value, dl).get(timeout=30)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="console-recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            self.broker_ok = broker_reachable(self.kafka)
+            if not self.broker_ok:
+                # kafka-python blocks for long in its constructor without a broker: wait here instead,
+                # where a stop is noticed at once.
+                log.warning("broker unreachable, recorder waiting", extra={"backoff_s": backoff})
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            try:
+                self._pending = []
+                self.consumer = EventConsumer(
+                    TOPICS,
+                    self.group_id,
+                    self._buffer,
+                    self.kafka,
+                    before_commit=self.flush,
+                    **self.overrides,
+                )
+                log.info("recorder started", extra={"group": self.group_id, "topics": list(TOPICS)})
+                backoff = 0.5
+                last_lag = last_probe = 0.0
+                while not self._stop.is_set():
+                    self.consumer.poll_once(300)
+                    if time.monotonic() - last_probe > 2:
+                        last_probe = time.monotonic()
+                        self.broker_ok = broker_reachable(self.kafka)
+                    if self.raw_retention_days and time.monotonic() - self._last_purge > 3600:
+                        self._last_purge = time.monotonic()
+                        self.purge_raw()
+                    if time.monotonic() - last_lag > 10:
+                        last_lag = time.monotonic()
+                        with contextlib.suppress(Exception):  # lag is best effort
+                            metrics.CONSUMER_LAG.labels(group=self.group_id).set(self.consumer.lag())
+            except Exception as exc:
+                self.last_error = repr(exc)
+                metrics.ERRORS.labels(service="console", kind="recorder").inc()
+                log.warning("recorder failed, retrying: %r", exc, extra={"backoff_s": backoff})
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                if self.consumer is not None:
+                    try:
+                        self.consumer.close()
+                    except Exception as exc:
+                        log.warning("recorder close failed: %r", exc)
+                    self.consumer = None
+
+    def purge_raw(self) -> None:
+        """Erase unmasked transcript text past its retention (hourly, from the recorder's loop)."""
+        if not self.raw_retention_days:
+            return
+        try:
+            n = self.store.purge_raw(timedelta(days=self.raw_retention_days))
+            if n:
+                log.info("raw transcript text erased past retention", extra={"segments": n})
+        except Exception as exc:
+            log.warning("raw text purge failed: %r", exc)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def healthy(self) -> bool:
+        """Polling, and the broker answers (kafka-python polls quietly while the broker is away)."""
+        return self.consumer is not None and self.broker_ok and self.consumer.healthy(max_silence_s=30)
+
+
+def broker_reachable(kafka: KafkaSettings, timeout: float = 0.5) -> bool:
+    """A TCP connection to any bootstrap server succeeds."""
+    for server in kafka.common_config()["bootstrap_servers"]:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
