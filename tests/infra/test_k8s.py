@@ -1,0 +1,337 @@
+"""Kubernetes manifests (infra/k8s): render the overlays and check the deployment invariants."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streaming.topics import TOPICS, all_topic_specs
+
+from .kustomize_lite import KustomizeError, build, load_yaml_docs
+from .manifests import (
+    K8S,
+    OVERLAYS,
+    SECRET_NAME,
+    URL_CREDENTIALS,
+    containers,
+    kubectl_kustomize,
+    pod_spec,
+    render_overlay,
+)
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+SERVICES = {"asr-gateway": 8081, "asr-worker": 8083, "assist": 8082, "console": 8000}
+
+
+def by_kind(resources: tuple[dict[str, Any], ...], kind: str) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+def test_every_yaml_file_parses() -> None:
+    files = sorted(K8S.rglob("*.yaml"))
+    assert len(files) >= 15
+    for f in files:
+        docs = load_yaml_docs(f)
+        if f.name == "kustomization.yaml":
+            continue
+        for d in docs:
+            assert {"apiVersion", "kind", "metadata"} <= d.keys(), f"{f}: not a Kubernetes object"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_every_service(overlay: str) -> None:
+    res = render_overlay(overlay)
+    deployments = by_kind(res, "Deployment")
+    assert set(deployments) == set(SERVICES)
+    ns = {r["metadata"].get("namespace") for r in res}
+    assert ns == {"dasan" if overlay == "production" else "dasan-staging"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_matches_kustomize_binary(overlay: str) -> None:
+    """The Python renderer agrees with the real kustomize wherever one is installed."""
+    cmd = kubectl_kustomize()
+    if cmd is None:
+        pytest.skip("no kustomize/kubectl on this machine: the overlays are rendered by kustomize_lite only")
+    out = subprocess.run([*cmd, str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=True)
+    ref = {(r["kind"], r["metadata"]["name"]): r for r in yaml.safe_load_all(out.stdout) if r}
+    mine = {(r["kind"], r["metadata"]["name"]): r for r in render_overlay(overlay)}
+    assert set(ref) == set(mine)
+    for k, r in ref.items():
+        assert mine[k] == r, f"{k} differs between kustomize and kustomize_lite"
+
+
+def test_renderer_refuses_unknown_fields(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
+    with pytest.raises(KustomizeError, match="namePrefix"):
+        build(tmp_path)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_core_objects_validate_against_kubernetes_schema(overlay: str) -> None:
+    """Deployments, Services, Jobs … against the official OpenAPI schema (strict: no unknown keys)."""
+    import kubernetes_validate
+
+    checked = 0
+    for r in render_overlay(overlay):
+        api = r["apiVersion"]
+        if api == "v1" or api.split("/")[0] in {"apps", "batch", "policy", "networking.k8s.io"}:
+            kubernetes_validate.validate(r, "1.33.0", strict=True)
+            checked += 1
+    assert checked >= 20
+    # The validator does reject what the API server would (a misspelt probe field here).
+    broken = copy.deepcopy(by_kind(render_overlay(overlay), "Deployment")["assist"])
+    c = broken["spec"]["template"]["spec"]["containers"][0]
+    c["readinessprobe"] = c.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_containers_have_limits_probes_and_run_as_non_root(overlay: str) -> None:
+    for r in render_overlay(overlay):
+        spec = pod_spec(r)
+        if spec is None:
+            continue
+        where = f"{overlay}:{r['kind']}/{r['metadata']['name']}"
+        psc = spec.get("securityContext", {})
+        assert psc.get("runAsNonRoot") is True, where
+        assert psc.get("runAsUser", 0) != 0, where
+        assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        for c in containers(r):
+            lim, req = c["resources"].get("limits", {}), c["resources"].get("requests", {})
+            assert {"cpu", "memory"} <= lim.keys() and {"cpu", "memory"} <= req.keys(), where
+            csc = c.get("securityContext", {})
+            assert csc.get("allowPrivilegeEscalation") is False, where
+            assert csc.get("readOnlyRootFilesystem") is True, where
+            assert csc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert csc.get("runAsUser", 1) != 0, where
+        if r["kind"] == "Deployment":
+            (c,) = spec["containers"]
+            port = SERVICES[r["metadata"]["name"]]
+            assert [p["containerPort"] for p in c["ports"]] == [port], where
+            assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", where
+            assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pinned(overlay: str) -> None:
+    for r in render_overlay(overlay):
+        for c in containers(r):
+            image = c["image"]
+            where = f"{overlay}:{r['metadata']['name']}: {image}"
+            assert "/" in image, f"unreplaced placeholder image {where}"
+            name_tag = image.split("@", 1)[0]
+            tag = name_tag.rsplit(":", 1)[1] if ":" in name_tag.rsplit("/", 1)[-1] else None
+            assert tag and tag != "latest", where
+            if overlay == "production":
+                assert DIGEST.search(image), f"production images need tag@sha256 digest: {where}"
+    cnpg = by_kind(render_overlay(overlay), "Cluster")["dasan-pg"]
+    assert not cnpg["spec"]["imageName"].endswith(":latest")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_plaintext_secrets(overlay: str) -> None:
+    res = render_overlay(overlay)
+    assert not [r for r in res if r["kind"] == "Secret"], (
+        "Secrets are created out of band, never in manifests"
+    )
+    for r in res:
+        text = yaml.safe_dump(r)
+        assert not URL_CREDENTIALS.search(text), (
+            f"credentials in a URL in {r['kind']}/{r['metadata']['name']}"
+        )
+        if r["kind"] == "ConfigMap" and "dashboard" not in r["metadata"]["name"]:
+            for k in r.get("data", {}):
+                assert not SECRET_NAME.search(k), f"secret-like key {k} in a ConfigMap"
+        for c in containers(r):
+            for e in c.get("env", []):
+                if SECRET_NAME.search(e["name"]):
+                    assert "value" not in e and "secretKeyRef" in e.get("valueFrom", {}), (r["metadata"], e)
+                if "value" in e:
+                    assert not URL_CREDENTIALS.search(e["value"]), e
+
+
+def test_database_url_is_assembled_from_the_secret() -> None:
+    console = by_kind(render_overlay("production"), "Deployment")["console"]
+    for c in containers(console):  # the migrate init container and the app
+        env = c["env"]
+        names = [e["name"] for e in env]
+        url = next(e["value"] for e in env if e["name"] == "DASAN_CONSOLE_DATABASE_URL")
+        # $(VAR) expansion only sees variables defined before it in the list.
+        for var in re.findall(r"\$\((\w+)\)", url):
+            assert names.index(var) < names.index("DASAN_CONSOLE_DATABASE_URL")
+            ref = next(e for e in env if e["name"] == var)["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "dasan-pg-app"
+        assert url.startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_client_uses_sasl_scram_over_tls(overlay: str) -> None:
+    from streaming.settings import KafkaSettings
+
+    res = render_overlay(overlay)
+    cfg = by_kind(res, "ConfigMap")["dasan-config"]["data"]
+    user = by_kind(res, "KafkaUser")["dasan-app"]
+    kafka = by_kind(res, "Kafka")["dasan-kafka"]
+    listener = next(x for x in kafka["spec"]["kafka"]["listeners"] if x["port"] == 9093)
+    assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512"
+    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    assert cfg["DASAN_KAFKA_SASL_USERNAME"] == user["metadata"]["name"]
+    # The settings the pods get build a valid SASL_SSL client configuration.
+    env = {**cfg, "DASAN_KAFKA_SASL_PASSWORD": "from-secret"}
+    s = KafkaSettings(
+        **{k.removeprefix("DASAN_KAFKA_").lower(): v for k, v in env.items() if k.startswith("DASAN_KAFKA_")}
+    )
+    pc = s.producer_config()
+    assert pc["security_protocol"] == "SASL_SSL" and pc["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert pc["ssl_cafile"] == "/etc/dasan/kafka-ca/ca.crt"
+    for d in by_kind(res, "Deployment").values():
+        mounts = {m["mountPath"] for m in d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert str(Path(cfg["DASAN_KAFKA_SSL_CAFILE"]).parent) in mounts, d["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_consumer_groups_fit_their_partitions(overlay: str) -> None:
+    """A group member beyond the partition count of its input sits idle."""
+    deployments = by_kind(render_overlay(overlay), "Deployment")
+    assert deployments["asr-worker"]["spec"]["replicas"] <= TOPICS["call.audio"].partitions
+    assert deployments["assist"]["spec"]["replicas"] <= TOPICS["call.transcripts"].partitions
+
+
+def test_asr_workers_are_on_gpu_nodes() -> None:
+    for overlay in OVERLAYS:
+        w = by_kind(render_overlay(overlay), "Deployment")["asr-worker"]
+        spec = pod_spec(w)
+        assert spec is not None
+        c = spec["containers"][0]
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["DASAN_ASR_DEVICE"] == "cuda" and env["DASAN_ASR_COMPUTE_TYPE"] == "float16"
+    prod = pod_spec(by_kind(render_overlay("production"), "Deployment")["asr-worker"])
+    assert prod is not None
+    assert {"name": "DASAN_ASR_MODEL", "value": "/models/whisper-large-v3"} in prod["containers"][0]["env"]
+    assert any(
+        v.get("persistentVolumeClaim", {}).get("claimName") == "dasan-asr-models" for v in prod["volumes"]
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_assist_scales_on_consumer_lag(overlay: str) -> None:
+    res = render_overlay(overlay)
+    so = by_kind(res, "ScaledObject")["assist"]
+    assert so["spec"]["scaleTargetRef"]["name"] == "assist"
+    assert so["spec"]["maxReplicaCount"] <= TOPICS["call.transcripts"].partitions
+    topics = set()
+    for t in so["spec"]["triggers"]:
+        assert t["type"] == "kafka" and t["metadata"]["consumerGroup"] == "assist"
+        ns = by_kind(res, "Deployment")["assist"]["metadata"]["namespace"]
+        assert t["metadata"]["bootstrapServers"] == f"dasan-kafka-kafka-bootstrap.{ns}.svc:9093"
+        assert t["authenticationRef"]["name"] in by_kind(res, "TriggerAuthentication")
+        topics.add(t["metadata"]["topic"])
+    assert topics == {"call.events", "call.transcripts"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_has_a_pdb(overlay: str) -> None:
+    res = render_overlay(overlay)
+    pdbs = by_kind(res, "PodDisruptionBudget").values()
+    for name, d in by_kind(res, "Deployment").items():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        match = [p for p in pdbs if p["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert len(match) == 1, name
+        assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    sel = policy["spec"]["podSelector"]
+    if not sel:
+        return True
+    ok = sel.get("matchLabels", {}).items() <= labels.items()
+    for ex in sel.get("matchExpressions", []):
+        assert ex["operator"] == "In"
+        ok = ok and labels.get(ex["key"]) in ex["values"]
+    return ok
+
+
+def test_network_policies_expose_only_the_console() -> None:
+    res = render_overlay("production")
+    policies = list(by_kind(res, "NetworkPolicy").values())
+    for name, d in by_kind(res, "Deployment").items():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in policies if _selects(p, labels)]
+        deny = [p for p in mine if not p["spec"].get("ingress") and "Ingress" in p["spec"]["policyTypes"]]
+        assert deny, f"{name} is not covered by a default-deny policy"
+        sources = []
+        for p in mine:
+            for rule in p["spec"].get("ingress", []):
+                assert rule.get("from"), f"{p['metadata']['name']}: ingress from anywhere"
+                for peer in rule["from"]:
+                    assert "ipBlock" not in peer, f"{p['metadata']['name']}: ipBlock"
+                    ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
+                    sources.append(ns.get("kubernetes.io/metadata.name") or next(iter(ns), None))
+        expected = {"monitoring"} | {
+            "console": {"ingress-nginx"},
+            "asr-gateway": {"dasan.seoul.go.kr/telephony"},
+        }.get(name, set())
+        assert set(sources) == expected, (name, sources)
+
+
+def test_topic_job_runs_the_registry_provisioning() -> None:
+    from dasan.cli import build_parser
+
+    job = by_kind(render_overlay("production"), "Job")["dasan-topics"]
+    args = containers(job)[0]["args"]
+    assert args == ["topics", "create", "--replication-factor", "3"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.replication_factor == 3 and parsed.partitions is None
+    assert parsed.func.__module__ == "streaming.cli"
+
+
+def test_kafka_topics_match_the_registry() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_topics", K8S / "platform" / "render_topics.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (K8S / "platform" / "topics.yaml").read_text(encoding="utf-8") == mod.render(), (
+        "infra/k8s/platform/topics.yaml is stale: run .venv/bin/python infra/k8s/platform/render_topics.py"
+    )
+    rendered = by_kind(render_overlay("production"), "KafkaTopic")
+    want = {s.name: s for s in all_topic_specs(replication_factor=3)}
+    assert {t["spec"]["topicName"] for t in rendered.values()} == set(want)
+    for t in rendered.values():
+        s = want[t["spec"]["topicName"]]
+        assert t["spec"]["partitions"] == s.partitions and t["spec"]["replicas"] == 3
+        assert t["spec"]["config"]["retention.ms"] == str(s.retention_ms)
+        assert t["spec"]["config"]["min.insync.replicas"] == "2"
+    kafka = by_kind(render_overlay("production"), "Kafka")["dasan-kafka"]["spec"]["kafka"]["config"]
+    assert kafka["default.replication.factor"] == 3 and kafka["min.insync.replicas"] == 2
+    assert kafka["auto.create.topics.enable"] is False
+    pool = by_kind(render_overlay("production"), "KafkaNodePool")["dual-role"]["spec"]
+    assert pool["replicas"] == 3 and set(pool["roles"]) == {"controller", "broker"}
+
+
+def test_service_commands_exist_in_the_cli() -> None:
+    """Every Deployment's args are a command of `dasan` (fails until the service packages land)."""
+    from dasan.cli import build_parser
+
+    parser = build_parser()
+    missing = []
+    for name, d in by_kind(render_overlay("production"), "Deployment").items():
+        for c in containers(d):
+            try:
+                parser.parse_args(c["args"])
+            except SystemExit:
+                missing.append(f"{name}/{c['name']}: dasan {' '.join(c['args'])}")
+    assert not missing, f"commands not (yet) in the dasan CLI: {missing}"
