@@ -1,0 +1,273 @@
+"""Transcript-level pipeline benchmark: how many concurrent calls assist + console sustain.
+
+Scripted calls (eval-dev calls.jsonl, as the simulator injects them: partials about once a second,
+then finals, in real time) are played at ``call.transcripts`` at several concurrency levels, with
+the assist service and the console (recorder + websockets) running as separate processes, and
+one websocket client per call following it as a counselor's screen would. This is the part of the
+system that scales independently of GPUs.
+
+Per final caller segment: final on Kafka → suggestion on Kafka → suggestion on the counselor's
+websocket; per call: hang-up → summary on the websocket. Reported as p50/p95/p99 per level with
+the peak memory of each service; a level "holds" while p95 suggestion-on-screen latency ≤ 1 s.
+
+    python benchmarks/pipeline_transcripts.py --levels 25 50 100 200
+Writes benchmarks/results/pipeline_transcripts.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from pipeline_common import RESULTS, MemorySampler, Stack, follow_call, login, machine, pct, save
+
+from dasan.simulator import ScriptedCall, load_script, play_scripted_call
+from streaming.events import CallSummary, Suggestion, TranscriptSegment
+from streaming.kafka import EventConsumer, EventProducer
+from streaming.paths import shared_dir
+from streaming.settings import KafkaSettings
+
+
+def ts(v: object) -> float:
+    if isinstance(v, str):
+        return datetime.fromisoformat(v).timestamp()
+    assert isinstance(v, datetime)
+    return v.timestamp()
+
+
+def run_level(
+    stack: Stack, cookie: str, scripts: list[ScriptedCall], n: int, max_turns: int, speed: float
+) -> dict:
+    settings = KafkaSettings(bootstrap=stack.broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[union-attr]
+    run = uuid.uuid4().hex[:6]
+    call_ids = [f"bench-{run}-{i:04d}" for i in range(n)]
+    final_sent: dict[str, float] = {}  # caller segment id → wall time the final was sent
+    sugg_kafka: dict[str, float] = {}  # segment id → suggestion produced_at
+    sugg_ws: dict[str, float] = {}  # segment id → suggestion on the websocket
+    ended_at: dict[str, float] = {}
+    summary_ws: dict[str, float] = {}
+    summary_kafka: dict[str, float] = {}
+    lock = threading.Lock()
+    ours = set(call_ids)
+
+    def on_kafka(event, record) -> None:
+        if event.call_id not in ours:
+            return
+        with lock:
+            if isinstance(event, Suggestion):
+                for sid in event.trigger_segment_ids:
+                    sugg_kafka.setdefault(sid, event.produced_at.timestamp())
+            elif isinstance(event, CallSummary):
+                summary_kafka.setdefault(event.call_id, event.produced_at.timestamp())
+
+    consumer = EventConsumer(
+        ["assist.suggestions", "call.summaries"],
+        f"bench-{run}",
+        on_kafka,
+        settings,
+        auto_offset_reset="latest",
+    )
+    stop_consumer = threading.Event()
+
+    def consume() -> None:
+        while not stop_consumer.is_set():
+            consumer.poll_once(100)
+        consumer.close()
+
+    t_consumer = threading.Thread(target=consume, daemon=True)
+    t_consumer.start()
+    t0 = time.monotonic()
+    while not consumer.assignment() and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+
+    def on_ws(call_id: str):
+        def handle(ev: dict, now: float) -> None:
+            kind = ev.get("type")
+            with lock:
+                if kind == "suggestion":
+                    for sid in ev.get("trigger_segment_ids", []):
+                        sugg_ws.setdefault(sid, now)
+                elif kind == "call_summary":
+                    summary_ws.setdefault(call_id, now)
+                elif kind == "call_ended":
+                    ended_at.setdefault(call_id, ts(ev["produced_at"]))
+
+        return handle
+
+    def on_final(seg: TranscriptSegment) -> None:
+        if seg.channel.value == "caller":
+            with lock:
+                final_sent[seg.segment_id] = time.time()
+
+    async def main() -> None:
+        producer = EventProducer(settings)
+        stop = asyncio.Event()
+        base = f"127.0.0.1:{stack.console_port}"
+        followers = []
+
+        async def one(i: int) -> None:
+            script = scripts[i % len(scripts)]
+            short = ScriptedCall(script.call_id, script.turns[:max_turns], script.topic)
+            await asyncio.sleep((i % 50) * 0.05)  # staggered start
+            play = asyncio.ensure_future(
+                play_scripted_call(
+                    producer,
+                    short,
+                    call_id=call_ids[i],
+                    counselor_id="bench",
+                    team="1팀",
+                    speed=speed,
+                    on_final=on_final,
+                )
+            )
+            await asyncio.sleep(0.5)  # the recorder has the call by now; the follower retries until it does
+            followers.append(
+                asyncio.ensure_future(
+                    follow_call(
+                        f"ws://{base}", cookie, call_ids[i], on_ws(call_ids[i]), stop, f"http://{base}"
+                    )
+                )
+            )
+            await play
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with lock:
+                if len(summary_ws) >= n and all(s in sugg_ws for s in sugg_kafka):
+                    break
+            await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*followers, return_exceptions=True)
+        producer.close()
+
+    sampler = MemorySampler(stack)
+    sampler.start()
+    started = time.monotonic()
+    asyncio.run(main())
+    wall = time.monotonic() - started
+    peak = sampler.stop()
+    stop_consumer.set()
+    t_consumer.join(10)
+    with lock:
+        kafka_lat = [(sugg_kafka[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_kafka]
+        ws_lat = [(sugg_ws[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_ws]
+        summ_lat = [(summary_ws[c] - ended_at[c]) * 1000 for c in summary_ws if c in ended_at]
+        summ_kafka_lat = [(summary_kafka[c] - ended_at[c]) * 1000 for c in summary_kafka if c in ended_at]
+        row = {
+            "calls": n,
+            "wall_s": round(wall, 1),
+            "caller_finals": len(final_sent),
+            "suggestions": len(sugg_kafka),
+            "suggestions_on_screen": len(sugg_ws),
+            "sugg_kafka_p50_ms": pct(kafka_lat, 50),
+            "sugg_kafka_p95_ms": pct(kafka_lat, 95),
+            "sugg_kafka_p99_ms": pct(kafka_lat, 99),
+            "sugg_ws_p50_ms": pct(ws_lat, 50),
+            "sugg_ws_p95_ms": pct(ws_lat, 95),
+            "sugg_ws_p99_ms": pct(ws_lat, 99),
+            "summaries_on_screen": len(summary_ws),
+            "summary_kafka_p50_ms": pct(summ_kafka_lat, 50),
+            "summary_kafka_p95_ms": pct(summ_kafka_lat, 95),
+            "summary_ws_p50_ms": pct(summ_lat, 50),
+            "summary_ws_p95_ms": pct(summ_lat, 95),
+            "peak_rss_mb": peak,
+        }
+    row["holds"] = bool(
+        row["sugg_ws_p95_ms"] is not None
+        and row["sugg_ws_p95_ms"] <= 1000
+        and row["suggestions_on_screen"] >= 0.98 * row["suggestions"]
+    )
+    return row
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["calls"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (
+        ("sugg_kafka_p50_ms", "suggestion on Kafka p50"),
+        ("sugg_kafka_p95_ms", "suggestion on Kafka p95"),
+        ("sugg_ws_p50_ms", "on counselor screen p50"),
+        ("sugg_ws_p95_ms", "on counselor screen p95"),
+        ("sugg_ws_p99_ms", "on counselor screen p99"),
+    ):
+        ax.plot(xs, [r[key] for r in rows], marker="o", label=label)
+    ax.axhline(1000, color="red", linestyle="--", linewidth=1, label="1 s target (p95)")
+    ax.set_xlabel("concurrent calls (scripted transcripts)")
+    ax.set_ylabel("ms after the caller's final segment")
+    ax.set_title("Dasan Assist: suggestion latency vs concurrent calls (2-core CPU)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--levels", type=int, nargs="+", default=[25, 50, 100, 200])
+    ap.add_argument("--max-turns", type=int, default=8, help="turns of each scripted call to play")
+    ap.add_argument("--speed", type=float, default=1.0, help="1 = real time")
+    args = ap.parse_args()
+    scripts = load_script(shared_dir() / "eval-dev" / "calls.jsonl")
+    stack = Stack(Path(tempfile.mkdtemp(prefix="dasan-bench-")))
+    rows = []
+    try:
+        print("starting broker, console and assist …")
+        stack.start(["console", "assist"])
+        password = stack.add_user("bench-qa", "qa", None)
+        stack.add_user("bench", "counselor")
+        client = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        for n in args.levels:
+            print(f"level: {n} concurrent calls …")
+            row = run_level(stack, cookie, scripts, n, args.max_turns, args.speed)
+            rows.append(row)
+            print(f"  {row}")
+    finally:
+        stack.stop()
+    print(f"\nPipeline (scripted transcripts → assist → console websocket); machine: {machine()}")
+    print(
+        f"{'calls':>6} {'finals':>7} {'sugg':>5} {'Kafka p50/p95/p99 ms':>22} {'screen p50/p95/p99 ms':>23} "
+        f"{'summary p50/p95 ms':>19} {'assist MB':>9} {'console MB':>10} holds"
+    )
+    for r in rows:
+        print(
+            f"{r['calls']:>6} {r['caller_finals']:>7} {r['suggestions']:>5} "
+            f"{r['sugg_kafka_p50_ms']!s:>6}/{r['sugg_kafka_p95_ms']!s}/{r['sugg_kafka_p99_ms']!s:<6} "
+            f"{r['sugg_ws_p50_ms']!s:>7}/{r['sugg_ws_p95_ms']!s}/{r['sugg_ws_p99_ms']!s:<6} "
+            f"{r['summary_ws_p50_ms']!s:>8}/{r['summary_ws_p95_ms']!s:<8} "
+            f"{r['peak_rss_mb'].get('assist', '-')!s:>9} {r['peak_rss_mb'].get('console', '-')!s:>10} {r['holds']}"
+        )
+    held = [r["calls"] for r in rows if r["holds"]]
+    print(f"most concurrent calls with p95 on-screen latency ≤ 1 s: {max(held) if held else 'none'}")
+    png = RESULTS / "pipeline_transcripts.png"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(rows, png)
+    path = save(
+        "pipeline_transcripts",
+        {
+            "benchmark": "pipeline_transcripts",
+            "machine": machine(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "max_turns": args.max_turns,
+            "speed": args.speed,
+            "rows": rows,
+            "max_calls_holding": max(held) if held else None,
+        },
+    )
+    print(f"saved {path} and {png}")
+
+
+if __name__ == "__main__":
+    main()
