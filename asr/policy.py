@@ -439,6 +439,21 @@ class StreamingPolicy:
         if self.utt is not None:
             self._close_utterance(end=self.utt.last_speech_end)
 
+    def unsettled_from_s(self) -> float:
+        """Call-relative time from which the received audio is not yet settled.
+
+        Audio before it is either in a final that was handed out or was judged silence; audio
+        from it on (pre-roll, the open utterance, closed utterances whose final is not decided,
+        samples not yet scored by the VAD) would be lost if this stream's state were lost. The
+        worker keeps the Kafka offset of that audio uncommitted, so a takeover re-reads it.
+        """
+        starts = [self.time_of(self._vad_pos - self._preroll_n)]
+        starts += [r.start_s for r in self._finals]
+        starts += [r.start_s for r in self._awaiting_spec.values()]
+        if self.utt is not None:
+            starts.append(self.time_of(self.utt.start_sample))
+        return min(starts)
+
     def _mark_final(self, segment_id: str) -> None:
         self._finalized[segment_id] = None
         while len(self._finalized) > 1024:

@@ -57,6 +57,7 @@ class DecodeScheduler:
         self.stats = SchedulerStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._in_delivery: dict[str, list[float]] = {}  # finals decided but not yet handed out
 
     # ------------------------------------------------------------------ streams
     def add(self, key: str, policy: StreamingPolicy) -> StreamingPolicy:
@@ -110,6 +111,15 @@ class DecodeScheduler:
         if self.on_stream_done:
             for key in done:
                 self.on_stream_done(key)
+
+    def unsettled_from_s(self, key: str) -> float | None:
+        """Start of the audio of ``key`` whose final is not yet handed out (None: nothing pending)."""
+        with self._cond:
+            pol = self.streams.get(key)
+            starts = list(self._in_delivery.get(key, ()))
+            if pol is not None and not pol.idle:
+                starts.append(pol.unsettled_from_s())
+            return min(starts) if starts else None
 
     def active(self) -> int:
         with self._cond:
@@ -184,11 +194,22 @@ class DecodeScheduler:
                     updates.append((r.stream, upd))
                     if upd.is_final:
                         self.stats.finals += 1
+                        self._in_delivery.setdefault(r.stream, []).append(upd.start_s)
                     else:
                         self.stats.partials += 1
-        if self.on_update:
-            for key, upd in updates:
-                self.on_update(key, upd)
+        try:
+            if self.on_update:
+                for key, upd in updates:
+                    self.on_update(key, upd)
+        finally:
+            with self._cond:
+                for key, upd in updates:
+                    if upd.is_final:
+                        pending = self._in_delivery.get(key, [])
+                        if upd.start_s in pending:
+                            pending.remove(upd.start_s)
+                        if not pending:
+                            self._in_delivery.pop(key, None)
         with self._cond:
             candidates = [(r.stream, p) for r in reqs if (p := self.streams.get(r.stream)) is not None]
         self._reap(candidates)

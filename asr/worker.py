@@ -19,6 +19,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,8 @@ class StreamState:
     last_audio: float = field(default_factory=time.monotonic)
     gaps: int = 0
     audio_end_s: float = 0.0  # call-relative end of the audio received so far
+    # (call-relative end, Kafka offset) of received frames not yet known to be settled
+    frames: deque[tuple[float, int]] = field(default_factory=deque)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class CallInfo:
     ended_mono: float = 0.0
     finished: set[str] = field(default_factory=set)  # channels whose stream is finished
     partition: int | None = None
+    end_offset: int | None = None  # offset of the CallEnded record on call.events
 
 
 class AsrWorker:
@@ -99,6 +103,7 @@ class AsrWorker:
             kafka,
             dlq_producer=self.producer,
             on_revoked=self._on_revoked,
+            commit_limits=self.commit_limits,
         )
         self.published = 0
         self.ready = False
@@ -113,7 +118,7 @@ class AsrWorker:
                 info.started_at = event.started_at
                 info.partition = rec.partition
         elif isinstance(event, CallEnded):
-            self._on_end(event)
+            self._on_end(event, rec)
 
     def _on_frame(self, f: AudioFrame, rec: Record) -> None:
         key = f"{f.call_id}:{f.channel.value}"
@@ -169,6 +174,7 @@ class AsrWorker:
             # Keep the wall-clock anchor current: the frame left the gateway when its audio ended.
             st.wall_anchor = f.produced_at - timedelta(seconds=f.capture_ts + f.duration_s)
             st.audio_end_s = max(st.audio_end_s, f.capture_ts + f.duration_s)
+            st.frames.append((f.capture_ts + f.duration_s, rec.offset))
             pcm = to_float32(decode_pcm16(f.audio, f.codec))
             self.scheduler.insert(key, st.resampler.process(pcm))
             if info.ended and info.duration_s is not None and st.audio_end_s >= info.duration_s - 1e-3:
@@ -181,7 +187,7 @@ class AsrWorker:
         info.finished.add(st.channel.value)
         self.scheduler.finish(st.key)
 
-    def _on_end(self, event: CallEnded) -> None:
+    def _on_end(self, event: CallEnded, rec: Record | None = None) -> None:
         """call.events and call.audio are separate topics: the end may overtake the last frames.
         A stream is finished once its audio reaches the reported duration (or after a grace period)."""
         with self._lock:
@@ -189,6 +195,8 @@ class AsrWorker:
             info.ended = True
             info.duration_s = event.duration_s
             info.ended_mono = time.monotonic()
+            if rec is not None:
+                info.end_offset = rec.offset
             for st in list(self.streams.values()):
                 if st.call_id == event.call_id and (
                     event.duration_s is None or st.audio_end_s >= event.duration_s - 1e-3
@@ -211,6 +219,32 @@ class AsrWorker:
                     self.streams.pop(key, None)
             for cid in [c for c, i in self.calls.items() if i.partition in parts]:
                 self.calls.pop(cid, None)
+
+    def commit_limits(self) -> dict[TopicPartition, int]:
+        """Offsets the consumer must not commit past: the first frame of every stream whose audio
+        is not settled (utterance open or final not yet published) and the ``CallEnded`` of a call
+        still being transcribed. A worker that takes the call over re-reads from there, so a crash
+        loses at most the decode work, never audio. Runs on the consumer thread before each commit.
+        """
+        limits: dict[TopicPartition, int] = {}
+
+        def cap(tp: TopicPartition, offset: int) -> None:
+            limits[tp] = min(limits.get(tp, offset), offset)
+
+        with self._lock:
+            for st in self.streams.values():
+                since = self.scheduler.unsettled_from_s(st.key)
+                if since is None:
+                    st.frames.clear()
+                    continue
+                while st.frames and st.frames[0][0] <= since:
+                    st.frames.popleft()
+                if st.frames:
+                    cap(TopicPartition(CALL_AUDIO, st.partition), st.frames[0][1])
+                info = self.calls.get(st.call_id)
+                if info is not None and info.end_offset is not None and info.partition is not None:
+                    cap(TopicPartition(CALL_EVENTS, info.partition), info.end_offset)
+        return limits
 
     def housekeeping(self) -> None:
         """Finish streams that stopped receiving audio without a CallEnded; forget old calls."""

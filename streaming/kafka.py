@@ -18,11 +18,11 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
@@ -138,6 +138,12 @@ class EventConsumer:
     must be rebuilt or dropped when partitions move). ``before_commit()`` runs before every offset
     commit, e.g. to write a batch the handler buffered; if it raises, the offsets are not committed
     and the batch is delivered again.
+
+    ``commit_limits()`` lets a handler that keeps work in memory across records (an ASR stream
+    whose utterance is not yet final) hold back the committed offset of a partition: it returns
+    ``{partition: first offset still needed}``, and the consumer commits no further than that, so a
+    member that takes the partition over after a crash re-reads the unfinished part. Positions held
+    back are committed later, at least once a second, as the limits move.
     """
 
     def __init__(
@@ -151,6 +157,7 @@ class EventConsumer:
         on_assigned: Callable[[set[TopicPartition]], None] | None = None,
         on_revoked: Callable[[set[TopicPartition]], None] | None = None,
         before_commit: Callable[[], None] | None = None,
+        commit_limits: Callable[[], Mapping[TopicPartition, int]] | None = None,
         handler_attempts: int = 3,
         **overrides: Any,
     ) -> None:
@@ -162,6 +169,10 @@ class EventConsumer:
         self._user_assigned = on_assigned
         self._user_revoked = on_revoked
         self._before_commit = before_commit
+        self._commit_limits = commit_limits
+        self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
         self._own_producer = dlq_producer is None
         self.dlq = dlq_producer or EventProducer(self.settings)
         self.dedupe = Dedupe(self.settings.dedupe_window)
@@ -182,6 +193,9 @@ class EventConsumer:
         # poll() between batches, so nothing processed is uncommitted here. (kafka-python 3 also
         # forbids blocking commits from a rebalance callback.)
         log.info("partitions revoked", extra={"group": self.group_id, "partitions": len(revoked)})
+        for tp in revoked:
+            self._positions.pop(tp, None)
+            self._committed.pop(tp, None)
         if self._user_revoked:
             self._user_revoked(revoked)
 
@@ -208,8 +222,13 @@ class EventConsumer:
         for tp, records in batches.items():
             for rec in records:
                 self._handle_record(tp, rec)
+                self._positions[tp] = rec.offset + 1
                 n += 1
-        if n:
+        if n or (
+            self._commit_limits is not None
+            and self._positions != self._committed
+            and time.monotonic() - self._last_commit > 1.0
+        ):
             self._commit()
         return n
 
@@ -276,8 +295,21 @@ class EventConsumer:
     def _commit(self) -> None:
         if self._before_commit is not None:
             self._before_commit()  # raising here leaves the batch uncommitted: it is redelivered
+        self._last_commit = time.monotonic()
         try:
-            self._consumer.commit()
+            if self._commit_limits is None:
+                self._consumer.commit()
+                self._committed = dict(self._positions)
+                return
+            limits = self._commit_limits()
+            assigned = self._consumer.assignment()
+            offsets = {
+                tp: min(pos, limits.get(tp, pos)) for tp, pos in self._positions.items() if tp in assigned
+            }
+            todo = {tp: off for tp, off in offsets.items() if self._committed.get(tp) != off}
+            if todo:
+                self._consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()})
+                self._committed.update(todo)
         except KafkaError as exc:
             # The records will be redelivered and absorbed by idempotent handlers.
             self.last_error = f"commit: {exc}"

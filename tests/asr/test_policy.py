@@ -235,3 +235,32 @@ def test_state_stays_bounded_over_a_long_call(speech: np.ndarray) -> None:
     assert p.utt is None and p._preroll_n <= p._pad + 512
     assert len(p.committed) <= 256 and len(p._finalized) <= 1024
     assert not p._finals and not p._spec and not p._awaiting_spec
+
+
+def test_unsettled_point_never_passes_audio_without_a_final(speech: np.ndarray) -> None:
+    """What the worker keeps uncommitted on Kafka: the unsettled point only moves forward, stays
+    at or before the start of every utterance whose final is not out yet, and passes a
+    segment only after its final was handed out."""
+    pol = StreamingPolicy(AsrSettings(), "s")
+    finals: list = []
+    last = pol.unsettled_from_s()
+    assert last == 0.0
+    chunk = 1600
+    for i in range(0, len(speech), chunk):
+        pol.insert_audio_chunk(speech[i : i + chunk])
+        finals += [u for u in pol.take_ready() if u.is_final]
+        here = pol.unsettled_from_s()
+        assert here >= last - 1e-9, "the unsettled point went backwards"
+        if pol.utt is not None:
+            assert here <= pol.time_of(pol.utt.start_sample)
+        for r in pol._finals:  # closed, final not decoded yet
+            assert here <= r.start_s
+        last = here
+        while (r := pol.next_request()) is not None:
+            (res,) = scripted([r])
+            if (u := pol.apply_result(r, res)) is not None and u.is_final:
+                finals.append(u)
+                assert pol.unsettled_from_s() >= u.end_s - 1e-6 or pol.utt is not None
+    assert len(finals) >= 3
+    # After the last final, everything up to the end of its speech is settled.
+    assert pol.unsettled_from_s() >= finals[-1].end_s

@@ -352,3 +352,39 @@ def test_two_topics_are_co_partitioned_within_a_group(kafka_settings, unique) ->
             t.join(5)
         for c in members:
             c.close()
+
+
+def test_commit_limits_hold_back_offsets_until_the_work_is_done(kafka_settings, unique) -> None:
+    """A handler that keeps records in memory (an utterance not yet final) caps the committed
+    offset; a member that takes over re-reads from the cap, and the cap lifts once work is done."""
+    topic = f"cap.{unique}"
+    make_topic(kafka_settings, topic, 1)
+    tp = TopicPartition(topic, 0)
+    cid = f"cap-{unique}"
+    with EventProducer(kafka_settings) as producer:
+        for i in range(6):
+            producer.send(segment(cid, i), topic=topic)
+    pending: dict[int, int] = {}  # revision → offset, for records still "in memory"
+
+    def handler(e, r) -> None:
+        pending[e.revision] = r.offset
+
+    def limits() -> dict[TopicPartition, int]:
+        return {tp: min(pending.values())} if pending else {}
+
+    group = f"cap-{unique}"
+    c1 = EventConsumer([topic], group, handler, kafka_settings, commit_limits=limits)
+    consume_until(c1, lambda: len(pending) == 6)
+    for rev in (0, 1):  # the first two are done; records 2.. are still in memory
+        pending.pop(rev)
+    c1.poll_once(100)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and c1._committed.get(tp) != 2:
+        c1.poll_once(100)
+    assert c1._committed.get(tp) == 2, "the cap did not move up when the first records were done"
+    c1.close()  # a clean stop also commits no further than the cap
+    seen: list[int] = []
+    c2 = EventConsumer([topic], group, lambda e, r: seen.append(e.revision), kafka_settings)
+    consume_until(c2, lambda: len(seen) >= 4)
+    c2.close()
+    assert seen == [2, 3, 4, 5]
