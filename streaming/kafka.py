@@ -173,6 +173,7 @@ class EventConsumer:
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._committed: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
+        self._lag_reported_at = 0.0
         self._own_producer = dlq_producer is None
         self.dlq = dlq_producer or EventProducer(self.settings)
         self.dedupe = Dedupe(self.settings.dedupe_window)
@@ -224,6 +225,8 @@ class EventConsumer:
                 self._handle_record(tp, rec)
                 self._positions[tp] = rec.offset + 1
                 n += 1
+        if self.last_poll_at - self._lag_reported_at > 5.0:
+            self._report_lag()
         if n or (
             self._commit_limits is not None
             and self._positions != self._committed
@@ -343,6 +346,14 @@ class EventConsumer:
             pos = self._consumer.position(tp)
             total += max(0, ends.get(tp, 0) - (pos or 0))
         return total
+
+    def _report_lag(self) -> None:
+        """Export the lag as ``dasan_consumer_lag{group}`` (every 5 s; for dashboards and autoscaling)."""
+        self._lag_reported_at = time.monotonic()
+        try:
+            metrics.CONSUMER_LAG.labels(group=self.group_id).set(self.lag())
+        except KafkaError as exc:
+            log.debug("lag unavailable: %r", exc, extra={"group": self.group_id})
 
     def healthy(self, max_silence_s: float = 30.0) -> bool:
         return self.last_poll_at is not None and time.monotonic() - self.last_poll_at < max_silence_s

@@ -17,6 +17,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--corpus", nargs="*", help="JSONL files (default: DASAN_KB_CORPUS_PATHS or the shared corpus)"
     )
     p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
+    p.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="Do nothing when an index for this corpus and these settings is already built",
+    )
     p.set_defaults(func=cmd_build, reuse=False)
 
     p = kb_sub.add_parser("update", help="Rebuild for a changed corpus, re-embedding only changed passages")
@@ -84,6 +89,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     t0 = time.perf_counter()
+    if getattr(args, "if_missing", False):
+        path = KnowledgeBase.index_path(settings)
+        if (path / "manifest.json").is_file():
+            print(f"index already built: {path}")
+            return 0
     try:
         reuse = KnowledgeBase.latest(settings) if args.reuse else None
         kb = KnowledgeBase.build(None, settings, progress=True, reuse=reuse)

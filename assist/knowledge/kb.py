@@ -349,6 +349,14 @@ class KnowledgeBase:
         return kb
 
     @classmethod
+    def index_path(cls, settings: KnowledgeSettings | None = None) -> Path:
+        """Where the index of the configured corpus, models and settings lives (built or not)."""
+        settings = settings or KnowledgeSettings()
+        records = load_records(settings.corpus_paths)
+        analyzer = cls._make_analyzer(records, settings)
+        return settings.index_dir / cls._index_key(records, analyzer, settings)
+
+    @classmethod
     def latest(cls, settings: KnowledgeSettings) -> KnowledgeBase | None:
         """The most recently built index in ``index_dir`` (any corpus), for vector reuse."""
         base = settings.index_dir

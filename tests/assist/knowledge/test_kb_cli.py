@@ -37,6 +37,10 @@ def test_build_search_info_and_eval(parser, env: Path, capsys) -> None:
     assert "index:" in capsys.readouterr().out
     assert any((env / "kb").iterdir())
 
+    args = parser.parse_args(["kb", "build", "--if-missing"])  # what the demo runs on every start
+    assert args.func(args) == 0
+    assert "already built" in capsys.readouterr().out
+
     args = parser.parse_args(["kb", "search", "불법주차 딱지", "--top-k", "3", "--json"])
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
