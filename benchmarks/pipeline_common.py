@@ -145,14 +145,14 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.stack, self.every_s = stack, every_s
         self.samples: list[dict[str, float]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while not self._halt.wait(self.every_s):
             self.samples.append({"t": time.time(), **self.stack.rss_mb()})
 
     def stop(self) -> dict[str, float]:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
         peak: dict[str, float] = {}
         for s in self.samples:
@@ -193,6 +193,69 @@ async def follow_call(
                         on_event(item.get("event", item), now)
         except (OSError, websockets.WebSocketException):
             await asyncio.sleep(0.2)
+
+
+def ts(v: object) -> float:
+    """An ISO timestamp (as the websocket sends it) or a datetime → epoch seconds."""
+    from datetime import datetime
+
+    if isinstance(v, str):
+        return datetime.fromisoformat(v).timestamp()
+    assert isinstance(v, datetime)
+    return v.timestamp()
+
+
+class KafkaTap:
+    """Reads topics from *now* in a group of its own, on a background thread, calling ``on_event``."""
+
+    def __init__(self, bootstrap: str, topics: list[str], group: str, on_event: Callable) -> None:
+        from streaming.kafka import EventConsumer
+        from streaming.settings import KafkaSettings
+
+        settings = KafkaSettings(bootstrap=bootstrap, max_poll_interval_ms=3000)
+        self.consumer = EventConsumer(topics, group, on_event, settings, auto_offset_reset="latest")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.consumer.poll_once(100)
+        self.consumer.close()
+
+    def start(self, timeout_s: float = 30) -> KafkaTap:
+        self._thread.start()
+        t0 = time.monotonic()
+        while not self.consumer.assignment() and time.monotonic() - t0 < timeout_s:
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@dataclass
+class ScreenLog:
+    """What the counselor's websocket delivered, and when (wall clock)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    suggestion: dict[str, float] = field(default_factory=dict)  # trigger segment id → shown at
+    summary: dict[str, float] = field(default_factory=dict)  # call id → summary shown at
+    ended: dict[str, float] = field(default_factory=dict)  # call id → hang-up (CallEnded.ended_at)
+
+    def handler(self, call_id: str) -> Callable[[dict, float], None]:
+        def handle(ev: dict, now: float) -> None:
+            kind = ev.get("type")
+            with self.lock:
+                if kind == "suggestion":
+                    for sid in ev.get("trigger_segment_ids", []):
+                        self.suggestion.setdefault(sid, now)
+                elif kind == "summary":  # console/store.py payload_of: what a browser receives
+                    self.summary.setdefault(call_id, now)
+                elif kind == "call_ended":
+                    self.ended.setdefault(call_id, ts(ev["ended_at"]))
+
+        return handle
 
 
 def save(name: str, payload: dict) -> Path:

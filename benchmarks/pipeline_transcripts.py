@@ -19,26 +19,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import threading
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
-from pipeline_common import RESULTS, MemorySampler, Stack, follow_call, login, machine, pct, save
+from pipeline_common import (
+    RESULTS,
+    KafkaTap,
+    MemorySampler,
+    ScreenLog,
+    Stack,
+    follow_call,
+    login,
+    machine,
+    pct,
+    save,
+)
 
 from dasan.simulator import ScriptedCall, load_script, play_scripted_call
 from streaming.events import CallSummary, Suggestion, TranscriptSegment
-from streaming.kafka import EventConsumer, EventProducer
+from streaming.kafka import EventProducer
 from streaming.paths import shared_dir
 from streaming.settings import KafkaSettings
-
-
-def ts(v: object) -> float:
-    if isinstance(v, str):
-        return datetime.fromisoformat(v).timestamp()
-    assert isinstance(v, datetime)
-    return v.timestamp()
 
 
 def run_level(
@@ -49,11 +51,10 @@ def run_level(
     call_ids = [f"bench-{run}-{i:04d}" for i in range(n)]
     final_sent: dict[str, float] = {}  # caller segment id → wall time the final was sent
     sugg_kafka: dict[str, float] = {}  # segment id → suggestion produced_at
-    sugg_ws: dict[str, float] = {}  # segment id → suggestion on the websocket
-    ended_at: dict[str, float] = {}
-    summary_ws: dict[str, float] = {}
     summary_kafka: dict[str, float] = {}
-    lock = threading.Lock()
+    screen = ScreenLog()
+    lock = screen.lock
+    sugg_ws, summary_ws, ended_at = screen.suggestion, screen.summary, screen.ended
     ours = set(call_ids)
 
     def on_kafka(event, record) -> None:
@@ -66,39 +67,9 @@ def run_level(
             elif isinstance(event, CallSummary):
                 summary_kafka.setdefault(event.call_id, event.produced_at.timestamp())
 
-    consumer = EventConsumer(
-        ["assist.suggestions", "call.summaries"],
-        f"bench-{run}",
-        on_kafka,
-        settings,
-        auto_offset_reset="latest",
-    )
-    stop_consumer = threading.Event()
-
-    def consume() -> None:
-        while not stop_consumer.is_set():
-            consumer.poll_once(100)
-        consumer.close()
-
-    t_consumer = threading.Thread(target=consume, daemon=True)
-    t_consumer.start()
-    t0 = time.monotonic()
-    while not consumer.assignment() and time.monotonic() - t0 < 30:
-        time.sleep(0.1)
-
-    def on_ws(call_id: str):
-        def handle(ev: dict, now: float) -> None:
-            kind = ev.get("type")
-            with lock:
-                if kind == "suggestion":
-                    for sid in ev.get("trigger_segment_ids", []):
-                        sugg_ws.setdefault(sid, now)
-                elif kind == "call_summary":
-                    summary_ws.setdefault(call_id, now)
-                elif kind == "call_ended":
-                    ended_at.setdefault(call_id, ts(ev["produced_at"]))
-
-        return handle
+    tap = KafkaTap(settings.bootstrap, ["assist.suggestions", "call.summaries"], f"bench-{run}", on_kafka)
+    tap.start()
+    on_ws = screen.handler
 
     def on_final(seg: TranscriptSegment) -> None:
         if seg.channel.value == "caller":
@@ -153,8 +124,7 @@ def run_level(
     asyncio.run(main())
     wall = time.monotonic() - started
     peak = sampler.stop()
-    stop_consumer.set()
-    t_consumer.join(10)
+    tap.stop()
     with lock:
         kafka_lat = [(sugg_kafka[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_kafka]
         ws_lat = [(sugg_ws[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_ws]
