@@ -18,6 +18,16 @@ test: setup
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# Every benchmark, in the order of docs/benchmarks.md (about an hour on 2 cores; results in benchmarks/results/).
+bench: setup
+	$(BIN)/python benchmarks/kafka_hop.py
+	$(BIN)/python benchmarks/asr_bench.py
+	$(BIN)/python benchmarks/retrieval_bench.py
+	$(BIN)/python benchmarks/assist_latency.py
+	$(BIN)/python benchmarks/pipeline_transcripts.py
+	$(BIN)/python benchmarks/pipeline_audio.py
+	$(BIN)/python benchmarks/soak.py
+
 format:
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
