@@ -52,6 +52,10 @@ class Stack:
     broker: LocalBroker | None = None
     env: dict[str, str] = field(default_factory=dict)
     console_port: int = 0
+    database_url: str | None = (
+        None  # None: SQLite in workdir; postgresql+psycopg://… for the production store
+    )
+    db_schema: str | None = None
 
     def start(self, names: list[str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,8 @@ class Stack:
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "DASAN_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "DASAN_CONSOLE_DATABASE_URL": f"sqlite:///{self.workdir / 'console.db'}",
+            "DASAN_CONSOLE_DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'console.db'}",
+            **({"DASAN_CONSOLE_DB_SCHEMA": self.db_schema} if self.db_schema else {}),
             "DASAN_CONSOLE_PORT": str(self.console_port),
             "DASAN_LOG_LEVEL": "WARNING",
         }

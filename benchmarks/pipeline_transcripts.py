@@ -157,6 +157,52 @@ def run_level(
     return row
 
 
+def store_figures(url: str, schema: str | None, rows: list[dict]) -> dict:
+    """Rows and bytes the recorder wrote (PostgreSQL): per call, and rows/s over the busiest level."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        tables = conn.execute(
+            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+        ).scalars()
+        sizes = {
+            t: conn.execute(
+                sa.text(
+                    f'SELECT pg_total_relation_size(\'"{schema}"."{t}"\'), count(*) FROM "{schema}"."{t}"'
+                )
+            ).one()
+            for t in tables
+        }
+        calls = conn.execute(sa.text(f'SELECT count(*) FROM "{schema}".calls')).scalar() or 1
+    engine.dispose()
+    total_bytes = sum(b for b, _ in sizes.values())
+    total_rows = sum(n for _, n in sizes.values())
+    busiest = max(rows, key=lambda r: r["calls"])
+    return {
+        "database": "postgresql",
+        "calls": calls,
+        "bytes_per_call": round(total_bytes / calls),
+        "rows_per_call": round(total_rows / calls, 1),
+        "rows_per_table": {t: n for t, (_, n) in sizes.items()},
+        "note": "scripted calls of --max-turns turns; partial history dominates real ASR calls",
+        "rows_per_s_mean": round(total_rows / max(1.0, sum(r["wall_s"] for r in rows)), 1),
+        "busiest_level_calls": busiest["calls"],
+        "busiest_level_wall_s": busiest["wall_s"],
+    }
+
+
+def drop_schema(url: str, schema: str | None) -> None:
+    import sqlalchemy as sa
+
+    if not schema:
+        return
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -188,9 +234,18 @@ def main() -> None:
     ap.add_argument("--levels", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--max-turns", type=int, default=8, help="turns of each scripted call to play")
     ap.add_argument("--speed", type=float, default=1.0, help="1 = real time")
+    ap.add_argument(
+        "--database-url",
+        default=None,
+        help="console store (default SQLite); e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test "
+        "— then a schema of its own is used, its size per call reported, and dropped",
+    )
     args = ap.parse_args()
     scripts = load_script(shared_dir() / "eval-dev" / "calls.jsonl")
-    stack = Stack(Path(tempfile.mkdtemp(prefix="dasan-bench-")))
+    schema = f"bench_{uuid.uuid4().hex[:8]}" if args.database_url else None
+    stack = Stack(
+        Path(tempfile.mkdtemp(prefix="dasan-bench-")), database_url=args.database_url, db_schema=schema
+    )
     rows = []
     try:
         print("starting broker, console and assist …")
@@ -204,8 +259,11 @@ def main() -> None:
             row = run_level(stack, cookie, scripts, n, args.max_turns, args.speed)
             rows.append(row)
             print(f"  {row}")
+        store = store_figures(args.database_url, schema, rows) if args.database_url else None
     finally:
         stack.stop()
+        if args.database_url:
+            drop_schema(args.database_url, schema)
     print(f"\nPipeline (scripted transcripts → assist → console websocket); machine: {machine()}")
     print(
         f"{'calls':>6} {'finals':>7} {'sugg':>5} {'Kafka p50/p95/p99 ms':>22} {'screen p50/p95/p99 ms':>23} "
@@ -234,6 +292,7 @@ def main() -> None:
             "speed": args.speed,
             "rows": rows,
             "max_calls_holding": max(held) if held else None,
+            "store": store or {"database": "sqlite"},
         },
     )
     print(f"saved {path} and {png}")
