@@ -375,17 +375,11 @@ class Gateway:
 
 
 def broker_reachable(kafka: KafkaSettings, timeout_s: float = 1.0) -> bool:
-    """True if a TCP connection to any bootstrap server opens (readiness probe)."""
-    import socket
+    """True if a bootstrap server answers a Kafka request (readiness probe). A TCP connect alone
+    succeeds against a hung broker, so the probe waits for an ApiVersions response."""
+    from streaming.probe import broker_answers
 
-    for server in kafka.common_config()["bootstrap_servers"]:
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
+    return broker_answers(kafka, timeout_s)
 
 
 def create_gateway_app(

@@ -45,6 +45,7 @@ from streaming.events import (
 )
 from streaming.kafka import EventConsumer, EventProducer, Record
 from streaming.privacy import mask_text
+from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS
 
@@ -455,9 +456,12 @@ class AssistService:
     # ------------------------------------------------------------------ running
     def ready(self) -> tuple[bool, dict[str, object]]:
         polled = self.consumer.healthy()
-        return polled, {
+        # kafka-python keeps polling (empty batches) while the broker is away: ask the broker itself
+        broker = broker_answers(self.kafka)
+        return polled and broker, {
             "instance": self.instance,
             "polled_recently": polled,
+            "broker": "ok" if broker else "unreachable",
             "open_calls": len(self.calls),
             "suggestions": self.published_suggestions,
             "summaries": self.published_summaries,

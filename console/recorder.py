@@ -4,7 +4,6 @@ then fanning each newly stored event out to the websockets of that call."""
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from streaming import metrics
 from streaming.codec import dead_letter_headers, encode
 from streaming.kafka import EventConsumer, Record
+from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS, dlq_name
 
@@ -126,6 +126,13 @@ class Recorder:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="console-recorder", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._probe, name="console-broker-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        """Keep ``broker_ok`` current on a thread of its own: the consumer loop can sit in an offset
+        commit for the whole request timeout (35 s) when the broker hangs, and its view would go stale."""
+        while not self._stop.wait(2.0):
+            self.broker_ok = broker_reachable(self.kafka)
 
     def _run(self) -> None:
         backoff = 0.5
@@ -150,12 +157,8 @@ class Recorder:
                 )
                 log.info("recorder started", extra={"group": self.group_id, "topics": list(TOPICS)})
                 backoff = 0.5
-                last_probe = 0.0
                 while not self._stop.is_set():
                     self.consumer.poll_once(300)
-                    if time.monotonic() - last_probe > 2:
-                        last_probe = time.monotonic()
-                        self.broker_ok = broker_reachable(self.kafka)
                     if self.raw_retention_days and time.monotonic() - self._last_purge > 3600:
                         self._last_purge = time.monotonic()
                         self.purge_raw()
@@ -195,12 +198,5 @@ class Recorder:
 
 
 def broker_reachable(kafka: KafkaSettings, timeout: float = 0.5) -> bool:
-    """A TCP connection to any bootstrap server succeeds."""
-    for server in kafka.common_config()["bootstrap_servers"]:
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
+    """A bootstrap server answers a Kafka request (a hung broker still accepts TCP connections)."""
+    return broker_answers(kafka, timeout)

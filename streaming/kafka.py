@@ -3,9 +3,10 @@
 Processing guarantee: at-least-once. A consumer decodes each record, drops event ids it has
 already handled (a bounded window; handlers are idempotent too, e.g. unique keys in the
 database), hands the event to the handler, and commits the offsets of a poll batch only after
-every record in it was handled or dead-lettered. A record that cannot be decoded, or whose
-handler keeps failing, goes to ``<topic>.dlq`` with the raw bytes, the error and the source
-offset in its headers; the consumer keeps going. Nothing is dropped silently.
+every record in it was handled or dead-lettered. A record that cannot be decoded, that carries an
+event type its registry topic does not (reason ``wrong_topic``), or whose handler keeps failing,
+goes to ``<topic>.dlq`` with the raw bytes, the error and the source offset in its headers; the
+consumer keeps going. Nothing is dropped silently.
 
 Shutdown: :func:`install_signal_handlers` turns SIGINT/SIGTERM into ``stop()``; ``close()``
 commits what was processed and leaves the group so a peer takes the partitions at once.
@@ -30,7 +31,7 @@ from . import metrics
 from .codec import DecodeError, Headers, dead_letter_headers, decode, encode
 from .events import Event
 from .settings import KafkaSettings
-from .topics import dlq_name, topic_for_event
+from .topics import TOPICS, dlq_name, topic_for_event
 
 log = logging.getLogger("dasan.streaming")
 
@@ -243,6 +244,12 @@ class EventConsumer:
         except DecodeError as exc:
             self._dead_letter(meta, rec.key, rec.value, headers, exc.reason, str(exc))
             return
+        spec = TOPICS.get(tp.topic)
+        if spec is not None and event.type not in spec.event_types:  # type: ignore[attr-defined]
+            # a valid event on a topic that does not carry its type: a producer bug, not input
+            msg = f"{event.type} does not belong on {tp.topic} (it carries {', '.join(spec.event_types)})"  # type: ignore[attr-defined]
+            self._dead_letter(meta, rec.key, rec.value, headers, "wrong_topic", msg)
+            return
         metrics.EVENTS_IN.labels(topic=tp.topic, type=event.type, group=self.group_id).inc()  # type: ignore[attr-defined]
         if self.dedupe.seen(event.event_id):
             self.duplicates += 1
@@ -352,7 +359,7 @@ class EventConsumer:
         self._lag_reported_at = time.monotonic()
         try:
             metrics.CONSUMER_LAG.labels(group=self.group_id).set(self.lag())
-        except KafkaError as exc:
+        except Exception as exc:  # best effort: kafka-python raises KeyError when a topic was recreated
             log.debug("lag unavailable: %r", exc, extra={"group": self.group_id})
 
     def healthy(self, max_silence_s: float = 30.0) -> bool:

@@ -21,6 +21,29 @@ from streaming.broker import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="package")
+def broker() -> Iterator[object]:
+    """A broker of the e2e tests' own: services here join new consumer groups that start at the
+    earliest offset, and must not re-read (re-transcribe) the whole history of the other tests."""
+    from streaming.broker import LocalBroker
+
+    artifacts = REPO / "test-artifacts"
+    b = LocalBroker(log_path=artifacts / "tansu-e2e.log" if artifacts.exists() else None)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="package")
+def kafka_settings(broker: object) -> object:
+    from streaming.admin import create_topics
+    from streaming.settings import KafkaSettings
+
+    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[attr-defined]
+    create_topics(s)
+    return s
+
+
 @pytest.fixture(scope="session")
 def corpus_slice(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every article labelled in eval-dev plus the rest of the same laws' first articles (≈400 records)."""
@@ -46,7 +69,7 @@ def corpus_slice(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_env(kafka_settings, corpus_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     var = tmp_path_factory.mktemp("var")
     return {
