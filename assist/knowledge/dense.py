@@ -2,6 +2,10 @@
 
 Backends (``KnowledgeSettings.dense_backend``):
 
+- ``bf16``: bfloat16 weights and activations (EmbeddingGemma supports bf16, not fp16). On a CPU with
+  AVX512-BF16 (AMD Zen 4, Intel Sapphire Rapids) about 4x faster than fp32 for passages and 2-3x for
+  a query, with vectors equal to fp32 to cosine 0.999+: fp32 quality at better than int8 speed.
+  Without AVX512-BF16 it runs but slowly: use ``int8`` there.
 - ``torch``: fp32, as shipped.
 - ``int8``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (weights int8, activations
   quantised on the fly): about 2-5x faster on this CPU; vectors drift from fp32 (cosine about 0.94), so
@@ -79,6 +83,14 @@ class Encoder:
                 model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
                 local_files_only=True,
             )
+        elif backend == "bf16":
+            model = SentenceTransformer(
+                str(model_path),
+                device="cpu",
+                local_files_only=True,
+                model_kwargs={"torch_dtype": torch.bfloat16},
+            )
+            model.eval()
         else:
             model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
             model.eval()
@@ -104,10 +116,10 @@ class Encoder:
                 texts,
                 batch_size=batch_size,
                 normalize_embeddings=True,
-                convert_to_numpy=True,
+                convert_to_tensor=True,
                 show_progress_bar=progress,
             )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        return np.ascontiguousarray(vecs.float().cpu().numpy(), dtype=np.float32)
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         texts = [self.query_prompt + q for q in queries]
