@@ -316,7 +316,12 @@ class AssistService:
         self._rebuild_assigned()
         now = time.monotonic()
         with self._lock:
-            due = [st for st in self.calls.values() if st.pending and st.due_at <= now]
+            # One batch per tick, oldest first: the consumer polls between batches, so a backlog never
+            # holds the poll loop past max.poll.interval.ms (which would cost a rebalance and a rebuild).
+            due = sorted(
+                (st for st in self.calls.values() if st.pending and st.due_at <= now),
+                key=lambda st: st.due_at,
+            )[: self.settings.batch_max]
             grace = self.settings.summary_grace_ms / 1000
             ended = [
                 st
@@ -330,8 +335,8 @@ class AssistService:
             ]
             for c in stale:
                 self._finish(c)
-        for i in range(0, len(due), self.settings.batch_max):
-            self._suggest(due[i : i + self.settings.batch_max])
+        if due:
+            self._suggest(due)
         for st in ended:
             self._summarize(st)
         if ended or due:
