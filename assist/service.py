@@ -55,6 +55,9 @@ from .summary import Summarizer, Turn
 
 log = logging.getLogger("dasan.assist.service")
 SERVICE = "assist"
+# Work per tick of the consumer loop beyond the first suggestion batch: the loop must poll again well
+# within max.poll.interval.ms (6 s in development) or the group rebalances and state is rebuilt.
+TICK_BUDGET_S = 1.5
 
 
 def stable_id(*parts: str, n: int = 32) -> str:
@@ -335,10 +338,15 @@ class AssistService:
             ]
             for c in stale:
                 self._finish(c)
+        t0 = time.monotonic()
         if due:
             self._suggest(due)
+        # Summaries share the loop's time budget: when many calls hang up together the rest wait for
+        # the next tick (a few hundred ms later) rather than hold the poll loop past its interval.
         for st in ended:
             self._summarize(st)
+            if time.monotonic() - t0 > TICK_BUDGET_S:
+                break
         if ended or due:
             metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.calls))
 
