@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from assist.service import AssistService
 from assist.settings import AssistSettings
-from streaming.codec import decode
 from streaming.events import (
     CallEnded,
     CallStarted,
@@ -33,6 +31,7 @@ from streaming.events import (
 )
 from streaming.kafka import EventProducer, Record
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_SUMMARIES
+from tests.kafka_util import read_topic
 
 METER = "연락처는 공일공 사오육칠에 팔팔구구예요. 수도 계량기가 얼어서 터졌어요, 교체 비용은 제가 내야 돼요?"
 ID_CARD = "주민등록증을 잃어버렸는데 재발급 받으려면 어떻게 해야 돼요?"
@@ -41,28 +40,7 @@ PARKING = "집 앞 인도에 차가 올라와서 주차돼 있어요, 불법주�
 
 
 def read_events(kafka_settings: Any, topic: str, call_ids: set[str]) -> list[Event]:
-    """Everything on ``topic`` for these calls, from the beginning (no group)."""
-    cfg = kafka_settings.consumer_config(None)
-    cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
-    c = KafkaConsumer(**cfg)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)  # a lower bound on this broker (it may report the last batch)
-        out: list[Event] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            batches = c.poll(timeout_ms=300)
-            for recs in batches.values():
-                for rec in recs:
-                    if rec.key and rec.key.decode() in call_ids:
-                        out.append(decode(rec.value, list(rec.headers or []), rec.key))
-            if not batches and all(c.position(tp) >= ends[tp] for tp in tps):
-                break
-        return out
-    finally:
-        c.close()
+    return read_topic(kafka_settings, topic, call_ids, timeout_s=20)
 
 
 def wait_for(fn: Any, timeout: float, what: str) -> Any:

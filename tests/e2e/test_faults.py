@@ -50,6 +50,7 @@ from streaming.events import (
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_TRANSCRIPTS
+from tests.kafka_util import read_topic
 
 # BM25 scores of the corpus slice: in-scope questions score well above this, small talk below
 # (the same threshold as tests/assist, whose slice is a subset of this one).
@@ -212,35 +213,6 @@ class CallFollower(threading.Thread):
 def cards(follower: CallFollower) -> Counter[str]:
     """How many suggestion cards on screen name each trigger segment."""
     return Counter(s for ev in follower.of_type("suggestion") for s in ev["trigger_segment_ids"])
-
-
-def read_topic(kafka: KafkaSettings, topic: str, call_ids: set[str], timeout_s: float = 30) -> list[Event]:
-    """Everything on ``topic`` for these calls, from the beginning of every partition (no group)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from streaming.codec import decode
-
-    cfg = kafka.consumer_config(None)
-    cfg.update(enable_auto_commit=False)
-    c = KafkaConsumer(**cfg)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)  # a lower bound on Tansu (it may report the last batch)
-        out: list[Event] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            batches = c.poll(timeout_ms=300)
-            for recs in batches.values():
-                for rec in recs:
-                    if rec.key and rec.key.decode() in call_ids:
-                        out.append(decode(rec.value, list(rec.headers or []), rec.key))
-            if not batches and all(c.position(tp) >= ends[tp] for tp in tps):
-                break
-        return out
-    finally:
-        c.close()
 
 
 class TopicTail(threading.Thread):

@@ -1,0 +1,36 @@
+"""Reading what a test's calls left on a topic, straight from the partitions (no consumer group)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from streaming.codec import decode
+from streaming.events import Event
+
+
+def read_topic(kafka: Any, topic: str, call_ids: set[str], timeout_s: float = 30) -> list[Event]:
+    """Everything on ``topic`` for these calls, from the beginning of every partition."""
+    cfg = kafka.consumer_config(None)
+    cfg.update(enable_auto_commit=False)
+    c = KafkaConsumer(**cfg)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)  # a lower bound on Tansu (it may report the last batch)
+        out: list[Event] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batches = c.poll(timeout_ms=300)
+            for recs in batches.values():
+                for rec in recs:
+                    if rec.key and rec.key.decode() in call_ids:
+                        out.append(decode(rec.value, list(rec.headers or []), rec.key))
+            if not batches and all(c.position(tp) >= ends[tp] for tp in tps):
+                break
+        return out
+    finally:
+        c.close()
