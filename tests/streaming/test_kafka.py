@@ -136,16 +136,26 @@ def test_group_takeover_after_a_member_is_killed(kafka_settings, unique, tmp_pat
             stderr=open(tmp_path / f"{name}.err", "w"),
         )
 
-    a, b = spawn("A"), spawn("B")
-    try:
-        deadline = time.monotonic() + 40
+    def wait_for(line: str, procs: list[subprocess.Popen], seconds: float) -> None:
+        # Members join one after the other: a join waits out the group's rebalance timeout on
+        # Tansu (max.poll.interval), and two members racing into an empty group can take several
+        # rounds there. Failure messages carry each member's log and stderr.
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            text = logf.read_text() if logf.exists() else ""
-            if "assigned A" in text and "assigned B" in text:
+            if line in (logf.read_text() if logf.exists() else ""):
+                return
+            if any(p.poll() is not None for p in procs):
                 break
             time.sleep(0.2)
-        else:
-            pytest.fail(f"consumers did not both join: {logf.read_text() if logf.exists() else ''}")
+        errs = {n: (tmp_path / f"{n}.err").read_text()[-2000:] for n in ("A", "B") if (tmp_path / f"{n}.err").exists()}
+        pytest.fail(f"no {line!r}: log={logf.read_text() if logf.exists() else ''!r} stderr={errs}")
+
+    a = spawn("A")
+    b: subprocess.Popen | None = None
+    try:
+        wait_for("assigned A", [a], 90)
+        b = spawn("B")
+        wait_for("assigned B", [a, b], 90)
         # Both members share the partitions.
         n_calls, per_call = 30, 20
         total = n_calls * per_call
@@ -181,13 +191,13 @@ def test_group_takeover_after_a_member_is_killed(kafka_settings, unique, tmp_pat
         assert deliveries >= distinct  # redeliveries after the kill are absorbed by the idempotent sink
     finally:
         for p in (a, b):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
                     p.wait(15)
                 except subprocess.TimeoutExpired:
                     p.kill()
-    assert b.returncode == 0, "the surviving member stops cleanly on SIGTERM"
+    assert b is not None and b.returncode == 0, "the surviving member stops cleanly on SIGTERM"
     assert "stopped B" in logf.read_text()
 
 
