@@ -205,11 +205,22 @@ class AssistService:
             events: dict[str, list[tuple[int, Event]]] = {t: [] for t in (CALL_EVENTS, CALL_TRANSCRIPTS)}
             outputs: list[Event] = []
             n = 0
-            # Read to the end: the reported end offsets are a lower bound only (some brokers, e.g.
-            # Tansu, report the last batch rather than the last record), so stop after the positions
-            # pass them *and* a poll comes back empty.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+            # Read up to the end offsets taken above, no further: what arrives later is the live
+            # consumer's to handle (it resumes from the committed offsets, before these ends, and
+            # segments already applied are skipped). Waiting for an empty poll instead never ends
+            # while calls are talking: under 30 live calls that took 45 s, past max.poll.interval,
+            # and the rebalance that followed started the rebuild again. Some brokers (Tansu)
+            # report the start of the last batch as the end; a fetch returns whole batches, so the
+            # position still passes it once that batch is read.
+            budget_s = max(5.0, self.kafka.poll_interval_ms / 1000 / 2)
+            deadline = time.monotonic() + budget_s
+            while not all(reader.position(tp) >= ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    log.warning(
+                        "state rebuild stopped at its time budget",
+                        extra={"instance": self.instance, "budget_s": budget_s, "records": n},
+                    )
+                    break
                 batches = reader.poll(timeout_ms=300)
                 for tp, recs in batches.items():
                     for rec in recs:
@@ -222,8 +233,6 @@ class AssistService:
                             events[tp.topic].append((tp.partition, ev))
                         else:
                             outputs.append(ev)
-                if not batches and all(reader.position(tp) >= ends[tp] for tp in tps):
-                    break
         finally:
             reader.close()
         with self._lock:

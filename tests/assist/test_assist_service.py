@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -19,6 +20,7 @@ import pytest
 
 from assist.service import AssistService
 from assist.settings import AssistSettings
+from streaming.admin import describe_topics
 from streaming.events import (
     CallEnded,
     CallStarted,
@@ -30,7 +32,7 @@ from streaming.events import (
     TranscriptSegment,
 )
 from streaming.kafka import EventProducer, Record
-from streaming.topics import ASSIST_SUGGESTIONS, CALL_SUMMARIES
+from streaming.topics import ASSIST_SUGGESTIONS, CALL_SUMMARIES, CALL_TRANSCRIPTS
 from tests.kafka_util import read_topic
 
 METER = "연락처는 공일공 사오육칠에 팔팔구구예요. 수도 계량기가 얼어서 터졌어요, 교체 비용은 제가 내야 돼요?"
@@ -144,6 +146,48 @@ def test_garbage_and_empty_segments_publish_nothing_but_a_summary(
     assert read_events(kafka_settings, ASSIST_SUGGESTIONS, {call}) == []
     summaries = read_events(kafka_settings, CALL_SUMMARIES, {call})
     assert len(summaries) == 1 and summaries[0].category == "기타"
+
+
+def test_rebuild_reads_history_and_returns_while_calls_keep_talking(
+    assistant: Any, kafka_settings: Any, unique: str
+) -> None:
+    """The state rebuild on assignment stops at the end offsets it saw, not at a quiet moment: a
+    rebuild that waited for an empty poll never ended under live traffic, held the poll loop past
+    max.poll.interval and lost the partitions again (found in the 30-call soak)."""
+    settings = AssistSettings(group_id=f"assist-{unique}", summary_grace_ms=0)
+    svc = AssistService(assistant, settings, kafka_settings, instance="t3")
+    old, live = f"hist-{unique}", f"live-{unique}"
+    stop = threading.Event()
+    sent = 0
+
+    def talk() -> None:
+        nonlocal sent
+        with EventProducer(kafka_settings) as p:
+            while not stop.is_set() and sent < 600:  # at most 30 s of a busy call
+                p.send(seg(live, f"l{sent}", Channel.caller, PARKING, sent * 2.0))
+                p.flush()
+                sent += 1
+                time.sleep(0.05)
+
+    talker = threading.Thread(target=talk, daemon=True)
+    try:
+        with EventProducer(kafka_settings) as p:
+            p.send(CallStarted(call_id=old, counselor_id="c7"))
+            for i in range(5):
+                p.send(seg(old, f"h{i}", Channel.caller, ID_CARD, i * 3.0))
+            p.flush()
+        talker.start()
+        wait_for(lambda: sent >= 20, 20, "live traffic")
+        n = svc.rebuild(list(range(describe_topics(kafka_settings)[CALL_TRANSCRIPTS])))
+        still_talking = talker.is_alive()
+    finally:
+        stop.set()
+        talker.join(10)
+        svc.close()
+    assert still_talking, "the rebuild waited for the live call to fall silent"
+    assert n >= 6
+    st = svc.calls[old]
+    assert list(st.order) == [f"h{i}" for i in range(5)] and st.counselor_id == "c7"
 
 
 # --------------------------------------------------------------------------- takeover
