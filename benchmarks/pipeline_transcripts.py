@@ -10,6 +10,12 @@ Per final caller segment: final on Kafka → suggestion on Kafka → suggestion 
 websocket; per call: hang-up → summary on the websocket. Reported as p50/p95/p99 per level with
 the peak memory of each service; a level "holds" while p95 suggestion-on-screen latency ≤ 1 s.
 
+Arrivals: ``steady`` (default) keeps N calls in progress for ``--level-s`` (call starts spread over
+``--ramp-s``, a new call whenever one hangs up; measured after the ramp), as a centre's floor looks;
+``burst`` starts N calls within 2.5 s and plays them once, so their turns and hang-ups fall in step
+(a stress shape; the figures of session 2 were taken that way). A short unreported warm-up level
+runs first, so the consumer-group join and the first batches are not charged to a level.
+
     python benchmarks/pipeline_transcripts.py --levels 25 50 100 200
 Writes benchmarks/results/pipeline_transcripts.json and .png.
 """
@@ -44,21 +50,37 @@ from streaming.settings import KafkaSettings
 
 
 def run_level(
-    stack: Stack, cookie: str, scripts: list[ScriptedCall], n: int, max_turns: int, speed: float
+    stack: Stack,
+    cookie: str,
+    scripts: list[ScriptedCall],
+    n: int,
+    max_turns: int,
+    speed: float,
+    arrivals: str = "steady",
+    level_s: float = 150.0,
+    ramp_s: float = 60.0,
 ) -> dict:
+    """One concurrency level.
+
+    ``burst``: n calls start within 2.5 s and play once (their turns fall in step: a stress shape).
+    ``steady``: n call slots start spread over ``ramp_s`` and each slot starts a new call when its
+    call hangs up, for ``level_s``: n calls are in progress at every moment after the ramp, as on a
+    centre's floor. Only finals and hang-ups after the ramp are measured.
+    """
     settings = KafkaSettings(bootstrap=stack.broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[union-attr]
     run = uuid.uuid4().hex[:6]
-    call_ids = [f"bench-{run}-{i:04d}" for i in range(n)]
+    prefix = f"bench-{run}-"
     final_sent: dict[str, float] = {}  # caller segment id → wall time the final was sent
     sugg_kafka: dict[str, float] = {}  # segment id → suggestion produced_at
     summary_kafka: dict[str, float] = {}
     screen = ScreenLog()
     lock = screen.lock
     sugg_ws, summary_ws, ended_at = screen.suggestion, screen.summary, screen.ended
-    ours = set(call_ids)
+    started_calls: list[str] = []
+    measure_from = time.time() + (ramp_s if arrivals == "steady" else 0.0)
 
     def on_kafka(event, record) -> None:
-        if event.call_id not in ours:
+        if not event.call_id.startswith(prefix):
             return
         with lock:
             if isinstance(event, Suggestion):
@@ -72,25 +94,27 @@ def run_level(
     on_ws = screen.handler
 
     def on_final(seg: TranscriptSegment) -> None:
-        if seg.channel.value == "caller":
+        now = time.time()
+        if seg.channel.value == "caller" and now >= measure_from:
             with lock:
-                final_sent[seg.segment_id] = time.time()
+                final_sent[seg.segment_id] = now
 
     async def main() -> None:
         producer = EventProducer(settings)
-        stop = asyncio.Event()
         base = f"127.0.0.1:{stack.console_port}"
         followers = []
+        end_at = time.time() + level_s
 
-        async def one(i: int) -> None:
-            script = scripts[i % len(scripts)]
+        async def play_one(call_id: str, script: ScriptedCall) -> None:
             short = ScriptedCall(script.call_id, script.turns[:max_turns], script.topic)
-            await asyncio.sleep((i % 50) * 0.05)  # staggered start
+            stop = asyncio.Event()
+            with lock:
+                started_calls.append(call_id)
             play = asyncio.ensure_future(
                 play_scripted_call(
                     producer,
                     short,
-                    call_id=call_ids[i],
+                    call_id=call_id,
                     counselor_id="bench",
                     team="1팀",
                     speed=speed,
@@ -98,23 +122,33 @@ def run_level(
                 )
             )
             await asyncio.sleep(0.5)  # the recorder has the call by now; the follower retries until it does
-            followers.append(
-                asyncio.ensure_future(
-                    follow_call(
-                        f"ws://{base}", cookie, call_ids[i], on_ws(call_ids[i]), stop, f"http://{base}"
-                    )
-                )
+            follow = asyncio.ensure_future(
+                follow_call(f"ws://{base}", cookie, call_id, on_ws(call_id), stop, f"http://{base}")
             )
             await play
 
-        await asyncio.gather(*(one(i) for i in range(n)))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with lock:
-                if len(summary_ws) >= n and all(s in sugg_ws for s in sugg_kafka):
-                    break
-            await asyncio.sleep(0.5)
-        stop.set()
+            async def close_follower() -> None:  # once its summary is on screen, or 30 s after hang-up
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and call_id not in summary_ws:
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0)
+                stop.set()
+                await follow
+
+            followers.append(asyncio.ensure_future(close_follower()))
+
+        async def slot(i: int) -> None:
+            if arrivals == "burst":
+                await asyncio.sleep((i % 50) * 0.05)  # staggered start
+                await play_one(f"{prefix}{i:04d}", scripts[i % len(scripts)])
+                return
+            await asyncio.sleep(ramp_s * i / n)
+            k = 0
+            while time.time() < end_at:
+                await play_one(f"{prefix}{i:04d}-{k}", scripts[(i + 7 * k) % len(scripts)])
+                k += 1
+
+        await asyncio.gather(*(slot(i) for i in range(n)))
         await asyncio.gather(*followers, return_exceptions=True)
         producer.close()
 
@@ -128,21 +162,27 @@ def run_level(
     with lock:
         kafka_lat = [(sugg_kafka[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_kafka]
         ws_lat = [(sugg_ws[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_ws]
-        summ_lat = [(summary_ws[c] - ended_at[c]) * 1000 for c in summary_ws if c in ended_at]
-        summ_kafka_lat = [(summary_kafka[c] - ended_at[c]) * 1000 for c in summary_kafka if c in ended_at]
+        measured_calls = [c for c in ended_at if ended_at[c] >= measure_from]
+        summ_lat = [(summary_ws[c] - ended_at[c]) * 1000 for c in measured_calls if c in summary_ws]
+        summ_kafka_lat = [
+            (summary_kafka[c] - ended_at[c]) * 1000 for c in measured_calls if c in summary_kafka
+        ]
         row = {
             "calls": n,
+            "arrivals": arrivals,
+            "calls_played": len(started_calls),
+            "hangups_measured": len(measured_calls),
             "wall_s": round(wall, 1),
             "caller_finals": len(final_sent),
-            "suggestions": len(sugg_kafka),
-            "suggestions_on_screen": len(sugg_ws),
+            "suggestions": len(kafka_lat),
+            "suggestions_on_screen": len(ws_lat),
             "sugg_kafka_p50_ms": pct(kafka_lat, 50),
             "sugg_kafka_p95_ms": pct(kafka_lat, 95),
             "sugg_kafka_p99_ms": pct(kafka_lat, 99),
             "sugg_ws_p50_ms": pct(ws_lat, 50),
             "sugg_ws_p95_ms": pct(ws_lat, 95),
             "sugg_ws_p99_ms": pct(ws_lat, 99),
-            "summaries_on_screen": len(summary_ws),
+            "summaries_on_screen": sum(1 for c in measured_calls if c in summary_ws),
             "summary_kafka_p50_ms": pct(summ_kafka_lat, 50),
             "summary_kafka_p95_ms": pct(summ_kafka_lat, 95),
             "summary_ws_p50_ms": pct(summ_lat, 50),
@@ -233,6 +273,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levels", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--max-turns", type=int, default=8, help="turns of each scripted call to play")
+    ap.add_argument(
+        "--warmup-calls",
+        type=int,
+        default=5,
+        help="a first, unreported level of this many calls: the group join, the first state rebuild "
+        "and the encoder's first batches happen there, not in the first measured level (0: none)",
+    )
+    ap.add_argument(
+        "--arrivals",
+        choices=["steady", "burst"],
+        default="steady",
+        help="steady: N calls in progress at every moment (a new call when one hangs up); "
+        "burst: N calls start together and play once",
+    )
+    ap.add_argument("--level-s", type=float, default=150.0, help="steady: length of a level")
+    ap.add_argument("--ramp-s", type=float, default=60.0, help="steady: call starts spread over this")
     ap.add_argument("--speed", type=float, default=1.0, help="1 = real time")
     ap.add_argument(
         "--database-url",
@@ -254,9 +310,26 @@ def main() -> None:
         stack.add_user("bench", "counselor")
         client = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        warmup = None
+        if args.warmup_calls:
+            print(f"warm-up: {args.warmup_calls} calls (not reported as a level) …")
+            warmup = run_level(
+                stack, cookie, scripts, args.warmup_calls, args.max_turns, args.speed, arrivals="burst"
+            )
+            print(f"  {warmup}")
         for n in args.levels:
             print(f"level: {n} concurrent calls …")
-            row = run_level(stack, cookie, scripts, n, args.max_turns, args.speed)
+            row = run_level(
+                stack,
+                cookie,
+                scripts,
+                n,
+                args.max_turns,
+                args.speed,
+                arrivals=args.arrivals,
+                level_s=args.level_s,
+                ramp_s=args.ramp_s,
+            )
             rows.append(row)
             print(f"  {row}")
         store = store_figures(args.database_url, schema, rows) if args.database_url else None
@@ -290,7 +363,11 @@ def main() -> None:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "max_turns": args.max_turns,
             "speed": args.speed,
+            "arrivals": args.arrivals,
+            "level_s": args.level_s,
+            "ramp_s": args.ramp_s,
             "rows": rows,
+            "warmup": warmup,
             "max_calls_holding": max(held) if held else None,
             "store": store or {"database": "sqlite"},
         },

@@ -1,7 +1,8 @@
 """Retrieval evaluation on a labelled file (format of ../shared/eval-dev/utterances.jsonl).
 
 An article counts as found when any of its passages is retrieved (hits are one per article).
-In-scope items (with relevant ids): Recall@1/5/10, MRR@10, nDCG@10 (binary gains) per method.
+In-scope items (with relevant ids): Recall@1/5/10 (share of the relevant articles in the top k),
+Hit@1/5 (any relevant article in the top k), MRR@10, nDCG@10 (binary gains) per method.
 Out-of-scope items (no relevant ids): how often the top hit would still be shown, given the
 knowledge base's confidence rule (:meth:`KnowledgeBase.is_confident`); the in-scope side of the same
 rule is reported too (how often a correct answer would be withheld).
@@ -66,13 +67,25 @@ def asr_noise(text: str, seed: int = 0) -> str:
 def metrics_for(ranked: list[list[str]], relevant: list[list[str]]) -> dict[str, float]:
     n = len(ranked)
     if n == 0:
-        return {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0, "n": 0}
-    out = {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0}
+        return {
+            "R@1": 0.0,
+            "R@5": 0.0,
+            "R@10": 0.0,
+            "Hit@1": 0.0,
+            "Hit@5": 0.0,
+            "MRR@10": 0.0,
+            "nDCG@10": 0.0,
+            "n": 0,
+        }
+    out = {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "Hit@1": 0.0, "Hit@5": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0}
     for docs, rel in zip(ranked, relevant, strict=True):
         rels = set(rel)
         for k in (1, 5, 10):
             # recall: share of the relevant articles found in the top k
             out[f"R@{k}"] += len(rels.intersection(docs[:k])) / len(rels)
+        for k in (1, 5):
+            # hit rate: any relevant article in the top k (what "recall@k" means in some references)
+            out[f"Hit@{k}"] += 1.0 if rels.intersection(docs[:k]) else 0.0
         rr = next((1.0 / (i + 1) for i, d in enumerate(docs[:10]) if d in rels), 0.0)
         out["MRR@10"] += rr
         dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(docs[:10]) if d in rels)
@@ -146,7 +159,7 @@ def evaluate(
 
 def format_table(report: dict[str, Any]) -> str:
     names = {"bm25_ws": "BM25 whitespace", "bm25": "BM25 morphemes", "dense": "dense", "hybrid": "hybrid"}
-    cols = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
+    cols = ["R@1", "R@5", "R@10", "Hit@1", "Hit@5", "MRR@10", "nDCG@10"]
     lines = [f"in scope: {report['in_scope']} items, out of scope: {report['out_of_scope']}", ""]
     lines.append(f"{'method':<18}" + "".join(f"{c:>9}" for c in cols))
     for m, row in report["methods"].items():

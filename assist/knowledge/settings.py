@@ -47,7 +47,12 @@ class KnowledgeSettings(BaseSettings):
         description="article: one vector per article (title + lead, fast build), scoring all its passages; "
         "passage: one vector per passage",
     )
-    max_seq_length: int = Field(default=64, ge=16, description="Token cap of an embedded article/passage")
+    max_seq_length: int = Field(
+        default=256,
+        ge=16,
+        description="Token cap of an embedded article/passage (256 covers the median article whole; "
+        "64 builds 2.3x faster at hybrid MRR 0.63 instead of 0.75 on eval-dev)",
+    )
     query_max_length: int = Field(default=64, ge=8, description="Token cap of an embedded query")
     doc_title_in_prompt: bool = Field(
         default=True, description="Embed passages as 'title: <law> <article title> | text: <passage>'"
@@ -71,8 +76,8 @@ class KnowledgeSettings(BaseSettings):
     fusion: Literal["weighted", "rrf"] = Field(
         default="weighted", description="weighted: normalised score sum; rrf: weighted reciprocal rank fusion"
     )
-    weight_dense: float = Field(default=0.65, ge=0, description="Weight of the dense side in fusion")
-    weight_bm25: float = Field(default=0.35, ge=0, description="Weight of the morpheme BM25 side in fusion")
+    weight_dense: float = Field(default=0.85, ge=0, description="Weight of the dense side in fusion")
+    weight_bm25: float = Field(default=0.15, ge=0, description="Weight of the morpheme BM25 side in fusion")
     fuse_level: Literal["article", "passage"] = Field(
         default="article",
         description="article: each method scores an article by its best passage, then fuse; passage: fuse passages",
@@ -82,7 +87,7 @@ class KnowledgeSettings(BaseSettings):
     dedupe_articles: bool = Field(default=True, description="Return the best passage of each article only")
 
     abstain_threshold: float = Field(
-        default=0.30, description="Top hit's dense cosine below this: not confident (say no source found)"
+        default=0.34, description="Top hit's dense cosine below this: not confident (say no source found)"
     )
     abstain_bm25_threshold: float = Field(
         default=0.0, description="BM25-only mode: top normalised BM25 score below this is not confident"
