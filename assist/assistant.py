@@ -202,17 +202,10 @@ class Assistant:
             kws.append(k)
             queries.append(self.build_query(recent))
             kw_ms.append((time.perf_counter() - t0) * 1000)
-        # one batch per distinct filter (usually one: no district named)
+        # one encoder pass for the whole batch; each call keeps its own district filter
         t0 = time.perf_counter()
-        groups: dict[str | None, list[int]] = {}
-        for i, req in enumerate(requests):
-            groups.setdefault(req.district, []).append(i)
-        hits_all: list[list[Any]] = [[] for _ in requests]
-        for district, idx in groups.items():
-            res = self.kb.search_many([queries[i] for i in idx], s.top_k, self.filters(district))
-            for i, hits in zip(idx, res, strict=True):
-                hits_all[i] = hits
-        retrieval_ms = (time.perf_counter() - t0) * 1000 / max(1, len(groups))
+        hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])
+        retrieval_ms = (time.perf_counter() - t0) * 1000
         out = []
         for i, req in enumerate(requests):
             hits = hits_all[i]

@@ -51,9 +51,9 @@ class AssistSettings(BaseSettings):
         default=0.55, ge=-1, le=1, description="Citation check: cosine of sentence and passage (dense side)"
     )
     min_dense_confidence: float = Field(
-        default=0.36,
+        default=0.38,
         description="Least dense cosine of the top passage for a confident suggestion (on top of the knowledge "
-        "base's own threshold); tuned on eval-dev for EmbeddingGemma int8, 64-token article vectors",
+        "base's own threshold); tuned on eval-dev for EmbeddingGemma bf16, 256-token article vectors",
     )
     corroborate_dense_min: float = Field(
         default=0.2, description="Lexical corroboration: least dense cosine of the top passage"

@@ -462,14 +462,36 @@ class KnowledgeBase:
         self,
         queries: list[str],
         top_k: int = 5,
-        filters: SearchFilters | None = None,
+        filters: SearchFilters | Sequence[SearchFilters | None] | None = None,
         method: Method = "hybrid",
     ) -> list[list[SearchHit]]:
-        """Search several queries; their embeddings are computed in batches."""
+        """Search several queries; their embeddings are computed in one batch (per ``batch_max``).
+
+        ``filters``: one filter for all queries, or one per query (e.g. each call's district): the
+        queries are still embedded together, so a batch of calls costs one encoder pass.
+        """
         qvecs = None
         if self._uses_dense(method) and queries:
             qvecs = self.encode_queries([q if q.strip() else "-" for q in queries])
-        return self._search(queries, top_k, filters, method, qvecs)
+        if filters is None or isinstance(filters, SearchFilters):
+            return self._search(queries, top_k, filters, method, qvecs)
+        if len(filters) != len(queries):
+            raise ValueError("one filter per query (or a single filter for all)")
+        groups: dict[str, list[int]] = {}
+        for i, f in enumerate(filters):
+            groups.setdefault(f.model_dump_json() if f is not None else "", []).append(i)
+        out: list[list[SearchHit]] = [[] for _ in queries]
+        for idx in groups.values():
+            res = self._search(
+                [queries[i] for i in idx],
+                top_k,
+                filters[idx[0]],
+                method,
+                qvecs[idx] if qvecs is not None else None,
+            )
+            for i, hits in zip(idx, res, strict=True):
+                out[i] = hits
+        return out
 
     def _uses_dense(self, method: str) -> bool:
         if method == "dense" and self.dense is None:

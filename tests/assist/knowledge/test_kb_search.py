@@ -61,6 +61,21 @@ def test_filter_by_jurisdiction(kb) -> None:
     assert "서울특별시" in {h.jurisdiction for h in songpa}
 
 
+def test_search_many_with_one_filter_per_query(kb) -> None:
+    q = "대형폐기물 배출 신고 수수료"
+    gangnam, songpa = (
+        SearchFilters(jurisdictions=["서울특별시 강남구"]),
+        SearchFilters(applies_in="서울특별시 송파구"),
+    )
+    many = kb.search_many([q, q, "층간소음 상담"], top_k=10, filters=[gangnam, songpa, None])
+    assert [h.passage_id for h in many[0]] == [h.passage_id for h in kb.search(q, 10, filters=gangnam)]
+    assert [h.passage_id for h in many[1]] == [h.passage_id for h in kb.search(q, 10, filters=songpa)]
+    assert [h.passage_id for h in many[2]] == [h.passage_id for h in kb.search("층간소음 상담", 10)]
+    assert {h.jurisdiction for h in many[0]} == {"서울특별시 강남구"}
+    with pytest.raises(ValueError):
+        kb.search_many([q, q], filters=[gangnam])
+
+
 def test_effective_date_rule(corpus_slice) -> None:
     base = next(r for r in corpus_slice if r["id"] == "도로교통법/제32조")
     newer = {**base, "effective_date": "2030-01-01", "text": base["text"] + " 개정된 zqxunicorn 규정."}
