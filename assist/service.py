@@ -340,6 +340,8 @@ class AssistService:
                 for st in self.calls.values()
                 if st.ended and not st.pending and not st.summary_done and now - st.ended_seen_at >= grace
             ]
+            # finals waiting for their debounce or the next batch: summaries yield to them
+            suggestions_waiting = any(st.pending for st in self.calls.values())
             stale = [
                 c
                 for c, st in self.calls.items()
@@ -352,9 +354,12 @@ class AssistService:
             self._suggest(due)
         # Summaries share the loop's time budget: when many calls hang up together the rest wait for
         # the next tick (a few hundred ms later) rather than hold the poll loop past its interval.
+        # A summary may take "a few seconds", a suggestion 500 ms: while any caller final is waiting,
+        # a tick writes one summary only (each is an encoder pass over the call's sentences).
+        budget = 0.0 if suggestions_waiting else TICK_BUDGET_S
         for st in ended:
             self._summarize(st)
-            if time.monotonic() - t0 > TICK_BUDGET_S:
+            if time.monotonic() - t0 > budget:
                 break
         if ended or due:
             metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.calls))
