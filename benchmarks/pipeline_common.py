@@ -72,6 +72,8 @@ class Stack:
             "DASAN_CONSOLE_DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'console.db'}",
             **({"DASAN_CONSOLE_DB_SCHEMA": self.db_schema} if self.db_schema else {}),
             "DASAN_CONSOLE_PORT": str(self.console_port),
+            "DASAN_CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
+            "DASAN_CONSOLE_CALLER_KEY_SECRET": secrets.token_urlsafe(32),
             "DASAN_LOG_LEVEL": os.environ.get("DASAN_BENCH_LOG_LEVEL", "WARNING"),
             # Production-like group liveness (production: 300 s). Development's 6 s only shortens
             # Tansu's group joins, and under a benchmark's load a loop that pauses past it would
