@@ -147,7 +147,11 @@ def test_group_takeover_after_a_member_is_killed(kafka_settings, unique, tmp_pat
             if any(p.poll() is not None for p in procs):
                 break
             time.sleep(0.2)
-        errs = {n: (tmp_path / f"{n}.err").read_text()[-2000:] for n in ("A", "B") if (tmp_path / f"{n}.err").exists()}
+        errs = {
+            n: (tmp_path / f"{n}.err").read_text()[-2000:]
+            for n in ("A", "B")
+            if (tmp_path / f"{n}.err").exists()
+        }
         pytest.fail(f"no {line!r}: log={logf.read_text() if logf.exists() else ''!r} stderr={errs}")
 
     a = spawn("A")
