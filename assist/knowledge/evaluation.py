@@ -64,20 +64,14 @@ def asr_noise(text: str, seed: int = 0) -> str:
     return " ".join(out)
 
 
+METRICS = ("R@1", "R@5", "R@10", "Hit@1", "Hit@5", "MRR@10", "nDCG@10")
+
+
 def metrics_for(ranked: list[list[str]], relevant: list[list[str]]) -> dict[str, float]:
     n = len(ranked)
     if n == 0:
-        return {
-            "R@1": 0.0,
-            "R@5": 0.0,
-            "R@10": 0.0,
-            "Hit@1": 0.0,
-            "Hit@5": 0.0,
-            "MRR@10": 0.0,
-            "nDCG@10": 0.0,
-            "n": 0,
-        }
-    out = {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "Hit@1": 0.0, "Hit@5": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0}
+        return {**dict.fromkeys(METRICS, 0.0), "n": 0}
+    out = dict.fromkeys(METRICS, 0.0)
     for docs, rel in zip(ranked, relevant, strict=True):
         rels = set(rel)
         for k in (1, 5, 10):
@@ -159,7 +153,7 @@ def evaluate(
 
 def format_table(report: dict[str, Any]) -> str:
     names = {"bm25_ws": "BM25 whitespace", "bm25": "BM25 morphemes", "dense": "dense", "hybrid": "hybrid"}
-    cols = ["R@1", "R@5", "R@10", "Hit@1", "Hit@5", "MRR@10", "nDCG@10"]
+    cols = METRICS
     lines = [f"in scope: {report['in_scope']} items, out of scope: {report['out_of_scope']}", ""]
     lines.append(f"{'method':<18}" + "".join(f"{c:>9}" for c in cols))
     for m, row in report["methods"].items():
