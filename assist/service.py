@@ -340,8 +340,6 @@ class AssistService:
                 for st in self.calls.values()
                 if st.ended and not st.pending and not st.summary_done and now - st.ended_seen_at >= grace
             ]
-            # finals waiting for their debounce or the next batch: summaries yield to them
-            suggestions_waiting = any(st.pending for st in self.calls.values())
             stale = [
                 c
                 for c, st in self.calls.items()
@@ -356,6 +354,8 @@ class AssistService:
         # the next tick (a few hundred ms later) rather than hold the poll loop past its interval.
         # A summary may take "a few seconds", a suggestion 500 ms: while any caller final is waiting,
         # a tick writes one summary only (each is an encoder pass over the call's sentences).
+        with self._lock:  # finals still waiting (debounce, or beyond this batch) after the batch
+            suggestions_waiting = any(st.pending for st in self.calls.values())
         budget = 0.0 if suggestions_waiting else TICK_BUDGET_S
         for st in ended:
             self._summarize(st)
