@@ -116,6 +116,7 @@ class KnowledgeBase:
         """Everything that changes a passage vector (reuse of vectors across builds is keyed on it)."""
         if not settings.dense_enabled:
             return "none"
+        settings = settings.resolved()
         fp = model_fingerprint(settings.embedding_model_path)
         return _sha(
             fp,
@@ -149,7 +150,7 @@ class KnowledgeBase:
     ) -> KnowledgeBase:
         """Build an index in memory. ``reuse``: a previous index whose passage vectors are kept where
         the embedded text is unchanged (``dasan kb update``)."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         t0 = time.perf_counter()
         sources = settings.corpus_paths if records_or_paths is None else records_or_paths
         records = load_records(sources)
@@ -267,6 +268,7 @@ class KnowledgeBase:
                 },
             ),
             "analyzer": self.analyzer.fingerprint(),
+            "encoder": self.settings.backend_report() if self.dense is not None else None,
             "build_stats": getattr(self, "build_stats", {}),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
@@ -281,7 +283,7 @@ class KnowledgeBase:
         cls, path: Path, settings: KnowledgeSettings | None = None, analyzer: KoreanAnalyzer | None = None
     ):
         """Load a saved index folder (the embedding model is loaded when the index has vectors)."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         path = Path(path)
         if not (path / "manifest.json").is_file():
             raise IndexNotFound(f"no index at {path}")
@@ -329,7 +331,7 @@ class KnowledgeBase:
         progress: bool = True,
     ) -> KnowledgeBase:
         """Load the index for the configured corpus, models and settings; build it when missing."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         if settings.dense_enabled and not (settings.embedding_model_path / "modules.json").is_file():
             raise DenseModelMissing(
                 f"embedding model not found at {settings.embedding_model_path}: run `dasan models install` "
@@ -351,7 +353,7 @@ class KnowledgeBase:
     @classmethod
     def index_path(cls, settings: KnowledgeSettings | None = None) -> Path:
         """Where the index of the configured corpus, models and settings lives (built or not)."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         records = load_records(settings.corpus_paths)
         analyzer = cls._make_analyzer(records, settings)
         return settings.index_dir / cls._index_key(records, analyzer, settings)
@@ -359,6 +361,7 @@ class KnowledgeBase:
     @classmethod
     def latest(cls, settings: KnowledgeSettings) -> KnowledgeBase | None:
         """The most recently built index in ``index_dir`` (any corpus), for vector reuse."""
+        settings = settings.resolved()
         base = settings.index_dir
         if not base.is_dir():
             return None
@@ -686,6 +689,7 @@ class KnowledgeBase:
             "laws": len({r.law_name for r in self.records}),
             "dense": self.dense is not None,
             "dense_backend": self.settings.dense_backend if self.dense is not None else None,
+            "encoder": self.settings.backend_report() if self.dense is not None else None,
             "embedding_matrix_mb": round(self.dense.matrix.nbytes / 2**20, 1)
             if self.dense is not None
             else 0,
