@@ -199,6 +199,11 @@ class Encoder:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Tokens of each text, untruncated (what a cap would cut), from the model's own tokenizer."""
+        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         texts = [self.query_prompt + q for q in queries]
         return self._encode(texts, self.query_max_length, batch_size=max(1, len(texts)))
