@@ -76,23 +76,29 @@ class EventProducer:
 
 
 class Dedupe:
-    """Bounded memory of event ids already handled (the newest ``size`` ids)."""
+    """Bounded memory of event ids already handled (the newest ``size`` ids), with the partition
+    each came from, so the ids of revoked partitions can be forgotten (:meth:`forget`)."""
 
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, Any] = OrderedDict()
 
-    def seen(self, event_id: str) -> bool:
-        """True if already seen; otherwise remembers it and returns False."""
+    def seen(self, event_id: str, source: Any = None) -> bool:
+        """True if already seen; otherwise remembers it (from ``source``) and returns False."""
         if self.size <= 0:
             return False
         if event_id in self._seen:
             self._seen.move_to_end(event_id)
             return True
-        self._seen[event_id] = None
+        self._seen[event_id] = source
         if len(self._seen) > self.size:
             self._seen.popitem(last=False)
         return False
+
+    def forget(self, sources: set[Any]) -> None:
+        """Forget the ids remembered from ``sources``."""
+        if sources and self._seen:
+            self._seen = OrderedDict((k, v) for k, v in self._seen.items() if v not in sources)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -172,7 +178,9 @@ class EventConsumer:
         self._before_commit = before_commit
         self._commit_limits = commit_limits
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
-        self._committed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}  # what this member committed, per partition
+        self._first_offset: dict[TopicPartition, int] = {}  # first offset handled since assignment
+        self._resume_at: dict[TopicPartition, int] = {}  # revoked partitions: the group's committed offset
         self._last_commit = 0.0
         self._lag_reported_at = 0.0
         self._own_producer = dlq_producer is None
@@ -191,18 +199,38 @@ class EventConsumer:
 
     # ------------------------------------------------------------------ group membership
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Every batch is committed right after it is handled, and revocation happens inside
-        # poll() between batches, so nothing processed is uncommitted here. (kafka-python 3 also
-        # forbids blocking commits from a rebalance callback.)
+        # Every batch is committed right after it is handled (up to the commit limits), and
+        # revocation happens inside poll() between batches, so nothing is committed here.
+        # (kafka-python 3 also forbids blocking commits from a rebalance callback.)
         log.info("partitions revoked", extra={"group": self.group_id, "partitions": len(revoked)})
+        self._resume_at = {}
         for tp in revoked:
-            self._positions.pop(tp, None)
-            self._committed.pop(tp, None)
+            position = self._positions.pop(tp, None)
+            committed = self._committed.pop(tp, None)
+            first = self._first_offset.pop(tp, None)
+            # Where the group's committed offset stands: this member's last commit, or, if it made
+            # none, where it started reading (the offset committed before it got the partition).
+            at = committed if committed is not None else first
+            if at is not None and at != position:
+                self._resume_at[tp] = at
+        # What a revoked partition delivers after it is assigned again (from the committed offset,
+        # which commit_limits may hold back) is not a duplicate: the handler was told it lost the
+        # partition and may have dropped its state for it (the ASR worker does). Remembering those
+        # ids would silently swallow the re-read records: the audio of an open utterance was lost
+        # at every rebalance that gave a worker its own partition back.
+        self.dedupe.forget(revoked)
         if self._user_revoked:
             self._user_revoked(revoked)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"group": self.group_id, "partitions": len(assigned)})
+        # kafka-python keeps the fetch position of a partition that stays with this member across
+        # a rebalance, though the handler was told it was revoked: resume such a partition at the
+        # group's committed offset, as any other member would, so that what the commit limits
+        # held back (or a failed commit left uncommitted) is delivered again, not skipped.
+        for tp in assigned & self._resume_at.keys():
+            self._consumer.seek(tp, self._resume_at[tp])
+        self._resume_at = {}
         if self._user_assigned:
             self._user_assigned(assigned)
 
@@ -222,6 +250,8 @@ class EventConsumer:
         self.last_poll_at = time.monotonic()
         n = 0
         for tp, records in batches.items():
+            if records:
+                self._first_offset.setdefault(tp, records[0].offset)
             for rec in records:
                 self._handle_record(tp, rec)
                 self._positions[tp] = rec.offset + 1
@@ -251,7 +281,7 @@ class EventConsumer:
             self._dead_letter(meta, rec.key, rec.value, headers, "wrong_topic", msg)
             return
         metrics.EVENTS_IN.labels(topic=tp.topic, type=event.type, group=self.group_id).inc()  # type: ignore[attr-defined]
-        if self.dedupe.seen(event.event_id):
+        if self.dedupe.seen(event.event_id, tp):
             self.duplicates += 1
             metrics.DUPLICATES.labels(topic=tp.topic, group=self.group_id).inc()
             return

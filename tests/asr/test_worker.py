@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -145,3 +145,105 @@ def test_worker_joins_a_call_mid_stream(
         time.sleep(0.1)
     body = client.get("/readyz").json()
     assert body["published"] >= 1 and body["streams"] == 0, (body, list(worker.streams))
+
+
+def _pcm16(*parts: np.ndarray) -> np.ndarray:
+    return (np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2")
+
+
+def _send_frames(
+    prod: EventProducer, call_id: str, pcm: np.ndarray, rate: int, first: int, last: int
+) -> None:
+    """Frames ``first`` … ``last - 1`` (200 ms each) of ``pcm`` on the caller channel."""
+    n = rate // 5
+    for k in range(first, last):
+        prod.send(
+            AudioFrame(
+                call_id=call_id,
+                channel=Channel.caller,
+                seq=k,
+                codec=Codec.pcm_s16le,
+                sample_rate=rate,
+                capture_ts=k * n / rate,
+                audio=pcm[k * n : (k + 1) * n].tobytes(),
+            )
+        )
+    prod.flush()
+
+
+def _wait(cond: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_rebalance_mid_utterance_loses_no_audio(
+    kafka_settings: object, whisper_decoder, asr_settings: AsrSettings, audio_dev: list[dict], unique: str
+) -> None:
+    """A second worker joins the group and leaves again while an utterance is open.
+
+    Whoever holds the call's partition after each rebalance re-reads the audio that is not yet in
+    a final (the committed offset is held back there) and rebuilds the stream from it, even the
+    worker that had read those records before and dropped its state when they were revoked: the
+    utterance that was open during the rebalances is transcribed whole.
+    """
+    rows = {r["id"]: r for r in audio_dev}
+    a, rate = load_mono(rows["zeroth_104_003_0294"]["path"])
+    b, _ = load_mono(rows["zeroth_104_003_0374"]["path"])
+    b_start = 0.5 + len(a) / rate + 1.5
+    pcm = _pcm16(np.zeros(rate // 2), a, np.zeros(rate * 3 // 2), b, np.zeros(rate))
+    frames = -(-len(pcm) // (rate // 5))
+    cut = int((b_start + len(b) / rate / 2) * 5)  # the middle of utterance b
+    call_id = f"rebalance-{unique}"
+    group = f"asr-{unique}"
+
+    def start_worker() -> tuple[AsrWorker, threading.Thread]:
+        w = AsrWorker(
+            asr_settings, kafka_settings, whisper_decoder.decode, whisper_decoder.model_name, group_id=group
+        )  # type: ignore[arg-type]
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        return w, t
+
+    worker_a, thread_a = start_worker()
+    try:
+        with EventProducer(kafka_settings) as prod:  # type: ignore[arg-type]
+            _send_frames(prod, call_id, pcm, rate, 0, cut)
+            # Utterance a is final; b is open (its second half is not sent yet).
+            read_events(kafka_settings, CALL_TRANSCRIPTS, call_id, lambda ev: bool(finals_of(ev)), 120)
+            _wait(lambda: len(worker_a.consumer.assignment()) == 24, "worker a's assignment")
+            worker_b, thread_b = start_worker()
+            _wait(
+                lambda: len(worker_a.consumer.assignment()) == len(worker_b.consumer.assignment()) == 12,
+                "the partitions to be shared by two workers",
+            )
+            worker_b.stop()
+            thread_b.join(60)
+            _wait(lambda: len(worker_a.consumer.assignment()) == 24, "worker a to hold every partition again")
+            _send_frames(prod, call_id, pcm, rate, cut, frames)
+            prod.send(CallEnded(call_id=call_id, duration_s=round(len(pcm) / rate, 3)))
+        events = read_events(
+            kafka_settings,
+            CALL_TRANSCRIPTS,
+            call_id,
+            lambda ev: any(f.end_s > b_start + 1 for f in finals_of(ev)),
+            timeout_s=120,
+        )
+    finally:
+        worker_a.stop()
+        thread_a.join(60)
+    finals = finals_of(events)
+    by_id: dict[str, set[str]] = {}
+    for f in finals:
+        by_id.setdefault(f.segment_id, set()).add(f.text)
+    assert all(len(texts) == 1 for texts in by_id.values()), by_id  # a re-emitted final keeps its id
+    # a may be transcribed again if the rebalance came before its final's offset was committed
+    # (at-least-once); each of its finals is the whole utterance.
+    first = [f.text for f in finals if f.end_s <= b_start]
+    assert first and all(cer([rows["zeroth_104_003_0294"]["text"]], [t]) <= 0.2 for t in first), first
+    second = {f.segment_id: f.text for f in finals if f.start_s >= b_start - 0.6}
+    # b's speech starts 0.6 s into its recording; the second half began at the cut (≈ 12 s).
+    assert min(f.start_s for f in finals if f.segment_id in second) < b_start + 1.0, finals
+    assert cer([rows["zeroth_104_003_0374"]["text"]], [" ".join(second.values())]) <= 0.2, finals

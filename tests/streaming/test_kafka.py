@@ -287,6 +287,18 @@ def test_redelivered_events_are_deduplicated(kafka_settings, unique) -> None:
     assert got == [7, 8] and consumer.duplicates == 2
 
 
+def test_dedupe_forgets_the_ids_of_revoked_partitions() -> None:
+    """Records a partition delivers again after it was revoked and reassigned are handled again
+    (the handler may have dropped its state for that partition); other partitions stay deduped."""
+    from streaming.kafka import Dedupe
+
+    d = Dedupe(10)
+    assert not d.seen("a", "p0") and not d.seen("b", "p1")
+    assert d.seen("a", "p0")
+    d.forget({"p0"})
+    assert not d.seen("a", "p0") and d.seen("b", "p1")
+
+
 def test_oversized_message_is_refused_before_sending(kafka_settings, unique) -> None:
     frame = AudioFrame(
         call_id=f"o-{unique}",
