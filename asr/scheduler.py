@@ -132,19 +132,23 @@ class DecodeScheduler:
     # ------------------------------------------------------------------ batching
     def collect(self, limit: int | None = None) -> list[DecodeRequest]:
         """Take up to ``limit`` due requests: every stream's finals first, then partials."""
+        return [r for r, _ in self._collect(limit)]
+
+    def _collect(self, limit: int | None = None) -> list[tuple[DecodeRequest, StreamingPolicy]]:
+        """Due requests with the policy that issued each (its answer goes to that policy only)."""
         limit = limit or self.batch_size
-        out: list[DecodeRequest] = []
+        out: list[tuple[DecodeRequest, StreamingPolicy]] = []
         with self._cond:
             pols = list(self.streams.values())
             # Finals: oldest segment end first.
-            finals: list[DecodeRequest] = []
+            finals: list[tuple[DecodeRequest, StreamingPolicy]] = []
             for p in pols:
                 while (r := p.next_request(allow_partial=False)) is not None:
-                    finals.append(r)
-            finals.sort(key=lambda r: r.end_s)
+                    finals.append((r, p))
+            finals.sort(key=lambda rp: rp[0].end_s)
             out.extend(finals[:limit])
-            for r in finals[limit:]:
-                self.streams[r.stream].release(r)
+            for r, p in finals[limit:]:
+                p.release(r)
             # Partials only when there is room and no final is waiting.
             if len(out) < limit and len(finals) <= limit:
                 for p in sorted(pols, key=lambda p: p.utt.last_partial_at if p.utt else 0):
@@ -152,29 +156,29 @@ class DecodeScheduler:
                         break
                     r = p.next_request()
                     if r is not None:
-                        out.append(r)
+                        out.append((r, p))
         return out
 
     def step(self, wait: bool = True) -> int:
         """Decode one batch. Returns the number of windows decoded (0: nothing due)."""
-        reqs = self.collect()
-        if not reqs:
+        batch = self._collect()
+        if not batch:
             return 0
-        if wait and self.batch_window_s > 0 and len(reqs) < self.batch_size:
+        if wait and self.batch_window_s > 0 and len(batch) < self.batch_size:
             deadline = time.monotonic() + self.batch_window_s
             with self._cond:
-                while len(reqs) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+                while len(batch) < self.batch_size and (left := deadline - time.monotonic()) > 0:
                     self._cond.wait(left)
-                    reqs += self.collect(self.batch_size - len(reqs))
+                    batch += self._collect(self.batch_size - len(batch))
+        reqs = [r for r, _ in batch]
         try:
             results = self.decode(reqs)
         except Exception:
             self.stats.errors += 1
             log.exception("decode failed", extra={"windows": len(reqs)})
             with self._cond:
-                for r in reqs:
-                    pol = self.streams.get(r.stream)
-                    if pol is not None:
+                for r, pol in batch:
+                    if self.streams.get(r.stream) is pol:
                         pol.release(r)
             time.sleep(0.2)
             return 0
@@ -183,9 +187,10 @@ class DecodeScheduler:
         self.stats.max_batch = max(self.stats.max_batch, len(reqs))
         updates: list[tuple[str, SegmentUpdate]] = []
         with self._cond:
-            for r, res in zip(reqs, results, strict=True):
-                pol = self.streams.get(r.stream)
-                if pol is None:
+            for (r, pol), res in zip(batch, results, strict=True):
+                # A stream dropped while its decode was in flight (its partition was revoked) and
+                # perhaps started afresh under the same key: the answer belongs to the old state.
+                if self.streams.get(r.stream) is not pol:
                     continue
                 upd = pol.apply_result(r, res)
                 if upd is None:

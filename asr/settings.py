@@ -119,7 +119,16 @@ class AsrSettings(BaseSettings):
         default=60.0, gt=0, description="Drop state of a call with no audio for this long (no CallEnded seen)"
     )
     end_grace_s: float = Field(
-        default=5.0, gt=0, description="After CallEnded, wait this long for missing audio before finishing"
+        default=5.0,
+        gt=0,
+        description="After CallEnded, wait this long without any frame of a stream whose audio is "
+        "incomplete before finishing it",
+    )
+    max_poll_records: int = Field(
+        default=64,
+        ge=1,
+        description="Audio frames a worker takes per Kafka poll (the VAD runs on the consumer thread: "
+        "a batch must stay far inside max.poll.interval on a slow, loaded CPU)",
     )
     publish_partials: bool = Field(default=True, description="Publish partial segments")
 

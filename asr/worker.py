@@ -1,16 +1,26 @@
 """The ASR worker: ``call.events`` + ``call.audio`` (consumer group) → ``call.transcripts``.
 
 Threads: the Kafka consumer thread decodes frames (G.711/PCM → float, resample to 16 kHz) and
-hands them to the per-stream policies — cheap, so ``max_poll_interval`` is never at risk; the
-decoder thread (:class:`~asr.scheduler.DecodeScheduler`) batches the due windows of every stream
-through the one loaded model and publishes the segments; a small uvicorn thread serves
-``/healthz``, ``/readyz`` and ``/metrics``.
+hands them to the per-stream policies, which run the VAD (~1 ms a frame here, several on a slow
+shared core); a poll returns at most ``max_poll_records`` frames so that a batch stays far inside
+``max.poll.interval`` on any machine (500 frames took over 4 s on one loaded core: the member was
+dropped from the group and rebalanced). The decoder thread
+(:class:`~asr.scheduler.DecodeScheduler`) batches the due windows of every stream through the one
+loaded model and publishes the segments; a small uvicorn thread serves ``/healthz``, ``/readyz``
+and ``/metrics``.
 
 Takeover: a call's events are keyed by call id, so they stay on one partition and one worker.
 When partitions move, the new owner resumes from the committed offsets; per-call state is
 rebuilt from what arrives: a stream whose ``CallStarted`` it never saw starts at the first
 frame's ``capture_ts``, and segment ids are derived from call-relative times, so a segment
-re-emitted after a redelivery keeps its id (consumers dedupe on it).
+re-emitted after a redelivery mostly keeps its id (consumers dedupe on it). The committed offsets
+are held back to the audio not yet in a published final (:meth:`AsrWorker.commit_limits`), and the
+consumer resumes every partition it is given there, also one it had before the rebalance (whose
+stream state :meth:`AsrWorker._on_revoked` dropped): no audio is skipped.
+
+Time: what is transcribed depends on the audio only. The wall clock decides only when to give up
+waiting for audio that does not come (``end_grace_s`` after the call's end with no frame of the
+stream, ``stream_idle_s`` without any frame), never how audio that did arrive is segmented.
 """
 
 from __future__ import annotations
@@ -104,6 +114,7 @@ class AsrWorker:
             dlq_producer=self.producer,
             on_revoked=self._on_revoked,
             commit_limits=self.commit_limits,
+            max_poll_records=settings.max_poll_records,
         )
         self.published = 0
         self.ready = False
@@ -255,7 +266,14 @@ class AsrWorker:
                 pol = self.scheduler.get(st.key)
                 if pol is None or pol.ended:
                     continue
-                if info is not None and info.ended and now - info.ended_mono > self.s.end_grace_s:
+                # The grace counts from the later of the end and the stream's last frame: a worker
+                # catching up on a backlog reads a call's CallEnded long before the last of its
+                # audio (call.events is tiny), and must not cut a stream whose audio still flows.
+                if (
+                    info is not None
+                    and info.ended
+                    and now - max(info.ended_mono, st.last_audio) > self.s.end_grace_s
+                ):
                     log.warning("call ended but audio incomplete: finishing", extra={"call_id": st.call_id})
                     self._finish_stream(info, st)
                 elif now - st.last_audio > self.s.stream_idle_s:

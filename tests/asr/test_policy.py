@@ -6,6 +6,7 @@ so the policy's bookkeeping can be checked exactly; the real model is tested in 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -182,6 +183,28 @@ def test_scheduler_batches_across_streams(speech: np.ndarray) -> None:
         check_invariants(ups)
         assert len([u for u in ups if u.is_final]) == 3
     assert sched.active() == 0  # finished streams are released
+
+
+def test_scheduler_gives_an_answer_only_to_the_policy_that_asked(speech: np.ndarray) -> None:
+    """A stream dropped while its decode is in flight (its partition revoked) and started afresh
+    under the same key (the partition came back): the old answer does not reach the new policy."""
+    key = "call:caller"
+    sched: DecodeScheduler
+    swapped: list[StreamingPolicy] = []
+
+    def decode(reqs: Sequence[DecodeRequest]) -> list[DecodeResult]:
+        if not swapped:  # the consumer thread, meanwhile: revoke, reassign, re-read
+            sched.drop(key)
+            swapped.append(sched.add(key, StreamingPolicy(AsrSettings(), key)))
+        return scripted(reqs)
+
+    got: list = []
+    sched = DecodeScheduler(decode, batch_window_ms=0, on_update=lambda k, u: got.append(u))
+    sched.add(key, StreamingPolicy(AsrSettings(speculative_final_ms=0), key, partials=False))
+    sched.insert(key, speech[: 12 * SR])
+    sched.finish(key)
+    assert sched.step(wait=False) >= 1 and swapped
+    assert got == [] and swapped[0].committed == deque() and not swapped[0]._finalized
 
 
 # --------------------------------------------------------------------------- guards

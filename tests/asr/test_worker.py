@@ -16,7 +16,7 @@ from asr.evaluate import cer, telephone
 from asr.gateway import create_gateway_app
 from asr.settings import AsrSettings
 from asr.worker import AsrWorker, create_health_app
-from streaming.events import AudioFrame, CallEnded, Channel, Codec, TranscriptSegment
+from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, TranscriptSegment
 from streaming.ingest import INGEST_PATH
 from streaming.kafka import EventProducer
 from streaming.topics import CALL_TRANSCRIPTS
@@ -247,3 +247,91 @@ def test_rebalance_mid_utterance_loses_no_audio(
     # b's speech starts 0.6 s into its recording; the second half began at the cut (≈ 12 s).
     assert min(f.start_s for f in finals if f.segment_id in second) < b_start + 1.0, finals
     assert cer([rows["zeroth_104_003_0374"]["text"]], [" ".join(second.values())]) <= 0.2, finals
+
+
+def test_whole_call_in_kafka_before_the_worker_starts(
+    kafka_settings: object, whisper_decoder, asr_settings: AsrSettings, audio_dev: list[dict], unique: str
+) -> None:
+    """A worker that gets a call's partitions after all of the call is in Kafka (a backlog after a
+    rebalance or a restart) transcribes every utterance of both channels. Its CallEnded (on the
+    small call.events topic) is read long before the last audio frames; the end grace counts from
+    the last frame, so the streams are not cut while their audio still arrives."""
+    rows = {r["id"]: r for r in audio_dev}
+    rate = 8000
+
+    def band(name: str) -> np.ndarray:
+        x, r = load_mono(rows[name]["path"])
+        return telephone(x, r, "8k")[0]
+
+    a, b, c = band("zeroth_104_003_0294"), band("zeroth_104_003_0374"), band("zeroth_104_003_0352")
+    caller = np.concatenate([np.zeros(rate // 2), a, np.zeros(2 * rate), b, np.zeros(rate)])
+    counselor = np.zeros_like(caller)
+    c_at = len(a) + 2 * rate  # the counselor speaks during the caller's first utterance and pause
+    counselor[c_at - len(c) // 2 : c_at - len(c) // 2 + len(c)] = c
+    spans = {
+        Channel.caller: [(0.5, 0.5 + len(a) / rate, "zeroth_104_003_0294")],
+        Channel.counselor: [
+            ((c_at - len(c) // 2) / rate, (c_at + len(c) - len(c) // 2) / rate, "zeroth_104_003_0352")
+        ],
+    }
+    b0 = 0.5 + (len(a) + 2 * rate) / rate
+    spans[Channel.caller].append((b0, b0 + len(b) / rate, "zeroth_104_003_0374"))
+    call_id = f"backlog-{unique}"
+    n = rate // 5
+    with EventProducer(kafka_settings) as prod:  # type: ignore[arg-type]
+        prod.send(
+            CallStarted(call_id=call_id, counselor_id="c-1", channels=[Channel.caller, Channel.counselor])
+        )
+        for k, i in enumerate(range(0, len(caller), n)):
+            for ch, x in ((Channel.caller, caller), (Channel.counselor, counselor)):
+                pcm = (np.clip(x[i : i + n], -1, 1) * 32767).astype(np.int16)
+                prod.send(
+                    AudioFrame(
+                        call_id=call_id,
+                        channel=ch,
+                        seq=k,
+                        codec=Codec.mulaw,
+                        sample_rate=rate,
+                        capture_ts=i / rate,
+                        audio=encode_mulaw(pcm),
+                    )
+                )
+        prod.send(CallEnded(call_id=call_id, duration_s=round(len(caller) / rate, 3)))
+
+    def covered(events: list) -> bool:
+        finals = finals_of(events)
+        return all(
+            any(f.channel == ch and start - 0.6 <= f.start_s <= end for f in finals)
+            for ch, items in spans.items()
+            for start, end, _ in items
+        )
+
+    def call_done(w: AsrWorker) -> bool:
+        info = w.calls.get(call_id)
+        return (
+            info is not None
+            and len(info.finished) == 2
+            and not any(st.call_id == call_id for st in list(w.streams.values()))
+        )
+
+    settings = asr_settings.model_copy(update={"end_grace_s": 0.5})
+    w = AsrWorker(
+        settings, kafka_settings, whisper_decoder.decode, whisper_decoder.model_name, group_id=f"asr-{unique}"
+    )  # type: ignore[arg-type]
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    try:
+        _wait(lambda: call_done(w), "the worker to finish the call (both channels, every final out)", 600)
+    finally:
+        w.stop()
+        t.join(60)
+    events = read_events(kafka_settings, CALL_TRANSCRIPTS, call_id, covered, timeout_s=30)
+    finals = finals_of(events)
+    for ch, items in spans.items():
+        for start, end, name in items:
+            inside = {
+                f.segment_id: f.text
+                for f in finals
+                if f.channel == ch and start - 0.6 <= f.start_s and f.end_s <= end + 0.6
+            }
+            assert cer([rows[name]["text"]], [" ".join(inside.values())]) <= 0.25, (ch, name, finals)
