@@ -207,7 +207,12 @@ class StreamingPolicy:
         self.s = settings
         self.stream = stream
         self.segment_prefix = segment_prefix or stream
-        self.offset_s = start_offset_s
+        # VAD windows lie on the call's own 32 ms grid (multiples of WINDOW samples from t=0), also
+        # for a stream that starts mid-call (a takeover re-reading from a held-back offset): the
+        # first ≤ 31 ms are skipped, so the re-read sees the windows the first reader saw and
+        # mostly finds the same utterance starts, hence the same segment ids (consumers dedupe on them).
+        self._skip = (-round(start_offset_s * SR)) % WINDOW
+        self.offset_s = start_offset_s + self._skip / SR
         self.partials = settings.publish_partials if partials is None else partials
         self.vad = StreamingVad()
         self.total = 0  # 16 kHz samples received
@@ -246,6 +251,9 @@ class StreamingPolicy:
         if self.ended:
             raise RuntimeError(f"stream {self.stream} already finished")
         audio = audio.astype(np.float32, copy=False)
+        if self._skip:
+            cut = min(self._skip, len(audio))
+            audio, self._skip = audio[cut:], self._skip - cut
         self.total += len(audio)
         self._pending = np.concatenate([self._pending, audio])
         probs = self.vad.process(audio)

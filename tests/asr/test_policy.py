@@ -23,6 +23,7 @@ from asr.policy import (
 )
 from asr.scheduler import DecodeScheduler
 from asr.settings import AsrSettings
+from asr.vad import WINDOW
 
 from .conftest import load_mono
 from .signals import SR, non_speech
@@ -142,6 +143,17 @@ def test_timestamps_are_call_relative_with_offset(speech: np.ndarray) -> None:
     b, _ = run(StreamingPolicy(AsrSettings(), "x", partials=False, start_offset_s=120.0), speech)
     assert [u.start_s + 120 for u in a] == pytest.approx([u.start_s for u in b], abs=1e-3)
     assert all(u.segment_id.startswith("x:") for u in b)
+
+
+def test_a_stream_joined_mid_call_keeps_the_calls_vad_grid(speech: np.ndarray) -> None:
+    """A worker taking a call over starts at a frame boundary (200 ms steps), not on the 32 ms VAD
+    grid of the worker before it: it skips to the call's grid, so its segments (and their ids,
+    derived from the start) fall where the first reader's did."""
+    start = 1.4  # 22,400 samples: 384 past a window boundary
+    b, _ = run(StreamingPolicy(AsrSettings(), "x", partials=False, start_offset_s=start), speech)
+    finals = [u for u in b if u.is_final]
+    assert finals and all(round(u.start_s * SR) % WINDOW == 0 for u in finals), [u.start_s for u in finals]
+    assert all(u.start_s >= start for u in finals)
 
 
 @pytest.mark.parametrize("name", list(non_speech()))
