@@ -1,10 +1,13 @@
 """Batched Whisper decoding of many streams' windows in one forward pass (CPU and GPU alike).
 
 Every pending window (≤ ``max_segment_s`` of audio, one per stream) becomes a log-mel matrix;
-windows of one batch are padded to the same number of frames and go through one CTranslate2
-``encode`` and one ``generate`` call, with the language fixed (no detection) and no timestamps
-(segment times come from the VAD). Finals use beam search, partials greedy decoding, so a batch
-is split by beam size.
+windows with the same number of frames go through one CTranslate2 ``encode`` and one
+``generate`` call, with the language fixed (no detection) and no timestamps (segment times come
+from the VAD). Finals use beam search, partials greedy decoding, so a batch is split by beam size
+and by encoder length. Windows are never padded to a longer batch-mate: the encoder sees the
+padding, and a final's text then depended on which other streams happened to be due at the same
+moment, i.e. on load (measured: 2 of 6 audio-dev utterances decoded differently beside a 14 s
+window). Batched with windows of its own length, a window decodes exactly as it does alone.
 
 The encoder runs on ``max(min_context_s, window + 1 s)`` of audio rather than Whisper's fixed
 30 s (CTranslate2 accepts shorter inputs): for short windows this cuts encoder time about four
@@ -67,25 +70,29 @@ class WhisperDecoder:
         model, name = load_whisper(settings)
         return cls(model, name, settings)
 
+    def _frames(self, samples: int) -> int:
+        """Encoder input length (mel frames) of a window: ``max(min_context_s, window + 1 s)``."""
+        need = max(self.s.min_context_s, samples / self.model.feature_extractor.sampling_rate + 1.0)
+        return min(MAX_FRAMES, int(math.ceil(need)) * FRAMES_PER_S)
+
     def _features(self, audio: np.ndarray) -> np.ndarray:
         fe = self.model.feature_extractor
-        need = max(self.s.min_context_s, len(audio) / fe.sampling_rate + 1.0)
-        frames = min(MAX_FRAMES, int(math.ceil(need)) * FRAMES_PER_S)
+        frames = self._frames(len(audio))
         audio = audio[: MAX_FRAMES * fe.hop_length]
         pad = frames * fe.hop_length - len(audio)
         feats = fe(audio, padding=max(pad, 0) + fe.hop_length)
         return feats[:, :frames]
 
     def decode(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
-        """Decode windows (any streams), batched by beam size; results in request order."""
+        """Decode windows (any streams), batched by beam size and encoder length; results in request order."""
         out: list[DecodeResult | None] = [None] * len(requests)
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, r in enumerate(requests):
             beam = self.s.beam_size if r.final else self.s.partial_beam_size
-            groups.setdefault(beam, []).append(i)
+            groups.setdefault((beam, self._frames(len(r.audio))), []).append(i)
         with self._lock:
             t0 = time.perf_counter()
-            for beam, idx in groups.items():
+            for (beam, _frames), idx in groups.items():
                 for k in range(0, len(idx), self.s.batch_size):
                     part = idx[k : k + self.s.batch_size]
                     for i, res in zip(
@@ -98,13 +105,7 @@ class WhisperDecoder:
         return [r for r in out if r is not None]
 
     def _decode_batch(self, reqs: list[DecodeRequest], beam: int) -> list[DecodeResult]:
-        feats = [self._features(r.audio) for r in reqs]
-        frames = max(f.shape[1] for f in feats)
-        batch = np.zeros((len(feats), feats[0].shape[0], frames), dtype=np.float32)
-        for i, f in enumerate(feats):
-            batch[i, :, : f.shape[1]] = f
-            if f.shape[1] < frames:  # pad with the log-mel of silence, like Whisper's padding
-                batch[i, :, f.shape[1] :] = f[:, -1:]
+        batch = np.stack([self._features(r.audio) for r in reqs])  # one length: see decode()
         encoder_output = self.model.encode(batch)
         kwargs: dict[str, Any] = {
             "beam_size": beam,

@@ -84,6 +84,24 @@ def test_guards_catch_whisper_on_non_speech_without_vad(
         )  # … the guards drop it
 
 
+def test_a_window_decodes_the_same_whatever_it_is_batched_with(
+    audio_dev: list[dict], whisper_decoder
+) -> None:
+    """Which windows share a forward pass depends on timing (which streams are due at once, how
+    far behind the decoder is); a final's text must not. Beside a longer window (another encoder
+    length) and beside one of its own length, each window decodes as it does alone."""
+    everything = np.concatenate([load_mono(r["path"])[0] for r in audio_dev])
+    xs = {r["id"]: load_mono(r["path"])[0] for r in audio_dev if r["id"] in FILES}
+    longer = everything[: 14 * SR]
+    other = DecodeRequest("o", "o:0", longer, True, 1, 0.0, 14.0, speech_s=14.0)
+    for name, x in xs.items():
+        req = DecodeRequest("a", "a:0", x, True, 1, 0.0, len(x) / SR, speech_s=len(x) / SR)
+        twin = DecodeRequest("b", "b:0", x[::-1].copy(), True, 1, 0.0, len(x) / SR, speech_s=len(x) / SR)
+        (alone,) = whisper_decoder.decode([req])
+        assert whisper_decoder.decode([req, other])[0] == alone, name
+        assert whisper_decoder.decode([twin, req])[1] == alone, name
+
+
 def test_long_call_no_drift_no_repeats(
     audio_dev: list[dict], whisper_decoder, asr_settings: AsrSettings
 ) -> None:
