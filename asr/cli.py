@@ -12,9 +12,12 @@ from typing import Any
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="'base' (bundled), a CTranslate2 model folder, or a cached model name")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where to run the model")
-    p.add_argument("--compute-type", help="CTranslate2 compute type (int8 on CPU, float16 on GPU by default)")
+    p.add_argument(
+        "--compute-type",
+        help="CTranslate2 compute type (default auto: float16 on a GPU, int8 on a CPU with VNNI, float32 without)",
+    )
     p.add_argument("--beam-size", type=int, help="beam size of final decodes")
-    p.add_argument("--threads", type=int, help="CPU threads for the model")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: half the CPUs, 1 to 8)")
 
 
 def _settings(args: argparse.Namespace) -> Any:

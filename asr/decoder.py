@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .hardware import Placement
 from .policy import DecodeRequest, DecodeResult
 from .settings import AsrSettings
 
@@ -41,12 +42,15 @@ MAX_FRAMES = 3000
 class WhisperDecoder:
     """Decodes batches of :class:`DecodeRequest` with one loaded faster-whisper model."""
 
-    def __init__(self, model: WhisperModel, model_name: str, settings: AsrSettings) -> None:
+    def __init__(
+        self, model: WhisperModel, model_name: str, settings: AsrSettings, placement: Placement | None = None
+    ) -> None:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self.model = model
         self.model_name = model_name
+        self.placement = placement  # device, compute type, threads and why (None: built by hand)
         self.s = settings
         self.tokenizer = Tokenizer(
             model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=settings.language
@@ -67,8 +71,8 @@ class WhisperDecoder:
     def load(cls, settings: AsrSettings) -> WhisperDecoder:
         from .models import load_whisper
 
-        model, name = load_whisper(settings)
-        return cls(model, name, settings)
+        model, name, placement = load_whisper(settings)
+        return cls(model, name, settings, placement)
 
     def _frames(self, samples: int) -> int:
         """Encoder input length (mel frames) of a window: ``max(min_context_s, window + 1 s)``."""

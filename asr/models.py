@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from streaming import paths
 
+from .hardware import Placement
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
@@ -157,25 +159,76 @@ def resolve_model(settings: AsrSettings) -> tuple[str, str]:
     return m, settings.model_name or m
 
 
-def load_whisper(settings: AsrSettings) -> tuple[WhisperModel, str]:
-    """Load the configured model offline. Returns (model, model name)."""
-    from faster_whisper import WhisperModel
+def load_whisper(settings: AsrSettings) -> tuple[WhisperModel, str, Placement]:
+    """Load the configured model offline. Returns (model, model name, where and how it runs).
+
+    Device, compute type and threads come from :func:`asr.hardware.choose_placement` (logged with
+    the reason). A CUDA model that cannot be loaded (no driver, a runtime mismatch, no memory) is
+    loaded on the CPU instead, with a warning: a worker that transcribes slowly beats one that does
+    not start.
+    """
+    from streaming.hardware import cpu_info
+
+    from .hardware import choose_cpu, choose_placement, cuda_device_count, usable_cpus
 
     target, name = resolve_model(settings)
-    device = settings.resolved_device()
-    compute_type = settings.compute_type or ("float16" if device == "cuda" else "int8")
+    cpu, cpus = cpu_info(), usable_cpus()
+    placement = choose_placement(
+        settings.device,
+        settings.compute_type,
+        settings.cpu_threads,
+        cpu=cpu,
+        cuda_devices=cuda_device_count() if settings.device == "auto" else 0,
+        cpus=cpus,
+    )
+    try:
+        model = _whisper(target, placement, settings.device_index)
+    except Exception as exc:
+        if placement.device != "cuda":
+            raise ModelError(
+                f"cannot load Whisper model {target!r} on {placement.device}/{placement.compute_type}: {exc}"
+            ) from exc
+        cpu_choice = choose_cpu("auto", settings.cpu_threads, cpu, cpus)
+        log.warning(
+            "Whisper cannot run on CUDA: falling back to the CPU (slower; fix the GPU or set "
+            "DASAN_ASR_DEVICE=cpu)",
+            extra={"error": repr(exc)[:300], "compute_type": cpu_choice.compute_type},
+        )
+        placement = Placement(
+            "cpu",
+            cpu_choice.compute_type,
+            cpu_choice.cpu_threads,
+            f"CUDA failed to load ({exc!r:.120}); {cpu_choice.reason}",
+            cpu.family,
+        )
+        try:
+            model = _whisper(target, placement, None)
+        except Exception as exc2:
+            raise ModelError(f"cannot load Whisper model {target!r} on CUDA nor on the CPU: {exc2}") from exc2
+    log.info(
+        "whisper loaded",
+        extra={
+            "model": name,
+            "device": placement.device,
+            "compute_type": placement.compute_type,
+            "cpu_threads": placement.cpu_threads,
+            "cpu": placement.cpu,
+            "reason": placement.reason,
+        },
+    )
+    return model, name, placement
+
+
+def _whisper(target: str, placement: Placement, device_index: int | None) -> WhisperModel:
+    from faster_whisper import WhisperModel
+
     kwargs: dict[str, Any] = {
-        "device": device,
-        "compute_type": compute_type,
-        "cpu_threads": settings.cpu_threads,
+        "device": placement.device,
+        "compute_type": placement.compute_type,
+        "cpu_threads": placement.cpu_threads,
         "num_workers": 1,
         "local_files_only": True,
     }
-    if settings.device_index is not None:
-        kwargs["device_index"] = settings.device_index
-    try:
-        model = WhisperModel(target, **kwargs)
-    except Exception as exc:
-        raise ModelError(f"cannot load Whisper model {target!r} on {device}/{compute_type}: {exc}") from exc
-    log.info("whisper loaded", extra={"model": name, "device": device, "compute_type": compute_type})
-    return model, name
+    if device_index is not None:
+        kwargs["device_index"] = device_index
+    return WhisperModel(target, **kwargs)

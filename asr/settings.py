@@ -38,12 +38,21 @@ class AsrSettings(BaseSettings):
     model_dir: Path | None = Field(
         default=None, description="Where the bundled model is assembled (default: DASAN_MODEL_DIR)"
     )
-    device: Literal["cpu", "cuda", "auto"] = Field(default="cpu", description="cpu | cuda | auto")
-    device_index: int | None = Field(default=None, description="GPU index (cuda)")
-    compute_type: str | None = Field(
-        default=None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA"
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        default="auto",
+        description="cpu | cuda | auto (CUDA when CTranslate2 sees a device; a CUDA model that fails "
+        "to load falls back to the CPU with a warning)",
     )
-    cpu_threads: int = Field(default=1, ge=0, description="CTranslate2 intra-op threads on CPU (0: all)")
+    device_index: int | None = Field(default=None, description="GPU index (cuda)")
+    compute_type: str = Field(
+        default="auto",
+        description="CTranslate2 compute type; auto: float16 on CUDA, int8 on a CPU with VNNI, float32 "
+        "on one without (its int8 saturates: docs/asr.md). The choice and its reason are logged",
+    )
+    cpu_threads: int | Literal["auto"] = Field(
+        default="auto",
+        description="CTranslate2 intra-op threads (0: all; auto: half the CPUs this process may use, 1 to 8)",
+    )
     language: str = Field(default="ko", description="Spoken language (no detection)")
     beam_size: int = Field(default=5, ge=1, le=10, description="Beam size of final decodes")
     partial_beam_size: int = Field(default=1, ge=1, le=10, description="Beam size of partial decodes")
@@ -147,12 +156,16 @@ class AsrSettings(BaseSettings):
             return DEFAULT_HOTWORDS
         return v or None
 
+    @field_validator("cpu_threads")
+    @classmethod
+    def _threads(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("cpu_threads must be 0 (all), a positive number or 'auto'")
+        return v
+
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device
-        try:
-            import ctranslate2
+        from .hardware import cuda_device_count
 
-            return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        except Exception:
-            return "cpu"
+        return "cuda" if cuda_device_count() > 0 else "cpu"
