@@ -97,7 +97,14 @@ def _transcribe(args: argparse.Namespace) -> int:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
     decoder = WhisperDecoder.load(settings)
-    result = transcribe_array(audio, rate, decoder.decode, settings, partials=args.partials)
+    result = transcribe_array(
+        audio,
+        rate,
+        decoder.decode,
+        settings.policy_options(),
+        batch_size=settings.batch_size,
+        partials=args.partials,
+    )
     rows = sorted(
         ((u, ch) for ch, tr in result.items() for u in tr.updates if u.is_final or args.partials),
         key=lambda x: (x[0].start_s, x[1]),
@@ -180,7 +187,7 @@ def _eval(args: argparse.Namespace) -> int:
     manifest = args.manifest or paths.shared_dir() / "audio-dev" / "manifest.jsonl"
     decoder = WhisperDecoder.load(settings)
     bands = ["16k", "8k", "mulaw"] if args.telephone else ["16k"]
-    report = evaluate_manifest(manifest, decoder.decode, settings, bands=bands)
+    report = evaluate_manifest(manifest, decoder.decode, settings.policy_options(), bands=bands)
     for band, r in report.items():
         print(f"{band:6s} CER {r['cer']:.3f} over {r['files']} files")
     return 0

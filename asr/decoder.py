@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .hardware import Placement
-from .policy import DecodeRequest, DecodeResult
-from .settings import AsrSettings
+from .options import DecoderOptions
+from .types import DecodeRequest, DecodeResult
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
+
+    from .settings import AsrSettings
 
 log = logging.getLogger("dasan.asr.decoder")
 
@@ -43,7 +45,11 @@ class WhisperDecoder:
     """Decodes batches of :class:`DecodeRequest` with one loaded faster-whisper model."""
 
     def __init__(
-        self, model: WhisperModel, model_name: str, settings: AsrSettings, placement: Placement | None = None
+        self,
+        model: WhisperModel,
+        model_name: str,
+        options: DecoderOptions,
+        placement: Placement | None = None,
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -51,16 +57,16 @@ class WhisperDecoder:
         self.model = model
         self.model_name = model_name
         self.placement = placement  # device, compute type, threads and why (None: built by hand)
-        self.s = settings
+        self.opts = options
         self.tokenizer = Tokenizer(
-            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=settings.language
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=options.language
         )
-        prev = self.tokenizer.encode(" " + settings.initial_prompt.strip()) if settings.initial_prompt else []
+        prev = self.tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
         self.prompt = model.get_prompt(
-            self.tokenizer, prev, without_timestamps=True, hotwords=settings.hotwords
+            self.tokenizer, prev, without_timestamps=True, hotwords=options.hotwords
         )
         self.suppress_tokens = get_suppressed_tokens(self.tokenizer, [-1])
-        self.max_length = min(model.max_length, len(self.prompt) + settings.max_new_tokens)
+        self.max_length = min(model.max_length, len(self.prompt) + options.max_new_tokens)
         self._lock = threading.Lock()
         self.decode_seconds = 0.0
         self.audio_seconds = 0.0
@@ -69,14 +75,15 @@ class WhisperDecoder:
 
     @classmethod
     def load(cls, settings: AsrSettings) -> WhisperDecoder:
+        """The configured model, loaded where :mod:`asr.hardware` chooses (the edge: reads settings)."""
         from .models import load_whisper
 
         model, name, placement = load_whisper(settings)
-        return cls(model, name, settings, placement)
+        return cls(model, name, settings.decoder_options(), placement)
 
     def _frames(self, samples: int) -> int:
         """Encoder input length (mel frames) of a window: ``max(min_context_s, window + 1 s)``."""
-        need = max(self.s.min_context_s, samples / self.model.feature_extractor.sampling_rate + 1.0)
+        need = max(self.opts.min_context_s, samples / self.model.feature_extractor.sampling_rate + 1.0)
         return min(MAX_FRAMES, int(math.ceil(need)) * FRAMES_PER_S)
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
@@ -92,13 +99,13 @@ class WhisperDecoder:
         out: list[DecodeResult | None] = [None] * len(requests)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, r in enumerate(requests):
-            beam = self.s.beam_size if r.final else self.s.partial_beam_size
+            beam = self.opts.beam_size if r.final else self.opts.partial_beam_size
             groups.setdefault((beam, self._frames(len(r.audio))), []).append(i)
         with self._lock:
             t0 = time.perf_counter()
             for (beam, _frames), idx in groups.items():
-                for k in range(0, len(idx), self.s.batch_size):
-                    part = idx[k : k + self.s.batch_size]
+                for k in range(0, len(idx), self.opts.batch_size):
+                    part = idx[k : k + self.opts.batch_size]
                     for i, res in zip(
                         part, self._decode_batch([requests[i] for i in part], beam), strict=True
                     ):

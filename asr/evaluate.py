@@ -11,8 +11,8 @@ import numpy as np
 
 from .audio import ULAW_TO_PCM16, encode_mulaw, resample_to_16k
 from .offline import read_audio, transcribe_array
+from .options import PolicyOptions
 from .scheduler import Decode
-from .settings import AsrSettings
 
 _DIGITS = "영일이삼사오육칠팔구"
 _SMALL = {1: "", 10: "십", 100: "백", 1000: "천"}
@@ -88,7 +88,7 @@ def load_manifest(path: Path) -> list[dict]:
 def evaluate_manifest(
     manifest: Path,
     decode: Decode,
-    settings: AsrSettings,
+    options: PolicyOptions,
     bands: Iterable[str] = ("16k",),
     limit: int | None = None,
 ) -> dict[str, dict]:
@@ -99,7 +99,7 @@ def evaluate_manifest(
         for row in rows:
             audio, rate = read_audio(manifest.parent / row["audio"])
             x, r = telephone(audio[:, 0], rate, band)
-            res = transcribe_array(x, r, decode, settings, partials=False)
+            res = transcribe_array(x, r, decode, options, partials=False)
             refs.append(row["text"])
             hyps.append(" ".join(t.text for t in res.values()))
         out[band] = {"cer": cer(refs, hyps), "files": len(rows), "hyps": hyps, "refs": refs}

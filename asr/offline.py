@@ -9,7 +9,7 @@ segments are returned.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,11 @@ import numpy as np
 from streaming.events import Channel
 
 from .audio import StreamResampler, resample_to_16k
-from .policy import SegmentUpdate, StreamingPolicy
+from .options import PolicyOptions
+from .policy import StreamingPolicy
 from .scheduler import Decode, DecodeScheduler
 from .settings import AsrSettings
+from .types import SegmentUpdate
 
 CHANNEL_ORDER = (Channel.caller, Channel.counselor)
 
@@ -52,13 +54,15 @@ def transcribe_channels(
     channels: dict[str, np.ndarray],
     rate: int,
     decode: Decode,
-    settings: AsrSettings,
+    options: PolicyOptions,
     *,
+    batch_size: int = 8,
     chunk_s: float = 0.1,
-    partials: bool = True,
+    partials: bool | None = None,
     on_update: Callable[[str, SegmentUpdate], None] | None = None,
 ) -> dict[str, Transcript]:
-    """Stream each channel (float32 at ``rate``) through policy + scheduler; all updates per channel."""
+    """Stream each channel (float32 at ``rate``) through policy + scheduler; all updates per channel.
+    ``partials`` overrides ``options.partials``."""
     updates: dict[str, list[SegmentUpdate]] = {name: [] for name in channels}
 
     def _collect(key: str, upd: SegmentUpdate) -> None:
@@ -66,10 +70,12 @@ def transcribe_channels(
         if on_update:
             on_update(key, upd)
 
-    sched = DecodeScheduler(decode, batch_size=settings.batch_size, batch_window_ms=0, on_update=_collect)
+    if partials is not None:
+        options = replace(options, partials=partials)
+    sched = DecodeScheduler(decode, batch_size=batch_size, batch_window_ms=0, on_update=_collect)
     resamplers = {name: StreamResampler(rate) for name in channels}
     for name in channels:
-        sched.add(name, StreamingPolicy(settings, name, partials=partials))
+        sched.add(name, StreamingPolicy(options, name))
     step = max(1, int(chunk_s * rate))
     n = max(len(x) for x in channels.values())
     for i in range(0, n, step):
@@ -87,13 +93,13 @@ def transcribe_channels(
 
 
 def transcribe_array(
-    audio: np.ndarray, rate: int, decode: Decode, settings: AsrSettings, **kw: object
+    audio: np.ndarray, rate: int, decode: Decode, options: PolicyOptions, **kw: object
 ) -> dict[str, Transcript]:
     """``audio``: float32, shape (n,) or (n, channels)."""
     if audio.ndim == 1:
         audio = audio[:, None]
     chans = {CHANNEL_ORDER[c].value: np.ascontiguousarray(audio[:, c]) for c in range(audio.shape[1])}
-    return transcribe_channels(chans, rate, decode, settings, **kw)  # type: ignore[arg-type]
+    return transcribe_channels(chans, rate, decode, options, **kw)  # type: ignore[arg-type]
 
 
 def offline_transcribe(model: object, audio: np.ndarray, rate: int, settings: AsrSettings) -> str:

@@ -30,54 +30,18 @@ Policy (per call and channel):
 from __future__ import annotations
 
 import math
-import re
-import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .settings import AsrSettings
+from .guards import guard_text
+from .options import PolicyOptions
+from .types import DecodeRequest, DecodeResult, SegmentUpdate
 from .vad import WINDOW, StreamingVad
 
 SR = 16_000
-
-
-@dataclass(frozen=True)
-class DecodeRequest:
-    """One window of audio to decode for one stream."""
-
-    stream: str
-    segment_id: str
-    audio: np.ndarray
-    final: bool
-    revision: int
-    start_s: float
-    end_s: float
-    speech_s: float
-    speculative: bool = False  # a final decoded early, at the first pause; kept if the pause lasts
-
-
-@dataclass(frozen=True)
-class DecodeResult:
-    text: str
-    avg_logprob: float
-    no_speech_prob: float
-    model: str = ""
-
-
-@dataclass(frozen=True)
-class SegmentUpdate:
-    """A partial (tentative) or final (never changes) segment of one stream."""
-
-    segment_id: str
-    start_s: float
-    end_s: float
-    text: str
-    is_final: bool
-    revision: int
-    confidence: float | None
 
 
 @dataclass
@@ -101,94 +65,6 @@ class _Utterance:
         return self.audio[0] if self.audio else np.zeros(0, dtype=np.float32)
 
 
-# --------------------------------------------------------------------------- text guards
-
-HALLUCINATION_PATTERNS = [
-    r"시청\s*해\s*주셔서\s*감사(합니다|드립니다)[.!]*",
-    r"구독\s*(과|와|하고|,)?\s*좋아요\s*(와|과|,)?\s*(알림\s*설정)?[^.!?]*[.!]*",
-    r"좋아요\s*(와|과|,)?\s*구독[^.!?]*[.!]*",
-    r"구독\s*(해|눌러)\s*주세요[.!]*",
-    r"알림\s*설정[^.!?]*[.!]*",
-    r"다음\s*(영상|시간)에서\s*(만나요|뵙겠습니다)[.!]*",
-    r"[A-Z]{2,4}\s*뉴스\s*(?:[가-힣]{2,4}?입니다|[가-힣]{2,4})[.!]*",
-    r"자막\s*(제공|제작)[^.!?]*[.!]*",
-    r"^\s*(구독|좋아요)[.!]*\s*$",
-]
-_HALLUCINATION_RE = [re.compile(p) for p in HALLUCINATION_PATTERNS]
-_WS = re.compile(r"\s+")
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / max(1, len(zlib.compress(data)))
-
-
-def collapse_repeats(text: str, max_repeats: int = 2) -> str:
-    """Collapse any word n-gram (n ≤ 6) repeated more than ``max_repeats`` times in a row."""
-    words = text.split()
-    changed = True
-    while changed:
-        changed = False
-        for n in range(1, 7):
-            i = 0
-            out: list[str] = []
-            while i < len(words):
-                gram = words[i : i + n]
-                j = i + n
-                reps = 1
-                while len(gram) == n and words[j : j + n] == gram:
-                    reps += 1
-                    j += n
-                if reps > max_repeats:
-                    out.extend(gram * max_repeats)
-                    i = j
-                    changed = True
-                else:
-                    out.append(words[i])
-                    i += 1
-            words = out
-    # Character-level loops inside one "word" (Korean without spaces): 하하하하하… → 하하
-    joined = " ".join(words)
-    return re.sub(r"(.{1,8}?)\1{" + str(max_repeats) + r",}", r"\1" * max_repeats, joined)
-
-
-def strip_hallucinations(text: str) -> str:
-    for rx in _HALLUCINATION_RE:
-        text = rx.sub(" ", text)
-    return _WS.sub(" ", text).strip()
-
-
-def guard_text(result: DecodeResult, speech_s: float, settings: AsrSettings) -> tuple[str, float | None]:
-    """Apply the hallucination guards; returns (text, confidence). Empty text means drop."""
-    text = _WS.sub(" ", result.text).strip()
-    if not text:
-        return "", None
-    if (
-        result.no_speech_prob > settings.no_speech_threshold
-        and result.avg_logprob < settings.logprob_threshold
-    ):
-        return "", None  # Whisper's own silence rule
-    if result.avg_logprob < settings.min_avg_logprob:
-        return "", None  # the decoder itself does not believe it (music, noise)
-    if compression_ratio(text) > settings.compression_ratio_threshold:
-        if result.no_speech_prob > 0.5:
-            return "", None  # a repetition loop over audio the model thinks is not speech
-        text = collapse_repeats(text)
-        if compression_ratio(text) > settings.compression_ratio_threshold:
-            return "", None
-    else:
-        text = collapse_repeats(text, max_repeats=3)
-    text = strip_hallucinations(text)
-    if not re.search(r"[0-9A-Za-z가-힣]", text):
-        return "", None
-    # Korean speech runs at ~4–8 syllables a second; far more text than speech is a loop.
-    syllables = len(re.findall(r"[0-9A-Za-z가-힣]", text))
-    if syllables > 14 * max(speech_s, 0.3) + 8:
-        return "", None
-    confidence = float(min(1.0, max(0.0, np.exp(result.avg_logprob))))
-    return text, confidence
-
-
 # --------------------------------------------------------------------------- policy
 
 
@@ -197,14 +73,13 @@ class StreamingPolicy:
 
     def __init__(
         self,
-        settings: AsrSettings,
+        options: PolicyOptions,
         stream: str = "s",
         *,
         start_offset_s: float = 0.0,
-        partials: bool | None = None,
         segment_prefix: str | None = None,
     ) -> None:
-        self.s = settings
+        self.opts = options
         self.stream = stream
         self.segment_prefix = segment_prefix or stream
         # VAD windows lie on the call's own 32 ms grid (multiples of WINDOW samples from t=0), also
@@ -213,7 +88,7 @@ class StreamingPolicy:
         # mostly finds the same utterance starts, hence the same segment ids (consumers dedupe on them).
         self._skip = (-round(start_offset_s * SR)) % WINDOW
         self.offset_s = start_offset_s + self._skip / SR
-        self.partials = settings.publish_partials if partials is None else partials
+        self.partials = options.partials
         self.vad = StreamingVad()
         self.total = 0  # 16 kHz samples received
         self._vad_pos = 0  # samples scored by the VAD
@@ -229,14 +104,14 @@ class StreamingPolicy:
         self.tentative: SegmentUpdate | None = None
         self.ended = False
         # Pre-roll padding in whole VAD windows, so audio and per-window probabilities stay aligned.
-        self._pad = WINDOW * math.ceil(settings.vad_speech_pad_ms * SR / 1000 / WINDOW)
-        self._min_silence_windows = max(1, round(settings.vad_min_silence_ms / 32))
-        self._min_speech_windows = max(1, round(settings.vad_min_speech_ms / 32))
-        self._max_seg = int(settings.max_segment_s * SR)
-        self._partial_every = int(settings.partial_interval_s * SR)
-        self._min_partial = int(settings.min_partial_audio_s * SR)
+        self._pad = WINDOW * math.ceil(options.vad_speech_pad_ms * SR / 1000 / WINDOW)
+        self._min_silence_windows = max(1, round(options.vad_min_silence_ms / 32))
+        self._min_speech_windows = max(1, round(options.vad_min_speech_ms / 32))
+        self._max_seg = int(options.max_segment_s * SR)
+        self._partial_every = int(options.partial_interval_s * SR)
+        self._min_partial = int(options.min_partial_audio_s * SR)
         self._spec_windows = (
-            max(1, round(settings.speculative_final_ms / 32)) if settings.speculative_final_ms else 0
+            max(1, round(options.speculative_final_ms / 32)) if options.speculative_final_ms else 0
         )
         self._spec: list[DecodeRequest] = []  # speculative finals waiting to be decoded
         self._awaiting_spec: dict[str, DecodeRequest] = {}  # closed segments whose final is speculative
@@ -266,7 +141,7 @@ class StreamingPolicy:
     def _on_window(self, win: np.ndarray, p: float) -> None:
         start = self._vad_pos
         if self.utt is None:
-            if p >= self.s.vad_threshold:
+            if p >= self.opts.vad_threshold:
                 pre = np.concatenate(self._preroll) if self._preroll else np.zeros(0, dtype=np.float32)
                 pre = pre[-self._pad :] if self._pad else pre[:0]
                 seg_start = start - len(pre)
@@ -291,9 +166,9 @@ class StreamingPolicy:
         u.audio.append(win)
         u.n += len(win)
         u.probs.append(p)
-        if p >= self.s.vad_neg_threshold:
+        if p >= self.opts.vad_neg_threshold:
             u.last_speech_end = start + WINDOW
-            if p >= self.s.vad_threshold:
+            if p >= self.opts.vad_threshold:
                 u.speech_windows += 1
         silence = (start + WINDOW - u.last_speech_end) // WINDOW
         if (
@@ -334,7 +209,7 @@ class StreamingPolicy:
         self._mark_final(req.segment_id)
         if self.tentative and self.tentative.segment_id == req.segment_id:
             self.tentative = None
-        text, conf = guard_text(result, req.speech_s, self.s)
+        text, conf = guard_text(result, req.speech_s, self.opts.guards)
         if not text:
             return None
         upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, True, revision, conf)
@@ -408,8 +283,8 @@ class StreamingPolicy:
         cut_win = lo + int(np.argmin(smooth[lo:hi]))
         cut = cut_win * WINDOW  # samples into the utterance
         audio = u.samples()
-        head_speech = int((probs[:cut_win] >= self.s.vad_threshold).sum())
-        tail_speech = int((probs[cut_win:] >= self.s.vad_threshold).sum())
+        head_speech = int((probs[:cut_win] >= self.opts.vad_threshold).sum())
+        tail_speech = int((probs[cut_win:] >= self.opts.vad_threshold).sum())
         self._finals.append(
             DecodeRequest(
                 stream=self.stream,
@@ -536,7 +411,7 @@ class StreamingPolicy:
             self._mark_final(req.segment_id)
             if self.tentative and self.tentative.segment_id == req.segment_id:
                 self.tentative = None
-            text, conf = guard_text(result, req.speech_s, self.s)
+            text, conf = guard_text(result, req.speech_s, self.opts.guards)
             if not text:
                 return None
             upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, True, req.revision, conf)
@@ -550,7 +425,7 @@ class StreamingPolicy:
             or any(r.segment_id == req.segment_id for r in self._finals)
         ):
             return None  # the final is decided or on its way: a late partial would go backwards
-        text, conf = guard_text(result, req.speech_s, self.s)
+        text, conf = guard_text(result, req.speech_s, self.opts.guards)
         if not text:
             return None
         upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, False, req.revision, conf)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .policy import DecodeRequest, DecodeResult, SegmentUpdate, StreamingPolicy
+from .policy import StreamingPolicy
+from .types import DecodeRequest, DecodeResult, SegmentUpdate
 
 log = logging.getLogger("dasan.asr.scheduler")
 

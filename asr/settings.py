@@ -1,4 +1,9 @@
-"""Settings of the ASR gateway and workers (environment variables ``DASAN_ASR_*``)."""
+"""Settings of the ASR gateway and workers (environment variables ``DASAN_ASR_*``).
+
+The edge: this class reads the environment and validates it; the pure core (policy, guards,
+decoder) takes the frozen options of :mod:`asr.options`, built here (``policy_options()``,
+``decoder_options()``). The defaults of those fields are the options' own defaults.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .options import DecoderOptions, GuardOptions, PolicyOptions
+
+_P, _D, _G = PolicyOptions(), DecoderOptions(), GuardOptions()
 
 DEFAULT_HOTWORDS = (
     "다산콜 120 과태료 대형폐기물 주정차 불법주차 견인 재산세 자동차세 주민센터 구청 시청 서울시 "
@@ -53,49 +62,78 @@ class AsrSettings(BaseSettings):
         default="auto",
         description="CTranslate2 intra-op threads (0: all; auto: half the CPUs this process may use, 1 to 8)",
     )
-    language: str = Field(default="ko", description="Spoken language (no detection)")
-    beam_size: int = Field(default=5, ge=1, le=10, description="Beam size of final decodes")
-    partial_beam_size: int = Field(default=1, ge=1, le=10, description="Beam size of partial decodes")
+    language: str = Field(default=_D.language, description="Spoken language (no detection)")
+    beam_size: int = Field(default=_D.beam_size, ge=1, le=10, description="Beam size of final decodes")
+    partial_beam_size: int = Field(
+        default=_D.partial_beam_size, ge=1, le=10, description="Beam size of partial decodes"
+    )
     initial_prompt: str | None = Field(
-        default=None, description="Domain prompt given to the decoder (None: no prompt)"
+        default=_D.initial_prompt, description="Domain prompt given to the decoder (None: no prompt)"
     )
     hotwords: str | None = Field(
         default=None,
         description=f"Words to bias decoding towards (space separated); 'default' uses: {DEFAULT_HOTWORDS}",
     )
     min_context_s: float = Field(
-        default=10.0,
+        default=_D.min_context_s,
         ge=1,
         le=30,
         description="Shortest encoder input in seconds (30: Whisper's fixed window)",
     )
-    max_new_tokens: int = Field(default=160, ge=8, le=220, description="Token limit of one decode")
+    max_new_tokens: int = Field(
+        default=_D.max_new_tokens, ge=8, le=220, description="Token limit of one decode"
+    )
 
     # ---------------------------------------------------------------- streaming policy
-    partial_interval_s: float = Field(default=1.0, gt=0, description="Target interval between partials")
-    min_partial_audio_s: float = Field(default=0.6, ge=0, description="Speech needed before a first partial")
-    vad_threshold: float = Field(default=0.5, gt=0, lt=1, description="Silero speech probability threshold")
-    vad_neg_threshold: float = Field(
-        default=0.35, gt=0, lt=1, description="Below this probability a window counts as silence"
+    partial_interval_s: float = Field(
+        default=_P.partial_interval_s, gt=0, description="Target interval between partials"
     )
-    vad_min_silence_ms: int = Field(default=500, ge=100, description="Silence that ends an utterance")
-    vad_min_speech_ms: int = Field(default=250, ge=0, description="Shorter bursts are not utterances")
-    vad_speech_pad_ms: int = Field(default=200, ge=0, description="Audio kept before speech onset")
+    min_partial_audio_s: float = Field(
+        default=_P.min_partial_audio_s, ge=0, description="Speech needed before a first partial"
+    )
+    vad_threshold: float = Field(
+        default=_P.vad_threshold, gt=0, lt=1, description="Silero speech probability threshold"
+    )
+    vad_neg_threshold: float = Field(
+        default=_P.vad_neg_threshold,
+        gt=0,
+        lt=1,
+        description="Below this probability a window counts as silence",
+    )
+    vad_min_silence_ms: int = Field(
+        default=_P.vad_min_silence_ms, ge=100, description="Silence that ends an utterance"
+    )
+    vad_min_speech_ms: int = Field(
+        default=_P.vad_min_speech_ms, ge=0, description="Shorter bursts are not utterances"
+    )
+    vad_speech_pad_ms: int = Field(
+        default=_P.vad_speech_pad_ms, ge=0, description="Audio kept before speech onset"
+    )
     speculative_final_ms: int = Field(
-        default=250,
+        default=_P.speculative_final_ms,
         ge=0,
         description="Start the final decode after this much silence; it is kept if the pause reaches "
         "vad_min_silence_ms (0: decode finals only once the utterance has ended)",
     )
     max_segment_s: float = Field(
-        default=15.0, ge=4, le=28, description="Longest segment: longer speech is cut at the best pause"
+        default=_P.max_segment_s,
+        ge=4,
+        le=28,
+        description="Longest segment: longer speech is cut at the best pause",
     )
-    no_speech_threshold: float = Field(default=0.6, ge=0, le=1, description="Drop if above and logprob low")
-    logprob_threshold: float = Field(default=-1.0, description="avg_logprob below this is low confidence")
+    no_speech_threshold: float = Field(
+        default=_G.no_speech_threshold, ge=0, le=1, description="Drop if above and logprob low"
+    )
+    logprob_threshold: float = Field(
+        default=_G.logprob_threshold, description="avg_logprob below this is low confidence"
+    )
     min_avg_logprob: float = Field(
-        default=-1.8, description="Text decoded with a lower avg_logprob is dropped (music, noise)"
+        default=_G.min_avg_logprob,
+        description="Text decoded with a lower avg_logprob is dropped (music, noise)",
     )
-    compression_ratio_threshold: float = Field(default=2.4, gt=1, description="Above: repetition loop")
+    compression_ratio_threshold: float = Field(
+        default=_G.compression_ratio_threshold, gt=1, description="Above: repetition loop"
+    )
     hallucination_silence_threshold: float | None = Field(
         default=None,
         ge=0,
@@ -105,7 +143,7 @@ class AsrSettings(BaseSettings):
 
     # ---------------------------------------------------------------- batching / capacity
     max_streams: int = Field(default=8, ge=1, description="Concurrent call channels per worker (admission)")
-    batch_size: int = Field(default=8, ge=1, description="Decode windows per forward pass")
+    batch_size: int = Field(default=_D.batch_size, ge=1, description="Decode windows per forward pass")
     batch_window_ms: int = Field(default=30, ge=0, description="Wait this long to fill a batch")
 
     # ---------------------------------------------------------------- gateway
@@ -139,7 +177,7 @@ class AsrSettings(BaseSettings):
         description="Audio frames a worker takes per Kafka poll (the VAD runs on the consumer thread: "
         "a batch must stay far inside max.poll.interval on a slow, loaded CPU)",
     )
-    publish_partials: bool = Field(default=True, description="Publish partial segments")
+    publish_partials: bool = Field(default=_P.partials, description="Decode and publish partial segments")
 
     @model_validator(mode="after")
     def _production_safety(self) -> AsrSettings:
@@ -155,6 +193,42 @@ class AsrSettings(BaseSettings):
         if v is not None and v.strip().lower() == "default":
             return DEFAULT_HOTWORDS
         return v or None
+
+    # ---------------------------------------------------------------- options of the pure core
+    def guard_options(self) -> GuardOptions:
+        return GuardOptions(
+            no_speech_threshold=self.no_speech_threshold,
+            logprob_threshold=self.logprob_threshold,
+            min_avg_logprob=self.min_avg_logprob,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+        )
+
+    def policy_options(self) -> PolicyOptions:
+        return PolicyOptions(
+            vad_threshold=self.vad_threshold,
+            vad_neg_threshold=self.vad_neg_threshold,
+            vad_min_silence_ms=self.vad_min_silence_ms,
+            vad_min_speech_ms=self.vad_min_speech_ms,
+            vad_speech_pad_ms=self.vad_speech_pad_ms,
+            speculative_final_ms=self.speculative_final_ms,
+            max_segment_s=self.max_segment_s,
+            partial_interval_s=self.partial_interval_s,
+            min_partial_audio_s=self.min_partial_audio_s,
+            partials=self.publish_partials,
+            guards=self.guard_options(),
+        )
+
+    def decoder_options(self) -> DecoderOptions:
+        return DecoderOptions(
+            language=self.language,
+            beam_size=self.beam_size,
+            partial_beam_size=self.partial_beam_size,
+            initial_prompt=self.initial_prompt,
+            hotwords=self.hotwords,
+            min_context_s=self.min_context_s,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+        )
 
     @field_validator("cpu_threads")
     @classmethod

@@ -44,9 +44,10 @@ from streaming.topics import CALL_AUDIO, CALL_EVENTS
 
 from .audio import StreamResampler, decode_pcm16, to_float32
 from .gateway import broker_reachable
-from .policy import SegmentUpdate, StreamingPolicy
+from .policy import StreamingPolicy
 from .scheduler import Decode, DecodeScheduler
 from .settings import AsrSettings
+from .types import SegmentUpdate
 
 log = logging.getLogger("dasan.asr.worker")
 
@@ -91,7 +92,8 @@ class AsrWorker:
         group_id: str | None = None,
         producer: EventProducer | None = None,
     ) -> None:
-        self.s = settings
+        self.settings = settings
+        self.policy_options = settings.policy_options()
         self.kafka = kafka
         self.model_name = model_name
         self.producer = producer or EventProducer(kafka)
@@ -145,7 +147,7 @@ class AsrWorker:
                 self.scheduler.drop(key)
                 st = None
             if st is None:
-                if self.scheduler.active() >= self.s.max_streams:
+                if self.scheduler.active() >= self.settings.max_streams:
                     metrics.ERRORS.labels(service=SERVICE, kind="over_capacity").inc()
                     log.warning("over capacity: stream admitted anyway", extra=extra)
                 anchor = f.produced_at - timedelta(seconds=f.capture_ts + f.duration_s)
@@ -168,7 +170,7 @@ class AsrWorker:
                 self.scheduler.add(
                     key,
                     StreamingPolicy(
-                        self.s,
+                        self.policy_options,
                         key,
                         start_offset_s=f.capture_ts,
                         segment_prefix=segment_prefix(f.call_id, f.channel),
@@ -272,11 +274,11 @@ class AsrWorker:
                 if (
                     info is not None
                     and info.ended
-                    and now - max(info.ended_mono, st.last_audio) > self.s.end_grace_s
+                    and now - max(info.ended_mono, st.last_audio) > self.settings.end_grace_s
                 ):
                     log.warning("call ended but audio incomplete: finishing", extra={"call_id": st.call_id})
                     self._finish_stream(info, st)
-                elif now - st.last_audio > self.s.stream_idle_s:
+                elif now - st.last_audio > self.settings.stream_idle_s:
                     log.warning("stream idle: finishing it", extra={"call_id": st.call_id})
                     self.scheduler.finish(st.key)
                     st.last_audio = now
@@ -302,7 +304,7 @@ class AsrWorker:
             asr_model=self.model_name,
             audio_end_at=anchor + timedelta(seconds=upd.end_s) if anchor else None,
         )
-        if not upd.is_final and not self.s.publish_partials:
+        if not upd.is_final and not self.settings.publish_partials:
             return
         self.producer.send(seg)
         self.published += 1
@@ -343,8 +345,8 @@ class AsrWorker:
         return {
             "ready": self.ready and self.consumer.healthy() and broker_reachable(self.kafka),
             "streams": len(self.streams),
-            "max_streams": self.s.max_streams,
-            "busy": len(self.streams) >= self.s.max_streams,
+            "max_streams": self.settings.max_streams,
+            "busy": len(self.streams) >= self.settings.max_streams,
             "published": self.published,
             "batches": st.batches,
             "windows": st.windows,

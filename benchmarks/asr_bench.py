@@ -99,7 +99,7 @@ def bench_rtf(dec: WhisperDecoder, settings: AsrSettings, rows: list[dict]) -> d
     for name, partials in (("streaming_with_partials", True), ("streaming_finals_only", False)):
         t0 = time.perf_counter()
         for r in rows:
-            transcribe_array(r["x"], r["rate"], dec.decode, settings, partials=partials)
+            transcribe_array(r["x"], r["rate"], dec.decode, settings.policy_options(), partials=partials)
         out[name] = round((time.perf_counter() - t0) / audio_s, 3)
     t0 = time.perf_counter()
     for r in rows:
@@ -115,7 +115,8 @@ def bench_cer(dec: WhisperDecoder, settings: AsrSettings, rows: list[dict]) -> d
         for r in rows:
             x, rate = telephone(r["x"], r["rate"], band)
             refs.append(r["text"])
-            stream.append(transcribe_array(x, rate, dec.decode, settings, partials=False)["caller"].text)
+            res = transcribe_array(x, rate, dec.decode, settings.policy_options(), partials=False)
+            stream.append(res["caller"].text)
             offline.append(offline_transcribe(dec.model, x, rate, settings))
         out[band] = {"streaming": round(cer(refs, stream), 4), "offline": round(cer(refs, offline), 4)}
     return out
@@ -205,7 +206,7 @@ def run_realtime(
         timed, batch_size=settings.batch_size, batch_window_ms=settings.batch_window_ms, on_update=on_update
     )
     for key in finals:
-        sched.add(key, StreamingPolicy(settings, key))
+        sched.add(key, StreamingPolicy(settings.policy_options(), key))
     sched.start()
     t_start = time.monotonic()
     n_chunks = len(call) // chunk

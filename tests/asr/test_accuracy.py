@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from asr.evaluate import cer, telephone
+from asr.guards import guard_text
 from asr.offline import transcribe_array, transcribe_channels
-from asr.policy import DecodeRequest, guard_text
 from asr.settings import AsrSettings
+from asr.types import DecodeRequest
 
 from .conftest import load_mono
 from .signals import SR, non_speech
@@ -30,7 +31,7 @@ def test_cer_ceiling(band: str, audio_dev: list[dict], whisper_decoder, asr_sett
     for row in rows:
         audio, rate = load_mono(row["path"])
         x, r = telephone(audio, rate, band)
-        res = transcribe_array(x, r, whisper_decoder.decode, asr_settings, partials=False)
+        res = transcribe_array(x, r, whisper_decoder.decode, asr_settings.policy_options(), partials=False)
         refs.append(row["text"])
         hyps.append(res["caller"].text)
     score = cer(refs, hyps)
@@ -43,7 +44,7 @@ def test_finals_never_change_and_partials_converge(
 ) -> None:
     row = next(r for r in audio_dev if r["id"] == "zeroth_104_003_0019")
     audio, rate = load_mono(row["path"])
-    res = transcribe_array(audio, rate, whisper_decoder.decode, asr_settings, partials=True)
+    res = transcribe_array(audio, rate, whisper_decoder.decode, asr_settings.policy_options(), partials=True)
     ups = res["caller"].updates
     finals = [u for u in ups if u.is_final]
     assert finals, "no final segment"
@@ -64,7 +65,7 @@ def test_finals_never_change_and_partials_converge(
 @pytest.mark.parametrize("name", list(non_speech(1)))
 def test_non_speech_gives_no_text(name: str, whisper_decoder, asr_settings: AsrSettings) -> None:
     x = non_speech(8)[name]
-    res = transcribe_array(x, SR, whisper_decoder.decode, asr_settings, partials=True)
+    res = transcribe_array(x, SR, whisper_decoder.decode, asr_settings.policy_options(), partials=True)
     assert res["caller"].updates == []
 
 
@@ -78,7 +79,7 @@ def test_guards_catch_whisper_on_non_speech_without_vad(
     results = whisper_decoder.decode(reqs)
     assert any(r.text for r in results)  # Whisper does hallucinate here …
     for req, result in zip(reqs, results, strict=True):
-        assert guard_text(result, req.speech_s, asr_settings)[0] == "", (
+        assert guard_text(result, req.speech_s, asr_settings.guard_options())[0] == "", (
             req.stream,
             result,
         )  # … the guards drop it
@@ -114,7 +115,9 @@ def test_long_call_no_drift_no_repeats(
         spans.append((t, t + len(audio) / SR, row["text"]))
         t += len(audio) / SR
     call = np.concatenate(pieces)
-    res = transcribe_channels({"caller": call}, SR, whisper_decoder.decode, asr_settings, partials=False)
+    res = transcribe_channels(
+        {"caller": call}, SR, whisper_decoder.decode, asr_settings.policy_options(), partials=False
+    )
     finals = res["caller"].finals
     assert len(spans) <= len(finals) <= len(spans) + 4
     hyps = []

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from asr.hardware import auto_threads, choose_placement, cuda_device_count
-from asr.policy import DecodeRequest
 from asr.settings import AsrSettings
+from asr.types import DecodeRequest
 from streaming.hardware import CpuInfo
 
 AMD_EPYC_ZEN3 = CpuInfo("x86_64", frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}))

@@ -12,17 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from asr.policy import (
-    DecodeRequest,
-    DecodeResult,
-    StreamingPolicy,
-    collapse_repeats,
-    compression_ratio,
-    guard_text,
-    strip_hallucinations,
-)
+from asr.guards import collapse_repeats, compression_ratio, guard_text, strip_hallucinations
+from asr.options import GuardOptions, PolicyOptions
+from asr.policy import StreamingPolicy
 from asr.scheduler import DecodeScheduler
-from asr.settings import AsrSettings
+from asr.types import DecodeRequest, DecodeResult
 from asr.vad import WINDOW
 
 from .conftest import load_mono
@@ -83,7 +77,7 @@ def check_invariants(updates: list) -> dict[str, list]:
 
 
 def test_utterances_partials_and_finals(speech: np.ndarray, audio_dev: list[dict]) -> None:
-    s = AsrSettings()
+    s = PolicyOptions()
     updates, requests = run(StreamingPolicy(s, "caller"), speech)
     by_seg = check_invariants(updates)
     assert len(by_seg) == 3  # one segment per utterance
@@ -105,16 +99,16 @@ def test_utterances_partials_and_finals(speech: np.ndarray, audio_dev: list[dict
 
 
 def test_chunk_size_does_not_change_segmentation(speech: np.ndarray) -> None:
-    s = AsrSettings()
-    a, _ = run(StreamingPolicy(s, "x", partials=False), speech, chunk=160)
-    b, _ = run(StreamingPolicy(s, "x", partials=False), speech, chunk=7919)
+    s = PolicyOptions(partials=False)
+    a, _ = run(StreamingPolicy(s, "x"), speech, chunk=160)
+    b, _ = run(StreamingPolicy(s, "x"), speech, chunk=7919)
     assert [(u.segment_id, u.start_s, u.end_s, u.text) for u in a] == [
         (u.segment_id, u.start_s, u.end_s, u.text) for u in b
     ]
 
 
 def test_long_speech_is_cut_below_max_segment(speech: np.ndarray) -> None:
-    s = AsrSettings(max_segment_s=5.0, vad_min_silence_ms=2000)
+    s = PolicyOptions(max_segment_s=5.0, vad_min_silence_ms=2000)
     updates, requests = run(StreamingPolicy(s, "x"), speech)
     check_invariants(updates)
     assert max(len(r.audio) for _, r in requests) <= 5.0 * SR + 512
@@ -123,7 +117,7 @@ def test_long_speech_is_cut_below_max_segment(speech: np.ndarray) -> None:
 
 
 def test_late_partial_after_final_is_dropped(speech: np.ndarray) -> None:
-    p = StreamingPolicy(AsrSettings(), "x")
+    p = StreamingPolicy(PolicyOptions(), "x")
     partial = None
     for i in range(0, len(speech), 1600):
         p.insert_audio_chunk(speech[i : i + 1600])
@@ -139,8 +133,8 @@ def test_late_partial_after_final_is_dropped(speech: np.ndarray) -> None:
 
 
 def test_timestamps_are_call_relative_with_offset(speech: np.ndarray) -> None:
-    a, _ = run(StreamingPolicy(AsrSettings(), "x", partials=False), speech)
-    b, _ = run(StreamingPolicy(AsrSettings(), "x", partials=False, start_offset_s=120.0), speech)
+    a, _ = run(StreamingPolicy(PolicyOptions(partials=False), "x"), speech)
+    b, _ = run(StreamingPolicy(PolicyOptions(partials=False), "x", start_offset_s=120.0), speech)
     assert [u.start_s + 120 for u in a] == pytest.approx([u.start_s for u in b], abs=1e-3)
     assert all(u.segment_id.startswith("x:") for u in b)
 
@@ -150,7 +144,7 @@ def test_a_stream_joined_mid_call_keeps_the_calls_vad_grid(speech: np.ndarray) -
     grid of the worker before it: it skips to the call's grid, so its segments (and their ids,
     derived from the start) fall where the first reader's did."""
     start = 1.4  # 22,400 samples: 384 past a window boundary
-    b, _ = run(StreamingPolicy(AsrSettings(), "x", partials=False, start_offset_s=start), speech)
+    b, _ = run(StreamingPolicy(PolicyOptions(partials=False), "x", start_offset_s=start), speech)
     finals = [u for u in b if u.is_final]
     assert finals and all(round(u.start_s * SR) % WINDOW == 0 for u in finals), [u.start_s for u in finals]
     assert all(u.start_s >= start for u in finals)
@@ -159,7 +153,7 @@ def test_a_stream_joined_mid_call_keeps_the_calls_vad_grid(speech: np.ndarray) -
 @pytest.mark.parametrize("name", list(non_speech()))
 def test_non_speech_is_never_decoded(name: str) -> None:
     x = non_speech()[name]
-    _, requests = run(StreamingPolicy(AsrSettings(), name), x)
+    _, requests = run(StreamingPolicy(PolicyOptions(), name), x)
     assert requests == []
 
 
@@ -177,7 +171,7 @@ def test_scheduler_batches_across_streams(speech: np.ndarray) -> None:
     )
     keys = [f"call{i}:caller" for i in range(4)]
     for k in keys:
-        sched.add(k, StreamingPolicy(AsrSettings(), k))
+        sched.add(k, StreamingPolicy(PolicyOptions(), k))
     for i in range(0, len(speech), 1600):
         for k in keys:
             sched.insert(k, speech[i : i + 1600])
@@ -207,12 +201,12 @@ def test_scheduler_gives_an_answer_only_to_the_policy_that_asked(speech: np.ndar
     def decode(reqs: Sequence[DecodeRequest]) -> list[DecodeResult]:
         if not swapped:  # the consumer thread, meanwhile: revoke, reassign, re-read
             sched.drop(key)
-            swapped.append(sched.add(key, StreamingPolicy(AsrSettings(), key)))
+            swapped.append(sched.add(key, StreamingPolicy(PolicyOptions(), key)))
         return scripted(reqs)
 
     got: list = []
     sched = DecodeScheduler(decode, batch_window_ms=0, on_update=lambda k, u: got.append(u))
-    sched.add(key, StreamingPolicy(AsrSettings(speculative_final_ms=0), key, partials=False))
+    sched.add(key, StreamingPolicy(PolicyOptions(speculative_final_ms=0, partials=False), key))
     sched.insert(key, speech[: 12 * SR])
     sched.finish(key)
     assert sched.step(wait=False) >= 1 and swapped
@@ -223,7 +217,7 @@ def test_scheduler_gives_an_answer_only_to_the_policy_that_asked(speech: np.ndar
 
 
 def test_guards_drop_hallucinations_and_loops() -> None:
-    s = AsrSettings()
+    s = GuardOptions()
     ok = DecodeResult("불법 주정차 신고하려고요", -0.2, 0.02)
     assert guard_text(ok, 2.0, s)[0] == "불법 주정차 신고하려고요"
     assert 0.7 < (guard_text(ok, 2.0, s)[1] or 0) <= 1
@@ -250,8 +244,8 @@ def test_collapse_and_strip() -> None:
 
 def test_speculative_finals_equal_plain_finals(speech: np.ndarray) -> None:
     """Finals decoded early at a pause are kept only when the pause is the end: same finals either way."""
-    spec, spec_reqs = run(StreamingPolicy(AsrSettings(speculative_final_ms=250), "x"), speech)
-    plain, plain_reqs = run(StreamingPolicy(AsrSettings(speculative_final_ms=0), "x"), speech)
+    spec, spec_reqs = run(StreamingPolicy(PolicyOptions(speculative_final_ms=250), "x"), speech)
+    plain, plain_reqs = run(StreamingPolicy(PolicyOptions(speculative_final_ms=0), "x"), speech)
     key = [(u.segment_id, u.start_s, u.end_s, u.text) for u in spec if u.is_final]
     assert key == [(u.segment_id, u.start_s, u.end_s, u.text) for u in plain if u.is_final]
     n_spec = sum(r.speculative for _, r in spec_reqs)
@@ -263,7 +257,7 @@ def test_speculative_finals_equal_plain_finals(speech: np.ndarray) -> None:
 
 def test_state_stays_bounded_over_a_long_call(speech: np.ndarray) -> None:
     """Ten minutes of speech and pauses: buffers hold at most one utterance, history is capped."""
-    p = StreamingPolicy(AsrSettings(), "x")
+    p = StreamingPolicy(PolicyOptions(), "x")
     long = np.tile(speech, 20)  # ≈ 10 min
     updates, _ = run(p, long, chunk=16000)
     assert len([u for u in updates if u.is_final]) == 60
@@ -276,7 +270,7 @@ def test_unsettled_point_never_passes_audio_without_a_final(speech: np.ndarray) 
     """What the worker keeps uncommitted on Kafka: the unsettled point only moves forward, stays
     at or before the start of every utterance whose final is not out yet, and passes a
     segment only after its final was handed out."""
-    pol = StreamingPolicy(AsrSettings(), "s")
+    pol = StreamingPolicy(PolicyOptions(), "s")
     finals: list = []
     last = pol.unsettled_from_s()
     assert last == 0.0
