@@ -3,8 +3,10 @@
 Separated from transport and model like whisper_streaming: feed audio with
 :meth:`StreamingPolicy.insert_audio_chunk`, ask for decode work with
 :meth:`StreamingPolicy.next_request`, hand back the decoder's answer with
-:meth:`StreamingPolicy.apply_result`; :meth:`StreamingPolicy.process_iter` does one round with a
-given decoder and returns ``(committed, tentative)``.
+:meth:`StreamingPolicy.apply_result`, and collect finals that needed no new decode with
+:meth:`StreamingPolicy.take_ready` (:class:`~asr.scheduler.DecodeScheduler` does this for many
+streams). Options: :class:`~asr.options.PolicyOptions`. Time is the audio's own (samples received),
+never the wall clock: the same audio gives the same requests and finals on any machine and load.
 
 Policy (per call and channel):
 
@@ -21,17 +23,17 @@ Policy (per call and channel):
 * An utterance longer than ``max_segment_s`` is cut at its quietest pause in the last part
   (lowest smoothed VAD probability); the first part becomes final, the rest continues as a new
   segment. Whisper never sees more than ~``max_segment_s`` of audio per decode.
-* Guards on every answer (:func:`guard_text`): ``no_speech_prob`` with low log-probability,
-  compression ratio (repetition loops), repeated n-grams collapsed, known Whisper closing
-  hallucinations ("시청해 주셔서 감사합니다", "구독", "좋아요" …) removed, very low average
-  log-probability dropped, and text too long for the amount of speech dropped.
+* Guards on every answer (:func:`asr.guards.guard_text`): Whisper's silence rule, repetition
+  loops, known closing hallucinations, text too long for the amount of speech.
+
+Why one module of ~430 lines: it is one state machine (VAD gating, partials, speculative finals,
+long-speech cuts, the takeover point) whose parts all read and change the open utterance.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,9 +41,13 @@ import numpy as np
 from .guards import guard_text
 from .options import PolicyOptions
 from .types import DecodeRequest, DecodeResult, SegmentUpdate
-from .vad import WINDOW, StreamingVad
+from .vad import SAMPLE_RATE as SR
+from .vad import WINDOW, WINDOW_S, StreamingVad
 
-SR = 16_000
+
+def _windows(ms: int) -> int:
+    """A duration in whole VAD windows (at least one)."""
+    return max(1, round(ms / (WINDOW_S * 1000)))
 
 
 @dataclass
@@ -105,14 +111,12 @@ class StreamingPolicy:
         self.ended = False
         # Pre-roll padding in whole VAD windows, so audio and per-window probabilities stay aligned.
         self._pad = WINDOW * math.ceil(options.vad_speech_pad_ms * SR / 1000 / WINDOW)
-        self._min_silence_windows = max(1, round(options.vad_min_silence_ms / 32))
-        self._min_speech_windows = max(1, round(options.vad_min_speech_ms / 32))
+        self._min_silence_windows = _windows(options.vad_min_silence_ms)
+        self._min_speech_windows = _windows(options.vad_min_speech_ms)
         self._max_seg = int(options.max_segment_s * SR)
         self._partial_every = int(options.partial_interval_s * SR)
         self._min_partial = int(options.min_partial_audio_s * SR)
-        self._spec_windows = (
-            max(1, round(options.speculative_final_ms / 32)) if options.speculative_final_ms else 0
-        )
+        self._spec_windows = _windows(options.speculative_final_ms) if options.speculative_final_ms else 0
         self._spec: list[DecodeRequest] = []  # speculative finals waiting to be decoded
         self._awaiting_spec: dict[str, DecodeRequest] = {}  # closed segments whose final is speculative
         self._ready: list[SegmentUpdate] = []  # finals decided without a new decode
@@ -120,6 +124,35 @@ class StreamingPolicy:
     # ------------------------------------------------------------------ audio in
     def time_of(self, sample: int) -> float:
         return round(self.offset_s + sample / SR, 3)
+
+    def _segment_id(self, start_sample: int) -> str:
+        """``<prefix>:<call-relative start in ms>``: the same audio gives the same id (dedupe key)."""
+        return f"{self.segment_prefix}:{int(round(self.time_of(start_sample) * 1000))}"
+
+    def _request(
+        self,
+        u: _Utterance,
+        audio: np.ndarray,
+        end: int,
+        *,
+        final: bool = True,
+        revision: int,
+        speech_windows: int | None = None,
+        speculative: bool = False,
+    ) -> DecodeRequest:
+        """Decode work on ``audio`` of utterance ``u`` (its segment), ending at sample ``end``."""
+        windows = u.speech_windows if speech_windows is None else speech_windows
+        return DecodeRequest(
+            stream=self.stream,
+            segment_id=u.segment_id,
+            audio=audio,
+            final=final,
+            revision=revision,
+            start_s=self.time_of(u.start_sample),
+            end_s=self.time_of(end),
+            speech_s=windows * WINDOW / SR,
+            speculative=speculative,
+        )
 
     def insert_audio_chunk(self, audio: np.ndarray) -> None:
         """Append 16 kHz float32 mono samples."""
@@ -146,7 +179,7 @@ class StreamingPolicy:
                 pre = pre[-self._pad :] if self._pad else pre[:0]
                 seg_start = start - len(pre)
                 self.utt = _Utterance(
-                    segment_id=f"{self.segment_prefix}:{int(round(self.time_of(seg_start) * 1000))}",
+                    segment_id=self._segment_id(seg_start),
                     start_sample=seg_start,
                     audio=[pre, win],
                     n=len(pre) + len(win),
@@ -191,24 +224,17 @@ class StreamingPolicy:
         u.spec_end = u.last_speech_end
         u.spec_in_flight = True
         u.spec_result = None
-        self._spec.append(
-            DecodeRequest(
-                stream=self.stream,
-                segment_id=u.segment_id,
-                audio=u.samples()[:keep].copy(),
-                final=True,
-                revision=0,
-                start_s=self.time_of(u.start_sample),
-                end_s=self.time_of(min(u.last_speech_end, u.start_sample + keep)),
-                speech_s=u.speech_windows * WINDOW / SR,
-                speculative=True,
-            )
-        )
+        end = min(u.last_speech_end, u.start_sample + keep)
+        self._spec.append(self._request(u, u.samples()[:keep].copy(), end, revision=0, speculative=True))
+
+    def _settle(self, segment_id: str) -> None:
+        """The segment's final is decided (emitted, or nothing to emit): no partial replaces it."""
+        self._mark_final(segment_id)
+        if self.tentative and self.tentative.segment_id == segment_id:
+            self.tentative = None
 
     def _emit_final(self, req: DecodeRequest, result: DecodeResult, revision: int) -> SegmentUpdate | None:
-        self._mark_final(req.segment_id)
-        if self.tentative and self.tentative.segment_id == req.segment_id:
-            self.tentative = None
+        self._settle(req.segment_id)
         text, conf = guard_text(result, req.speech_s, self.opts.guards)
         if not text:
             return None
@@ -225,21 +251,20 @@ class StreamingPolicy:
         u = self.utt
         assert u is not None
         self.utt = None
+        # The final covers the speech plus the pad; the audio after it is the next pre-roll.
+        keep = min(u.n, end - u.start_sample + self._pad)
+        tail = u.samples()[keep:]
+        self._preroll = [tail[-self._pad :]] if self._pad and len(tail) else []
+        self._preroll_n = sum(len(x) for x in self._preroll)
         if u.spec_end == end and u.speech_windows >= self._min_speech_windows:
-            spec = DecodeRequest(
-                stream=self.stream,
-                segment_id=u.segment_id,
-                audio=np.zeros(0, dtype=np.float32),
-                final=True,
+            # The speculative decode (same audio) is the final: no audio needed for it here.
+            spec = self._request(
+                u,
+                np.zeros(0, dtype=np.float32),
+                min(end, u.start_sample + u.n),
                 revision=u.revision + 1,
-                start_s=self.time_of(u.start_sample),
-                end_s=self.time_of(min(end, u.start_sample + u.n)),
-                speech_s=u.speech_windows * WINDOW / SR,
                 speculative=True,
             )
-            tail = u.samples()[min(u.n, end - u.start_sample + self._pad) :]
-            self._preroll = [tail[-self._pad :]] if self._pad and len(tail) else []
-            self._preroll_n = sum(len(x) for x in self._preroll)
             if u.spec_result is not None:
                 upd = self._emit_final(spec, u.spec_result, spec.revision)
                 if upd is not None:
@@ -248,27 +273,12 @@ class StreamingPolicy:
             if u.spec_in_flight:
                 self._awaiting_spec[u.segment_id] = spec
                 return
-        keep = min(u.n, end - u.start_sample + self._pad)
-        audio = u.samples()[:keep]
-        tail = u.samples()[keep:]
-        self._preroll = [tail[-self._pad :]] if self._pad and len(tail) else []
-        self._preroll_n = sum(len(x) for x in self._preroll)
         if u.speech_windows < self._min_speech_windows:
-            self._mark_final(u.segment_id)
-            if self.tentative and self.tentative.segment_id == u.segment_id:
-                self.tentative = None
+            self._settle(u.segment_id)  # a burst too short to be an utterance
             return
+        audio = u.samples()[:keep]
         self._finals.append(
-            DecodeRequest(
-                stream=self.stream,
-                segment_id=u.segment_id,
-                audio=audio,
-                final=True,
-                revision=u.revision + 1,
-                start_s=self.time_of(u.start_sample),
-                end_s=self.time_of(min(end, u.start_sample + len(audio))),
-                speech_s=u.speech_windows * WINDOW / SR,
-            )
+            self._request(u, audio, min(end, u.start_sample + len(audio)), revision=u.revision + 1)
         )
 
     def _cut_long_utterance(self) -> None:
@@ -286,20 +296,13 @@ class StreamingPolicy:
         head_speech = int((probs[:cut_win] >= self.opts.vad_threshold).sum())
         tail_speech = int((probs[cut_win:] >= self.opts.vad_threshold).sum())
         self._finals.append(
-            DecodeRequest(
-                stream=self.stream,
-                segment_id=u.segment_id,
-                audio=audio[:cut],
-                final=True,
-                revision=u.revision + 1,
-                start_s=self.time_of(u.start_sample),
-                end_s=self.time_of(u.start_sample + cut),
-                speech_s=head_speech * WINDOW / SR,
+            self._request(
+                u, audio[:cut], u.start_sample + cut, revision=u.revision + 1, speech_windows=head_speech
             )
         )
         new_start = u.start_sample + cut
         self.utt = _Utterance(
-            segment_id=f"{self.segment_prefix}:{int(round(self.time_of(new_start) * 1000))}",
+            segment_id=self._segment_id(new_start),
             start_sample=new_start,
             audio=[audio[cut:]],
             n=len(audio) - cut,
@@ -365,16 +368,8 @@ class StreamingPolicy:
             u.revision += 1
             self._partial_in_flight = u.segment_id
             audio = u.samples()
-            return DecodeRequest(
-                stream=self.stream,
-                segment_id=u.segment_id,
-                audio=audio,
-                final=False,
-                revision=u.revision,
-                start_s=self.time_of(u.start_sample),
-                end_s=self.time_of(min(u.last_speech_end, u.start_sample + len(audio))),
-                speech_s=u.speech_windows * WINDOW / SR,
-            )
+            end = min(u.last_speech_end, u.start_sample + len(audio))
+            return self._request(u, audio, end, final=False, revision=u.revision)
         return None
 
     def has_work(self) -> bool:
@@ -408,15 +403,7 @@ class StreamingPolicy:
             self._final_in_flight.discard(req.segment_id)
             if req.segment_id in self._finalized:
                 return None
-            self._mark_final(req.segment_id)
-            if self.tentative and self.tentative.segment_id == req.segment_id:
-                self.tentative = None
-            text, conf = guard_text(result, req.speech_s, self.opts.guards)
-            if not text:
-                return None
-            upd = SegmentUpdate(req.segment_id, req.start_s, req.end_s, text, True, req.revision, conf)
-            self.committed.append(upd)
-            return upd
+            return self._emit_final(req, result, req.revision)
         if self._partial_in_flight == req.segment_id:
             self._partial_in_flight = None
         if (
@@ -445,15 +432,3 @@ class StreamingPolicy:
             self._final_in_flight.discard(req.segment_id)
         elif self._partial_in_flight == req.segment_id:
             self._partial_in_flight = None
-
-    def process_iter(
-        self, decode: Callable[[Sequence[DecodeRequest]], list[DecodeResult]]
-    ) -> tuple[list[SegmentUpdate], SegmentUpdate | None]:
-        """Run all due decode work with ``decode``; returns (new finals, current partial)."""
-        new: list[SegmentUpdate] = self.take_ready()
-        while (req := self.next_request()) is not None:
-            (res,) = decode([req])
-            upd = self.apply_result(req, res)
-            if upd and upd.is_final:
-                new.append(upd)
-        return new, self.tentative

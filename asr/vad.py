@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+SAMPLE_RATE = 16_000
 WINDOW = 512  # samples at 16 kHz = 32 ms
 CONTEXT = 64
-WINDOW_S = WINDOW / 16_000
+WINDOW_S = WINDOW / SAMPLE_RATE
 
 _lock = threading.Lock()
 
