@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -257,10 +257,11 @@ class StreamingPolicy:
         self._preroll = [tail[-self._pad :]] if self._pad and len(tail) else []
         self._preroll_n = sum(len(x) for x in self._preroll)
         if u.spec_end == end and u.speech_windows >= self._min_speech_windows:
-            # The speculative decode (same audio) is the final: no audio needed for it here.
+            # The speculative decode (of this same audio) is the final. The audio stays with the
+            # request: if that decode fails (release), the utterance is decoded again from it.
             spec = self._request(
                 u,
-                np.zeros(0, dtype=np.float32),
+                u.samples()[:keep],
                 min(end, u.start_sample + u.n),
                 revision=u.revision + 1,
                 speculative=True,
@@ -423,8 +424,8 @@ class StreamingPolicy:
         """A request that failed: make it schedulable again (finals) or forget it (partials)."""
         if req.speculative:
             closed = self._awaiting_spec.pop(req.segment_id, None)
-            if closed is not None:
-                self._finals.append(closed)  # decode the closed utterance normally
+            if closed is not None:  # decode the closed utterance normally
+                self._finals.append(replace(closed, speculative=False))
             elif self.utt is not None and self.utt.segment_id == req.segment_id:
                 self.utt.spec_in_flight = False
             return

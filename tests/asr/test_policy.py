@@ -255,6 +255,43 @@ def test_speculative_finals_equal_plain_finals(speech: np.ndarray) -> None:
     check_invariants(spec)
 
 
+def test_a_failed_speculative_decode_still_gives_the_final(speech: np.ndarray) -> None:
+    """A speculative final's decode fails (the scheduler releases it) after its pause became the
+    end of the utterance: the utterance is decoded again, from its audio, and gets its final."""
+    p = StreamingPolicy(PolicyOptions(partials=False), "x")
+    held: list[DecodeRequest] = []  # speculative decodes "in the decoder"
+    failed: list[DecodeRequest] = []
+    finals: list = []
+
+    def answer(r: DecodeRequest) -> None:
+        if (u := p.apply_result(r, scripted([r])[0])) is not None:
+            finals.append(u)
+
+    for i in range(0, len(speech), 1600):
+        p.insert_audio_chunk(speech[i : i + 1600])
+        for r in list(held):
+            if r.segment_id in p._awaiting_spec:  # the pause became the end: now it fails
+                held.remove(r)
+                p.release(r)
+                failed.append(r)
+            elif p.utt is None or p.time_of(p.utt.last_speech_end) > r.end_s:  # speech went on
+                held.remove(r)
+                answer(r)
+        while (r := p.next_request()) is not None:
+            held.append(r) if r.speculative else answer(r)
+    for r in held:
+        answer(r)
+    p.finish()
+    while (r := p.next_request()) is not None:
+        answer(r)
+    assert failed  # the failure happened
+    assert len([u for u in finals if u.is_final]) == 3  # every utterance has its final …
+    for r in failed:
+        (u,) = [u for u in finals if u.segment_id == r.segment_id]
+        assert u.text == scripted([r])[0].text  # … decoded from the same audio as the speculation
+    check_invariants(finals)
+
+
 def test_state_stays_bounded_over_a_long_call(speech: np.ndarray) -> None:
     """Ten minutes of speech and pauses: buffers hold at most one utterance, history is capped."""
     p = StreamingPolicy(PolicyOptions(), "x")
