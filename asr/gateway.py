@@ -17,36 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
-import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from streaming import metrics
-from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, EndReason, utcnow
+from streaming.events import CallEnded, CallStarted, EndReason, utcnow
 from streaming.ingest import (
     INGEST_PATH,
     IngestAccepted,
     IngestClosed,
     IngestEnd,
     IngestError,
-    IngestStart,
 )
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 
-from .audio import bytes_per_sample
+from .session import CallSession, ProtocolError, caller_key, mask_caller_number, parse_start
 from .settings import AsrSettings
 
 log = logging.getLogger("dasan.asr.gateway")
@@ -69,141 +62,6 @@ _CLOSE_FOR = {
 }
 
 
-# --------------------------------------------------------------------------- caller number
-
-
-def normalize_number(number: str) -> str:
-    """Digits of a Korean phone number in national form (+82 10-… → 010…)."""
-    digits = re.sub(r"\D", "", number)
-    if number.strip().startswith("+82") or (digits.startswith("82") and len(digits) >= 11):
-        digits = "0" + digits[2:]
-    return digits
-
-
-def mask_caller_number(number: str) -> str | None:
-    """010-1234-5678 → 010-****-5678; 02-123-4567 → 02-***-4567. None if too short to be a number."""
-    d = normalize_number(number)
-    if len(d) < 7:
-        return None
-    prefix = d[:2] if d.startswith("02") else d[:3]
-    middle = d[len(prefix) : -4]
-    return f"{prefix}-{'*' * len(middle)}-{d[-4:]}"
-
-
-def caller_key(number: str, secret: str) -> str | None:
-    """HMAC-SHA256 (hex) of the normalised digits with the site secret."""
-    d = normalize_number(number)
-    if not d:
-        return None
-    return hmac.new(secret.encode(), d.encode(), hashlib.sha256).hexdigest()
-
-
-# --------------------------------------------------------------------------- protocol
-
-
-class ProtocolError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def parse_start(raw: str) -> IngestStart:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ProtocolError("bad_start", f"start message is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_start", "start message is not a JSON object")
-    if data.get("type") != "start":
-        raise ProtocolError("out_of_order", f"expected a start message first, got type {data.get('type')!r}")
-    codec = data.get("codec", Codec.pcm_s16le.value)
-    if codec not in {c.value for c in Codec}:
-        raise ProtocolError("unknown_codec", f"codec {codec!r} is not one of {[c.value for c in Codec]}")
-    try:
-        start = IngestStart.model_validate(data)
-    except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:4])
-        raise ProtocolError("bad_start", errs) from exc
-    if len(start.channel_map) < start.channels:
-        raise ProtocolError(
-            "bad_start", f"channel_map names {len(start.channel_map)} of {start.channels} channels"
-        )
-    if len(set(start.channel_map[: start.channels])) != start.channels:
-        raise ProtocolError("bad_start", "channel_map repeats a channel")
-    return start
-
-
-@dataclass
-class CallSession:
-    """State of one ingesting call."""
-
-    start: IngestStart
-    max_frame_ms: int
-    started_mono: float = field(default_factory=time.monotonic)
-    frames: int = 0
-    samples: int = 0  # per channel
-    seq: int = 0
-
-    @property
-    def channels(self) -> list[Channel]:
-        return list(self.start.channel_map[: self.start.channels])
-
-    @property
-    def frame_bytes(self) -> int:
-        return bytes_per_sample(self.start.codec) * self.start.channels
-
-    @property
-    def audio_s(self) -> float:
-        return self.samples / self.start.sample_rate
-
-    def split(self, data: bytes) -> list[AudioFrame]:
-        """One binary message → one AudioFrame per channel. Raises ProtocolError."""
-        if not data:
-            raise ProtocolError("bad_frame", "empty binary frame")
-        fb = self.frame_bytes
-        if len(data) % fb:
-            raise ProtocolError(
-                "bad_frame",
-                f"{len(data)} bytes is not a whole number of {self.start.channels}-channel "
-                f"{self.start.codec.value} sample frames ({fb} bytes each)",
-            )
-        n = len(data) // fb
-        ms = n * 1000 / self.start.sample_rate
-        if ms > self.max_frame_ms:
-            raise ProtocolError(
-                "oversized", f"frame holds {ms:.0f} ms of audio; the limit is {self.max_frame_ms} ms"
-            )
-        bps = bytes_per_sample(self.start.codec)
-        capture_ts = self.samples / self.start.sample_rate
-        out = []
-        for i, ch in enumerate(self.channels):
-            payload = (
-                data if self.start.channels == 1 else deinterleave_bytes(data, self.start.channels, i, bps)
-            )
-            out.append(
-                AudioFrame(
-                    call_id=self.start.call_id,
-                    channel=ch,
-                    seq=self.seq,
-                    codec=self.start.codec,
-                    sample_rate=self.start.sample_rate,
-                    capture_ts=capture_ts,
-                    audio=payload,
-                )
-            )
-        self.seq += 1
-        self.frames += 1
-        self.samples += n
-        return out
-
-
-def deinterleave_bytes(data: bytes, channels: int, index: int, bytes_per_sample: int) -> bytes:
-    """The bytes of channel ``index`` from interleaved sample frames (codec unchanged)."""
-    dtype = "<i2" if bytes_per_sample == 2 else np.uint8
-    return np.frombuffer(data, dtype=dtype)[index::channels].tobytes()
-
-
 # --------------------------------------------------------------------------- app
 
 
@@ -211,7 +69,7 @@ class Gateway:
     def __init__(
         self, settings: AsrSettings, kafka: KafkaSettings, producer: EventProducer | None = None
     ) -> None:
-        self.s = settings
+        self.settings = settings
         self.kafka = kafka
         self._producer = producer
         self.calls: dict[str, CallSession] = {}
@@ -231,14 +89,16 @@ class Gateway:
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
-        if len(self.calls) >= self.s.max_calls:
+        if len(self.calls) >= self.settings.max_calls:
             self.rejected_busy += 1
-            await self._error(ws, "busy", f"gateway at capacity ({self.s.max_calls} calls); try another")
+            await self._error(
+                ws, "busy", f"gateway at capacity ({self.settings.max_calls} calls); try another"
+            )
             return
         try:
-            msg = await asyncio.wait_for(ws.receive(), timeout=self.s.start_timeout_s)
+            msg = await asyncio.wait_for(ws.receive(), timeout=self.settings.start_timeout_s)
         except TimeoutError:
-            await self._error(ws, "bad_start", f"no start message within {self.s.start_timeout_s:g} s")
+            await self._error(ws, "bad_start", f"no start message within {self.settings.start_timeout_s:g} s")
             return
         if msg["type"] == "websocket.disconnect":
             return
@@ -253,12 +113,12 @@ class Gateway:
         if start.call_id in self.calls:
             await self._error(ws, "bad_start", f"call {start.call_id} is already streaming to this gateway")
             return
-        session = CallSession(start, self.s.max_frame_ms)
+        session = CallSession(start, self.settings.max_frame_ms)
         self.calls[start.call_id] = session
         metrics.ACTIVE_CALLS.labels(service="asr-gateway").set(len(self.calls))
         extra = {"call_id": start.call_id}
         try:
-            secret = self.s.caller_key_secret.get_secret_value()
+            secret = self.settings.caller_key_secret.get_secret_value()
             started = CallStarted(
                 call_id=start.call_id,
                 counselor_id=start.counselor_id,
@@ -278,7 +138,9 @@ class Gateway:
             self.accepted += 1
             log.info("call accepted", extra={**extra, "codec": start.codec.value, "rate": start.sample_rate})
             await ws.send_text(
-                IngestAccepted(call_id=start.call_id, max_frame_ms=self.s.max_frame_ms).model_dump_json()
+                IngestAccepted(
+                    call_id=start.call_id, max_frame_ms=self.settings.max_frame_ms
+                ).model_dump_json()
             )
             await self._stream(ws, session)
         finally:
@@ -290,12 +152,14 @@ class Gateway:
         extra = {"call_id": call_id}
         while True:
             try:
-                msg = await asyncio.wait_for(ws.receive(), timeout=self.s.idle_timeout_s)
+                msg = await asyncio.wait_for(ws.receive(), timeout=self.settings.idle_timeout_s)
             except TimeoutError:
                 log.warning("call idle, ending it", extra=extra)
-                await self._end(session, EndReason.idle_timeout, f"no audio for {self.s.idle_timeout_s:g} s")
+                await self._end(
+                    session, EndReason.idle_timeout, f"no audio for {self.settings.idle_timeout_s:g} s"
+                )
                 await self._error(
-                    ws, "idle_timeout", f"no message for {self.s.idle_timeout_s:g} s; call ended"
+                    ws, "idle_timeout", f"no message for {self.settings.idle_timeout_s:g} s; call ended"
                 )
                 return
             if msg["type"] == "websocket.disconnect":
@@ -409,8 +273,13 @@ def create_gateway_app(
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         ok = gw.ready()
-        busy = len(gw.calls) >= gw.s.max_calls
-        body = {"ready": ok and not busy, "broker": ok, "calls": len(gw.calls), "max_calls": gw.s.max_calls}
+        busy = len(gw.calls) >= gw.settings.max_calls
+        body = {
+            "ready": ok and not busy,
+            "broker": ok,
+            "calls": len(gw.calls),
+            "max_calls": gw.settings.max_calls,
+        }
         return JSONResponse(body, status_code=200 if ok and not busy else 503)
 
     @app.get("/metrics")

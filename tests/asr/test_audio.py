@@ -15,7 +15,7 @@ from asr.audio import (
     encode_mulaw,
     resample_to_16k,
 )
-from asr.gateway import deinterleave_bytes
+from asr.session import deinterleave_bytes
 from streaming.events import Codec
 
 
