@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,20 @@ def test_g711_roundtrip_error_is_within_quantisation(enc, table) -> None:
     assert np.array_equal(
         np.frombuffer(enc(table[codes]), np.uint8)[table[codes] != 0], codes[table[codes] != 0]
     )
+
+
+def test_g711_is_bit_exact_with_audioop() -> None:
+    """The CCITT reference as Python shipped it until 3.13: all 256 codes decode, and all 65,536
+    samples encode, exactly as ``audioop`` does (skipped where audioop is gone)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop")
+    codes = bytes(range(256))
+    assert np.array_equal(np.frombuffer(audioop.ulaw2lin(codes, 2), "<i2"), ULAW_TO_PCM16)
+    assert np.array_equal(np.frombuffer(audioop.alaw2lin(codes, 2), "<i2"), ALAW_TO_PCM16)
+    x = np.arange(-32768, 32768, dtype=np.int16)
+    assert encode_mulaw(x) == audioop.lin2ulaw(x.astype("<i2").tobytes(), 2)
+    assert encode_alaw(x) == audioop.lin2alaw(x.astype("<i2").tobytes(), 2)
 
 
 def test_decode_pcm16_and_codecs() -> None:
