@@ -11,6 +11,8 @@ Standard library only, so it runs anywhere the data is edited. Checks:
 - ``eval/utterances.jsonl`` (checked only if it exists): ``id``, ``utterance``, ``topic`` (a category
   or ``범위외``), ``relevant_article_ids`` (1-3 ids in scope, ``[]`` for ``범위외``), 3-6 ``keywords``,
   ``source``; unique ids.
+- ``eval/utterances_noisy.jsonl`` (checked only if it exists): the same rules, plus ``variant_of``
+  naming an utterance in ``utterances.jsonl`` whose topic and labels it repeats.
 - Every article id (turn labels, ``regulations_cited``, utterance labels) exists in the corpus,
   ``../shared/corpus/regulations.jsonl`` relative to the repository (``$DASAN_SHARED_DIR`` overrides
   the shared folder, ``--corpus`` the file).
@@ -217,10 +219,20 @@ def check_calls(path: Path, corpus: set[str], errors: list[str]) -> dict:
     return stats
 
 
-def check_utterances(path: Path, corpus: set[str], errors: list[str]) -> dict:
+def check_utterances(
+    path: Path, corpus: set[str], errors: list[str], originals: dict[str, dict] | None = None
+) -> dict:
+    """Utterance rules; with ``originals`` (clean items by id) every item must be a ``variant_of`` one."""
     rows = read_jsonl(path, errors)
     seen: set[str] = set()
-    stats: dict = {"utterances": 0, "in_scope": 0, "out_of_scope": 0, "topics": Counter(), "ids": set()}
+    stats: dict = {
+        "utterances": 0,
+        "in_scope": 0,
+        "out_of_scope": 0,
+        "topics": Counter(),
+        "ids": set(),
+        "items": {},
+    }
     for lineno, item in rows:
         uid = item.get("id")
         where = f"{path.name}:{lineno} ({uid})"
@@ -230,6 +242,16 @@ def check_utterances(path: Path, corpus: set[str], errors: list[str]) -> dict:
             errors.append(f"{where}: duplicate id")
         else:
             seen.add(uid)
+            stats["items"][uid] = item
+        if originals is not None:
+            clean = originals.get(item.get("variant_of"))
+            if clean is None:
+                errors.append(f"{where}: variant_of {item.get('variant_of')!r} is not an utterance id")
+            elif (clean.get("topic"), clean.get("relevant_article_ids")) != (
+                item.get("topic"),
+                item.get("relevant_article_ids"),
+            ):
+                errors.append(f"{where}: topic or labels differ from {clean.get('id')}")
         if not _is_str(item.get("utterance")):
             errors.append(f"{where}: missing utterance")
         topic = item.get("topic")
@@ -263,7 +285,7 @@ def check_utterances(path: Path, corpus: set[str], errors: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Validate eval/calls.jsonl (and eval/utterances.jsonl if present)."
+        description="Validate eval/calls.jsonl (and the utterance files if present)."
     )
     parser.add_argument(
         "--calls", type=Path, default=REPO / "eval" / "calls.jsonl", help="calls file to check"
@@ -273,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=REPO / "eval" / "utterances.jsonl",
         help="utterances file to check (skipped when it does not exist)",
+    )
+    parser.add_argument(
+        "--noisy",
+        type=Path,
+        default=REPO / "eval" / "utterances_noisy.jsonl",
+        help="noisy utterance variants to check (skipped when it does not exist)",
     )
     parser.add_argument(
         "--corpus", type=Path, default=None, help="regulations.jsonl (default: shared corpus)"
@@ -306,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"  categories without a call: {', '.join(missing)}")
 
+    originals: dict[str, dict] = {}
     if args.utterances.is_file():
         utt = check_utterances(args.utterances, corpus, errors)
+        originals = utt["items"]
         print(
             f"{args.utterances}: {utt['utterances']} utterances ({utt['in_scope']} in scope, "
             f"{utt['out_of_scope']} {OUT_OF_SCOPE}), {len(utt['ids'])} distinct ids"
@@ -315,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         print("  topics: " + ", ".join(f"{t} {n}" for t, n in sorted(utt["topics"].items())))
     else:
         print(f"{args.utterances}: not present, skipped")
+    if args.noisy.is_file():
+        noisy = check_utterances(args.noisy, corpus, errors, originals=originals)
+        print(f"{args.noisy}: {noisy['utterances']} noisy variants")
+    else:
+        print(f"{args.noisy}: not present, skipped")
 
     if errors:
         print(f"\n{len(errors)} error(s):", file=sys.stderr)
