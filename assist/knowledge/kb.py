@@ -131,22 +131,32 @@ class KnowledgeBase:
         )[:16]
 
     @staticmethod
-    def _content_key(records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings) -> str:
-        """Everything but the dense side: the corpus, the analyser and the passage settings. Two indexes
-        with the same content key differ only in their vectors (a provisional index and the full one)."""
+    def _content_parts(
+        records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings
+    ) -> tuple[str, str]:
         corpus = _sha(*sorted(record_hash(r) for r in records))
         lexical = _sha(
             analyzer.fingerprint(),
             str(settings.passage_max_chars),
             str(settings.passage_min_chars),
         )
-        return _sha(INDEX_FORMAT, corpus, lexical)[:20]
+        return corpus, lexical
+
+    @classmethod
+    def _content_key(
+        cls, records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings
+    ) -> str:
+        """Everything but the dense side: the corpus, the analyser and the passage settings. Two indexes
+        with the same content key differ only in their vectors (a provisional index and the full one)."""
+        return _sha(INDEX_FORMAT, *cls._content_parts(records, analyzer, settings))[:20]
 
     @classmethod
     def _index_key(
         cls, records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings
     ) -> str:
-        return _sha(cls._content_key(records, analyzer, settings), cls._dense_key(settings))[:20]
+        return _sha(INDEX_FORMAT, *cls._content_parts(records, analyzer, settings), cls._dense_key(settings))[
+            :20
+        ]
 
     @classmethod
     def build(
