@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -707,7 +707,7 @@ def create_app(
             "type": "status",
             "last_seq": last,
             "recorder_ok": rec_ok,
-            "at": datetime.now(UTC).isoformat(),
+            "at": store.now().isoformat(),
         }
 
     return app

@@ -8,7 +8,7 @@ event the call's next ``seq`` so that websockets resume and replays play without
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from .models import (
     Summary,
     SummaryReview,
     User,
+    utc,
 )
 
 log = logging.getLogger("dasan.console")
@@ -48,15 +49,11 @@ log = logging.getLogger("dasan.console")
 SUMMARY_STATUSES = ("draft", "submitted", "approved", "rejected")
 
 
-def now() -> datetime:
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -200,19 +197,25 @@ def can_see_call(user: User, call: Call) -> bool:
 
 
 class Store:
-    """``tz``: the site's time zone, for day boundaries (search by date, "today" in metrics)."""
+    """``tz``: the site's time zone, for day boundaries (search by date, "today" in metrics).
+    ``clock``: the current instant (aware); tests freeze it to hold at any hour."""
 
-    def __init__(self, engine: Engine, tz: str = "Asia/Seoul") -> None:
+    def __init__(self, engine: Engine, tz: str = "Asia/Seoul", *, clock: Clock = system_clock) -> None:
         self.engine = engine
         self.sessions = make_sessionmaker(engine)
         self.tz = ZoneInfo(tz)
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return utc(self.clock())
 
     def today(self) -> date:
-        return datetime.now(self.tz).date()
+        """The site's date now (in Seoul the day starts at 15:00 UTC of the day before)."""
+        return self.now().astimezone(self.tz).date()
 
     def day_start(self, day: date) -> datetime:
-        """Midnight of ``day`` in the site's time zone, as an aware datetime."""
-        return datetime.combine(day, time.min, self.tz)
+        """Midnight of ``day`` in the site's time zone, as the UTC instant stored values compare with."""
+        return datetime.combine(day, time.min, self.tz).astimezone(UTC)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -275,12 +278,12 @@ class Store:
                 ).scalar_one()
                 next_seq[call_id] = last - k + 1
             out: list[Recorded] = []
-            recorded_at = now()
+            recorded_at = self.now()
             for e in new:
                 seq = next_seq[e.call_id]
                 next_seq[e.call_id] = seq + 1
                 payload = payload_of(e)
-                at = aware(e.produced_at) or recorded_at
+                at = utc(e.produced_at)
                 s.add(
                     CallEvent(
                         call_id=e.call_id,
@@ -299,7 +302,7 @@ class Store:
     def _ensure_call(self, s: Session, call_id: str) -> Call:
         call = s.get(Call, call_id)
         if call is None:
-            call = Call(call_id=call_id, last_seq=0, source="asr", first_seen_at=now())
+            call = Call(call_id=call_id, last_seq=0, source="asr", first_seen_at=self.now())
             s.add(call)
             s.flush()
         return call
@@ -315,11 +318,11 @@ class Store:
             call.caller_number_masked = ev.caller_number_masked
             call.caller_key = ev.caller_key
             call.source = ev.source.value
-            call.started_at = aware(ev.started_at)
+            call.started_at = utc(ev.started_at)
         elif isinstance(ev, CallEnded):
-            call.ended_at = aware(ev.ended_at)
+            call.ended_at = utc(ev.ended_at)
             call.end_reason = ev.reason.value
-            started = aware(call.started_at)
+            started = call.started_at
             call.duration_s = (
                 ev.duration_s
                 if ev.duration_s is not None
@@ -374,7 +377,7 @@ class Store:
                 call.topic = ", ".join(payload["keywords"][:4])[:200]
         elif isinstance(ev, CallSummary):
             content = summary_content(ev)
-            t = now()
+            t = self.now()
             existing = s.scalar(select(Summary).where(Summary.summary_id == ev.summary_id))
             if existing is not None:
                 # Regenerated (e.g. after a takeover): replaces a draft nobody has touched yet.
@@ -416,7 +419,7 @@ class Store:
                 .order_by(CallEvent.seq)
                 .limit(limit)
             ).all()
-        return [{"seq": r.seq, "at": aware(r.at).isoformat(), "event": r.payload} for r in rows]  # type: ignore[union-attr]
+        return [{"seq": r.seq, "at": r.at.isoformat(), "event": r.payload} for r in rows]
 
     def last_seq(self, call_id: str) -> int:
         with self.sessions() as s:
@@ -509,10 +512,10 @@ class Store:
                     )
                 ).all()
             latest = {r.call_id: r.draft_text for r in rows}
-        t = now()
+        t = self.now()
         out = []
         for c in calls:
-            started = aware(c.started_at)
+            started = c.started_at
             out.append(
                 {
                     **call_dict(c),
@@ -590,7 +593,7 @@ class Store:
                 s.add(row)
             row.value = value
             row.reason = reason
-            row.at = now()
+            row.at = self.now()
             s.flush()
             return row
 
@@ -652,7 +655,7 @@ class Store:
                 "edit": "approved",
                 "reject": "rejected",
             }[action]
-            row.updated_at = now()
+            row.updated_at = self.now()
             s.add(
                 SummaryReview(
                     summary_id=summary_id,
@@ -706,7 +709,7 @@ class Store:
                 team=team,
                 display_name=display_name,
                 active=True,
-                created_at=now(),
+                created_at=self.now(),
             )
             s.add(u)
             s.flush()
@@ -744,7 +747,7 @@ class Store:
 
     def purge_raw(self, older_than: timedelta) -> int:
         """Erase unmasked transcript text recorded before ``now - older_than``; returns rows erased."""
-        cutoff = now() - older_than
+        cutoff = self.now() - older_than
         with self.sessions.begin() as s:
             res = s.execute(
                 update(Segment)
@@ -764,7 +767,7 @@ class Store:
                     action=action,
                     call_id=call_id,
                     detail=detail,
-                    at=now(),
+                    at=self.now(),
                 )
             )
 
@@ -869,8 +872,7 @@ def _escape_like(s: str) -> str:
 
 
 def iso(dt: datetime | None) -> str | None:
-    d = aware(dt)
-    return d.isoformat() if d else None
+    return dt.isoformat() if dt else None
 
 
 def call_dict(c: Call) -> dict[str, Any]:
