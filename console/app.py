@@ -44,26 +44,26 @@ from .models import Call, Summary, User
 from .recorder import Recorder, broker_reachable
 from .settings import ConsoleSettings
 from .store import Conflict, NotFound, Store, call_dict, can_see_call, iso, summary_dict
+from .vocabulary import (
+    ACTION_LABEL,
+    REVIEWER_ACTIONS,
+    ROLE_LABEL,
+    STATUS_LABEL,
+    FeedbackKind,
+    ReviewAction,
+    Role,
+    SummaryStatus,
+)
 
 log = logging.getLogger("dasan.console")
 HERE = Path(__file__).resolve().parent
 
-ROLE_LABEL = {
-    "counselor": "상담사",
-    "supervisor": "관리자(슈퍼바이저)",
-    "qa": "품질관리(QA)",
-    "admin": "시스템 관리자",
-}
-STATUS_LABEL = {"draft": "작성 중", "submitted": "검토 대기", "approved": "승인", "rejected": "반려"}
-ACTION_LABEL = {"submit": "제출", "approve": "승인", "edit": "수정 후 승인", "reject": "반려"}
-HOME = {"counselor": "/desk", "supervisor": "/board", "qa": "/search", "admin": "/admin/users"}
-
 AnyUser = Annotated[User, Depends(current_user)]
-Reviewer = Annotated[User, Depends(require_roles("supervisor"))]
-Overseer = Annotated[User, Depends(require_roles("supervisor", "qa", "admin"))]
-ReviewReader = Annotated[User, Depends(require_roles("supervisor", "qa"))]
-Admin = Annotated[User, Depends(require_roles("admin"))]
-Counselor = Annotated[User, Depends(require_roles("counselor"))]
+Reviewer = Annotated[User, Depends(require_roles(Role.supervisor))]
+Overseer = Annotated[User, Depends(require_roles(Role.supervisor, Role.qa, Role.admin))]
+ReviewReader = Annotated[User, Depends(require_roles(Role.supervisor, Role.qa))]
+Admin = Annotated[User, Depends(require_roles(Role.admin))]
+Counselor = Annotated[User, Depends(require_roles(Role.counselor))]
 Csrf = Depends(require_csrf)
 
 
@@ -183,7 +183,7 @@ def create_app(
     def summary_for(user: User, summary_id: str) -> tuple[Summary, Call]:
         sm = store.get_summary(summary_id)
         call = call_for(user, sm.call_id)
-        if user.role == "counselor" and sm.status == "submitted":
+        if user.role == Role.counselor and sm.status == SummaryStatus.submitted:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "검토 중인 요약은 검토가 끝난 뒤에 볼 수 있습니다")
         return sm, call
 
@@ -239,7 +239,7 @@ def create_app(
         login_session(request, user)
         log.info("login", extra={"username": user.username, "role": user.role})
         target = _safe_next(next)
-        return RedirectResponse(HOME[user.role] if target == "/" else target, status.HTTP_303_SEE_OTHER)
+        return RedirectResponse(Role(user.role).home if target == "/" else target, status.HTTP_303_SEE_OTHER)
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, csrf_token_: Annotated[str, Form(alias=CSRF_FIELD)] = "") -> Response:
@@ -249,7 +249,7 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def home(user: AnyUser) -> Response:
-        return RedirectResponse(HOME[user.role], status.HTTP_303_SEE_OTHER)
+        return RedirectResponse(Role(user.role).home, status.HTTP_303_SEE_OTHER)
 
     # ------------------------------------------------------------------ pages
     @app.get("/desk", response_class=HTMLResponse, include_in_schema=False)
@@ -259,21 +259,21 @@ def create_app(
     @app.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
     def call_page(request: Request, call_id: str, user: AnyUser) -> HTMLResponse:
         call = call_for(user, call_id)
-        readonly = not (user.role == "counselor" and call.counselor_id == user.username)
+        readonly = not (user.role == Role.counselor and call.counselor_id == user.username)
         return page(request, "call.html", user, call=call_dict(call), mode="call", readonly=readonly)
 
     @app.get("/calls/{call_id}/replay", response_class=HTMLResponse, include_in_schema=False)
     def replay_page(request: Request, call_id: str, user: AnyUser) -> HTMLResponse:
         call = call_for(user, call_id)
         sm = store.summary_for_call(call_id)
-        history = store.review_history(sm.summary_id) if sm and user.role != "counselor" else []
+        history = store.review_history(sm.summary_id) if sm and user.role != Role.counselor else []
         return page(
             request,
             "replay.html",
             user,
             call=call_dict(call),
             summary=summary_dict(sm)
-            if sm and not (user.role == "counselor" and sm.status == "submitted")
+            if sm and not (user.role == Role.counselor and sm.status == SummaryStatus.submitted)
             else None,
             history=history,
             feedback=store.feedback_for_call(call_id),
@@ -287,10 +287,10 @@ def create_app(
     def reviews_page(
         request: Request,
         user: ReviewReader,
-        status_: Annotated[str, Query(alias="status")] = "submitted",
+        status_: Annotated[str, Query(alias="status")] = SummaryStatus.submitted,
         offset: int = 0,
     ) -> HTMLResponse:
-        if status_ not in STATUS_LABEL:
+        if SummaryStatus.parse(status_) is None:
             raise HTTPException(400, "알 수 없는 상태")
         rows, total = store.review_queue(user, status_, offset, settings.page_size)
         return page(
@@ -323,11 +323,11 @@ def create_app(
         form = await request.form()
         check_csrf(request, str(form.get(CSRF_FIELD, "")))
         action = str(form.get("action", ""))
-        if action not in ("approve", "edit", "reject"):
+        if action not in REVIEWER_ACTIONS:
             raise HTTPException(400, "알 수 없는 작업")
         sm, _call = await run_in_threadpool(summary_for, user, summary_id)
         content = None
-        if action == "edit":
+        if action == ReviewAction.edit:
             content = _content_from_form(form, sm.content)
         comment = str(form.get("comment", "")).strip() or None
         await run_in_threadpool(store.review_action, summary_id, user.username, action, comment, content)
@@ -513,7 +513,9 @@ def create_app(
         call = call_for(user, sug.call_id)
         if call.counselor_id != user.username:
             raise HTTPException(403, "자기 통화의 제안에만 평가할 수 있습니다")
-        f = store.add_feedback(sug, user.username, "vote", body.vote, (body.reason or "").strip() or None)
+        f = store.add_feedback(
+            sug, user.username, FeedbackKind.vote, body.vote, (body.reason or "").strip() or None
+        )
         return _fb_out(f)
 
     @app.post(
@@ -525,7 +527,7 @@ def create_app(
     def api_copied(suggestion_id: str, user: Counselor) -> Any:
         sug = store.get_suggestion(suggestion_id)
         call_for(user, sug.call_id)
-        return _fb_out(store.add_feedback(sug, user.username, "copy", None, None))
+        return _fb_out(store.add_feedback(sug, user.username, FeedbackKind.copy, None, None))
 
     # ------------------------------------------------------------------ API: summaries and review
     @app.get("/api/summaries/{summary_id}", tags=["summaries"], response_model=schemas.SummaryOut)
@@ -550,14 +552,14 @@ def create_app(
         if call.counselor_id != user.username:
             raise HTTPException(403, "자기 통화의 요약만 제출할 수 있습니다")
         content = body.content.model_dump() if body.content else None
-        return summary_dict(store.review_action(summary_id, user.username, "submit", None, content))
+        return summary_dict(
+            store.review_action(summary_id, user.username, ReviewAction.submit, None, content)
+        )
 
     @app.get("/api/reviews", tags=["summaries"], response_model=schemas.Page[schemas.ReviewItem])
     def api_reviews(
         user: ReviewReader,
-        status_: Annotated[
-            str, Query(alias="status", pattern="^(draft|submitted|approved|rejected)$")
-        ] = "submitted",
+        status_: Annotated[SummaryStatus, Query(alias="status")] = SummaryStatus.submitted,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> Any:
@@ -573,7 +575,7 @@ def create_app(
     )
     def api_review(summary_id: str, body: schemas.ReviewIn, user: Reviewer) -> Any:
         summary_for(user, summary_id)
-        if body.action == "edit" and body.content is None:
+        if body.action == ReviewAction.edit and body.content is None:
             raise HTTPException(422, "'edit' needs content")
         content = body.content.model_dump() if body.content else None
         return summary_dict(

@@ -6,6 +6,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from .vocabulary import ReviewAction, Role, SummaryStatus, Vote
+
 T = TypeVar("T")
 
 
@@ -66,7 +68,7 @@ class SummaryContent(BaseModel):
 class SummaryOut(BaseModel):
     summary_id: str
     call_id: str
-    status: str = Field(description="draft | submitted (under review) | approved | rejected")
+    status: SummaryStatus = Field(description="draft | submitted (under review) | approved | rejected")
     edited: bool
     category: str
     content: dict[str, Any]
@@ -93,13 +95,13 @@ class SubmitIn(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    action: Literal["approve", "edit", "reject"]
+    action: Literal[ReviewAction.approve, ReviewAction.edit, ReviewAction.reject]
     comment: str | None = Field(default=None, max_length=2000)
     content: SummaryContent | None = Field(default=None, description="Required for 'edit'")
 
 
 class FeedbackIn(BaseModel):
-    vote: Literal["up", "down"]
+    vote: Vote
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -135,7 +137,7 @@ class UserOut(BaseModel):
 
 class UserIn(BaseModel):
     username: str = Field(pattern=r"^[A-Za-z0-9_.\-]{2,64}$")
-    role: Literal["counselor", "supervisor", "qa", "admin"]
+    role: Role
     team: str | None = Field(default=None, max_length=64)
     display_name: str | None = Field(default=None, max_length=64)
     password: str | None = Field(default=None, min_length=10, max_length=200)

@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streaming import paths
 
+from .vocabulary import Role
+
 log = logging.getLogger("dasan.console")
 
 INSECURE_DEFAULT = "changethis"
-ROLES = ("counselor", "supervisor", "qa", "admin")
 
 
 def _default_db_url() -> str:
@@ -58,8 +59,8 @@ class ConsoleSettings(BaseSettings):
         default=None, description="Secure flag on the session cookie; None: on except in development"
     )
     cookie_samesite: Literal["lax", "strict"] = Field(default="lax", description="SameSite of the cookie")
-    raw_text_roles: list[str] = Field(
-        default_factory=lambda: ["qa"],
+    raw_text_roles: list[Role] = Field(
+        default_factory=lambda: [Role.qa],
         description="Roles allowed to see unmasked transcripts (every access is audited)",
     )
     raw_retention_days: float = Field(
@@ -103,9 +104,6 @@ class ConsoleSettings(BaseSettings):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {self.timezone!r}") from exc
-        bad = [r for r in self.raw_text_roles if r not in ROLES]
-        if bad:
-            raise ValueError(f"unknown roles in raw_text_roles: {bad}")
         return self
 
     @property

@@ -43,10 +43,9 @@ from .models import (
     User,
     utc,
 )
+from .vocabulary import TRANSITIONS, FeedbackKind, ReviewAction, Role, SummaryStatus, Vote
 
 log = logging.getLogger("dasan.console")
-
-SUMMARY_STATUSES = ("draft", "submitted", "approved", "rejected")
 
 
 Clock = Callable[[], datetime]
@@ -179,21 +178,21 @@ RECORDED_TYPES = (CallStarted, CallEnded, TranscriptSegment, KeywordsUpdated, Su
 
 def visible_calls(user: User) -> Any:
     """SQL condition on ``Call`` for the calls a user may open."""
-    if user.role == "counselor":
+    if user.role == Role.counselor:
         return Call.counselor_id == user.username
-    if user.role == "supervisor" and user.team:
+    if user.role == Role.supervisor and user.team:
         return Call.team == user.team
-    if user.role in ("supervisor", "qa", "admin"):
+    if user.role in (Role.supervisor, Role.qa, Role.admin):
         return text("1=1")
     return text("1=0")
 
 
 def can_see_call(user: User, call: Call) -> bool:
-    if user.role == "counselor":
+    if user.role == Role.counselor:
         return call.counselor_id == user.username
-    if user.role == "supervisor" and user.team:
+    if user.role == Role.supervisor and user.team:
         return call.team == user.team
-    return user.role in ("supervisor", "qa", "admin")
+    return user.role in (Role.supervisor, Role.qa, Role.admin)
 
 
 class Store:
@@ -381,7 +380,7 @@ class Store:
             existing = s.scalar(select(Summary).where(Summary.summary_id == ev.summary_id))
             if existing is not None:
                 # Regenerated (e.g. after a takeover): replaces a draft nobody has touched yet.
-                if existing.status == "draft" and not existing.edited:
+                if existing.status == SummaryStatus.draft and not existing.edited:
                     existing.original = existing.content = content
                     existing.category = ev.category[:64]
                     existing.updated_at = t
@@ -395,7 +394,7 @@ class Store:
                     category=ev.category[:64],
                     original=content,
                     content=content,
-                    status="draft",
+                    status=SummaryStatus.draft,
                     edited=False,
                     created_at=t,
                     updated_at=t,
@@ -546,7 +545,7 @@ class Store:
                 .where(
                     Call.caller_key == call.caller_key,
                     Call.call_id != call.call_id,
-                    Summary.status == "approved",
+                    Summary.status == SummaryStatus.approved,
                 )
                 .order_by(Call.started_at.desc().nulls_last())
                 .limit(limit)
@@ -575,12 +574,12 @@ class Store:
     ) -> Feedback:
         with self.sessions.begin() as s:
             row = None
-            if kind == "vote":
+            if kind == FeedbackKind.vote:
                 row = s.scalar(
                     select(Feedback).where(
                         Feedback.suggestion_id == suggestion.suggestion_id,
                         Feedback.username == username,
-                        Feedback.kind == "vote",
+                        Feedback.kind == FeedbackKind.vote,
                     )
                 )
             if row is None:
@@ -627,34 +626,31 @@ class Store:
             )
 
     def review_action(
-        self, summary_id: str, actor: str, action: str, comment: str | None, content: dict[str, Any] | None
+        self,
+        summary_id: str,
+        actor: str,
+        action: ReviewAction | str,
+        comment: str | None,
+        content: dict[str, Any] | None,
     ) -> Summary:
         """``submit`` (counselor, from draft or rejected), ``approve`` / ``edit`` / ``reject`` (reviewer)."""
-        allowed_from = {
-            "submit": ("draft", "rejected"),
-            "approve": ("submitted",),
-            "edit": ("submitted",),
-            "reject": ("submitted",),
-        }
-        if action not in allowed_from:
-            raise ValueError(f"unknown action {action}")
-        if action == "reject" and not (comment and comment.strip()):
+        try:
+            action = ReviewAction(action)
+        except ValueError:
+            raise ValueError(f"unknown action {action}") from None
+        allowed_from, leads_to = TRANSITIONS[action]
+        if action is ReviewAction.reject and not (comment and comment.strip()):
             raise Conflict("반려할 때는 사유(코멘트)가 필요합니다")
         with self.sessions.begin() as s:
             row = s.scalar(select(Summary).where(Summary.summary_id == summary_id).with_for_update())
             if row is None:
                 raise NotFound(summary_id)
-            if row.status not in allowed_from[action]:
+            if row.status not in allowed_from:
                 raise Conflict(f"요약 상태가 '{row.status}'이므로 '{action}' 할 수 없습니다")
             if content is not None and content != row.content:
                 row.content = content
                 row.edited = True
-            row.status = {
-                "submit": "submitted",
-                "approve": "approved",
-                "edit": "approved",
-                "reject": "rejected",
-            }[action]
+            row.status = leads_to
             row.updated_at = self.now()
             s.add(
                 SummaryReview(
@@ -686,7 +682,7 @@ class Store:
         ]
 
     def review_queue(
-        self, user: User, status: str = "submitted", offset: int = 0, limit: int = 50
+        self, user: User, status: str = SummaryStatus.submitted, offset: int = 0, limit: int = 50
     ) -> tuple[list[tuple[Summary, Call]], int]:
         where = and_(Summary.status == status, visible_calls(user))
         with self.sessions() as s:
@@ -807,14 +803,14 @@ class Store:
             votes = dict(
                 s.execute(
                     select(Feedback.value, func.count())
-                    .where(Feedback.kind == "vote", Feedback.call_id.in_(ids))
+                    .where(Feedback.kind == FeedbackKind.vote, Feedback.call_id.in_(ids))
                     .group_by(Feedback.value)
                 ).all()
             )
             copied = (
                 s.scalar(
                     select(func.count(func.distinct(Feedback.suggestion_id))).where(
-                        Feedback.kind == "copy", Feedback.call_id.in_(ids)
+                        Feedback.kind == FeedbackKind.copy, Feedback.call_id.in_(ids)
                     )
                 )
                 or 0
@@ -823,7 +819,7 @@ class Store:
                 s.scalar(
                     select(func.count())
                     .select_from(Summary)
-                    .where(Summary.call_id.in_(ids), Summary.status == "approved")
+                    .where(Summary.call_id.in_(ids), Summary.status == SummaryStatus.approved)
                 )
                 or 0
             )
@@ -831,7 +827,11 @@ class Store:
                 s.scalar(
                     select(func.count())
                     .select_from(Summary)
-                    .where(Summary.call_id.in_(ids), Summary.status == "approved", Summary.edited.is_(False))
+                    .where(
+                        Summary.call_id.in_(ids),
+                        Summary.status == SummaryStatus.approved,
+                        Summary.edited.is_(False),
+                    )
                 )
                 or 0
             )
@@ -839,11 +839,11 @@ class Store:
                 s.scalar(
                     select(func.count())
                     .select_from(Summary)
-                    .where(Summary.call_id.in_(ids), Summary.status == "submitted")
+                    .where(Summary.call_id.in_(ids), Summary.status == SummaryStatus.submitted)
                 )
                 or 0
             )
-        up, down = votes.get("up", 0), votes.get("down", 0)
+        up, down = votes.get(Vote.up, 0), votes.get(Vote.down, 0)
         return {
             "day": day.isoformat(),
             "calls": calls_today,
