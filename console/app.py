@@ -23,6 +23,18 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from streaming.settings import KafkaSettings
 
 from . import schemas
+from .access import (
+    ADMINS,
+    COUNSELORS,
+    OVERSEERS,
+    REVIEW_READERS,
+    REVIEWERS,
+    can_read_summary,
+    can_see_call,
+    may_read_raw,
+    owns_call,
+    sees_review_history,
+)
 from .auth import (
     CSRF_FIELD,
     LoginRequired,
@@ -43,7 +55,7 @@ from .hub import WS_DROPPED, Hub
 from .models import Call, Summary, User
 from .recorder import Recorder, broker_reachable
 from .settings import ConsoleSettings
-from .store import Conflict, NotFound, Store, call_dict, can_see_call, iso, summary_dict
+from .store import Conflict, NotFound, Store, call_dict, iso, summary_dict
 from .vocabulary import (
     ACTION_LABEL,
     REVIEWER_ACTIONS,
@@ -59,11 +71,11 @@ log = logging.getLogger("dasan.console")
 HERE = Path(__file__).resolve().parent
 
 AnyUser = Annotated[User, Depends(current_user)]
-Reviewer = Annotated[User, Depends(require_roles(Role.supervisor))]
-Overseer = Annotated[User, Depends(require_roles(Role.supervisor, Role.qa, Role.admin))]
-ReviewReader = Annotated[User, Depends(require_roles(Role.supervisor, Role.qa))]
-Admin = Annotated[User, Depends(require_roles(Role.admin))]
-Counselor = Annotated[User, Depends(require_roles(Role.counselor))]
+Reviewer = Annotated[User, Depends(require_roles(*REVIEWERS))]
+Overseer = Annotated[User, Depends(require_roles(*OVERSEERS))]
+ReviewReader = Annotated[User, Depends(require_roles(*REVIEW_READERS))]
+Admin = Annotated[User, Depends(require_roles(*ADMINS))]
+Counselor = Annotated[User, Depends(require_roles(*COUNSELORS))]
 Csrf = Depends(require_csrf)
 
 
@@ -183,7 +195,7 @@ def create_app(
     def summary_for(user: User, summary_id: str) -> tuple[Summary, Call]:
         sm = store.get_summary(summary_id)
         call = call_for(user, sm.call_id)
-        if user.role == Role.counselor and sm.status == SummaryStatus.submitted:
+        if not can_read_summary(user, sm):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "검토 중인 요약은 검토가 끝난 뒤에 볼 수 있습니다")
         return sm, call
 
@@ -259,22 +271,20 @@ def create_app(
     @app.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
     def call_page(request: Request, call_id: str, user: AnyUser) -> HTMLResponse:
         call = call_for(user, call_id)
-        readonly = not (user.role == Role.counselor and call.counselor_id == user.username)
+        readonly = not owns_call(user, call)
         return page(request, "call.html", user, call=call_dict(call), mode="call", readonly=readonly)
 
     @app.get("/calls/{call_id}/replay", response_class=HTMLResponse, include_in_schema=False)
     def replay_page(request: Request, call_id: str, user: AnyUser) -> HTMLResponse:
         call = call_for(user, call_id)
         sm = store.summary_for_call(call_id)
-        history = store.review_history(sm.summary_id) if sm and user.role != Role.counselor else []
+        history = store.review_history(sm.summary_id) if sm and sees_review_history(user) else []
         return page(
             request,
             "replay.html",
             user,
             call=call_dict(call),
-            summary=summary_dict(sm)
-            if sm and not (user.role == Role.counselor and sm.status == SummaryStatus.submitted)
-            else None,
+            summary=summary_dict(sm) if sm and can_read_summary(user, sm) else None,
             history=history,
             feedback=store.feedback_for_call(call_id),
         )
@@ -461,7 +471,7 @@ def create_app(
     ) -> Any:
         call_for(user, call_id)
         if raw:
-            if user.role not in settings.raw_text_roles:
+            if not may_read_raw(user, settings.raw_text_roles):
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "원문(마스킹 해제) 열람 권한이 없습니다")
             store.audit(user, "raw_transcript", call_id, "GET /api/calls/{id}/transcript?raw=true")
             log.info("raw transcript read", extra={"call_id": call_id, "username": user.username})
@@ -511,7 +521,7 @@ def create_app(
     def api_feedback(suggestion_id: str, body: schemas.FeedbackIn, user: Counselor) -> Any:
         sug = store.get_suggestion(suggestion_id)
         call = call_for(user, sug.call_id)
-        if call.counselor_id != user.username:
+        if not owns_call(user, call):
             raise HTTPException(403, "자기 통화의 제안에만 평가할 수 있습니다")
         f = store.add_feedback(
             sug, user.username, FeedbackKind.vote, body.vote, (body.reason or "").strip() or None
@@ -549,7 +559,7 @@ def create_app(
     )
     def api_submit(summary_id: str, body: schemas.SubmitIn, user: Counselor) -> Any:
         sm, call = summary_for(user, summary_id)
-        if call.counselor_id != user.username:
+        if not owns_call(user, call):
             raise HTTPException(403, "자기 통화의 요약만 제출할 수 있습니다")
         content = body.content.model_dump() if body.content else None
         return summary_dict(

@@ -29,6 +29,7 @@ from streaming.events import (
 )
 from streaming.privacy import mask_text
 
+from .access import visible_calls
 from .db import make_sessionmaker
 from .models import (
     AuditLog,
@@ -43,7 +44,7 @@ from .models import (
     User,
     utc,
 )
-from .vocabulary import TRANSITIONS, FeedbackKind, ReviewAction, Role, SummaryStatus, Vote
+from .vocabulary import TRANSITIONS, FeedbackKind, ReviewAction, SummaryStatus, Vote
 
 log = logging.getLogger("dasan.console")
 
@@ -171,28 +172,6 @@ def payload_of(ev: Event) -> dict[str, Any]:
 
 
 RECORDED_TYPES = (CallStarted, CallEnded, TranscriptSegment, KeywordsUpdated, Suggestion, CallSummary)
-
-
-# --------------------------------------------------------------------------- access rules
-
-
-def visible_calls(user: User) -> Any:
-    """SQL condition on ``Call`` for the calls a user may open."""
-    if user.role == Role.counselor:
-        return Call.counselor_id == user.username
-    if user.role == Role.supervisor and user.team:
-        return Call.team == user.team
-    if user.role in (Role.supervisor, Role.qa, Role.admin):
-        return text("1=1")
-    return text("1=0")
-
-
-def can_see_call(user: User, call: Call) -> bool:
-    if user.role == Role.counselor:
-        return call.counselor_id == user.username
-    if user.role == Role.supervisor and user.team:
-        return call.team == user.team
-    return user.role in (Role.supervisor, Role.qa, Role.admin)
 
 
 class Store:
