@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from hashlib import sha256
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -43,12 +42,6 @@ def authenticate(store: Store, username: str, password: str) -> User | None:
     if _hasher.check_needs_rehash(user.password_hash):
         store.set_password_hash(user.id, hash_password(password))
     return user
-
-
-def caller_key(number: str, secret: str) -> str:
-    """Keyed hash of a caller number (digits only), as the telephony gateway computes it."""
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return hmac.new(secret.encode(), digits.encode(), sha256).hexdigest()
 
 
 # --------------------------------------------------------------------------- sessions and CSRF

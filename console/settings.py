@@ -50,10 +50,6 @@ class ConsoleSettings(BaseSettings):
     session_secret: SecretStr = Field(
         default=SecretStr(INSECURE_DEFAULT), description="Signs session cookies; must be set in production"
     )
-    caller_key_secret: SecretStr = Field(
-        default=SecretStr(INSECURE_DEFAULT),
-        description="Site secret of the caller-number HMAC (same value as the telephony gateway's)",
-    )
     session_max_age_s: int = Field(default=10 * 3600, ge=60, description="Session lifetime (one shift)")
     cookie_secure: bool | None = Field(
         default=None, description="Secure flag on the session cookie; None: on except in development"
@@ -90,16 +86,14 @@ class ConsoleSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets(self) -> ConsoleSettings:
-        for name in ("session_secret", "caller_key_secret"):
-            value: SecretStr = getattr(self, name)
-            if value.get_secret_value() == INSECURE_DEFAULT:
-                msg = (
-                    f'DASAN_CONSOLE_{name.upper()} is "{INSECURE_DEFAULT}"; '
-                    "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-                )
-                if self.env != "development":
-                    raise ValueError(msg)
-                log.warning(msg)
+        if self.session_secret.get_secret_value() == INSECURE_DEFAULT:
+            msg = (
+                f'DASAN_CONSOLE_SESSION_SECRET is "{INSECURE_DEFAULT}"; '
+                "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+            if self.env != "development":
+                raise ValueError(msg)
+            log.warning(msg)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -47,7 +47,6 @@ def _settings(tmp_path: Path, backend: str, shared: Path) -> tuple[ConsoleSettin
         database_url=url,
         db_schema=schema,
         session_secret="test-session-secret-0123456789",
-        caller_key_secret="test-caller-secret-0123456789",
         corpus_path=shared / "corpus" / "regulations.jsonl",
         ws_heartbeat_s=0.5,
     )
