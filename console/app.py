@@ -55,7 +55,7 @@ from .hub import WS_DROPPED, Hub
 from .models import Call, Summary, User
 from .recorder import Recorder, broker_reachable
 from .settings import ConsoleSettings
-from .store import Conflict, NotFound, Store, call_dict, iso, summary_dict
+from .store import Conflict, NotFound, Store
 from .vocabulary import (
     ACTION_LABEL,
     REVIEWER_ACTIONS,
@@ -272,7 +272,7 @@ def create_app(
     def call_page(request: Request, call_id: str, user: AnyUser) -> HTMLResponse:
         call = call_for(user, call_id)
         readonly = not owns_call(user, call)
-        return page(request, "call.html", user, call=call_dict(call), mode="call", readonly=readonly)
+        return page(request, "call.html", user, call=_call_view(call), mode="call", readonly=readonly)
 
     @app.get("/calls/{call_id}/replay", response_class=HTMLResponse, include_in_schema=False)
     def replay_page(request: Request, call_id: str, user: AnyUser) -> HTMLResponse:
@@ -283,8 +283,10 @@ def create_app(
             request,
             "replay.html",
             user,
-            call=call_dict(call),
-            summary=summary_dict(sm) if sm and can_read_summary(user, sm) else None,
+            call=_call_view(call),
+            summary=schemas.SummaryOut.model_validate(sm).model_dump()
+            if sm and can_read_summary(user, sm)
+            else None,
             history=history,
             feedback=store.feedback_for_call(call_id),
         )
@@ -322,7 +324,7 @@ def create_app(
             "review.html",
             user,
             sm=sm,
-            call=call_dict(call),
+            call=_call_view(call),
             segments=store.final_segments(call.call_id),
             history=store.review_history(summary_id),
             feedback=store.feedback_for_call(call.call_id),
@@ -378,7 +380,7 @@ def create_app(
             request,
             "search.html",
             user,
-            calls=[call_dict(c) for c in calls],
+            calls=[_call_view(c) for c in calls],
             total=total,
             offset=offset,
             limit=settings.page_size,
@@ -412,7 +414,7 @@ def create_app(
     # ------------------------------------------------------------------ API: calls
     @app.get("/api/me", tags=["users"], response_model=schemas.UserOut)
     def me(user: AnyUser) -> Any:
-        return _user_out(user)
+        return user
 
     @app.get("/api/calls", tags=["calls"], response_model=schemas.Page[schemas.CallOut])
     def api_calls(
@@ -441,7 +443,7 @@ def create_app(
             offset=offset,
             limit=limit,
         )
-        return {"items": [call_dict(c) for c in calls], "total": total, "offset": offset, "limit": limit}
+        return {"items": calls, "total": total, "offset": offset, "limit": limit}
 
     @app.get("/api/board", tags=["calls"], response_model=list[schemas.BoardRow])
     def api_board(user: Overseer) -> Any:
@@ -449,7 +451,7 @@ def create_app(
 
     @app.get("/api/calls/{call_id}", tags=["calls"], response_model=schemas.CallOut)
     def api_call(call_id: str, user: AnyUser) -> Any:
-        return call_dict(call_for(user, call_id))
+        return call_for(user, call_id)
 
     @app.get("/api/calls/{call_id}/events", tags=["calls"], response_model=list[schemas.EventOut])
     def api_events(
@@ -487,8 +489,8 @@ def create_app(
             for s in store.final_segments(call_id)
         ]
 
-    @app.get("/api/calls/{call_id}/history", tags=["calls"])
-    def api_history(call_id: str, user: AnyUser) -> list[dict[str, Any]]:
+    @app.get("/api/calls/{call_id}/history", tags=["calls"], response_model=list[schemas.CallerHistoryEntry])
+    def api_history(call_id: str, user: AnyUser) -> Any:
         """The same caller's earlier calls (keyed hash of the number) with approved summaries only."""
         return store.caller_history(call_for(user, call_id))
 
@@ -498,7 +500,7 @@ def create_app(
         sm = store.summary_for_call(call_id)
         if sm is None:
             return None
-        return summary_dict(summary_for(user, sm.summary_id)[0])
+        return summary_for(user, sm.summary_id)[0]
 
     @app.get("/api/calls/{call_id}/feedback", tags=["feedback"], response_model=list[schemas.FeedbackOut])
     def api_call_feedback(call_id: str, user: AnyUser) -> Any:
@@ -509,7 +511,7 @@ def create_app(
     def api_active_call(user: Counselor) -> Any:
         """The counselor's newest ongoing call (the desk follows it)."""
         calls, _ = store.list_calls(user, active=True, limit=1)
-        return call_dict(calls[0]) if calls else None
+        return calls[0] if calls else None
 
     # ------------------------------------------------------------------ API: feedback
     @app.post(
@@ -523,10 +525,9 @@ def create_app(
         call = call_for(user, sug.call_id)
         if not owns_call(user, call):
             raise HTTPException(403, "자기 통화의 제안에만 평가할 수 있습니다")
-        f = store.add_feedback(
+        return store.add_feedback(
             sug, user.username, FeedbackKind.vote, body.vote, (body.reason or "").strip() or None
         )
-        return _fb_out(f)
 
     @app.post(
         "/api/suggestions/{suggestion_id}/copied",
@@ -537,12 +538,12 @@ def create_app(
     def api_copied(suggestion_id: str, user: Counselor) -> Any:
         sug = store.get_suggestion(suggestion_id)
         call_for(user, sug.call_id)
-        return _fb_out(store.add_feedback(sug, user.username, FeedbackKind.copy, None, None))
+        return store.add_feedback(sug, user.username, FeedbackKind.copy, None, None)
 
     # ------------------------------------------------------------------ API: summaries and review
     @app.get("/api/summaries/{summary_id}", tags=["summaries"], response_model=schemas.SummaryOut)
     def api_summary(summary_id: str, user: AnyUser) -> Any:
-        return summary_dict(summary_for(user, summary_id)[0])
+        return summary_for(user, summary_id)[0]
 
     @app.get(
         "/api/summaries/{summary_id}/history", tags=["summaries"], response_model=list[schemas.HistoryEntry]
@@ -562,9 +563,7 @@ def create_app(
         if not owns_call(user, call):
             raise HTTPException(403, "자기 통화의 요약만 제출할 수 있습니다")
         content = body.content.model_dump() if body.content else None
-        return summary_dict(
-            store.review_action(summary_id, user.username, ReviewAction.submit, None, content)
-        )
+        return store.review_action(summary_id, user.username, ReviewAction.submit, None, content)
 
     @app.get("/api/reviews", tags=["summaries"], response_model=schemas.Page[schemas.ReviewItem])
     def api_reviews(
@@ -574,7 +573,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> Any:
         rows, total = store.review_queue(user, status_, offset, limit)
-        items = [{"summary": summary_dict(sm), "call": call_dict(c)} for sm, c in rows]
+        items = [{"summary": sm, "call": c} for sm, c in rows]
         return {"items": items, "total": total, "offset": offset, "limit": limit}
 
     @app.post(
@@ -588,9 +587,7 @@ def create_app(
         if body.action == ReviewAction.edit and body.content is None:
             raise HTTPException(422, "'edit' needs content")
         content = body.content.model_dump() if body.content else None
-        return summary_dict(
-            store.review_action(summary_id, user.username, body.action, body.comment, content)
-        )
+        return store.review_action(summary_id, user.username, body.action, body.comment, content)
 
     # ------------------------------------------------------------------ API: articles, metrics, users
     @app.get("/api/articles", tags=["knowledge"], response_model=schemas.ArticleOut)
@@ -609,7 +606,7 @@ def create_app(
 
     @app.get("/api/users", tags=["users"], response_model=list[schemas.UserOut])
     def api_users(user: Admin) -> Any:
-        return [_user_out(u) for u in store.list_users()]
+        return store.list_users()
 
     @app.post(
         "/api/users", tags=["users"], response_model=schemas.UserCreated, status_code=201, dependencies=[Csrf]
@@ -617,10 +614,13 @@ def create_app(
     def api_add_user(body: schemas.UserIn, user: Admin) -> Any:
         password = body.password or generate_password()
         u = store.add_user(body.username, hash_password(password), body.role, body.team, body.display_name)
-        return {**_user_out(u), "password": None if body.password else password}
+        return {
+            **schemas.UserOut.model_validate(u).model_dump(),
+            "password": None if body.password else password,
+        }
 
-    @app.get("/api/audit", tags=["users"])
-    def api_audit(user: Admin, call_id: str | None = None) -> list[dict[str, Any]]:
+    @app.get("/api/audit", tags=["users"], response_model=list[schemas.AuditEntry])
+    def api_audit(user: Admin, call_id: str | None = None) -> Any:
         return store.audit_entries(call_id)
 
     # ------------------------------------------------------------------ websocket
@@ -763,23 +763,6 @@ def _content_from_form(form: Any, current: dict[str, Any]) -> dict[str, Any]:
     return schemas.SummaryContent.model_validate(content).model_dump()
 
 
-def _user_out(u: User) -> dict[str, Any]:
-    return {
-        "id": u.id,
-        "username": u.username,
-        "role": u.role,
-        "team": u.team,
-        "display_name": u.display_name,
-        "active": u.active,
-    }
-
-
-def _fb_out(f: Any) -> dict[str, Any]:
-    return {
-        "suggestion_id": f.suggestion_id,
-        "username": f.username,
-        "kind": f.kind,
-        "value": f.value,
-        "reason": f.reason,
-        "at": iso(f.at),
-    }
+def _call_view(call: Call) -> dict[str, Any]:
+    """A call as the page templates read it: the API's JSON shape."""
+    return schemas.CallOut.model_validate(call).model_dump()

@@ -100,6 +100,11 @@ class Call(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     first_seen_at: Mapped[datetime] = mapped_column(TS)
 
+    @property
+    def active(self) -> bool:
+        """Started and not ended yet."""
+        return self.ended_at is None and self.started_at is not None
+
 
 class CallEvent(Base):
     __tablename__ = "call_events"

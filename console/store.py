@@ -44,6 +44,7 @@ from .models import (
     User,
     utc,
 )
+from .schemas import AuditEntry, CallerHistoryEntry, CallOut, FeedbackOut, HistoryEntry
 from .vocabulary import TRANSITIONS, FeedbackKind, ReviewAction, SummaryStatus, Vote
 
 log = logging.getLogger("dasan.console")
@@ -392,12 +393,12 @@ class Store:
     def events_after(self, call_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
         with self.sessions() as s:
             rows = s.execute(
-                select(CallEvent.seq, CallEvent.at, CallEvent.payload)
+                select(CallEvent.seq, CallEvent.type, CallEvent.at, CallEvent.payload)
                 .where(CallEvent.call_id == call_id, CallEvent.seq > after)
                 .order_by(CallEvent.seq)
                 .limit(limit)
             ).all()
-        return [{"seq": r.seq, "at": r.at.isoformat(), "event": r.payload} for r in rows]
+        return [Recorded(call_id, r.seq, r.type, r.at, r.payload).message() for r in rows]
 
     def last_seq(self, call_id: str) -> int:
         with self.sessions() as s:
@@ -496,7 +497,7 @@ class Store:
             started = c.started_at
             out.append(
                 {
-                    **call_dict(c),
+                    **CallOut.model_validate(c).model_dump(),
                     "elapsed_s": (t - started).total_seconds() if started else None,
                     "latest_suggestion": latest.get(c.call_id),
                 }
@@ -530,13 +531,13 @@ class Store:
                 .limit(limit)
             ).all()
         return [
-            {
-                "call_id": c.call_id,
-                "started_at": iso(c.started_at),
-                "counselor_id": c.counselor_id,
-                "category": sm.category,
-                "summary": sm.content,
-            }
+            CallerHistoryEntry(
+                call_id=c.call_id,
+                started_at=c.started_at,
+                counselor_id=c.counselor_id,
+                category=sm.category,
+                summary=sm.content,
+            ).model_dump()
             for c, sm in rows
         ]
 
@@ -578,17 +579,7 @@ class Store:
     def feedback_for_call(self, call_id: str) -> list[dict[str, Any]]:
         with self.sessions() as s:
             rows = s.scalars(select(Feedback).where(Feedback.call_id == call_id).order_by(Feedback.at)).all()
-        return [
-            {
-                "suggestion_id": f.suggestion_id,
-                "username": f.username,
-                "kind": f.kind,
-                "value": f.value,
-                "reason": f.reason,
-                "at": iso(f.at),
-            }
-            for f in rows
-        ]
+        return [FeedbackOut.model_validate(f).model_dump() for f in rows]
 
     # ------------------------------------------------------------------ summaries and review
     def get_summary(self, summary_id: str) -> Summary:
@@ -649,16 +640,7 @@ class Store:
             rows = s.scalars(
                 select(SummaryReview).where(SummaryReview.summary_id == summary_id).order_by(SummaryReview.id)
             ).all()
-        return [
-            {
-                "action": r.action,
-                "actor": r.actor,
-                "comment": r.comment,
-                "content": r.content,
-                "at": iso(r.at),
-            }
-            for r in rows
-        ]
+        return [HistoryEntry.model_validate(r).model_dump() for r in rows]
 
     def review_queue(
         self, user: User, status: str = SummaryStatus.submitted, offset: int = 0, limit: int = 50
@@ -752,17 +734,7 @@ class Store:
             if call_id:
                 stmt = stmt.where(AuditLog.call_id == call_id)
             rows = s.scalars(stmt).all()
-        return [
-            {
-                "username": a.username,
-                "role": a.role,
-                "action": a.action,
-                "call_id": a.call_id,
-                "detail": a.detail,
-                "at": iso(a.at),
-            }
-            for a in rows
-        ]
+        return [AuditEntry.model_validate(a).model_dump() for a in rows]
 
     # ------------------------------------------------------------------ metrics
     def metrics(self, user: User, day: date) -> dict[str, Any]:
@@ -848,38 +820,3 @@ def _text_type() -> Any:
 
 def _escape_like(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
-
-
-def call_dict(c: Call) -> dict[str, Any]:
-    return {
-        "call_id": c.call_id,
-        "counselor_id": c.counselor_id,
-        "team": c.team,
-        "category": c.category,
-        "topic": c.topic,
-        "caller_number_masked": c.caller_number_masked,
-        "source": c.source,
-        "started_at": iso(c.started_at),
-        "ended_at": iso(c.ended_at),
-        "duration_s": c.duration_s,
-        "active": c.ended_at is None and c.started_at is not None,
-        "last_seq": c.last_seq,
-    }
-
-
-def summary_dict(sm: Summary) -> dict[str, Any]:
-    return {
-        "summary_id": sm.summary_id,
-        "call_id": sm.call_id,
-        "status": sm.status,
-        "edited": sm.edited,
-        "category": sm.category,
-        "content": sm.content,
-        "original": sm.original,
-        "created_at": iso(sm.created_at),
-        "updated_at": iso(sm.updated_at),
-    }
