@@ -248,3 +248,10 @@ def test_day_boundaries_are_the_sites(store: Store, users, call_script) -> None:
                 text("SELECT started_at FROM calls WHERE call_id = :c"), {"c": early.call_id}
             ).scalar_one()
         assert str(raw).startswith("2026-03-10 15:00:00")
+
+
+def test_every_recorded_type_has_a_projection_and_a_writer() -> None:
+    from console.projection import PROJECTIONS
+    from console.store.recording import WRITERS
+
+    assert PROJECTIONS.keys() == WRITERS.keys()
