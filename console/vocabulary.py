@@ -8,19 +8,36 @@ pages show and, for summaries, the one transition table the review workflow foll
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
 
-class Role(StrEnum):
+class LabelledEnum(StrEnum):
+    """Members are declared as ``name = "value", "label"``; the value is what is stored and sent."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+    @classmethod
+    def parse(cls, value: str) -> Self | None:
+        """The member named ``value``, or ``None`` (``value in SomeEnum`` raises on 3.11)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+class Role(LabelledEnum):
     """What a console user is; :mod:`console.access` says what each may see and do."""
 
-    counselor = "counselor"
-    supervisor = "supervisor"
-    qa = "qa"
-    admin = "admin"
-
-    @property
-    def label(self) -> str:
-        return _ROLE_LABELS[self]
+    counselor = "counselor", "상담사"
+    supervisor = "supervisor", "관리자(슈퍼바이저)"
+    qa = "qa", "품질관리(QA)"
+    admin = "admin", "시스템 관리자"
 
     @property
     def home(self) -> str:
@@ -28,12 +45,6 @@ class Role(StrEnum):
         return _ROLE_HOMES[self]
 
 
-_ROLE_LABELS = {
-    Role.counselor: "상담사",
-    Role.supervisor: "관리자(슈퍼바이저)",
-    Role.qa: "품질관리(QA)",
-    Role.admin: "시스템 관리자",
-}
 _ROLE_HOMES = {
     Role.counselor: "/desk",
     Role.supervisor: "/board",
@@ -42,54 +53,23 @@ _ROLE_HOMES = {
 }
 
 
-class SummaryStatus(StrEnum):
+class SummaryStatus(LabelledEnum):
     """``draft`` (the counselor may edit) → ``submitted`` (under review) → ``approved`` | ``rejected``."""
 
-    draft = "draft"
-    submitted = "submitted"
-    approved = "approved"
-    rejected = "rejected"
-
-    @property
-    def label(self) -> str:
-        return _STATUS_LABELS[self]
-
-    @classmethod
-    def parse(cls, value: str) -> SummaryStatus | None:
-        """The member named ``value``, or ``None`` (``value in SummaryStatus`` raises on 3.11)."""
-        try:
-            return cls(value)
-        except ValueError:
-            return None
+    draft = "draft", "작성 중"
+    submitted = "submitted", "검토 대기"
+    approved = "approved", "승인"
+    rejected = "rejected", "반려"
 
 
-_STATUS_LABELS = {
-    SummaryStatus.draft: "작성 중",
-    SummaryStatus.submitted: "검토 대기",
-    SummaryStatus.approved: "승인",
-    SummaryStatus.rejected: "반려",
-}
-
-
-class ReviewAction(StrEnum):
+class ReviewAction(LabelledEnum):
     """What happens to a summary: the counselor submits it, a reviewer decides."""
 
-    submit = "submit"
-    approve = "approve"
-    edit = "edit"  # approve with the reviewer's corrections
-    reject = "reject"
+    submit = "submit", "제출"
+    approve = "approve", "승인"
+    edit = "edit", "수정 후 승인"  # approve with the reviewer's corrections
+    reject = "reject", "반려"
 
-    @property
-    def label(self) -> str:
-        return _ACTION_LABELS[self]
-
-
-_ACTION_LABELS = {
-    ReviewAction.submit: "제출",
-    ReviewAction.approve: "승인",
-    ReviewAction.edit: "수정 후 승인",
-    ReviewAction.reject: "반려",
-}
 
 # The review workflow: action → (the statuses it may be taken from, the status it leads to).
 TRANSITIONS: dict[ReviewAction, tuple[frozenset[SummaryStatus], SummaryStatus]] = {

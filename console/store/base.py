@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Select, text
 
 from ..db import make_sessionmaker
 from ..models import utc
 
 Clock = Callable[[], datetime]
+Row = TypeVar("Row")
 
 
 def system_clock() -> datetime:
@@ -68,6 +69,14 @@ class StoreBase:
     def day_start(self, day: date) -> datetime:
         """Midnight of ``day`` in the site's time zone, as the UTC instant stored values compare with."""
         return datetime.combine(day, time.min, self.tz).astimezone(UTC)
+
+    def one(self, stmt: Select[tuple[Row]], key: str) -> Row:
+        """The row ``stmt`` selects; :class:`NotFound` (naming ``key``) if there is none."""
+        with self.sessions() as db:
+            row = db.scalar(stmt)
+            if row is None:
+                raise NotFound(key)
+            return row
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -15,16 +15,12 @@ from ..access import visible_calls
 from ..models import Call, CallEvent, KeywordUpdate, Segment, SuggestionRow, Summary, User
 from ..schemas import CallerHistoryEntry, CallOut
 from ..vocabulary import SummaryStatus
-from .base import NotFound, Recorded, StoreBase, escape_like
+from .base import Recorded, StoreBase, escape_like
 
 
 class CallQueries(StoreBase):
     def get_call(self, call_id: str) -> Call:
-        with self.sessions() as db:
-            call = db.get(Call, call_id)
-            if call is None:
-                raise NotFound(call_id)
-            return call
+        return self.one(select(Call).where(Call.call_id == call_id), call_id)
 
     def events_after(self, call_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
         """The call's log after ``after``, as websockets send it (``{seq, at, event}``)."""

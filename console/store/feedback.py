@@ -9,16 +9,14 @@ from sqlalchemy import select
 from ..models import Feedback, SuggestionRow
 from ..schemas import FeedbackOut
 from ..vocabulary import FeedbackKind
-from .base import NotFound, StoreBase
+from .base import StoreBase
 
 
 class FeedbackStore(StoreBase):
     def get_suggestion(self, suggestion_id: str) -> SuggestionRow:
-        with self.sessions() as db:
-            row = db.scalar(select(SuggestionRow).where(SuggestionRow.suggestion_id == suggestion_id))
-            if row is None:
-                raise NotFound(suggestion_id)
-            return row
+        return self.one(
+            select(SuggestionRow).where(SuggestionRow.suggestion_id == suggestion_id), suggestion_id
+        )
 
     def add_feedback(
         self,

@@ -18,11 +18,7 @@ from .base import Conflict, NotFound, StoreBase
 
 class Reviews(StoreBase):
     def get_summary(self, summary_id: str) -> Summary:
-        with self.sessions() as db:
-            row = db.scalar(select(Summary).where(Summary.summary_id == summary_id))
-            if row is None:
-                raise NotFound(summary_id)
-            return row
+        return self.one(select(Summary).where(Summary.summary_id == summary_id), summary_id)
 
     def summary_for_call(self, call_id: str) -> Summary | None:
         with self.sessions() as db:
