@@ -238,7 +238,8 @@ def wait_ready(
     """Wait until every service answers ``/readyz`` with 200, for as long as they make progress.
 
     Progress is any change of what a service reports: answering at all, its start-up ``phase``, the
-    ``step`` and ``done`` count of that phase. Raises :class:`NotReady` with the service's log tail
+    ``step`` and ``done`` count of that phase (a probe unanswered after the first answer is not a
+    change). Raises :class:`NotReady` with the service's log tail
     when its process exits, or when its report has not changed for :meth:`Progress.limit` seconds.
     ``on_status(service, description, seconds since the wait began)`` is called whenever a
     service's description changes (the demo prints it).
@@ -253,19 +254,22 @@ def wait_ready(
                 raise NotReady(f"{name} exited while starting; the end of its log:\n{svc.log_tail()}")
             code, body = svc.readiness()
             now = clock()
-            text = describe(code, body)
-            if on_status is not None and shown.get(name) != text:
-                on_status(svc, text, now - t0)
-            shown[name] = text
-            if code == 200:
-                del pending[name]
-                continue
             p = progress[name]
-            p.update(now, (code, body.get("phase"), body.get("step"), body.get("done")))
+            # A probe that goes unanswered once the service has answered (a start-up step holding
+            # the interpreter past the probe's timeout) says nothing new: keep the last report.
+            if code or p.seen is None:
+                text = describe(code, body)
+                if on_status is not None and shown.get(name) != text:
+                    on_status(svc, text, now - t0)
+                shown[name] = text
+                if code == 200:
+                    del pending[name]
+                    continue
+                p.update(now, (code, body.get("phase"), body.get("step"), body.get("done")))
             if p.stalled(now):
                 raise NotReady(
                     f"{name} not ready, and no progress for {now - p.last_change:.0f} s "
-                    f"(it says: {text}); the end of its log:\n{svc.log_tail()}"
+                    f"(it says: {shown[name]}); the end of its log:\n{svc.log_tail()}"
                 )
         if pending:
             sleep(interval_s)

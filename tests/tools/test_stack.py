@@ -55,6 +55,7 @@ class Scripted:
     clock: Clock
     script: list[tuple[float, int, dict[str, Any]]]
     dies_at: float | None = None
+    flicker: bool = False  # every other probe unanswered (a busy interpreter past the timeout)
     asked: list[float] = field(default_factory=list)
 
     def alive(self) -> bool:
@@ -63,6 +64,8 @@ class Scripted:
     def readiness(self) -> tuple[int, dict[str, Any]]:
         elapsed = self.clock.t - 1000
         self.asked.append(elapsed)
+        if self.flicker and len(self.asked) % 2 == 0:
+            return 0, {}
         code, body = 0, {}
         for at, c, b in self.script:
             if elapsed >= at:
@@ -113,6 +116,21 @@ def test_fails_when_progress_stops() -> None:
     assert "joining the consumer group" in str(exc.value)
     assert "last lines of assist" in str(exc.value)
     assert 125 <= clock.t - 1000 <= 127
+
+
+def test_unanswered_probes_do_not_count_as_progress() -> None:
+    clock = Clock()
+    stuck = Scripted("assist", clock, [(5, 503, {"phase": "loading the knowledge base"})], flicker=True)
+    seen: list[str] = []
+    with pytest.raises(NotReady, match="no progress for 1[23]\\d s"):
+        wait_ready(
+            [stuck],
+            stall_s=120,
+            on_status=lambda _s, text, _t: seen.append(text),
+            clock=clock.now,
+            sleep=clock.sleep,
+        )
+    assert seen == ["starting (not answering yet)", "loading the knowledge base"]
 
 
 def test_fails_when_the_process_exits() -> None:
