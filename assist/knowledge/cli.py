@@ -20,7 +20,16 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument(
         "--if-missing",
         action="store_true",
-        help="Do nothing when an index for this corpus and these settings is already built",
+        help="Do nothing when an index for this corpus and these settings is already built "
+        "(with --budget: a provisional one will do too)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Fit the embedding into this many seconds on this machine: if the configured token cap is "
+        "projected to take longer, build a provisional index at a shorter cap (a later full build replaces it)",
     )
     p.set_defaults(func=cmd_build, reuse=False)
 
@@ -29,7 +38,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--corpus", nargs="*", help="JSONL files (default: DASAN_KB_CORPUS_PATHS or the shared corpus)"
     )
     p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
-    p.set_defaults(func=cmd_build, reuse=True)
+    p.set_defaults(func=cmd_build, reuse=True, budget=None)
 
     p = kb_sub.add_parser("search", help="Search the knowledge base")
     p.add_argument("query", help="The question, in Korean")
@@ -94,9 +103,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         if (path / "manifest.json").is_file():
             print(f"index already built: {path}")
             return 0
+        if args.budget is not None:
+            found = KnowledgeBase.provisional_index(settings)
+            if found is not None:
+                print(f"provisional index already built: {found} (`dasan kb build` makes the full one)")
+                return 0
     try:
         reuse = KnowledgeBase.latest(settings) if args.reuse else None
-        kb = KnowledgeBase.build(None, settings, progress=True, reuse=reuse)
+        kb = KnowledgeBase.build(None, settings, progress=True, reuse=reuse, budget_s=args.budget)
     except DenseModelMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -104,6 +118,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(
         f"built {kb.info()['passages']} passages from {len(kb.records)} records in {time.perf_counter() - t0:.1f} s"
     )
+    if kb.provisional:
+        print(
+            f"provisional: articles embedded at {kb.settings.max_seq_length} tokens to fit the {args.budget:.0f} s "
+            f"budget (projected full build: {kb.provisional['projected_s'][str(settings.max_seq_length)]:.0f} s); "
+            "run `dasan kb build` for the full index"
+        )
     print(f"index: {path}")
     return 0
 

@@ -2,6 +2,9 @@
 
 Backends (``KnowledgeSettings.dense_backend``):
 
+- ``auto`` (default): chosen per machine at start by :func:`choose_backend` from what the hardware
+  has (``/proc/cpuinfo`` flags, a usable CUDA device), logged with its reason and recorded in the
+  index manifest. On CUDA ``cuda``; on a CPU with AVX512-BF16 or AMX ``bf16``; otherwise ``int8``.
 - ``bf16``: bfloat16 weights and activations (EmbeddingGemma supports bf16, not fp16). On a CPU with
   AVX512-BF16 (AMD Zen 4, Intel Sapphire Rapids) about 4x faster than fp32 for passages and 2-3x for
   a query, with vectors equal to fp32 to cosine 0.999+: fp32 quality at better than int8 speed.
@@ -11,6 +14,7 @@ Backends (``KnowledgeSettings.dense_backend``):
   quantised on the fly): about 2-5x faster on this CPU; vectors drift from fp32 (cosine about 0.94), so
   passages and queries must be embedded by the same backend (the backend is part of the index key).
 - ``onnx``: sentence-transformers' ONNX Runtime backend when an exported model is present.
+- ``cuda``: bfloat16 on the GPU (falls back to the CPU choice, with a warning, when CUDA fails).
 
 Passages are embedded as ``title: <law> <article title> | text: <passage>`` (EmbeddingGemma's document
 format with a real title), queries with the model's ``query`` prompt. Vectors are L2-normalised float32;
@@ -28,11 +32,70 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from streaming.hardware import CpuInfo, cpu_info, cuda_usable
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str
+    reason: str
+    cpu: str
+
+
+def choose_backend(cpu: CpuInfo, cuda: tuple[bool, str]) -> BackendChoice:
+    """The encoder backend for a machine (pure: the facts come in as arguments).
+
+    Measured (docs/benchmarks.md, EmbeddingGemma, 2 threads): on a CPU with AVX512-BF16/AMX bf16 is
+    the fastest and keeps fp32 quality; on an AVX2-only CPU bf16 is *emulated* (one query 809 ms vs
+    261 ms fp32 and 162 ms int8; 32 articles at 256 tokens 110 s vs 21 s and 14 s), so int8 is the
+    fastest there, at the recall cost docs/knowledge.md states."""
+    ok, why = cuda
+    if ok:
+        return BackendChoice("cuda", f"{why}: bfloat16 on the GPU", cpu.family)
+    if cpu.bf16:
+        return BackendChoice("bf16", "CPU has AVX512-BF16/AMX: bfloat16 in hardware", cpu.family)
+    return BackendChoice(
+        "int8",
+        "CPU lacks AVX512-BF16/AMX (bfloat16 would be emulated, 3-5x slower than fp32): "
+        f"dynamic int8, the fastest measured there ({why})",
+        cpu.family,
+    )
+
+
+def resolve_backend(requested: str) -> str:
+    """The concrete backend for a configured one: ``auto`` → this machine's choice; ``cuda`` on a
+    machine where CUDA is not usable → the CPU choice, with a warning (never an exception)."""
+    if requested == "auto":
+        return backend_choice().backend
+    if requested == "cuda":
+        ok, why = cuda_usable()
+        if not ok:
+            fallback = choose_backend(cpu_info(), (False, why))
+            log.warning(
+                "CUDA asked for but not usable: the encoder runs on the CPU",
+                extra={"reason": why, "backend": fallback.backend},
+            )
+            return fallback.backend
+    return requested
+
+
+@lru_cache(maxsize=1)
+def backend_choice() -> BackendChoice:
+    """This machine's choice (probed once per process, logged once)."""
+    choice = choose_backend(cpu_info(), cuda_usable())
+    log.info(
+        "encoder backend chosen",
+        extra={"backend": choice.backend, "reason": choice.reason, "cpu": choice.cpu},
+    )
+    return choice
 
 
 class DenseModelMissing(RuntimeError):
@@ -54,7 +117,7 @@ class Encoder:
     def __init__(
         self,
         model_path: Path,
-        backend: str = "int8",
+        backend: str = "int8",  # concrete: resolve "auto" with KnowledgeSettings.resolved()
         max_seq_length: int = 160,
         query_max_length: int = 64,
         threads: int = 2,
@@ -69,8 +132,11 @@ class Encoder:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        backend = resolve_backend(backend)
+        device = "cuda" if backend == "cuda" else "cpu"
         torch.set_num_threads(threads)
         self.backend = backend
+        self.device = device
         self.max_seq_length = max_seq_length
         self.query_max_length = query_max_length
         self._lock = threading.Lock()
@@ -83,10 +149,10 @@ class Encoder:
                 model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
                 local_files_only=True,
             )
-        elif backend == "bf16":
+        elif backend in ("bf16", "cuda"):
             model = SentenceTransformer(
                 str(model_path),
-                device="cpu",
+                device=device,
                 local_files_only=True,
                 model_kwargs={"torch_dtype": torch.bfloat16},
             )
@@ -105,6 +171,15 @@ class Encoder:
         self.dim = int(get_dim() or 768)
         self.query_prompt = model.prompts.get("query", "task: search result | query: ")
         self.load_seconds = time.perf_counter() - t0
+        log.info(
+            "encoder loaded",
+            extra={
+                "backend": backend,
+                "device": device,
+                "threads": threads,
+                "seconds": round(self.load_seconds, 2),
+            },
+        )
         self.fingerprint = f"{model_fingerprint(Path(model_path))}-{backend}"
 
     def _encode(self, texts: list[str], cap: int, batch_size: int, progress: bool = False) -> np.ndarray:
@@ -123,6 +198,11 @@ class Encoder:
         # normalise again in float32: a bf16 model normalises in bf16 (norms off by up to 0.5 %)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Tokens of each text, untruncated (what a cap would cut), from the model's own tokenizer."""
+        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)
+        return [len(ids) for ids in enc["input_ids"]]
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         texts = [self.query_prompt + q for q in queries]

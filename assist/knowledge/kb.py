@@ -12,12 +12,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from .analyzer import KoreanAnalyzer, whitespace_tokens
+from .budget import plan_token_cap
 from .corpus import (
     current_versions,
     in_force,
@@ -86,6 +88,8 @@ class KnowledgeBase:
         self.path = path
         self.encoder = encoder
         self.embed_hashes = embed_hashes
+        # set when vectors were embedded at a shorter token cap to fit a first-build budget
+        self.provisional: dict[str, Any] | None = None
         self.bm25 = BM25Index(tokens, k1=settings.bm25_k1, b=settings.bm25_b)
         self.dense = ExactIndex(embeddings) if embeddings is not None else None
         # row of the dense matrix that scores each passage (its article's row with dense_unit=article)
@@ -116,6 +120,7 @@ class KnowledgeBase:
         """Everything that changes a passage vector (reuse of vectors across builds is keyed on it)."""
         if not settings.dense_enabled:
             return "none"
+        settings = settings.resolved()
         fp = model_fingerprint(settings.embedding_model_path)
         return _sha(
             fp,
@@ -125,17 +130,23 @@ class KnowledgeBase:
             settings.dense_unit,
         )[:16]
 
-    @classmethod
-    def _index_key(
-        cls, records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings
-    ) -> str:
+    @staticmethod
+    def _content_key(records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings) -> str:
+        """Everything but the dense side: the corpus, the analyser and the passage settings. Two indexes
+        with the same content key differ only in their vectors (a provisional index and the full one)."""
         corpus = _sha(*sorted(record_hash(r) for r in records))
         lexical = _sha(
             analyzer.fingerprint(),
             str(settings.passage_max_chars),
             str(settings.passage_min_chars),
         )
-        return _sha(INDEX_FORMAT, corpus, lexical, cls._dense_key(settings))[:20]
+        return _sha(INDEX_FORMAT, corpus, lexical)[:20]
+
+    @classmethod
+    def _index_key(
+        cls, records: Sequence[Record], analyzer: KoreanAnalyzer, settings: KnowledgeSettings
+    ) -> str:
+        return _sha(cls._content_key(records, analyzer, settings), cls._dense_key(settings))[:20]
 
     @classmethod
     def build(
@@ -146,10 +157,14 @@ class KnowledgeBase:
         progress: bool = False,
         reuse: KnowledgeBase | None = None,
         encoder: Encoder | None = None,
+        budget_s: float | None = None,
     ) -> KnowledgeBase:
         """Build an index in memory. ``reuse``: a previous index whose passage vectors are kept where
-        the embedded text is unchanged (``dasan kb update``)."""
-        settings = settings or KnowledgeSettings()
+        the embedded text is unchanged (``dasan kb update``). ``budget_s``: when embedding at the
+        configured token cap is projected (from a timed first batch on this machine) to take longer,
+        embed at the largest shorter cap that fits and mark the index *provisional*: usable at once,
+        to be replaced by the full build (``dasan kb build``) — see :func:`plan_token_cap`."""
+        settings = (settings or KnowledgeSettings()).resolved()
         t0 = time.perf_counter()
         sources = settings.corpus_paths if records_or_paths is None else records_or_paths
         records = load_records(sources)
@@ -172,6 +187,7 @@ class KnowledgeBase:
         hashes: list[str] = []
         todo: list[int] = []
         unit_of: np.ndarray | None = None
+        provisional: dict[str, Any] | None = None
         dense_key = cls._dense_key(settings)
         if settings.dense_enabled:
             if encoder is None:
@@ -196,12 +212,31 @@ class KnowledgeBase:
                 )
                 for u in units
             ]
+            calibration: tuple[list[int], np.ndarray] | None = None
+            if budget_s is not None:
+                cap, plan, calibration = plan_token_cap(encoder, doc_texts, settings, budget_s)
+                if cap != settings.max_seq_length:
+                    log.warning(
+                        "first build over its time budget at the configured token cap: building a "
+                        "provisional index at a shorter cap (the full build replaces it)",
+                        extra=plan,
+                    )
+                    provisional = {**plan, "target_max_seq_length": settings.max_seq_length}
+                    settings = settings.model_copy(update={"max_seq_length": cap})
+                    encoder.max_seq_length = cap
+                    dense_key = cls._dense_key(settings)
+                    calibration = None  # its vectors were embedded at the full cap
             hashes = [_sha(dense_key, t)[:24] for t in doc_texts]
             embeddings = np.zeros((len(units), encoder.dim), dtype=np.float32)
             old: dict[str, int] = {}
             if reuse is not None and reuse.dense is not None and cls._dense_key(reuse.settings) == dense_key:
                 old = {h: i for i, h in enumerate(reuse.embed_hashes)}
-            todo = [i for i, h in enumerate(hashes) if h not in old]
+            done: set[int] = set()
+            if calibration is not None:  # the timed batch was embedded at the cap kept: keep its vectors
+                for j, i in enumerate(calibration[0]):
+                    embeddings[i] = calibration[1][j]
+                    done.add(i)
+            todo = [i for i, h in enumerate(hashes) if h not in old and i not in done]
             for i, h in enumerate(hashes):
                 if h in old and reuse is not None and reuse.dense is not None:
                     embeddings[i] = reuse.dense.matrix[old[h]]
@@ -217,6 +252,7 @@ class KnowledgeBase:
         kb = cls(
             settings, records, passages, analyzer, tokens, embeddings, hashes, encoder, key, None, unit_of
         )
+        kb.provisional = provisional
         kb.build_stats = {
             "records": len(records),
             "passages": len(passages),
@@ -267,6 +303,9 @@ class KnowledgeBase:
                 },
             ),
             "analyzer": self.analyzer.fingerprint(),
+            "encoder": self.settings.backend_report() if self.dense is not None else None,
+            "content_key": self.content_key,
+            "provisional": self.provisional,
             "build_stats": getattr(self, "build_stats", {}),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
@@ -281,7 +320,7 @@ class KnowledgeBase:
         cls, path: Path, settings: KnowledgeSettings | None = None, analyzer: KoreanAnalyzer | None = None
     ):
         """Load a saved index folder (the embedding model is loaded when the index has vectors)."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         path = Path(path)
         if not (path / "manifest.json").is_file():
             raise IndexNotFound(f"no index at {path}")
@@ -306,7 +345,7 @@ class KnowledgeBase:
                 settings.threads,
             )
         analyzer = analyzer or cls._make_analyzer(records, settings)
-        return cls(
+        kb = cls(
             settings,
             records,
             passages,
@@ -319,6 +358,12 @@ class KnowledgeBase:
             path,
             unit_of,
         )
+        kb.provisional = manifest.get("provisional")
+        return kb
+
+    @cached_property
+    def content_key(self) -> str:
+        return self._content_key(self.records, self.analyzer, self.settings)
 
     @classmethod
     def open(
@@ -329,7 +374,7 @@ class KnowledgeBase:
         progress: bool = True,
     ) -> KnowledgeBase:
         """Load the index for the configured corpus, models and settings; build it when missing."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         if settings.dense_enabled and not (settings.embedding_model_path / "modules.json").is_file():
             raise DenseModelMissing(
                 f"embedding model not found at {settings.embedding_model_path}: run `dasan models install` "
@@ -341,17 +386,63 @@ class KnowledgeBase:
         path = settings.index_dir / key
         if (path / "manifest.json").is_file():
             return cls.load(path, settings, analyzer)
+        provisional = cls._provisional_for(settings, cls._content_key(records, analyzer, settings))
+        if provisional is not None:
+            log.warning(
+                "serving a provisional index (shorter token cap); build the full one with `dasan kb build`",
+                extra={"path": str(provisional), "wanted": str(path)},
+            )
+            cap = json.loads((provisional / "manifest.json").read_text())["settings"]["max_seq_length"]
+            return cls.load(provisional, settings.model_copy(update={"max_seq_length": int(cap)}), analyzer)
         if not build_if_missing:
             raise IndexNotFound(f"no index built for this corpus and settings ({path}): run `dasan kb build`")
         log.info("building knowledge index", extra={"path": str(path)})
-        kb = cls.build(records, settings, progress=progress, reuse=cls.latest(settings))
+        kb = cls.build(
+            records,
+            settings,
+            progress=progress,
+            reuse=cls.latest(settings),
+            budget_s=settings.first_build_budget_s or None,
+        )
         kb.save()
         return kb
 
     @classmethod
+    def provisional_index(cls, settings: KnowledgeSettings | None = None) -> Path | None:
+        """The provisional index standing in for the configured one, if one was built."""
+        settings = (settings or KnowledgeSettings()).resolved()
+        records = load_records(settings.corpus_paths)
+        analyzer = cls._make_analyzer(records, settings)
+        return cls._provisional_for(settings, cls._content_key(records, analyzer, settings))
+
+    @classmethod
+    def _provisional_for(cls, settings: KnowledgeSettings, content_key: str) -> Path | None:
+        """The best provisional index of this content, backend and model (the longest token cap), if any."""
+        if not settings.dense_enabled or not settings.index_dir.is_dir():
+            return None
+        best: tuple[int, Path] | None = None
+        for p in settings.index_dir.iterdir():
+            try:
+                m = json.loads((p / "manifest.json").read_text())
+            except (OSError, ValueError):
+                continue
+            built = m.get("settings", {})
+            if (
+                m.get("provisional")
+                and m.get("content_key") == content_key
+                and built.get("dense_backend") == settings.dense_backend
+                and built.get("dense_unit") == settings.dense_unit
+                and built.get("doc_title_in_prompt") == settings.doc_title_in_prompt
+                and m["provisional"].get("target_max_seq_length") == settings.max_seq_length
+                and (best is None or built.get("max_seq_length", 0) > best[0])
+            ):
+                best = (int(built.get("max_seq_length", 0)), p)
+        return best[1] if best else None
+
+    @classmethod
     def index_path(cls, settings: KnowledgeSettings | None = None) -> Path:
         """Where the index of the configured corpus, models and settings lives (built or not)."""
-        settings = settings or KnowledgeSettings()
+        settings = (settings or KnowledgeSettings()).resolved()
         records = load_records(settings.corpus_paths)
         analyzer = cls._make_analyzer(records, settings)
         return settings.index_dir / cls._index_key(records, analyzer, settings)
@@ -359,6 +450,7 @@ class KnowledgeBase:
     @classmethod
     def latest(cls, settings: KnowledgeSettings) -> KnowledgeBase | None:
         """The most recently built index in ``index_dir`` (any corpus), for vector reuse."""
+        settings = settings.resolved()
         base = settings.index_dir
         if not base.is_dir():
             return None
@@ -686,6 +778,9 @@ class KnowledgeBase:
             "laws": len({r.law_name for r in self.records}),
             "dense": self.dense is not None,
             "dense_backend": self.settings.dense_backend if self.dense is not None else None,
+            "encoder": self.settings.backend_report() if self.dense is not None else None,
+            "max_seq_length": self.settings.max_seq_length if self.dense is not None else None,
+            "provisional": self.provisional,
             "embedding_matrix_mb": round(self.dense.matrix.nbytes / 2**20, 1)
             if self.dense is not None
             else 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streaming import paths
@@ -25,6 +25,8 @@ def _default_model_path() -> Path:
 
 class KnowledgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DASAN_KB_", extra="ignore")
+    # what was configured before resolved() made the backend concrete ("auto", "cuda"), for reports
+    _requested_backend: str | None = PrivateAttr(default=None)
 
     corpus_paths: list[Path] = Field(
         default_factory=_default_corpus,
@@ -37,10 +39,12 @@ class KnowledgeSettings(BaseSettings):
         default_factory=_default_model_path, description="sentence-transformers folder of EmbeddingGemma-300M"
     )
     dense_enabled: bool = Field(default=True, description="Use the dense (embedding) side; False: BM25 only")
-    dense_backend: Literal["bf16", "torch", "int8", "onnx"] = Field(
-        default="bf16",
-        description="bf16: bfloat16 (fp32 quality; fast on CPUs with AVX512-BF16); torch: fp32; "
-        "int8: dynamic int8 quantisation of the linear layers (fast anywhere, lower recall); onnx: ONNX Runtime",
+    dense_backend: Literal["auto", "bf16", "torch", "int8", "onnx", "cuda"] = Field(
+        default="auto",
+        description="auto: chosen per machine at start (cuda on a usable GPU; bf16 on a CPU with AVX512-BF16/AMX; "
+        "else int8), logged and recorded in the index manifest; bf16: bfloat16 (fp32 quality; fast only with "
+        "AVX512-BF16/AMX, 3-5x slower than fp32 without); torch: fp32; int8: dynamic int8 quantisation of the "
+        "linear layers (fast anywhere, lower recall); onnx: ONNX Runtime; cuda: bfloat16 on the GPU",
     )
     dense_unit: Literal["article", "passage"] = Field(
         default="article",
@@ -52,6 +56,13 @@ class KnowledgeSettings(BaseSettings):
         ge=16,
         description="Token cap of an embedded article/passage (256 covers the median article whole; "
         "64 builds 2.3x faster at hybrid MRR 0.63 instead of 0.75 on eval-dev)",
+    )
+    first_build_budget_s: float = Field(
+        default=360.0,
+        ge=0,
+        description="An index built on demand (first start) that is projected, from a timed batch on this "
+        "machine, to take longer than this embeds at a shorter token cap and is marked provisional until "
+        "`dasan kb build` makes the full one (0: no budget)",
     )
     query_max_length: int = Field(default=64, ge=8, description="Token cap of an embedded query")
     doc_title_in_prompt: bool = Field(
@@ -97,3 +108,39 @@ class KnowledgeSettings(BaseSettings):
     )
     batch_max: int = Field(default=32, ge=1, description="Micro-batching: most queries in one batch")
     snippet_chars: int = Field(default=160, ge=20, description="Length of a hit's snippet")
+
+    def resolved(self) -> KnowledgeSettings:
+        """These settings with ``dense_backend`` made concrete for this machine (``auto`` → the choice
+        of :func:`assist.knowledge.dense.choose_backend`; an unusable ``cuda`` → the CPU choice). Indexes are keyed and built with the concrete
+        backend, so an index built by one backend is never queried by another."""
+        if self.dense_backend not in ("auto", "cuda"):
+            return self
+        from .dense import resolve_backend
+
+        concrete = resolve_backend(self.dense_backend)
+        out = self.model_copy(update={"dense_backend": concrete})
+        out._requested_backend = self.dense_backend
+        return out
+
+    def backend_report(self) -> dict[str, str]:
+        """Which encoder backend these (resolved) settings use, and why: for logs, the index
+        manifest and ``dasan kb info``."""
+        from .dense import backend_choice
+
+        requested = self._requested_backend or self.dense_backend
+        if requested == "auto" or (requested == "cuda" and self.dense_backend != "cuda"):
+            choice = backend_choice()
+            return {
+                "backend": self.dense_backend,
+                "requested": requested,
+                "reason": choice.reason,
+                "cpu": choice.cpu,
+            }
+        from streaming.hardware import cpu_info
+
+        return {
+            "backend": self.dense_backend,
+            "requested": requested,
+            "reason": "set by DASAN_KB_DENSE_BACKEND",
+            "cpu": cpu_info().family,
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,29 @@ def test_update_reembeds_only_changed_records(dense_kb, small) -> None:
     same = [i for i, r in enumerate(new.records) if i > 1 and r.id != "테스트/제1조"]
     assert np.allclose(new.dense.matrix[same], dense_kb.dense.matrix[same], atol=1e-6)
     assert new.key != dense_kb.key
+
+
+def test_first_build_fits_its_budget_with_a_provisional_index(small, model_path, tmp_path) -> None:
+    """A build projected (from a timed batch on this machine) to overrun its budget embeds at a shorter
+    cap and says so; open() serves it until the full build exists, then the full one."""
+    s = KnowledgeSettings(embedding_model_path=model_path, index_dir=tmp_path, max_seq_length=128)
+    # a budget no machine meets at 128 tokens: the shortest cap is chosen
+    quick = KnowledgeBase.build(small, s, budget_s=1e-6)
+    assert quick.provisional is not None
+    assert quick.settings.max_seq_length < 128
+    assert quick.provisional["target_max_seq_length"] == 128
+    assert quick.provisional["projected_s"]["128"] > quick.provisional["projected_s"]["32"]
+    quick.save()
+    corpus = tmp_path / "small.jsonl"
+    corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in small) + "\n")
+    s = s.model_copy(update={"corpus_paths": [corpus]})
+    served = KnowledgeBase.open(s, build_if_missing=False, progress=False)
+    assert served.path == quick.path and served.provisional
+    assert served.search("인도에 주차된 차", top_k=3)  # usable at once
+    full = KnowledgeBase.build(None, s, budget_s=1e6)  # a budget every machine meets: the full cap
+    assert full.provisional is None and full.settings.max_seq_length == 128
+    # the timed batch was embedded at the cap kept: not embedded twice
+    assert full.build_stats["embedded"] == len(small) - 16
+    full.save()
+    again = KnowledgeBase.open(s, build_if_missing=False, progress=False)
+    assert again.path == full.path and again.provisional is None

@@ -1,0 +1,78 @@
+"""The encoder backend is chosen from what the machine has, never from the developer's CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from assist.knowledge.dense import choose_backend
+from assist.knowledge.settings import KnowledgeSettings
+from streaming.hardware import CpuInfo, cpu_flags
+
+AVX2_EPYC = frozenset(["fpu", "sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"])  # the machine in issue 12
+SAPPHIRE = AVX2_EPYC | {"avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"}
+ZEN4 = AVX2_EPYC | {"avx512f", "avx512_bf16", "avx512_vnni"}
+NO_CUDA = (False, "no CUDA device")
+
+
+@pytest.mark.parametrize(
+    ("flags", "cuda", "backend"),
+    [
+        (AVX2_EPYC, NO_CUDA, "int8"),
+        (SAPPHIRE, NO_CUDA, "bf16"),
+        (ZEN4, NO_CUDA, "bf16"),
+        (frozenset({"avx512f"}), NO_CUDA, "int8"),  # AVX-512 without BF16: bf16 is still emulated
+        (AVX2_EPYC, (True, "CUDA device H200"), "cuda"),
+        (AVX2_EPYC, (False, "CUDA present but unusable: RuntimeError('driver')"), "int8"),
+    ],
+)
+def test_choice_follows_the_hardware(flags: frozenset[str], cuda: tuple[bool, str], backend: str) -> None:
+    choice = choose_backend(CpuInfo("x86_64", flags), cuda)
+    assert choice.backend == backend
+    assert choice.reason  # always says why
+    if backend == "int8" and not cuda[0]:
+        assert "emulated" in choice.reason and cuda[1] in choice.reason
+
+
+def test_auto_resolves_from_the_flags_the_process_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assist.knowledge import dense
+
+    for flags, want in ((AVX2_EPYC, "int8"), (SAPPHIRE, "bf16")):
+        monkeypatch.setenv("DASAN_CPU_FLAGS", " ".join(sorted(flags)))
+        monkeypatch.setenv("DASAN_DISABLE_CUDA", "1")
+        cpu_flags.cache_clear()
+        dense.backend_choice.cache_clear()
+        s = KnowledgeSettings(dense_backend="auto").resolved()
+        assert s.dense_backend == want
+        report = s.backend_report()
+        assert report["requested"] == "auto" and report["backend"] == want and report["reason"]
+        # an explicit choice is kept as it is, whatever the machine
+        assert KnowledgeSettings(dense_backend="torch").resolved().dense_backend == "torch"
+        # cuda asked for on a machine without a usable GPU: the CPU choice, not an exception
+        assert KnowledgeSettings(dense_backend="cuda").resolved().dense_backend == want
+    cpu_flags.cache_clear()
+    dense.backend_choice.cache_clear()
+
+
+def test_index_key_differs_by_concrete_backend(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """An index built with one backend is never found by settings that resolve to another."""
+    from assist.knowledge import dense
+    from assist.knowledge.kb import KnowledgeBase
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "modules.json").write_text("[]")
+    keys = {}
+    for backend in ("bf16", "int8", "torch"):
+        s = KnowledgeSettings(dense_backend=backend, embedding_model_path=model)
+        keys[backend] = KnowledgeBase._dense_key(s)
+    assert len(set(keys.values())) == 3
+    monkeypatch.setenv("DASAN_CPU_FLAGS", " ".join(sorted(AVX2_EPYC)))
+    monkeypatch.setenv("DASAN_DISABLE_CUDA", "1")
+    cpu_flags.cache_clear()
+    dense.backend_choice.cache_clear()
+    try:
+        auto = KnowledgeBase._dense_key(KnowledgeSettings(dense_backend="auto", embedding_model_path=model))
+        assert auto == keys["int8"]
+    finally:
+        cpu_flags.cache_clear()
+        dense.backend_choice.cache_clear()
