@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -110,6 +111,8 @@ def slice_indexes(corpus_slice: Path) -> dict[str, Path]:
         if not (path / "manifest.json").is_file():
             KnowledgeBase.build(None, settings, progress=True).save()
         out[name] = path
+    for stale in set(KB_CACHE.iterdir()) - set(out.values()):  # other slices, models or settings
+        shutil.rmtree(stale, ignore_errors=True)
     return out
 
 
