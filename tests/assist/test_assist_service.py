@@ -34,6 +34,7 @@ from streaming.events import (
 from streaming.kafka import EventProducer, Record
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_SUMMARIES, CALL_TRANSCRIPTS
 from tests.kafka_util import read_topic
+from tests.util import wait_for
 
 METER = "연락처는 공일공 사오육칠에 팔팔구구예요. 수도 계량기가 얼어서 터졌어요, 교체 비용은 제가 내야 돼요?"
 ID_CARD = "주민등록증을 잃어버렸는데 재발급 받으려면 어떻게 해야 돼요?"
@@ -43,16 +44,6 @@ PARKING = "집 앞 인도에 차가 올라와서 주차돼 있어요, 불법주�
 
 def read_events(kafka_settings: Any, topic: str, call_ids: set[str]) -> list[Event]:
     return read_topic(kafka_settings, topic, call_ids, timeout_s=20)
-
-
-def wait_for(fn: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def seg(call: str, sid: str, channel: Channel, text: str, start: float, final: bool = True, rev: int = 0):

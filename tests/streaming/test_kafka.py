@@ -20,6 +20,7 @@ from streaming.codec import OversizedMessage, encode, read_dead_letter
 from streaming.events import AudioFrame, Channel, Codec, TranscriptSegment
 from streaming.kafka import EventConsumer, EventProducer
 from streaming.topics import CALL_EVENTS, CALL_TRANSCRIPTS
+from tests.util import wait_for
 
 from .test_contracts import examples
 
@@ -136,30 +137,33 @@ def test_group_takeover_after_a_member_is_killed(kafka_settings, unique, tmp_pat
             stderr=open(tmp_path / f"{name}.err", "w"),
         )
 
-    def wait_for(line: str, procs: list[subprocess.Popen], seconds: float) -> None:
+    def joined(line: str, procs: list[subprocess.Popen], seconds: float) -> None:
         # Members join one after the other: a join waits out the group's rebalance timeout on
         # Tansu (max.poll.interval), and two members racing into an empty group can take several
         # rounds there. Failure messages carry each member's log and stderr.
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if line in (logf.read_text() if logf.exists() else ""):
-                return
+        def logged() -> bool:
             if any(p.poll() is not None for p in procs):
-                break
-            time.sleep(0.2)
-        errs = {
-            n: (tmp_path / f"{n}.err").read_text()[-2000:]
-            for n in ("A", "B")
-            if (tmp_path / f"{n}.err").exists()
-        }
-        pytest.fail(f"no {line!r}: log={logf.read_text() if logf.exists() else ''!r} stderr={errs}")
+                raise AssertionError("a member exited")
+            return line in (logf.read_text() if logf.exists() else "")
+
+        try:
+            wait_for(logged, seconds, repr(line))
+        except AssertionError as exc:
+            errs = {
+                n: (tmp_path / f"{n}.err").read_text()[-2000:]
+                for n in ("A", "B")
+                if (tmp_path / f"{n}.err").exists()
+            }
+            pytest.fail(
+                f"no {line!r} ({exc}): log={logf.read_text() if logf.exists() else ''!r} stderr={errs}"
+            )
 
     a = spawn("A")
     b: subprocess.Popen | None = None
     try:
-        wait_for("assigned A", [a], 90)
+        joined("assigned A", [a], 90)
         b = spawn("B")
-        wait_for("assigned B", [a, b], 90)
+        joined("assigned B", [a, b], 90)
         # Both members share the partitions.
         n_calls, per_call = 30, 20
         total = n_calls * per_call
