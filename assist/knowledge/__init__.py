@@ -14,7 +14,7 @@ from .analyzer import KoreanAnalyzer
 from .dense import DenseModelMissing
 from .kb import IndexNotFound, KnowledgeBase
 from .model_assembly import ModelAssemblyError, ensure_embedding_model
-from .models import Passage, Record, SearchFilters, SearchHit
+from .records import Passage, Record, SearchFilters, SearchHit
 from .settings import KnowledgeSettings
 
 __all__ = [

@@ -131,7 +131,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from .models import SearchFilters
+    from .records import SearchFilters
 
     kb = _open(_settings(args))
     if kb is None:

@@ -32,7 +32,7 @@ from .corpus import (
 from .dense import DenseModelMissing, Encoder, ExactIndex, MicroBatcher, document_text, model_fingerprint
 from .fusion import fuse_rrf, fuse_weighted, top_indices
 from .lexical import BM25Index
-from .models import Passage, Record, SearchFilters, SearchHit
+from .records import Passage, Record, SearchFilters, SearchHit
 from .settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Payloads of the knowledge base: records, passages, filters and hits."""
+"""Data records of the knowledge base: corpus records, passages, search filters and hits (pydantic)."""
 
 from __future__ import annotations
 
