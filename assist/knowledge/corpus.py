@@ -49,6 +49,11 @@ def load_records(sources: Iterable[Path | str | dict[str, Any] | Record]) -> lis
     return out
 
 
+def topic_terms(records: Iterable[Record]) -> list[str]:
+    """The corpus' topic tags, sorted: the analyser adds them to its user dictionary."""
+    return sorted({t for r in records for t in r.topics})
+
+
 def version_key(rec: Record) -> str:
     return rec.effective_date.isoformat() if rec.effective_date else "0000-00-00"
 
