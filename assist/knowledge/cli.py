@@ -194,7 +194,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table, load_items
+    from .eval_retrieval import evaluate, format_table, load_items
 
     kb = _open(_settings(args))
     if kb is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from assist.evaluate import call_turns, keyword_match
+from assist.eval_assist import call_turns, keyword_match
 from assist.summary import Summarizer, Turn, extract_entities
 from assist.taxonomy import CATEGORY_NAMES, OTHER, category_from_label
 from streaming.events import CallSummary, Channel, FollowUpKind
