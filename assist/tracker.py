@@ -56,6 +56,7 @@ from streaming.privacy import mask_text
 from .assistant import SuggestRequest, SuggestResult, district_of
 from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, shown_key
 from .settings import AssistSettings
+from .summary import SummaryParts
 
 # Work per tick of the consumer loop beyond the first suggestion batch: the loop must poll again well
 # within max.poll.interval.ms (6 s in development) or the group rebalances and state is rebuilt.
@@ -70,6 +71,25 @@ def stable_id(*parts: str, n: int = 32) -> str:
 
 def suggestion_id_for(call_id: str, first_segment_id: str) -> str:
     return "sg-" + stable_id(call_id, first_segment_id, n=24)
+
+
+def summary_event(call_id: str, parts: SummaryParts, latency_ms: float = 0.0) -> CallSummary:
+    """The ``CallSummary`` of a call (one per call: its ids derive from the call id alone)."""
+    return CallSummary(
+        event_id=stable_id(call_id, "summary"),
+        call_id=call_id,
+        summary_id="sm-" + stable_id(call_id, "summary", n=24),
+        category=parts.category,
+        call_reason=parts.call_reason,
+        key_facts=parts.key_facts,
+        counselor_answers=parts.counselor_answers,
+        actions=parts.actions,
+        regulations_cited=parts.regulations_cited,
+        entities=parts.entities,
+        keywords=parts.keywords,
+        generator=parts.generator,
+        latency_ms=round(latency_ms, 2),
+    )
 
 
 class CallTracker:
@@ -209,7 +229,7 @@ class CallTracker:
     def events_for(self, result: SuggestResult | SummaryResult) -> list[Event]:
         """The events to publish for a result (nothing is changed until :meth:`record`)."""
         if isinstance(result, SummaryResult):
-            return [self._summary_event(result)]
+            return [summary_event(result.request.call_id, result.parts, result.latency_ms)]
         cid = result.request.call_id
         st = self.calls.get(cid) or CallState(cid)
         trig = result.request.trigger_segment_ids
@@ -247,25 +267,6 @@ class CallTracker:
             return False
         recent = list(st.shown)[-self.settings.repeat_window :]
         return shown_key(result.passages, result.draft.abstained) in recent
-
-    @staticmethod
-    def _summary_event(result: SummaryResult) -> CallSummary:
-        cid, parts = result.request.call_id, result.parts
-        return CallSummary(
-            event_id=stable_id(cid, "summary"),
-            call_id=cid,
-            summary_id="sm-" + stable_id(cid, "summary", n=24),
-            category=parts.category,
-            call_reason=parts.call_reason,
-            key_facts=parts.key_facts,
-            counselor_answers=parts.counselor_answers,
-            actions=parts.actions,
-            regulations_cited=parts.regulations_cited,
-            entities=parts.entities,
-            keywords=parts.keywords,
-            generator=parts.generator,
-            latency_ms=round(result.latency_ms, 2),
-        )
 
     def record(self, result: SuggestResult | SummaryResult, events: Sequence[Event]) -> None:
         """``events`` (from :meth:`events_for`) were published: the trigger segments are covered,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .fusion import fuse_rrf, fuse_weighted, top_indices
-from .records import Passage, SearchHit
+from .records import SOURCE_FIELDS, Passage, SearchHit
 from .settings import KnowledgeSettings
 
 
@@ -70,15 +70,7 @@ class Ranker:
                 seen.add(p.doc_id)
             hits.append(
                 SearchHit(
-                    passage_id=p.passage_id,
-                    doc_id=p.doc_id,
-                    citation=p.citation,
-                    law_name=p.law_name,
-                    article_no=p.article_no,
-                    article_title=p.article_title,
-                    jurisdiction=p.jurisdiction,
-                    topics=p.topics,
-                    effective_date=p.effective_date,
+                    **{f: getattr(p, f) for f in SOURCE_FIELDS},
                     text=p.text,
                     snippet=self.snippet(p.text, qtokens),
                     score=fused[i],
