@@ -265,7 +265,7 @@ class ScreenLog:
                 if kind == "suggestion":
                     for sid in ev.get("trigger_segment_ids", []):
                         self.suggestion.setdefault(sid, now)
-                elif kind == "summary":  # console/store.py payload_of: what a browser receives
+                elif kind == "summary":  # console/projection.py payload_of: what a browser receives
                     self.summary.setdefault(call_id, now)
                 elif kind == "call_ended":
                     self.ended.setdefault(call_id, ts(ev["ended_at"]))

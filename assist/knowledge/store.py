@@ -69,18 +69,25 @@ def dense_key(settings: KnowledgeSettings) -> str:
     )[:16]
 
 
+def _content_parts(
+    records: Sequence[Record], settings: KnowledgeSettings, analyzer: str | None
+) -> tuple[str, str]:
+    corpus = sha(*sorted(record_hash(r) for r in records))
+    fingerprint = analyzer or analyzer_fingerprint(topic_terms(records), settings.typo_tolerant)
+    lexical = sha(fingerprint, str(settings.passage_max_chars), str(settings.passage_min_chars))
+    return corpus, lexical
+
+
 def content_key(records: Sequence[Record], settings: KnowledgeSettings, analyzer: str | None = None) -> str:
     """Everything but the dense side: the corpus, the analyser and the passage settings. Two indexes
     with the same content key differ only in their vectors (a provisional index and the full one).
     ``analyzer``: the analyser's fingerprint when one is built (else derived without building it)."""
-    corpus = sha(*sorted(record_hash(r) for r in records))
-    fingerprint = analyzer or analyzer_fingerprint(topic_terms(records), settings.typo_tolerant)
-    lexical = sha(fingerprint, str(settings.passage_max_chars), str(settings.passage_min_chars))
-    return sha(INDEX_FORMAT, corpus, lexical)[:20]
+    return sha(INDEX_FORMAT, *_content_parts(records, settings, analyzer))[:20]
 
 
 def index_key(records: Sequence[Record], settings: KnowledgeSettings, analyzer: str | None = None) -> str:
-    return sha(content_key(records, settings, analyzer), dense_key(settings))[:20]
+    # the formula from before the content key existed, so indexes built then are found again
+    return sha(INDEX_FORMAT, *_content_parts(records, settings, analyzer), dense_key(settings))[:20]
 
 
 # -- what an index holds --------------------------------------------------------------------------
