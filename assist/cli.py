@@ -111,7 +111,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from .evaluate import call_turns
+    from .eval_assist import call_turns
     from .summary import Summarizer
 
     calls = [json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -160,7 +160,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_table
+    from .eval_assist import evaluate, format_table
 
     result = evaluate(_assistant(args.generator, args.index), args.files)
     if args.save:
