@@ -54,6 +54,9 @@ def build_parser(prog: str, description: str, registers: Sequence[Register]) -> 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> NoReturn:
     """Parse ``argv`` (the process's arguments by default), run the command, exit with its code."""
+    from .hardware import configure_threading
+
+    configure_threading()  # before any command imports torch or CTranslate2
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
