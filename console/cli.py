@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-ROLES = ("counselor", "supervisor", "qa", "admin")
+from .vocabulary import Role
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
@@ -31,7 +31,9 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     us = u.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     add = us.add_parser("add", help="Create a user (prints a generated password if none is given)")
     add.add_argument("username")
-    add.add_argument("--role", required=True, choices=ROLES, help="counselor, supervisor, qa or admin")
+    add.add_argument(
+        "--role", required=True, type=Role, choices=list(Role), help="counselor, supervisor, qa or admin"
+    )
     add.add_argument("--team", help="team (counselors and supervisors; a supervisor sees the team's calls)")
     add.add_argument("--name", help="display name")
     add.add_argument("--password", help="password (at least 10 characters); generated if left out")
@@ -93,7 +95,7 @@ def _users_add(args: argparse.Namespace) -> int:
     if args.password is not None and len(args.password) < 10:
         print("error: the password needs at least 10 characters", file=sys.stderr)
         return 2
-    if args.role == "counselor" and not args.team:
+    if args.role is Role.counselor and not args.team:
         print("note: a counselor without --team is not on any supervisor's board", file=sys.stderr)
     password = args.password or generate_password()
     store = _store()

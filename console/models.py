@@ -7,7 +7,7 @@ The typed tables next to it are what queries, search, review and metrics read.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -21,8 +21,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -39,7 +41,33 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-TS = DateTime(timezone=True)
+def utc(dt: datetime) -> datetime:
+    """``dt`` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and read back as an aware UTC datetime, on every database.
+
+    PostgreSQL's ``timestamptz`` compares instants whatever the offset, but SQLite has no time
+    zones: SQLAlchemy writes the *wall-clock* digits of an aware datetime and drops the offset,
+    and compares those digits as text. An ``Asia/Seoul`` day boundary (``2026-03-11 00:00+09:00``)
+    was compared as ``2026-03-11 00:00`` with calls stored in UTC, so between 15:00 and 24:00 UTC
+    date search and "today's" metrics found nothing. Converting every value bound to these
+    columns (stored values and the ones they are compared with) to UTC makes both agree.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+TS = UTCDateTime()
 
 
 class User(Base):
@@ -71,6 +99,11 @@ class Call(Base):
     topic: Mapped[str | None] = mapped_column(String(200), doc="latest keywords, joined")
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     first_seen_at: Mapped[datetime] = mapped_column(TS)
+
+    @property
+    def active(self) -> bool:
+        """Started and not ended yet."""
+        return self.ended_at is None and self.started_at is not None
 
 
 class CallEvent(Base):

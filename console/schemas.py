@@ -1,12 +1,31 @@
-"""Payloads of the JSON API (documented in the OpenAPI schema at /docs)."""
+"""Payloads of the JSON API (documented in the OpenAPI schema at /docs).
+
+The ``…Out`` models are read straight from the ORM rows (``from_attributes``): routes return rows
+and FastAPI serialises them through ``response_model``; pages and the store's dict-returning
+queries call ``model_validate(row).model_dump()``. Timestamps travel as ISO 8601 strings in UTC.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .vocabulary import ReviewAction, Role, SummaryStatus, Vote
 
 T = TypeVar("T")
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+Timestamp = Annotated[str, BeforeValidator(_iso)]
+
+
+class FromRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
 
 
 class Page(BaseModel, Generic[T]):
@@ -16,7 +35,7 @@ class Page(BaseModel, Generic[T]):
     limit: int
 
 
-class CallOut(BaseModel):
+class CallOut(FromRow):
     call_id: str
     counselor_id: str | None
     team: str | None
@@ -24,10 +43,10 @@ class CallOut(BaseModel):
     topic: str | None
     caller_number_masked: str | None
     source: str = Field(description="asr | scripted (a simulated call)")
-    started_at: str | None
-    ended_at: str | None
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
     duration_s: float | None
-    active: bool
+    active: bool = Field(description="Started and not ended yet")
     last_seq: int
 
 
@@ -63,16 +82,16 @@ class SummaryContent(BaseModel):
     generator: str = "edited"
 
 
-class SummaryOut(BaseModel):
+class SummaryOut(FromRow):
     summary_id: str
     call_id: str
-    status: str = Field(description="draft | submitted (under review) | approved | rejected")
+    status: SummaryStatus = Field(description="draft | submitted (under review) | approved | rejected")
     edited: bool
     category: str
     content: dict[str, Any]
     original: dict[str, Any]
-    created_at: str | None
-    updated_at: str | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
 
 
 class ReviewItem(BaseModel):
@@ -80,12 +99,12 @@ class ReviewItem(BaseModel):
     call: CallOut
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(FromRow):
     action: str
     actor: str
     comment: str | None
     content: dict[str, Any] | None
-    at: str | None
+    at: Timestamp | None
 
 
 class SubmitIn(BaseModel):
@@ -93,23 +112,23 @@ class SubmitIn(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    action: Literal["approve", "edit", "reject"]
+    action: Literal[ReviewAction.approve, ReviewAction.edit, ReviewAction.reject]
     comment: str | None = Field(default=None, max_length=2000)
     content: SummaryContent | None = Field(default=None, description="Required for 'edit'")
 
 
 class FeedbackIn(BaseModel):
-    vote: Literal["up", "down"]
+    vote: Vote
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class FeedbackOut(BaseModel):
+class FeedbackOut(FromRow):
     suggestion_id: str
     username: str
     kind: str
     value: str | None
     reason: str | None
-    at: str | None
+    at: Timestamp | None
 
 
 class ArticleOut(BaseModel):
@@ -124,10 +143,10 @@ class ArticleOut(BaseModel):
     kind: str | None
 
 
-class UserOut(BaseModel):
+class UserOut(FromRow):
     id: int
     username: str
-    role: str
+    role: Role
     team: str | None
     display_name: str | None
     active: bool
@@ -135,7 +154,7 @@ class UserOut(BaseModel):
 
 class UserIn(BaseModel):
     username: str = Field(pattern=r"^[A-Za-z0-9_.\-]{2,64}$")
-    role: Literal["counselor", "supervisor", "qa", "admin"]
+    role: Role
     team: str | None = Field(default=None, max_length=64)
     display_name: str | None = Field(default=None, max_length=64)
     password: str | None = Field(default=None, min_length=10, max_length=200)
@@ -143,6 +162,25 @@ class UserIn(BaseModel):
 
 class UserCreated(UserOut):
     password: str | None = Field(description="The generated password, shown once")
+
+
+class AuditEntry(FromRow):
+    username: str
+    role: str
+    action: str
+    call_id: str | None
+    detail: str | None
+    at: Timestamp | None
+
+
+class CallerHistoryEntry(BaseModel):
+    """An earlier call of the same caller, with its approved summary."""
+
+    call_id: str
+    started_at: Timestamp | None
+    counselor_id: str | None
+    category: str
+    summary: dict[str, Any]
 
 
 class Metrics(BaseModel):

@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streaming import paths
 
+from .vocabulary import Role
+
 log = logging.getLogger("dasan.console")
 
 INSECURE_DEFAULT = "changethis"
-ROLES = ("counselor", "supervisor", "qa", "admin")
 
 
 def _default_db_url() -> str:
@@ -49,17 +50,13 @@ class ConsoleSettings(BaseSettings):
     session_secret: SecretStr = Field(
         default=SecretStr(INSECURE_DEFAULT), description="Signs session cookies; must be set in production"
     )
-    caller_key_secret: SecretStr = Field(
-        default=SecretStr(INSECURE_DEFAULT),
-        description="Site secret of the caller-number HMAC (same value as the telephony gateway's)",
-    )
     session_max_age_s: int = Field(default=10 * 3600, ge=60, description="Session lifetime (one shift)")
     cookie_secure: bool | None = Field(
         default=None, description="Secure flag on the session cookie; None: on except in development"
     )
     cookie_samesite: Literal["lax", "strict"] = Field(default="lax", description="SameSite of the cookie")
-    raw_text_roles: list[str] = Field(
-        default_factory=lambda: ["qa"],
+    raw_text_roles: list[Role] = Field(
+        default_factory=lambda: [Role.qa],
         description="Roles allowed to see unmasked transcripts (every access is audited)",
     )
     raw_retention_days: float = Field(
@@ -89,23 +86,18 @@ class ConsoleSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets(self) -> ConsoleSettings:
-        for name in ("session_secret", "caller_key_secret"):
-            value: SecretStr = getattr(self, name)
-            if value.get_secret_value() == INSECURE_DEFAULT:
-                msg = (
-                    f'DASAN_CONSOLE_{name.upper()} is "{INSECURE_DEFAULT}"; '
-                    "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-                )
-                if self.env != "development":
-                    raise ValueError(msg)
-                log.warning(msg)
+        if self.session_secret.get_secret_value() == INSECURE_DEFAULT:
+            msg = (
+                f'DASAN_CONSOLE_SESSION_SECRET is "{INSECURE_DEFAULT}"; '
+                "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+            if self.env != "development":
+                raise ValueError(msg)
+            log.warning(msg)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {self.timezone!r}") from exc
-        bad = [r for r in self.raw_text_roles if r not in ROLES]
-        if bad:
-            raise ValueError(f"unknown roles in raw_text_roles: {bad}")
         return self
 
     @property

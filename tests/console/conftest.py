@@ -47,7 +47,6 @@ def _settings(tmp_path: Path, backend: str, shared: Path) -> tuple[ConsoleSettin
         database_url=url,
         db_schema=schema,
         session_secret="test-session-secret-0123456789",
-        caller_key_secret="test-caller-secret-0123456789",
         corpus_path=shared / "corpus" / "regulations.jsonl",
         ws_heartbeat_s=0.5,
     )
@@ -67,11 +66,31 @@ def console_settings(
         eng.dispose()
 
 
+class FrozenClock:
+    """A clock stopped at one instant (``Store(clock=…)``): date tests hold at any hour."""
+
+    def __init__(self, instant: datetime) -> None:
+        assert instant.tzinfo is not None
+        self.instant = instant
+
+    def __call__(self) -> datetime:
+        return self.instant
+
+    def __repr__(self) -> str:
+        return f"FrozenClock({self.instant.isoformat()})"
+
+
 @pytest.fixture()
-def store(console_settings: ConsoleSettings) -> Iterator[Store]:
+def clock() -> Callable[[], datetime]:
+    """The store's clock: the real one, unless a test parametrises ``clock`` with a FrozenClock."""
+    return lambda: datetime.now(UTC)
+
+
+@pytest.fixture()
+def store(console_settings: ConsoleSettings, clock: Callable[[], datetime]) -> Iterator[Store]:
     engine = make_engine(console_settings)
     migrate(engine, console_settings)
-    yield Store(engine)
+    yield Store(engine, console_settings.timezone, clock=clock)
     engine.dispose()
 
 
@@ -255,8 +274,11 @@ class CallScript:
 
 
 @pytest.fixture()
-def call_script(unique: str) -> Callable[..., CallScript]:
+def call_script(unique: str, clock: Callable[[], datetime]) -> Callable[..., CallScript]:
+    """Calls start at the store's clock's "now" unless ``started_at`` says otherwise."""
+
     def make(suffix: str = "", **kw: Any) -> CallScript:
+        kw.setdefault("started_at", clock())
         return CallScript(f"c-{unique}{suffix}", **kw)
 
     return make

@@ -4,11 +4,12 @@ hostile transcript text rendered inert, review and feedback."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from console.store import Store
-from tests.console.conftest import PASSWORD, csrf_of, login
+from tests.console.conftest import PASSWORD, FrozenClock, csrf_of, login
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'&lt;/textarea&gt;'
 
@@ -259,3 +260,19 @@ def test_openapi_and_ops(client_factory) -> None:
     assert "dasan_console_ws_clients" in c.get("/metrics").text
     r = c.get("/readyz")
     assert r.json()["checks"]["database"] == "ok"
+
+
+@pytest.mark.parametrize("clock", [FrozenClock(datetime(2026, 3, 10, 20, 0, tzinfo=UTC))], ids=["20utc"])
+def test_today_is_the_sites_day(client_factory, store: Store, users, call_script) -> None:
+    """At 20:00 UTC the console's "today" is already the next day in Seoul (frozen clock)."""
+    for e in call_script("now").full():  # started at the clock's instant: 05:00 KST on 2026-03-11
+        store.record(e)
+    qa = client_factory()
+    login(qa, "qa1")
+    m = qa.get("/api/metrics").json()
+    assert m["day"] == "2026-03-11" and m["calls"] == 1
+    assert qa.get("/api/metrics", params={"day": "2026-03-10"}).json()["calls"] == 0
+    assert (
+        qa.get("/api/calls", params={"day_from": "2026-03-11", "day_to": "2026-03-11"}).json()["total"] == 1
+    )
+    assert qa.get("/api/calls", params={"day_to": "2026-03-10"}).json()["total"] == 0

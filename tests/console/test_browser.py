@@ -60,7 +60,6 @@ def server(
     settings = ConsoleSettings(
         database_url=f"sqlite:///{tmp_path / 'browser.sqlite3'}",
         session_secret="browser-test-secret-0123456789",
-        caller_key_secret="browser-test-caller-0123456789",
         corpus_path=shared_dir / "corpus" / "regulations.jsonl",
         recorder_group=f"console-recorder-{unique}",
         ws_heartbeat_s=1.0,

@@ -17,9 +17,6 @@ def test_insecure_default_secret_refused_outside_development(monkeypatch: pytest
     with pytest.raises(ValidationError, match="SESSION_SECRET"):
         ConsoleSettings()
     monkeypatch.setenv("DASAN_CONSOLE_SESSION_SECRET", "a-long-random-session-secret-value")
-    with pytest.raises(ValidationError, match="CALLER_KEY_SECRET"):
-        ConsoleSettings()
-    monkeypatch.setenv("DASAN_CONSOLE_CALLER_KEY_SECRET", "a-long-random-caller-secret-value")
     s = ConsoleSettings()
     assert s.secure_cookies  # Secure cookies by default in production
     monkeypatch.setenv("DASAN_ENV", "development")

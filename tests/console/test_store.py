@@ -3,14 +3,24 @@ masking, search, caller history, review flow and metrics."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from console.db import current_revision
 from console.models import CallEvent, Segment, SuggestionRow, Summary
 from console.store import Conflict, Store
+from tests.console.conftest import FrozenClock
+
+# Date tests run at fixed instants, never at the hour the suite happens to run: Seoul is UTC+9, so
+# between 15:00 and 24:00 UTC its date is already the next day (the window where SQLite compared
+# Seoul wall-clock day boundaries with UTC values and found nothing).
+AT_ANY_HOUR = [
+    pytest.param(FrozenClock(datetime(2026, 3, 10, 20, 0, tzinfo=UTC)), id="20utc-seoul-next-day"),
+    pytest.param(FrozenClock(datetime(2026, 3, 10, 3, 0, tzinfo=UTC)), id="03utc-seoul-same-day"),
+    pytest.param(FrozenClock(datetime(2026, 3, 10, 15, 0, tzinfo=UTC)), id="15utc-seoul-midnight"),
+]
 
 
 def test_migrations_reach_head(store: Store) -> None:
@@ -60,6 +70,7 @@ def test_events_before_call_started_are_kept(store: Store, call_script) -> None:
     assert call.counselor_id == "kim" and call.last_seq == 2
 
 
+@pytest.mark.parametrize("clock", AT_ANY_HOUR)
 def test_search_filters_and_visibility(store: Store, users, call_script) -> None:
     a = call_script("a", counselor="kim", team="A")
     b = call_script("b", counselor="park", team="B")
@@ -130,6 +141,7 @@ def test_caller_history_shows_only_approved_summaries(store: Store, users, call_
     assert hist[0]["summary"]["category"] == "주정차"
 
 
+@pytest.mark.parametrize("clock", AT_ANY_HOUR)
 def test_metrics(store: Store, users, call_script) -> None:
     a, b = call_script("a"), call_script("b")
     for sc in (a, b):
@@ -179,7 +191,7 @@ def test_nul_characters_are_dropped(store: Store, call_script) -> None:
 
 
 def test_raw_text_is_erased_after_retention(store: Store, call_script) -> None:
-    old = call_script("old", started_at=datetime.now(UTC) - timedelta(days=10))
+    old = call_script("old", started_at=store.now() - timedelta(days=10))
     new = call_script("new")
     for sc in (old, new):
         store.record(sc.started())
@@ -206,3 +218,40 @@ def test_board_shows_ongoing_calls_with_latest_suggestion(store: Store, users, c
     assert [r["call_id"] for r in rows] == [live.call_id]
     assert rows[0]["latest_suggestion"] == newer.draft.text and rows[0]["elapsed_s"] >= 0
     assert store.board(users["bossb"]) == []  # another team
+
+
+@pytest.mark.parametrize("clock", [FrozenClock(datetime(2026, 3, 10, 20, 0, tzinfo=UTC))], ids=["20utc"])
+def test_day_boundaries_are_the_sites(store: Store, users, call_script) -> None:
+    """At 20:00 UTC it is 05:00 the next day in Seoul: a call at 23:59 Seoul time belongs to the
+    day before, one at 00:00 to today, in search and in metrics, on SQLite as on PostgreSQL."""
+    late = call_script("late", started_at=datetime(2026, 3, 10, 14, 59, tzinfo=UTC))  # 23:59 KST
+    early = call_script("early", started_at=datetime(2026, 3, 10, 15, 0, tzinfo=UTC))  # 00:00 KST
+    for sc in (late, early):
+        for e in sc.full():
+            store.record(e)
+    today = store.today()
+    assert today == date(2026, 3, 11)
+    qa = users["qa1"]
+    assert [c.call_id for c in store.list_calls(qa, day_from=today, day_to=today)[0]] == [early.call_id]
+    yesterday = today - timedelta(days=1)
+    assert [c.call_id for c in store.list_calls(qa, day_from=yesterday, day_to=yesterday)[0]] == [
+        late.call_id
+    ]
+    assert store.metrics(qa, today)["calls"] == 1
+    assert store.metrics(qa, yesterday)["calls"] == 1
+    # Stored in UTC, read back aware in UTC, whatever the database.
+    call = store.get_call(early.call_id)
+    assert call.started_at == early.t0 and call.started_at.utcoffset() == timedelta(0)
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            raw = conn.execute(
+                text("SELECT started_at FROM calls WHERE call_id = :c"), {"c": early.call_id}
+            ).scalar_one()
+        assert str(raw).startswith("2026-03-10 15:00:00")
+
+
+def test_every_recorded_type_has_a_projection_and_a_writer() -> None:
+    from console.projection import PROJECTIONS
+    from console.store.recording import WRITERS
+
+    assert PROJECTIONS.keys() == WRITERS.keys()

@@ -1,0 +1,141 @@
+"""What a browser receives for each recorded event: a plain JSON payload with masked text only.
+
+``payload_of(event)`` is what ``call_events.payload`` stores and what websockets and replays send;
+every text in it has gone through :func:`streaming.privacy.mask_text`. One projection per event
+type, in a table keyed by the event's class (the event types the console records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from streaming.events import (
+    CallEnded,
+    CallStarted,
+    CallSummary,
+    Event,
+    KeywordsUpdated,
+    Suggestion,
+    TranscriptSegment,
+)
+from streaming.privacy import mask_text
+
+
+def clean(text: str) -> str:
+    """NUL characters are not text (and PostgreSQL refuses them)."""
+    return text.replace("\x00", "")
+
+
+def masked(text: str) -> str:
+    return mask_text(clean(text))
+
+
+def summary_content(ev: CallSummary) -> dict[str, Any]:
+    """A summary's content as stored (``summaries.content``) and shown: masked."""
+    return {
+        "category": ev.category,
+        "call_reason": masked(ev.call_reason),
+        "key_facts": [masked(x) for x in ev.key_facts],
+        "counselor_answers": [masked(x) for x in ev.counselor_answers],
+        "actions": [{"kind": a.kind.value, "text": masked(a.text)} for a in ev.actions],
+        "regulations_cited": list(ev.regulations_cited),
+        "entities": {k: [masked(v) for v in vs] for k, vs in ev.entities.items()},
+        "keywords": list(ev.keywords),
+        "generator": ev.generator,
+    }
+
+
+def _call_started(ev: CallStarted) -> dict[str, Any]:
+    return {
+        "type": "call_started",
+        "counselor_id": ev.counselor_id,
+        "team": ev.team,
+        "category": ev.category,
+        "queue": ev.queue,
+        "caller_number_masked": ev.caller_number_masked,
+        "source": ev.source.value,
+        "started_at": ev.started_at.isoformat(),
+    }
+
+
+def _call_ended(ev: CallEnded) -> dict[str, Any]:
+    return {
+        "type": "call_ended",
+        "ended_at": ev.ended_at.isoformat(),
+        "reason": ev.reason.value,
+        "duration_s": ev.duration_s,
+    }
+
+
+def _segment(ev: TranscriptSegment) -> dict[str, Any]:
+    return {
+        "type": "segment",
+        "segment_id": ev.segment_id,
+        "channel": ev.channel.value,
+        "text": masked(ev.text),
+        "is_final": ev.is_final,
+        "revision": ev.revision,
+        "start_s": ev.start_s,
+        "end_s": ev.end_s,
+        "confidence": ev.confidence,
+        "source": ev.source.value,
+    }
+
+
+def _keywords(ev: KeywordsUpdated) -> dict[str, Any]:
+    return {"type": "keywords", "keywords": [masked(k) for k in ev.keywords]}
+
+
+def _suggestion(ev: Suggestion) -> dict[str, Any]:
+    return {
+        "type": "suggestion",
+        "suggestion_id": ev.suggestion_id,
+        "trigger_segment_ids": list(ev.trigger_segment_ids),
+        "keywords": [masked(k) for k in ev.keywords],
+        "passages": [
+            {
+                "doc_id": p.doc_id,
+                "passage_id": p.passage_id,
+                "citation": clean(p.citation),
+                "law_name": p.law_name,
+                "article_no": p.article_no,
+                "snippet": masked(p.snippet),
+                "effective_date": p.effective_date,
+                "score": round(p.score, 4),
+            }
+            for p in ev.passages
+        ],
+        "draft": {
+            "generator": ev.draft.generator,
+            "abstained": ev.draft.abstained,
+            "abstain_reason": ev.draft.abstain_reason,
+            "sentences": [
+                {"text": masked(s.text), "citations": list(s.citations)} for s in ev.draft.sentences
+            ],
+        },
+        "latency_ms": round(ev.latency.total_ms, 1),
+    }
+
+
+def _summary(ev: CallSummary) -> dict[str, Any]:
+    return {"type": "summary", "summary_id": ev.summary_id, **summary_content(ev)}
+
+
+PROJECTIONS: dict[type[Event], Callable[[Any], dict[str, Any]]] = {
+    CallStarted: _call_started,
+    CallEnded: _call_ended,
+    TranscriptSegment: _segment,
+    KeywordsUpdated: _keywords,
+    Suggestion: _suggestion,
+    CallSummary: _summary,
+}
+RECORDED_TYPES = tuple(PROJECTIONS)
+
+
+def payload_of(ev: Event) -> dict[str, Any]:
+    """What a browser receives for an event: masked text only."""
+    project = PROJECTIONS.get(type(ev))
+    if project is None:
+        raise TypeError(f"the console does not record {type(ev).__name__}")
+    return project(ev)

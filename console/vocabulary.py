@@ -1,0 +1,99 @@
+"""The console's words: roles, summary statuses and review actions, feedback kinds.
+
+One definition each (``StrEnum``, as :class:`streaming.events.Channel`), with the Korean label the
+pages show and, for summaries, the one transition table the review workflow follows. Members are
+``str``: they compare equal to the strings stored in the database and sent in JSON.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+
+class LabelledEnum(StrEnum):
+    """Members are declared as ``name = "value", "label"``; the value is what is stored and sent."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+    @classmethod
+    def parse(cls, value: str) -> Self | None:
+        """The member named ``value``, or ``None`` (``value in SomeEnum`` raises on 3.11)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+class Role(LabelledEnum):
+    """What a console user is; :mod:`console.access` says what each may see and do."""
+
+    counselor = "counselor", "상담사"
+    supervisor = "supervisor", "관리자(슈퍼바이저)"
+    qa = "qa", "품질관리(QA)"
+    admin = "admin", "시스템 관리자"
+
+    @property
+    def home(self) -> str:
+        """The page a user of this role lands on after log-in."""
+        return _ROLE_HOMES[self]
+
+
+_ROLE_HOMES = {
+    Role.counselor: "/desk",
+    Role.supervisor: "/board",
+    Role.qa: "/search",
+    Role.admin: "/admin/users",
+}
+
+
+class SummaryStatus(LabelledEnum):
+    """``draft`` (the counselor may edit) → ``submitted`` (under review) → ``approved`` | ``rejected``."""
+
+    draft = "draft", "작성 중"
+    submitted = "submitted", "검토 대기"
+    approved = "approved", "승인"
+    rejected = "rejected", "반려"
+
+
+class ReviewAction(LabelledEnum):
+    """What happens to a summary: the counselor submits it, a reviewer decides."""
+
+    submit = "submit", "제출"
+    approve = "approve", "승인"
+    edit = "edit", "수정 후 승인"  # approve with the reviewer's corrections
+    reject = "reject", "반려"
+
+
+# The review workflow: action → (the statuses it may be taken from, the status it leads to).
+TRANSITIONS: dict[ReviewAction, tuple[frozenset[SummaryStatus], SummaryStatus]] = {
+    ReviewAction.submit: (frozenset({SummaryStatus.draft, SummaryStatus.rejected}), SummaryStatus.submitted),
+    ReviewAction.approve: (frozenset({SummaryStatus.submitted}), SummaryStatus.approved),
+    ReviewAction.edit: (frozenset({SummaryStatus.submitted}), SummaryStatus.approved),
+    ReviewAction.reject: (frozenset({SummaryStatus.submitted}), SummaryStatus.rejected),
+}
+REVIEWER_ACTIONS = (ReviewAction.approve, ReviewAction.edit, ReviewAction.reject)
+
+
+class FeedbackKind(StrEnum):
+    """``vote``: 👍/👎 (one per user and suggestion, the last counts); ``copy``: the draft was copied."""
+
+    vote = "vote"
+    copy = "copy"
+
+
+class Vote(StrEnum):
+    up = "up"
+    down = "down"
+
+
+# For the templates, which look labels up by the stored string.
+ROLE_LABEL = {r.value: r.label for r in Role}
+STATUS_LABEL = {s.value: s.label for s in SummaryStatus}
+ACTION_LABEL = {a.value: a.label for a in ReviewAction}
