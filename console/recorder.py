@@ -20,13 +20,17 @@ from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS, dlq_name
 
 from .hub import Hub
-from .store import Store
+from .store import OwnerConflict, Store
 
 log = logging.getLogger("dasan.console")
 
 TOPICS = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
 RECORDED = Counter("dasan_console_recorded_total", "Events written to the store", ["type"])
 SKIPPED = Counter("dasan_console_redelivered_total", "Events already in the store (redelivery)")
+OWNER_CONFLICTS = Counter(
+    "dasan_console_owner_conflicts_total",
+    "call_started events refused because they would change the owner of a call already started",
+)
 
 
 class Recorder:
@@ -106,13 +110,24 @@ class Recorder:
         self._pending = []
 
     def _dead_letter(self, event: Any, rec: Record, exc: Exception) -> None:
-        metrics.ERRORS.labels(service="console", kind="record").inc()
-        log.error("event refused by the store, dead-lettered: %r", exc, extra={"call_id": event.call_id})
+        if isinstance(exc, OwnerConflict):
+            reason = "owner_conflict"
+            OWNER_CONFLICTS.inc()
+            # The call id and the names of the fields, never their values (no personal data).
+            log.warning(
+                "call_started refused: it would change the owner of a call already started",
+                extra={"call_id": event.call_id, "fields": exc.fields, "event_id": event.event_id},
+            )
+        else:
+            reason = "handler_error"
+            metrics.ERRORS.labels(service="console", kind="record").inc()
+            log.error("event refused by the store, dead-lettered: %r", exc, extra={"call_id": event.call_id})
         if self.consumer is None:
             raise exc
+        metrics.DEAD_LETTERS.labels(topic=rec.topic, reason=reason).inc()
         key, value, headers = encode(event, self.kafka.max_message_bytes)
         dl = dead_letter_headers(
-            reason="handler_error",
+            reason=reason,
             error=repr(exc),
             topic=rec.topic,
             partition=rec.partition,

@@ -18,7 +18,7 @@ what browsers receive for an event is :mod:`console.projection`.
 from __future__ import annotations
 
 from .audit import Audit
-from .base import Clock, Conflict, NotFound, Recorded, system_clock
+from .base import Clock, Conflict, NotFound, OwnerConflict, Recorded, system_clock
 from .calls import CallQueries
 from .feedback import FeedbackStore
 from .metrics import Metrics
@@ -26,7 +26,7 @@ from .recording import Recording
 from .reviews import Reviews
 from .users import Users
 
-__all__ = ["Clock", "Conflict", "NotFound", "Recorded", "Store", "system_clock"]
+__all__ = ["Clock", "Conflict", "NotFound", "OwnerConflict", "Recorded", "Store", "system_clock"]
 
 
 class Store(Recording, CallQueries, FeedbackStore, Reviews, Users, Audit, Metrics):

@@ -32,7 +32,7 @@ from streaming.events import (
 from ..models import Call, CallEvent, KeywordUpdate, Segment, SuggestionRow, Summary, utc
 from ..projection import clean, payload_of, summary_content
 from ..vocabulary import SummaryStatus
-from .base import Recorded, StoreBase
+from .base import OwnerConflict, Recorded, StoreBase
 
 log = logging.getLogger("dasan.console")
 
@@ -49,8 +49,20 @@ class NewEvent:
     now: datetime
 
 
+# Who a call belongs to: the counselor and team who may see it, and the caller whose history it joins.
+OWNER_FIELDS = ("counselor_id", "team", "caller_key")
+
+
 def _call_started(new: NewEvent, ev: CallStarted) -> None:
     call = new.call
+    if call.started_at is not None:
+        # A second start for a call already started: a redelivery under a new event id keeps the
+        # owner; one that changes it is a forgery (or a gateway bug) and must not move the call,
+        # its transcript and summary to another desk or join it to another caller's history.
+        changed = [f for f in OWNER_FIELDS if getattr(call, f) != getattr(ev, f)]
+        if changed:
+            raise OwnerConflict(ev.call_id, changed)
+        return  # the same owner again: the call keeps what its first start said
     call.counselor_id = ev.counselor_id
     call.team = ev.team
     call.queue = ev.queue
