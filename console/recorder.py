@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from datetime import timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -43,7 +41,6 @@ class Recorder:
         kafka: KafkaSettings | None = None,
         group_id: str = "console-recorder",
         batch_max: int = 500,
-        raw_retention_days: float | None = None,
         **consumer_overrides: Any,
     ) -> None:
         self.store = store
@@ -59,8 +56,6 @@ class Recorder:
         self.last_error: str | None = None
         self.broker_ok = False
         self.batch_max = batch_max
-        self.raw_retention_days = raw_retention_days
-        self._last_purge = 0.0
         self._pending: list[tuple[Any, Record]] = []
 
     # ------------------------------------------------------------------ handler
@@ -174,9 +169,6 @@ class Recorder:
                 backoff = 0.5
                 while not self._stop.is_set():
                     self.consumer.poll_once(300)
-                    if self.raw_retention_days and time.monotonic() - self._last_purge > 3600:
-                        self._last_purge = time.monotonic()
-                        self.purge_raw()
             except Exception as exc:
                 self.last_error = repr(exc)
                 metrics.ERRORS.labels(service="console", kind="recorder").inc()
@@ -190,17 +182,6 @@ class Recorder:
                     except Exception as exc:
                         log.warning("recorder close failed: %r", exc)
                     self.consumer = None
-
-    def purge_raw(self) -> None:
-        """Erase unmasked transcript text past its retention (hourly, from the recorder's loop)."""
-        if not self.raw_retention_days:
-            return
-        try:
-            n = self.store.purge_raw(timedelta(days=self.raw_retention_days))
-            if n:
-                log.info("raw transcript text erased past retention", extra={"segments": n})
-        except Exception as exc:
-            log.warning("raw text purge failed: %r", exc)
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
