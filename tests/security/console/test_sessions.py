@@ -202,3 +202,29 @@ def _cli(monkeypatch: pytest.MonkeyPatch, settings: Any, *argv: str) -> str:
         main(list(argv))
     assert exc.value.code in (0, None), buf.getvalue()
     return buf.getvalue()
+
+
+def test_live_sockets_per_user_are_capped(console_settings, users, store: Store, call_script) -> None:
+    script = call_script(counselor="kim", team="A")
+    store.record(script.started())
+    kim = _client(console_settings, store, ws_max_per_user=2)
+    login(kim, "kim")
+    with (
+        kim.websocket_connect(f"/ws/calls/{script.call_id}") as a,
+        kim.websocket_connect(f"/ws/calls/{script.call_id}") as b,
+    ):
+        a.receive_json()
+        b.receive_json()
+        with (
+            pytest.raises(WebSocketDisconnect) as exc,
+            kim.websocket_connect(f"/ws/calls/{script.call_id}") as c,
+        ):
+            c.receive_json()
+        assert exc.value.code == 4429
+        boss = TestClient(kim.app, base_url="http://testserver")  # the same app: another browser
+        boss.__enter__()
+        login(boss, "boss")  # another user is not affected
+        with boss.websocket_connect(f"/ws/calls/{script.call_id}") as d:
+            assert d.receive_json()["type"] in ("events", "status")
+    with kim.websocket_connect(f"/ws/calls/{script.call_id}") as again:  # closed ones are given back
+        assert again.receive_json()["type"] in ("events", "status")
