@@ -135,9 +135,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings, with_recorder=not args.no_recorder)
     if settings.metrics_port:
-        from prometheus_client import start_http_server
+        # /healthz, /readyz and /metrics without log-in, for Prometheus and probes inside the cluster.
+        from streaming.health import HealthServer
 
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        from .routes.ops import readiness
+
+        HealthServer(settings.metrics_host, settings.metrics_port, readiness(app)).start()
     print(f"console: http://{host}:{port}/  (Ctrl-C stops it)", file=sys.stderr)
     uvicorn.run(app, **uvicorn_options(settings, host, port))
     return 0

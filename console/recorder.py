@@ -12,8 +12,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from streaming import metrics
 from streaming.codec import dead_letter_headers, encode
+from streaming.health import broker_reachable
 from streaming.kafka import EventConsumer, Record
-from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS, dlq_name
 
@@ -191,8 +191,3 @@ class Recorder:
     def healthy(self) -> bool:
         """Polling, and the broker answers (kafka-python polls quietly while the broker is away)."""
         return self.consumer is not None and self.broker_ok and self.consumer.healthy(max_silence_s=30)
-
-
-def broker_reachable(kafka: KafkaSettings, timeout: float = 0.5) -> bool:
-    """A bootstrap server answers a Kafka request (a hung broker still accepts TCP connections)."""
-    return broker_answers(kafka, timeout)
