@@ -7,48 +7,22 @@ The WebSocket and Kafka side is :mod:`asr.gateway`; the messages themselves are
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import ValidationError
 
+from streaming.callers import caller_key, mask_caller_number, normalize_number  # noqa: F401 (re-exported)
 from streaming.events import AudioFrame, Channel, Codec
 from streaming.ingest import IngestStart
 
 from .audio import bytes_per_sample
 
 # --------------------------------------------------------------------------- caller number
-
-
-def normalize_number(number: str) -> str:
-    """Digits of a Korean phone number in national form (+82 10-… → 010…)."""
-    digits = re.sub(r"\D", "", number)
-    if number.strip().startswith("+82") or (digits.startswith("82") and len(digits) >= 11):
-        digits = "0" + digits[2:]
-    return digits
-
-
-def mask_caller_number(number: str) -> str | None:
-    """010-1234-5678 → 010-****-5678; 02-123-4567 → 02-***-4567. None if too short to be a number."""
-    d = normalize_number(number)
-    if len(d) < 7:
-        return None
-    prefix = d[:2] if d.startswith("02") else d[:3]
-    middle = d[len(prefix) : -4]
-    return f"{prefix}-{'*' * len(middle)}-{d[-4:]}"
-
-
-def caller_key(number: str, secret: str) -> str | None:
-    """HMAC-SHA256 (hex) of the normalised digits with the site secret."""
-    d = normalize_number(number)
-    if not d:
-        return None
-    return hmac.new(secret.encode(), d.encode(), hashlib.sha256).hexdigest()
+# normalize_number, mask_caller_number and caller_key live in streaming.callers (the console derives
+# the same key to erase a caller's data); re-exported here for the gateway.
 
 
 # --------------------------------------------------------------------------- protocol

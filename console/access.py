@@ -23,6 +23,7 @@ REVIEW_READERS = (Role.supervisor, Role.qa)  # the review queue (QA reads it, re
 REVIEWERS = (Role.supervisor,)  # approve / edit / reject summaries
 ADMINS = (Role.admin,)  # users and the audit log
 COUNSELORS = (Role.counselor,)  # the desk: feedback on suggestions, submitting summaries
+OPERATORS = (Role.admin, Role.qa)  # the API docs and Prometheus metrics on the public port
 
 
 def role_of(user: User) -> Role | None:
@@ -60,16 +61,39 @@ ALL_CALLS = CallScope(())
 
 
 def call_scope(user: User) -> CallScope:
-    """Counselors: their own calls. Supervisors: their team's (all calls if they have no team).
-    QA and admins: every call, read-only."""
+    """Counselors: their own calls. Supervisors: their team's; a supervisor without a team sees no
+    call (a missing team is an administration mistake, not a licence to see every team; the pages
+    say so). QA and admins: every call, read-only."""
     role = role_of(user)
     if role is Role.counselor:
         return CallScope((("counselor_id", user.username),))
-    if role is Role.supervisor and user.team:
-        return CallScope((("team", user.team),))
-    if role in OVERSEERS:
+    if role is Role.supervisor:
+        return CallScope((("team", user.team),)) if user.team else NO_CALLS
+    if role in (Role.qa, Role.admin):
         return ALL_CALLS
     return NO_CALLS
+
+
+def history_scope(user: User) -> CallScope:
+    """Whose earlier calls with the same caller a viewer of a call is shown (caller history):
+    counselors and supervisors, their team's calls (a counselor without a team: their own; a
+    supervisor without a team: none); QA and admins, every call. Only approved summaries are shown
+    (the store's query), so a counselor reads a teammate's reviewed summary, never the call itself."""
+    role = role_of(user)
+    if role in (Role.counselor, Role.supervisor) and user.team:
+        return CallScope((("team", user.team),))
+    if role is Role.counselor:
+        return CallScope((("counselor_id", user.username),))
+    if role in (Role.qa, Role.admin):
+        return ALL_CALLS
+    return NO_CALLS
+
+
+def scope_notice(user: User) -> str | None:
+    """What the pages tell a user whose scope is empty by configuration."""
+    if role_of(user) is Role.supervisor and not user.team:
+        return "팀이 지정되지 않아 볼 수 있는 통화가 없습니다. 시스템 관리자에게 팀 지정을 요청하세요."
+    return None
 
 
 def visible_calls(user: User) -> ColumnElement[bool]:

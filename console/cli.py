@@ -1,4 +1,8 @@
-"""Commands of the console package: ``dasan console run|migrate`` and ``dasan users add|list``."""
+"""Commands of the console package: ``dasan console run|migrate``, ``dasan users
+add|list|deactivate|activate|passwd|logout`` and ``dasan privacy retention|erase``.
+
+Every command that changes a user or erases data writes an audit row in the name of the
+operating-system user who ran it (role ``cli``)."""
 
 from __future__ import annotations
 
@@ -44,6 +48,48 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     ls = us.add_parser("list", help="List users")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_users_list)
+    de = us.add_parser("deactivate", help="Stop a user from logging in and end all of their sessions now")
+    de.add_argument("username")
+    de.set_defaults(func=_users_active, active=False)
+    ac = us.add_parser("activate", help="Let a deactivated user log in again")
+    ac.add_argument("username")
+    ac.set_defaults(func=_users_active, active=True)
+    pw = us.add_parser(
+        "passwd", help="Set a new password (generated and printed unless given); ends the user's sessions"
+    )
+    pw.add_argument("username")
+    pw.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the new password from standard input (not the command line)",
+    )
+    pw.set_defaults(func=_users_passwd)
+    lo = us.add_parser("logout", help="End all sessions of a user (the account stays active)")
+    lo.add_argument("username")
+    lo.set_defaults(func=_users_logout)
+
+    p = sub.add_parser(
+        "privacy",
+        help="Retention and erasure of personal data in the console's store",
+        description="The retention job (also run hourly inside the console) and the erasure of one "
+        "caller's or one call's data. Both are audited.",
+    )
+    ps = p.add_subparsers(dest="privacy_command", metavar="ACTION", required=True)
+    rt = ps.add_parser("retention", help="Delete what every table keeps past its retention, now")
+    rt.add_argument("--json", action="store_true", help="print the counts as JSON")
+    rt.set_defaults(func=_privacy_retention)
+    er = ps.add_parser(
+        "erase",
+        help="Remove everything the store holds about a caller (by number) or one call",
+        description="Removes the calls, transcripts, summaries, reviews, suggestions and feedback; "
+        "rewrites the call ids in the audit log; prints what Kafka keeps until its retention.",
+    )
+    what = er.add_mutually_exclusive_group(required=True)
+    what.add_argument("--caller", metavar="NUMBER", help="the caller's phone number (any format)")
+    what.add_argument("--call", metavar="ID", help="one call id")
+    er.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
+    er.add_argument("--json", action="store_true", help="print JSON")
+    er.set_defaults(func=_privacy_erase)
 
 
 def _store() -> Any:
@@ -55,6 +101,19 @@ def _store() -> Any:
     engine = make_engine(settings)
     migrate(engine, settings)
     return Store(engine, settings.timezone)
+
+
+def _operator() -> Any:
+    """The audit log's actor for a command: the operating-system user who ran it."""
+    import getpass
+
+    from .store import Actor
+
+    try:
+        name = getpass.getuser()
+    except Exception:  # no user name in this environment (a container without one)
+        name = "unknown"
+    return Actor(f"cli:{name}"[:64], "cli")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,10 +128,36 @@ def _run(args: argparse.Namespace) -> int:
     settings = ConsoleSettings()
     host = args.host or settings.host
     port = args.port or settings.port
+    try:
+        settings.check_bind(host)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings, with_recorder=not args.no_recorder)
+    if settings.metrics_port:
+        # /healthz, /readyz and /metrics without log-in, for Prometheus and probes inside the cluster.
+        from streaming.health import HealthServer
+
+        from .routes.ops import readiness
+
+        HealthServer(settings.metrics_host, settings.metrics_port, readiness(app)).start()
     print(f"console: http://{host}:{port}/  (Ctrl-C stops it)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_config=None, ws_max_size=1 << 20)
+    uvicorn.run(app, **uvicorn_options(settings, host, port))
     return 0
+
+
+def uvicorn_options(settings: Any, host: str, port: int) -> dict[str, Any]:
+    """How the console is served: uvicorn's access log off (the app logs paths without query
+    strings), client addresses from X-Forwarded-For of the trusted proxies only."""
+    return {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "ws_max_size": 1 << 20,
+    }
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -108,8 +193,151 @@ def _users_add(args: argparse.Namespace) -> int:
             return 1
         user = store.reset_user(args.username, hash_password(password), args.role, args.team, args.name)
         verb = "reset"
+    from .vocabulary import AuditAction
+
+    store.audit(
+        _operator(),
+        AuditAction.user_create if verb == "created" else AuditAction.user_password,
+        target=user.username,
+        detail=f"role={user.role} team={user.team}" + (" (--reset)" if verb == "reset" else ""),
+    )
     line = f"{verb} {user.username} (role {user.role}{', team ' + user.team if user.team else ''})"
     print(line + (f"  password: {password}" if args.password is None else ""))
+    if not user.active:
+        print(
+            f"note: {user.username} is deactivated and stays so (dasan users activate {user.username})",
+            file=sys.stderr,
+        )
+    if user.role == Role.supervisor and not user.team:
+        print("note: a supervisor without --team sees no calls", file=sys.stderr)
+    return 0
+
+
+def _users_active(args: argparse.Namespace) -> int:
+    from .store import NotFound
+    from .vocabulary import AuditAction
+
+    store = _store()
+    try:
+        user, ended = store.set_active(args.username, args.active)
+    except NotFound:
+        print(f"error: no user {args.username!r}", file=sys.stderr)
+        return 1
+    action = AuditAction.user_activate if args.active else AuditAction.user_deactivate
+    store.audit(_operator(), action, target=user.username, detail=f"sessions_ended={ended}")
+    state = "active" if args.active else f"deactivated, {ended} session(s) ended"
+    print(f"{user.username}: {state}")
+    return 0
+
+
+def _users_passwd(args: argparse.Namespace) -> int:
+    from .auth import generate_password, hash_password
+    from .store import NotFound
+    from .vocabulary import AuditAction
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if len(password) < 10:
+            print("error: the password needs at least 10 characters", file=sys.stderr)
+            return 2
+    else:
+        password = generate_password()
+    store = _store()
+    try:
+        user, ended = store.change_password(args.username, hash_password(password))
+    except NotFound:
+        print(f"error: no user {args.username!r}", file=sys.stderr)
+        return 1
+    store.audit(
+        _operator(), AuditAction.user_password, target=user.username, detail=f"sessions_ended={ended}"
+    )
+    line = f"new password for {user.username}; {ended} session(s) ended"
+    print(line + ("" if args.password_stdin else f"  password: {password}"))
+    if not user.active:
+        print(f"note: {user.username} is deactivated (dasan users activate {user.username})", file=sys.stderr)
+    return 0
+
+
+def _users_logout(args: argparse.Namespace) -> int:
+    from .vocabulary import AuditAction
+
+    store = _store()
+    user = store.user_by_name(args.username)
+    if user is None:
+        print(f"error: no user {args.username!r}", file=sys.stderr)
+        return 1
+    ended = store.revoke_sessions(user.id)
+    store.audit(
+        _operator(), AuditAction.user_sessions_revoke, target=user.username, detail=f"sessions_ended={ended}"
+    )
+    print(f"{user.username}: {ended} session(s) ended")
+    return 0
+
+
+def _privacy_retention(args: argparse.Namespace) -> int:
+    import json
+
+    from .retention import run_retention
+    from .settings import ConsoleSettings
+
+    counts = run_retention(_store(), ConsoleSettings())
+    if args.json:
+        print(json.dumps(counts, indent=2))
+    else:
+        for table, n in counts.items():
+            print(f"{table:32s} {n:8d}")
+    return 0
+
+
+def _privacy_erase(args: argparse.Namespace) -> int:
+    import json
+
+    from .retention import erase, find_caller_calls
+    from .settings import ConsoleSettings
+    from .store import NotFound
+
+    settings = ConsoleSettings()
+    store = _store()
+    if args.caller:
+        try:
+            calls = find_caller_calls(store, settings, args.caller)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        scope = "caller"
+    else:
+        try:
+            calls = [store.get_call(args.call)]
+        except NotFound:
+            calls = []
+        scope = "call"
+    done = erase(store, calls, _operator(), scope=scope, dry_run=args.dry_run)
+    report = {
+        "erasure": done.erasure_id,
+        "dry_run": done.dry_run,
+        "calls": done.call_ids,
+        "removed": done.removed,
+        "kafka": done.kafka_remains() if calls else [],
+    }
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"erasure {done.erasure_id}: {len(calls)} call(s) {'found' if args.dry_run else 'erased'}")
+    if not calls:
+        print("nothing in the store matches" + (" (no call with this caller's key)" if args.caller else ""))
+        return 0
+    for cid in done.call_ids:
+        print(f"  call {cid}")
+    print(f"rows {verb}:")
+    for table, n in done.removed.items():
+        print(f"  {table:32s} {n:8d}")
+    print(
+        "still in Kafka until each topic's retention (the console cannot delete single events there; "
+        "the recorder will not record these calls again):"
+    )
+    for row in report["kafka"]:
+        print(f"  {row['topic']:24s} {row['retention_days']:6g} days  until {row['until']}  ({row['holds']})")
     return 0
 
 

@@ -3,25 +3,31 @@ checks that turn the access policy (:mod:`console.access`) into 403s for one cal
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.requests import HTTPConnection
+
+from streaming.privacy import mask_text
 
 from .access import (
     ADMINS,
     COUNSELORS,
+    OPERATORS,
     OVERSEERS,
     REVIEW_READERS,
     REVIEWERS,
     can_read_summary,
     can_see_call,
 )
-from .auth import current_user, require_csrf, require_roles
+from .auth import actor, current_user, require_csrf, require_roles
 from .corpus import Corpus
 from .models import Call, Summary, User
 from .settings import ConsoleSettings
 from .store import Store
+from .vocabulary import AuditAction
 
 
 def get_store(conn: HTTPConnection) -> Store:
@@ -49,6 +55,48 @@ Overseer = Annotated[User, Depends(require_roles(*OVERSEERS))]
 Admin = Annotated[User, Depends(require_roles(*ADMINS))]
 # JSON writes carry the session's CSRF token in the X-CSRF-Token header.
 Csrf = Depends(require_csrf)
+Operator = Annotated[User, Depends(require_roles(*OPERATORS))]
+
+
+@dataclass(frozen=True)
+class Auditor:
+    """Writes the audit rows of one request: who (the logged-in user) and from where are filled in."""
+
+    store: Store
+    request: HTTPConnection
+    user: User
+
+    def __call__(
+        self,
+        action: AuditAction,
+        call_id: str | None = None,
+        *,
+        target: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.store.audit(actor(self.request, self.user), action, call_id, target=target, detail=detail)
+
+
+def get_auditor(request: Request, user: CurrentUser, store: StoreDep) -> Auditor:
+    return Auditor(store, request, user)
+
+
+Audited = Annotated[Auditor, Depends(get_auditor)]
+
+
+def search_target(filters: dict[str, Any]) -> str:
+    """A search as its audit row names it: ``q=…;counselor=…`` of the filters given, free text
+    masked (a phone number searched for is personal data: the audit log records that a number was
+    searched, not which one)."""
+    parts = []
+    for key, value in filters.items():
+        if value is None or value == "":
+            continue
+        text = value.isoformat() if isinstance(value, date) else str(value)
+        if key in ("q", "keyword", "counselor", "category"):
+            text = mask_text(text)
+        parts.append(f"{key}={text}")
+    return ";".join(parts)[:128] or "(all)"
 
 
 def visible_call(store: Store, user: User, call_id: str) -> Call:

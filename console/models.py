@@ -220,11 +220,52 @@ class Feedback(Base):
 
 
 class AuditLog(Base):
+    """Who did or read what, when and from where: append-only (database triggers refuse UPDATE and
+    DELETE outside the retention and erasure jobs, which unlock it inside their own transaction)."""
+
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(64), index=True)
     role: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32), index=True)
     call_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(128), doc="the user, summary or search acted on")
     detail: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(TS)
+    ip: Mapped[str | None] = mapped_column(String(64), doc="client address")
+    at: Mapped[datetime] = mapped_column(TS, index=True)
+
+
+class AuditUnlock(Base):
+    """A row here, inside the same transaction only, lets that transaction delete or rewrite audit
+    rows: the retention job and the erasure of one caller insert it first and remove it before
+    they commit. Every other transaction sees the table empty and the triggers refuse."""
+
+    __tablename__ = "audit_unlock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+
+
+class ErasedCall(Base):
+    """A call erased on request (``dasan privacy erase``): the SHA-256 of its id, so that the
+    recorder does not bring it back from Kafka (a replay, a new consumer group) while the topics
+    still hold its events. Kept until the longest topic retention has passed; the call id itself
+    is not kept."""
+
+    __tablename__ = "erased_calls"
+    call_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(TS, index=True)
+
+
+class SessionRecord(Base):
+    """A logged-in browser. The cookie carries a random token; this row is keyed by its SHA-256, so
+    the table alone does not let anyone log in. Deleting the row ends the session everywhere."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    last_seen_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime] = mapped_column(TS, index=True, doc="absolute end, whatever the activity")
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))

@@ -46,6 +46,29 @@ def summary_content(ev: CallSummary) -> dict[str, Any]:
     }
 
 
+def mask_content(content: dict[str, Any]) -> dict[str, Any]:
+    """A summary's content typed or edited by a person (counselor's submit, reviewer's edit), masked
+    like the generated one before it is stored: people paste numbers and names too."""
+    out = dict(content)
+    for key in ("category", "call_reason"):
+        if isinstance(out.get(key), str):
+            out[key] = masked(out[key])
+    for key in ("key_facts", "counselor_answers", "keywords"):
+        if isinstance(out.get(key), list):
+            out[key] = [masked(x) if isinstance(x, str) else x for x in out[key]]
+    if isinstance(out.get("actions"), list):
+        out["actions"] = [
+            {k: masked(v) if isinstance(v, str) else v for k, v in a.items()} if isinstance(a, dict) else a
+            for a in out["actions"]
+        ]
+    if isinstance(out.get("entities"), dict):
+        out["entities"] = {
+            k: [masked(v) if isinstance(v, str) else v for v in vs] if isinstance(vs, list) else vs
+            for k, vs in out["entities"].items()
+        }
+    return out
+
+
 def _call_started(ev: CallStarted) -> dict[str, Any]:
     return {
         "type": "call_started",

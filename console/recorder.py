@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from datetime import timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -14,19 +12,23 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from streaming import metrics
 from streaming.codec import dead_letter_headers, encode
+from streaming.health import broker_reachable
 from streaming.kafka import EventConsumer, Record
-from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS, dlq_name
 
 from .hub import Hub
-from .store import Store
+from .store import OwnerConflict, Store
 
 log = logging.getLogger("dasan.console")
 
 TOPICS = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
 RECORDED = Counter("dasan_console_recorded_total", "Events written to the store", ["type"])
 SKIPPED = Counter("dasan_console_redelivered_total", "Events already in the store (redelivery)")
+OWNER_CONFLICTS = Counter(
+    "dasan_console_owner_conflicts_total",
+    "call_started events refused because they would change the owner of a call already started",
+)
 
 
 class Recorder:
@@ -39,7 +41,6 @@ class Recorder:
         kafka: KafkaSettings | None = None,
         group_id: str = "console-recorder",
         batch_max: int = 500,
-        raw_retention_days: float | None = None,
         **consumer_overrides: Any,
     ) -> None:
         self.store = store
@@ -55,8 +56,6 @@ class Recorder:
         self.last_error: str | None = None
         self.broker_ok = False
         self.batch_max = batch_max
-        self.raw_retention_days = raw_retention_days
-        self._last_purge = 0.0
         self._pending: list[tuple[Any, Record]] = []
 
     # ------------------------------------------------------------------ handler
@@ -106,13 +105,24 @@ class Recorder:
         self._pending = []
 
     def _dead_letter(self, event: Any, rec: Record, exc: Exception) -> None:
-        metrics.ERRORS.labels(service="console", kind="record").inc()
-        log.error("event refused by the store, dead-lettered: %r", exc, extra={"call_id": event.call_id})
+        if isinstance(exc, OwnerConflict):
+            reason = "owner_conflict"
+            OWNER_CONFLICTS.inc()
+            # The call id and the names of the fields, never their values (no personal data).
+            log.warning(
+                "call_started refused: it would change the owner of a call already started",
+                extra={"call_id": event.call_id, "fields": exc.fields, "event_id": event.event_id},
+            )
+        else:
+            reason = "handler_error"
+            metrics.ERRORS.labels(service="console", kind="record").inc()
+            log.error("event refused by the store, dead-lettered: %r", exc, extra={"call_id": event.call_id})
         if self.consumer is None:
             raise exc
+        metrics.DEAD_LETTERS.labels(topic=rec.topic, reason=reason).inc()
         key, value, headers = encode(event, self.kafka.max_message_bytes)
         dl = dead_letter_headers(
-            reason="handler_error",
+            reason=reason,
             error=repr(exc),
             topic=rec.topic,
             partition=rec.partition,
@@ -159,9 +169,6 @@ class Recorder:
                 backoff = 0.5
                 while not self._stop.is_set():
                     self.consumer.poll_once(300)
-                    if self.raw_retention_days and time.monotonic() - self._last_purge > 3600:
-                        self._last_purge = time.monotonic()
-                        self.purge_raw()
             except Exception as exc:
                 self.last_error = repr(exc)
                 metrics.ERRORS.labels(service="console", kind="recorder").inc()
@@ -176,17 +183,6 @@ class Recorder:
                         log.warning("recorder close failed: %r", exc)
                     self.consumer = None
 
-    def purge_raw(self) -> None:
-        """Erase unmasked transcript text past its retention (hourly, from the recorder's loop)."""
-        if not self.raw_retention_days:
-            return
-        try:
-            n = self.store.purge_raw(timedelta(days=self.raw_retention_days))
-            if n:
-                log.info("raw transcript text erased past retention", extra={"segments": n})
-        except Exception as exc:
-            log.warning("raw text purge failed: %r", exc)
-
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -195,8 +191,3 @@ class Recorder:
     def healthy(self) -> bool:
         """Polling, and the broker answers (kafka-python polls quietly while the broker is away)."""
         return self.consumer is not None and self.broker_ok and self.consumer.healthy(max_silence_s=30)
-
-
-def broker_reachable(kafka: KafkaSettings, timeout: float = 0.5) -> bool:
-    """A bootstrap server answers a Kafka request (a hung broker still accepts TCP connections)."""
-    return broker_answers(kafka, timeout)

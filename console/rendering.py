@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from . import schemas
+from .access import scope_notice
 from .auth import LoginRequired, csrf_token, current_user
 from .models import Call, User
 from .store import Conflict, NotFound
@@ -24,11 +25,18 @@ templates.env.globals.update(ROLE_LABEL=ROLE_LABEL, STATUS_LABEL=STATUS_LABEL, A
 
 
 def page(request: Request, name: str, user: User | None, **ctx: Any) -> HTMLResponse:
-    """A page: every template gets the user, the session's CSRF token and the settings."""
+    """A page: every template gets the user, the session's CSRF token, the settings and, where the
+    user's access is empty by configuration, a notice saying why."""
     return templates.TemplateResponse(
         request,
         name,
-        {"user": user, "csrf": csrf_token(request), "settings": request.app.state.settings, **ctx},
+        {
+            "user": user,
+            "csrf": csrf_token(request),
+            "settings": request.app.state.settings,
+            "scope_notice": scope_notice(user) if user else None,
+            **ctx,
+        },
     )
 
 

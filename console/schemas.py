@@ -164,13 +164,27 @@ class UserCreated(UserOut):
     password: str | None = Field(description="The generated password, shown once")
 
 
+class PasswordIn(BaseModel):
+    password: str | None = Field(
+        default=None, min_length=10, max_length=200, description="The new password; omitted: one is generated"
+    )
+
+
 class AuditEntry(FromRow):
+    id: int
     username: str
     role: str
     action: str
     call_id: str | None
+    target: str | None
     detail: str | None
+    ip: str | None
     at: Timestamp | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page; null: no more")
 
 
 class CallerHistoryEntry(BaseModel):

@@ -97,3 +97,32 @@ class Vote(StrEnum):
 ROLE_LABEL = {r.value: r.label for r in Role}
 STATUS_LABEL = {s.value: s.label for s in SummaryStatus}
 ACTION_LABEL = {a.value: a.label for a in ReviewAction}
+
+
+class AuditAction(StrEnum):
+    """What an audit row records (``audit_log.action``)."""
+
+    # log-in
+    login = "login"
+    login_failed = "login_failed"
+    logout = "logout"
+    # reads of call content (each names the call)
+    call_view = "call_view"  # a call's page or record
+    call_events = "call_events"  # the call's event log (replay, catch-up)
+    transcript = "transcript"  # masked transcript
+    raw_transcript = "raw_transcript"  # unmasked transcript (raw-text roles only)
+    summary_view = "summary_view"  # a summary or its review history
+    review_view = "review_view"  # the review page (summary and transcript)
+    feedback_view = "feedback_view"
+    caller_history = "caller_history"  # the caller's earlier calls
+    live_stream = "live_stream"  # a websocket opened on the call
+    search = "search"  # a search or list of calls (target: the filters, masked)
+    # administration
+    user_create = "user_create"
+    user_deactivate = "user_deactivate"
+    user_activate = "user_activate"
+    user_password = "user_password"
+    user_sessions_revoke = "user_sessions_revoke"
+    audit_read = "audit_read"
+    erase = "erase"
+    retention = "retention"

@@ -1,5 +1,5 @@
 """Feedback on suggestions: 👍/👎 with a reason and draft copies (the counselor of the call only),
-and the feedback a call received."""
+and the feedback a call received. Reasons are masked by the store before they are kept."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from fastapi import APIRouter, HTTPException
 
 from .. import schemas
 from ..access import owns_call
-from ..deps import Counselor, Csrf, CurrentUser, StoreDep, visible_call
-from ..vocabulary import FeedbackKind
+from ..deps import Audited, Counselor, Csrf, CurrentUser, StoreDep, visible_call
+from ..vocabulary import AuditAction, FeedbackKind
 
 router = APIRouter(prefix="/api", tags=["feedback"])
 
 
 @router.get("/calls/{call_id}/feedback", response_model=list[schemas.FeedbackOut])
-def api_call_feedback(call_id: str, user: CurrentUser, store: StoreDep) -> Any:
+def api_call_feedback(call_id: str, user: CurrentUser, store: StoreDep, audit: Audited) -> Any:
     visible_call(store, user, call_id)
+    audit(AuditAction.feedback_view, call_id)
     return store.feedback_for_call(call_id)
 
 

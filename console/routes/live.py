@@ -5,7 +5,12 @@ The handler subscribes to the in-process hub *before* reading the store, so noth
 between is missed; whatever arrives out of order (or from another instance's recorder) is filled
 in from the store. Messages: ``{"type":"events","items":[{seq,at,event}…]}`` and
 ``{"type":"status","last_seq","recorder_ok","at"}`` (heartbeat). Close codes: 4401 not logged in,
-4403 not allowed, 4404 unknown call, 1013 fell behind (resume with ``after``).
+4403 not allowed, 4404 unknown call, 4429 too many live sockets for this user, 1008 the session
+ended while open (revoked, expired, user deactivated: log in again), 1013 fell behind (resume with
+``after``).
+
+An open socket re-checks its session every ``ws_session_check_s``; a resume is a new handshake and
+is checked like the first. Each socket opened is audited (``live_stream``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -20,16 +27,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..access import can_see_call
-from ..auth import websocket_user
+from ..auth import Authenticated, actor, session_still_valid, websocket_auth
 from ..deps import SettingsDep, StoreDep
 from ..hub import WS_DROPPED, Hub
 from ..recorder import Recorder
 from ..settings import ConsoleSettings
 from ..store import NotFound, Store
+from ..vocabulary import AuditAction
 
 log = logging.getLogger("dasan.console")
 
 router = APIRouter()
+
+CLOSE_POLICY = 1008  # the session ended while the socket was open
+CLOSE_RESUME = 1013
+CLOSE_TOO_MANY = 4429
 
 
 @router.websocket("/ws/calls/{call_id}")
@@ -40,10 +52,11 @@ async def ws_call(
 
     A client that falls behind is closed with code 1013 and resumes with ``after=<last seq>``.
     """
-    user = await run_in_threadpool(websocket_user, ws)
-    if user is None:
+    auth = await run_in_threadpool(websocket_auth, ws)
+    if auth is None:
         await ws.close(code=4401)
         return
+    user = auth.user
     try:
         call = await run_in_threadpool(store.get_call, call_id)
     except NotFound:
@@ -52,9 +65,25 @@ async def ws_call(
     if not can_see_call(user, call):
         await ws.close(code=4403)
         return
-    await ws.accept()
-    stream = CallStream(ws, call_id, store, ws.app.state.hub, ws.app.state.recorder, settings)
-    await stream.run(max(0, after))
+    open_per_user: Counter[int] = ws.app.state.ws_per_user  # touched on the event loop only
+    if open_per_user[user.id] >= settings.ws_max_per_user:
+        log.warning(
+            "too many live sockets for one user", extra={"call_id": call_id, "username": user.username}
+        )
+        await ws.close(code=CLOSE_TOO_MANY)
+        return
+    open_per_user[user.id] += 1
+    try:
+        await run_in_threadpool(
+            store.audit, actor(ws, user), AuditAction.live_stream, call_id, detail=f"after={max(0, after)}"
+        )
+        await ws.accept()
+        stream = CallStream(ws, call_id, store, ws.app.state.hub, ws.app.state.recorder, settings, auth)
+        await stream.run(max(0, after))
+    finally:
+        open_per_user[user.id] -= 1
+        if open_per_user[user.id] <= 0:
+            del open_per_user[user.id]
 
 
 class CallStream:
@@ -68,8 +97,12 @@ class CallStream:
         hub: Hub,
         recorder: Recorder | None,
         settings: ConsoleSettings,
+        auth: Authenticated | None = None,
     ) -> None:
         self.ws = ws
+        self.auth = auth
+        self.close_code = CLOSE_RESUME
+        self.next_check = time.monotonic() + settings.ws_session_check_s
         self.call_id = call_id
         self.store = store
         self.hub = hub
@@ -87,6 +120,10 @@ class CallStream:
             await self._catch_up()
             await self._send(self._status())
             while not reader.done():
+                if not await self._session_ok():
+                    log.info("session ended, closing live socket", extra={"call_id": call_id})
+                    self.close_code = CLOSE_POLICY
+                    return
                 if sub.overflowed.is_set():
                     log.warning("websocket client fell behind, closing it", extra={"call_id": call_id})
                     return  # closed below with 1013: the client resumes from its last seq
@@ -120,8 +157,20 @@ class CallStream:
             reader.cancel()
             overflow.cancel()
             if ws.application_state != WebSocketState.DISCONNECTED:
+                reason = "session ended" if self.close_code == CLOSE_POLICY else "resume"
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(code=1013, reason="resume"), settings.ws_send_timeout_s)
+                    await asyncio.wait_for(
+                        ws.close(code=self.close_code, reason=reason), settings.ws_send_timeout_s
+                    )
+
+    async def _session_ok(self) -> bool:
+        """Every ``ws_session_check_s``: is the session still there, unexpired, its user active?"""
+        if self.auth is None or time.monotonic() < self.next_check:
+            return True
+        self.next_check = time.monotonic() + self.settings.ws_session_check_s
+        return await run_in_threadpool(
+            session_still_valid, self.store, self.auth, self.settings.session_idle_s
+        )
 
     async def _send(self, msg: dict[str, Any]) -> None:
         await asyncio.wait_for(self.ws.send_json(msg), self.settings.ws_send_timeout_s)

@@ -18,6 +18,7 @@ from ..access import can_read_summary, owns_call, sees_review_history
 from ..auth import CSRF_FIELD, check_csrf, generate_password, hash_password
 from ..deps import (
     Admin,
+    Audited,
     Counselor,
     CurrentUser,
     Overseer,
@@ -26,10 +27,13 @@ from ..deps import (
     SettingsDep,
     StoreDep,
     readable_summary,
+    search_target,
     visible_call,
 )
 from ..rendering import call_view, page, parse_day
-from ..vocabulary import REVIEWER_ACTIONS, ReviewAction, SummaryStatus
+from ..store import NotFound
+from ..vocabulary import REVIEWER_ACTIONS, AuditAction, ReviewAction, SummaryStatus
+from .users import new_password, set_active
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,15 +44,21 @@ def desk(request: Request, user: Counselor) -> HTMLResponse:
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)
-def call_page(request: Request, call_id: str, user: CurrentUser, store: StoreDep) -> HTMLResponse:
+def call_page(
+    request: Request, call_id: str, user: CurrentUser, store: StoreDep, audit: Audited
+) -> HTMLResponse:
     call = visible_call(store, user, call_id)
+    audit(AuditAction.call_view, call_id, detail="page")
     readonly = not owns_call(user, call)
     return page(request, "call.html", user, call=call_view(call), mode="call", readonly=readonly)
 
 
 @router.get("/calls/{call_id}/replay", response_class=HTMLResponse)
-def replay_page(request: Request, call_id: str, user: CurrentUser, store: StoreDep) -> HTMLResponse:
+def replay_page(
+    request: Request, call_id: str, user: CurrentUser, store: StoreDep, audit: Audited
+) -> HTMLResponse:
     call = visible_call(store, user, call_id)
+    audit(AuditAction.call_view, call_id, detail="replay page (summary, review history, feedback)")
     sm = store.summary_for_call(call_id)
     history = store.review_history(sm.summary_id) if sm and sees_review_history(user) else []
     return page(
@@ -75,12 +85,14 @@ def reviews_page(
     user: ReviewReader,
     store: StoreDep,
     settings: SettingsDep,
+    audit: Audited,
     status_: Annotated[str, Query(alias="status")] = SummaryStatus.submitted,
     offset: int = 0,
 ) -> HTMLResponse:
     if SummaryStatus.parse(status_) is None:
         raise HTTPException(400, "알 수 없는 상태")
     rows, total = store.review_queue(user, status_, offset, settings.page_size)
+    audit(AuditAction.search, target=f"reviews status={status_}", detail=f"total={total} offset={offset}")
     return page(
         request,
         "reviews.html",
@@ -94,8 +106,11 @@ def reviews_page(
 
 
 @router.get("/reviews/{summary_id}", response_class=HTMLResponse)
-def review_page(request: Request, summary_id: str, user: ReviewReader, store: StoreDep) -> HTMLResponse:
+def review_page(
+    request: Request, summary_id: str, user: ReviewReader, store: StoreDep, audit: Audited
+) -> HTMLResponse:
     sm, call = readable_summary(store, user, summary_id)
+    audit(AuditAction.review_view, call.call_id, target=summary_id)
     return page(
         request,
         "review.html",
@@ -153,6 +168,7 @@ def search_page(
     user: CurrentUser,
     store: StoreDep,
     settings: SettingsDep,
+    audit: Audited,
     day_from: str = "",
     day_to: str = "",
     counselor: str = "",
@@ -180,6 +196,7 @@ def search_page(
         "keyword": keyword,
         "q": q,
     }
+    audit(AuditAction.search, target=search_target(params), detail=f"total={total} offset={offset} (page)")
     return page(
         request,
         "search.html",
@@ -197,9 +214,15 @@ def stats_page(request: Request, user: Overseer, store: StoreDep, day: str = "")
     return page(request, "stats.html", user, m=store.metrics(user, parse_day(day) or store.today()))
 
 
+def _users_page(request: Request, user: Any, store: Any, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("created", None)
+    ctx.setdefault("notice", None)
+    return page(request, "users.html", user, users=store.list_users(), sessions=store.session_counts(), **ctx)
+
+
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, user: Admin, store: StoreDep) -> HTMLResponse:
-    return page(request, "users.html", user, users=store.list_users(), created=None)
+    return _users_page(request, user, store)
 
 
 @router.post("/admin/users", response_class=HTMLResponse)
@@ -207,6 +230,7 @@ def users_add(
     request: Request,
     user: Admin,
     store: StoreDep,
+    audit: Audited,
     username: Annotated[str, Form()],
     role: Annotated[str, Form()],
     team: Annotated[str, Form()] = "",
@@ -215,5 +239,44 @@ def users_add(
     check_csrf(request, csrf_token_)
     body = schemas.UserIn(username=username.strip(), role=role, team=team.strip() or None)  # type: ignore[arg-type]
     password = generate_password()
-    store.add_user(body.username, hash_password(password), body.role, body.team)
-    return page(request, "users.html", user, users=store.list_users(), created=(body.username, password))
+    created = store.add_user(body.username, hash_password(password), body.role, body.team)
+    audit(AuditAction.user_create, target=created.username, detail=f"role={created.role} team={created.team}")
+    # The generated password is on this page once (no-store: the app sends it on every page).
+    return _users_page(request, user, store, created=(body.username, password))
+
+
+USER_ACTIONS = {
+    "deactivate": "{u} 계정을 중지했습니다. 열린 세션 {n}개를 종료했습니다.",
+    "activate": "{u} 계정을 다시 사용하도록 했습니다.",
+    "sessions": "{u}의 세션 {n}개를 종료했습니다.",
+}
+
+
+@router.post("/admin/users/{username}/{action}", response_class=HTMLResponse)
+def users_action(
+    request: Request,
+    username: str,
+    action: str,
+    user: Admin,
+    store: StoreDep,
+    audit: Audited,
+    csrf_token_: Annotated[str, Form(alias=CSRF_FIELD)] = "",
+) -> HTMLResponse:
+    """Deactivate / activate, a new password (shown once), end sessions: each audited."""
+    check_csrf(request, csrf_token_)
+    if action == "password":
+        _user, generated = new_password(store, username, None, audit)
+        return _users_page(request, user, store, created=(username, generated))
+    if action in ("deactivate", "activate"):
+        before = store.session_counts()
+        target = set_active(store, user, username, action == "activate", audit)
+        n = before.get(target.id, 0)
+    elif action == "sessions":
+        target = store.user_by_name(username)
+        if target is None:
+            raise NotFound(username)
+        n = store.revoke_sessions(target.id)
+        audit(AuditAction.user_sessions_revoke, target=username, detail=f"sessions_ended={n}")
+    else:
+        raise HTTPException(404, "알 수 없는 작업")
+    return _users_page(request, user, store, notice=USER_ACTIONS[action].format(u=username, n=n))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from .. import schemas
 from ..access import owns_call
 from ..deps import (
+    Audited,
     Counselor,
     Csrf,
     CurrentUser,
@@ -19,28 +20,33 @@ from ..deps import (
     readable_summary,
     visible_call,
 )
-from ..vocabulary import ReviewAction, SummaryStatus
+from ..vocabulary import AuditAction, ReviewAction, SummaryStatus
 
 router = APIRouter(prefix="/api", tags=["summaries"])
 
 
 @router.get("/calls/{call_id}/summary", response_model=schemas.SummaryOut | None)
-def api_call_summary(call_id: str, user: CurrentUser, store: StoreDep) -> Any:
+def api_call_summary(call_id: str, user: CurrentUser, store: StoreDep, audit: Audited) -> Any:
     visible_call(store, user, call_id)
     sm = store.summary_for_call(call_id)
     if sm is None:
         return None
-    return readable_summary(store, user, sm.summary_id)[0]
+    out = readable_summary(store, user, sm.summary_id)[0]
+    audit(AuditAction.summary_view, call_id, target=sm.summary_id)
+    return out
 
 
 @router.get("/summaries/{summary_id}", response_model=schemas.SummaryOut)
-def api_summary(summary_id: str, user: CurrentUser, store: StoreDep) -> Any:
-    return readable_summary(store, user, summary_id)[0]
+def api_summary(summary_id: str, user: CurrentUser, store: StoreDep, audit: Audited) -> Any:
+    sm, call = readable_summary(store, user, summary_id)
+    audit(AuditAction.summary_view, call.call_id, target=summary_id)
+    return sm
 
 
 @router.get("/summaries/{summary_id}/history", response_model=list[schemas.HistoryEntry])
-def api_summary_history(summary_id: str, user: CurrentUser, store: StoreDep) -> Any:
-    readable_summary(store, user, summary_id)
+def api_summary_history(summary_id: str, user: CurrentUser, store: StoreDep, audit: Audited) -> Any:
+    _sm, call = readable_summary(store, user, summary_id)
+    audit(AuditAction.summary_view, call.call_id, target=summary_id, detail="review history")
     return store.review_history(summary_id)
 
 
@@ -57,11 +63,13 @@ def api_submit(summary_id: str, body: schemas.SubmitIn, user: Counselor, store: 
 def api_reviews(
     user: ReviewReader,
     store: StoreDep,
+    audit: Audited,
     status_: Annotated[SummaryStatus, Query(alias="status")] = SummaryStatus.submitted,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
     rows, total = store.review_queue(user, status_, offset, limit)
+    audit(AuditAction.search, target=f"reviews status={status_}", detail=f"total={total} offset={offset}")
     items = [{"summary": sm, "call": c} for sm, c in rows]
     return {"items": items, "total": total, "offset": offset, "limit": limit}
 

@@ -46,7 +46,9 @@
     ws.onclose = (ev) => {
       if (state.ws !== ws || state.closing) return;
       state.ws = null;
-      if (ev.code === 4401) { location.href = `/login?next=${encodeURIComponent(location.pathname)}`; return; }
+      // 4401: not logged in; 1008: the session ended while open (log-out elsewhere, revoked, expired)
+      if (ev.code === 4401 || ev.code === 1008) { location.href = `/login?next=${encodeURIComponent(location.pathname)}`; return; }
+      if (ev.code === 4429) { setConn("bad", "실시간 창이 너무 많이 열려 있습니다. 다른 창을 닫아 주세요."); return; }
       if (ev.code === 4403) { setConn("bad", "이 통화를 볼 권한이 없습니다"); return; }
       setConn("bad", "재연결 중…");
       const delay = Math.min(500 * 2 ** state.retry, 5000) + Math.random() * 300;

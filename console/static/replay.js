@@ -83,7 +83,8 @@
     $("article-text").textContent = "불러오는 중…";
     m.hidden = false;
     try {
-      const segs = await api(`/api/calls/${encodeURIComponent(callId)}/transcript?raw=true`);
+      // A POST with the CSRF token: reading the unmasked text is an audited action, not a plain GET.
+      const segs = await api(`/api/calls/${encodeURIComponent(callId)}/transcript/raw`, { method: "POST", body: {} });
       $("article-text").textContent = segs.map((s) => `${fmtDur(s.start_s)} ${s.channel === "caller" ? "민원인" : "상담사"}: ${s.text}`).join("\n");
     } catch (e) { $("article-text").textContent = `불러오지 못했습니다 (${e.message})`; }
   });

@@ -30,6 +30,19 @@ class Conflict(ValueError):
     pass
 
 
+class OwnerConflict(Exception):
+    """A ``CallStarted`` that would hand a call already started to another owner (counselor, team
+    or caller). The recorder dead-letters it (reason ``owner_conflict``) and the call stays as it was.
+
+    ``fields`` names what would have changed; no values (they would be personal data in logs).
+    """
+
+    def __init__(self, call_id: str, fields: list[str]) -> None:
+        super().__init__(f"call_started for call {call_id} would change its owner ({', '.join(fields)})")
+        self.call_id = call_id
+        self.fields = fields
+
+
 @dataclass(frozen=True)
 class Recorded:
     """One event as stored in the call's log (``call_events``) and sent to browsers."""

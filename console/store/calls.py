@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Text, and_, cast, func, or_, select
 
-from ..access import visible_calls
+from ..access import history_scope, visible_calls
 from ..models import Call, CallEvent, KeywordUpdate, Segment, SuggestionRow, Summary, User
 from ..schemas import CallerHistoryEntry, CallOut
 from ..vocabulary import SummaryStatus
@@ -148,8 +148,9 @@ class CallQueries(StoreBase):
                 )
             )
 
-    def caller_history(self, call: Call, limit: int = 10) -> list[dict[str, Any]]:
-        """Earlier calls of the same caller (by keyed hash) with their approved summaries only."""
+    def caller_history(self, user: User, call: Call, limit: int = 10) -> list[dict[str, Any]]:
+        """Earlier calls of the same caller (by keyed hash) with their approved summaries only, of
+        the calls :func:`console.access.history_scope` lets ``user`` see."""
         if not call.caller_key:
             return []
         with self.sessions() as db:
@@ -160,6 +161,7 @@ class CallQueries(StoreBase):
                     Call.caller_key == call.caller_key,
                     Call.call_id != call.call_id,
                     Summary.status == SummaryStatus.approved,
+                    history_scope(user).where(),
                 )
                 .order_by(Call.started_at.desc().nulls_last())
                 .limit(limit)

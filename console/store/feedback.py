@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..models import Feedback, SuggestionRow
+from ..projection import masked
 from ..schemas import FeedbackOut
 from ..vocabulary import FeedbackKind
 from .base import StoreBase
@@ -26,7 +27,8 @@ class FeedbackStore(StoreBase):
         value: str | None,
         reason: str | None,
     ) -> Feedback:
-        """A vote replaces the user's earlier vote on the suggestion; every copy is a new row."""
+        """A vote replaces the user's earlier vote on the suggestion; every copy is a new row. The
+        reason (typed by the counselor) is masked before it is stored."""
         with self.sessions.begin() as db:
             row = None
             if kind == FeedbackKind.vote:
@@ -46,7 +48,7 @@ class FeedbackStore(StoreBase):
                 )
                 db.add(row)
             row.value = value
-            row.reason = reason
+            row.reason = masked(reason) if reason else reason
             row.at = self.now()
             db.flush()
             return row

@@ -9,12 +9,14 @@ table keyed by the event's class.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,12 +31,16 @@ from streaming.events import (
     TranscriptSegment,
 )
 
-from ..models import Call, CallEvent, KeywordUpdate, Segment, SuggestionRow, Summary, utc
+from ..models import Call, CallEvent, ErasedCall, KeywordUpdate, Segment, SuggestionRow, Summary, utc
 from ..projection import clean, payload_of, summary_content
 from ..vocabulary import SummaryStatus
-from .base import Recorded, StoreBase
+from .base import OwnerConflict, Recorded, StoreBase
 
 log = logging.getLogger("dasan.console")
+
+ERASED_SKIPPED = Counter(
+    "dasan_console_erased_skipped_total", "Events of erased calls not recorded again (replayed from Kafka)"
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,20 @@ class NewEvent:
     now: datetime
 
 
+# Who a call belongs to: the counselor and team who may see it, and the caller whose history it joins.
+OWNER_FIELDS = ("counselor_id", "team", "caller_key")
+
+
 def _call_started(new: NewEvent, ev: CallStarted) -> None:
     call = new.call
+    if call.started_at is not None:
+        # A second start for a call already started: a redelivery under a new event id keeps the
+        # owner; one that changes it is a forgery (or a gateway bug) and must not move the call,
+        # its transcript and summary to another desk or join it to another caller's history.
+        changed = [f for f in OWNER_FIELDS if getattr(call, f) != getattr(ev, f)]
+        if changed:
+            raise OwnerConflict(ev.call_id, changed)
+        return  # the same owner again: the call keeps what its first start said
     call.counselor_id = ev.counselor_id
     call.team = ev.team
     call.queue = ev.queue
@@ -203,6 +221,9 @@ class Recording(StoreBase):
                     new.append(e)
             if not new:
                 return []
+            new = self._not_erased(db, new)
+            if not new:
+                return []
             per_call: dict[str, int] = {}
             for e in new:
                 per_call[e.call_id] = per_call.get(e.call_id, 0) + 1
@@ -240,6 +261,22 @@ class Recording(StoreBase):
                 out.append(Recorded(e.call_id, seq, payload["type"], at, payload))
         return out
 
+    def _not_erased(self, db: Session, events: list[Event]) -> list[Event]:
+        """Drop events of calls erased on request (``dasan privacy erase``) that Kafka still holds:
+        a replay of the topics must not bring an erased call back. Counted and logged (by hash)."""
+        hashes = {hashlib.sha256(e.call_id.encode()).hexdigest(): e.call_id for e in events}
+        gone = set(db.scalars(select(ErasedCall.call_hash).where(ErasedCall.call_hash.in_(list(hashes)))))
+        if not gone:
+            return events
+        erased_ids = {hashes[h] for h in gone}
+        kept = [e for e in events if e.call_id not in erased_ids]
+        ERASED_SKIPPED.inc(len(events) - len(kept))
+        log.info(
+            "events of erased calls not recorded",
+            extra={"events": len(events) - len(kept), "call_hashes": sorted(gone)},
+        )
+        return kept
+
     def _ensure_call(self, db: Session, call_id: str) -> Call:
         call = db.get(Call, call_id)
         if call is None:
@@ -247,15 +284,3 @@ class Recording(StoreBase):
             db.add(call)
             db.flush()
         return call
-
-    def purge_raw(self, older_than: timedelta) -> int:
-        """Erase unmasked transcript text recorded before ``now - older_than``; returns rows erased."""
-        cutoff = self.now() - older_than
-        with self.sessions.begin() as db:
-            res = db.execute(
-                update(Segment)
-                .where(Segment.at < cutoff, Segment.text_raw != "")
-                .values(text_raw="")
-                .execution_options(synchronize_session=False)
-            )
-            return int(res.rowcount or 0)  # type: ignore[attr-defined]

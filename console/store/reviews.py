@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, select
 
 from ..access import visible_calls
 from ..models import Call, Summary, SummaryReview, User
+from ..projection import mask_content, masked
 from ..schemas import HistoryEntry
 from ..vocabulary import TRANSITIONS, ReviewAction, SummaryStatus
 from .base import Conflict, NotFound, StoreBase
@@ -34,7 +35,9 @@ class Reviews(StoreBase):
         comment: str | None,
         content: dict[str, Any] | None,
     ) -> Summary:
-        """``submit`` (counselor, from draft or rejected), ``approve`` / ``edit`` / ``reject`` (reviewer)."""
+        """``submit`` (counselor, from draft or rejected), ``approve`` / ``edit`` / ``reject`` (reviewer).
+
+        What people typed (the edited content, the comment) is masked before it is stored."""
         try:
             action = ReviewAction(action)
         except ValueError:
@@ -42,6 +45,8 @@ class Reviews(StoreBase):
         allowed_from, leads_to = TRANSITIONS[action]
         if action is ReviewAction.reject and not (comment and comment.strip()):
             raise Conflict("반려할 때는 사유(코멘트)가 필요합니다")
+        comment = masked(comment) if comment else comment
+        content = mask_content(content) if content is not None else None
         with self.sessions.begin() as db:
             row = db.scalar(select(Summary).where(Summary.summary_id == summary_id).with_for_update())
             if row is None:

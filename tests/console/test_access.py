@@ -18,7 +18,7 @@ USERS = [
     User(username="nobody", role="counselor", team=None),
     User(username="boss", role="supervisor", team="A"),
     User(username="bossb", role="supervisor", team="B"),
-    User(username="chief", role="supervisor", team=None),  # no team: every call
+    User(username="chief", role="supervisor", team=None),  # no team: no call (not every call)
     User(username="qa1", role="qa", team=None),
     User(username="root", role="admin", team=None),
     User(username="guest", role="visitor", team=None),  # a role this version does not know
@@ -55,7 +55,8 @@ def test_sql_and_python_rules_agree(store: Store) -> None:
     assert seen["kim"] == {"g-kim-a", "g-kim-b", "g-kim-none"}
     assert seen["nobody"] == set()
     assert seen["boss"] == {"g-kim-a", "g-lee-a", "g-none-a"}
-    assert seen["chief"] == seen["qa1"] == seen["root"] == {c[0] for c in CALLS}
+    assert seen["qa1"] == seen["root"] == {c[0] for c in CALLS}
+    assert seen["chief"] == set()
     assert seen["guest"] == set()
 
 

@@ -188,13 +188,18 @@ def test_raw_text_only_for_allowed_role_and_audited(client_factory, recorded, st
     login(boss, "boss")
     masked = boss.get(f"/api/calls/{a.call_id}/transcript").json()
     assert all("010-1234-5678" not in s["text"] for s in masked)
-    assert boss.get(f"/api/calls/{a.call_id}/transcript?raw=true").status_code == 403
+    raw_url = f"/api/calls/{a.call_id}/transcript/raw"
+    assert boss.post(raw_url, json={}, headers={"X-CSRF-Token": csrf_of(boss)}).status_code == 403
     qa = client_factory()
     login(qa, "qa1")
-    raw = qa.get(f"/api/calls/{a.call_id}/transcript?raw=true").json()
-    assert any("010-1234-5678" in s["text"] for s in raw)
+    assert qa.get(f"/api/calls/{a.call_id}/transcript?raw=true").status_code == 405  # not by GET
+    assert qa.post(raw_url, json={}).status_code == 403  # no CSRF token
+    r = qa.post(raw_url, json={}, headers={"X-CSRF-Token": csrf_of(qa)})
+    assert any("010-1234-5678" in s["text"] for s in r.json())
+    assert r.headers["cache-control"] == "no-store"
     entries = store.audit_entries(a.call_id)
-    assert [(e["username"], e["action"]) for e in entries] == [("qa1", "raw_transcript")]
+    raw_reads = [(e["username"], e["action"]) for e in entries if e["action"] == "raw_transcript"]
+    assert raw_reads == [("qa1", "raw_transcript")]
 
 
 def test_hostile_text_is_escaped_in_pages(client_factory, recorded) -> None:
@@ -252,14 +257,17 @@ def test_admin_creates_users(client_factory, users) -> None:
     assert boss.get("/api/users").status_code == 403
 
 
-def test_openapi_and_ops(client_factory) -> None:
+def test_openapi_and_ops(client_factory, users) -> None:
     c = client_factory()
-    spec = c.get("/openapi.json").json()
-    assert "/api/calls" in spec["paths"] and "/api/summaries/{summary_id}/review" in spec["paths"]
-    assert c.get("/healthz").text == "ok"
-    assert "dasan_console_ws_clients" in c.get("/metrics").text
+    assert c.get("/healthz").json()["status"] == "ok"
     r = c.get("/readyz")
     assert r.json()["checks"]["database"] == "ok"
+    # The API description and the metrics need an admin or QA log-in (tests/security has the rest).
+    assert c.get("/openapi.json", follow_redirects=False).status_code == 303  # to the log-in page
+    login(c, "qa1")
+    spec = c.get("/openapi.json").json()
+    assert "/api/calls" in spec["paths"] and "/api/summaries/{summary_id}/review" in spec["paths"]
+    assert "dasan_console_ws_clients" in c.get("/metrics").text
 
 
 @pytest.mark.parametrize("clock", [FrozenClock(datetime(2026, 3, 10, 20, 0, tzinfo=UTC))], ids=["20utc"])

@@ -38,7 +38,7 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return int(exc.value.code or 0)
 
     assert run("console", "migrate") == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "revision 0002" in capsys.readouterr().out
     assert run("users", "add", "kim", "--role", "counselor", "--team", "A") == 0
     out = capsys.readouterr().out
     assert "created kim" in out and "password: " in out
@@ -59,8 +59,9 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     from console.store import Store
 
     store = Store(make_engine(ConsoleSettings()))
-    assert authenticate(store, "kim", generated) is not None
-    assert authenticate(store, "kim", "wrong") is None
+    assert authenticate(store, "kim", generated).user is not None
+    assert authenticate(store, "kim", "wrong").user is None
     assert run("users", "add", "kim", "--role", "counselor", "--team", "B", "--reset") == 0
     new_pw = capsys.readouterr().out.split("password: ")[1].strip()
-    assert authenticate(store, "kim", generated) is None and authenticate(store, "kim", new_pw).team == "B"
+    assert authenticate(store, "kim", generated).user is None
+    assert authenticate(store, "kim", new_pw).user.team == "B"

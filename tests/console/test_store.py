@@ -24,7 +24,25 @@ AT_ANY_HOUR = [
 
 
 def test_migrations_reach_head(store: Store) -> None:
-    assert current_revision(store.engine) == "0001"
+    assert current_revision(store.engine) == "0002"
+
+
+def test_migrations_match_the_models_and_go_down_and_up(store: Store, console_settings) -> None:
+    """The tables the migrations create are the ones console/models.py declares (nothing forgotten in
+    a migration), and the newest migration can be undone and done again."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from console.db import migrate
+    from console.models import Base
+
+    migrate(store.engine, console_settings, "0001")
+    migrate(store.engine, console_settings)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    # The pg_trgm search index is created by the migration only (the models cannot declare it).
+    diff = [d for d in diff if not (d[0] == "remove_index" and d[1].name == "ix_segments_text_trgm")]
+    assert diff == []
 
 
 def test_record_is_idempotent_and_seq_has_no_gaps(store: Store, call_script) -> None:
@@ -136,9 +154,30 @@ def test_caller_history_shows_only_approved_summaries(store: Store, users, call_
         store.review_action(f"{sc.call_id}-sum", "kim", "submit", None, None)
         store.review_action(f"{sc.call_id}-sum", "boss", "approve", None, None)
     store.review_action(f"{old2.call_id}-sum", "kim", "submit", None, None)  # under review: not shown
-    hist = store.caller_history(store.get_call(now_.call_id))
+    hist = store.caller_history(users["kim"], store.get_call(now_.call_id))
     assert [h["call_id"] for h in hist] == [old1.call_id]
     assert hist[0]["summary"]["category"] == "주정차"
+
+
+def test_caller_history_is_scoped_by_team(store: Store, users, call_script) -> None:
+    """The same caller called team B before: team A's counselors and supervisor do not see it;
+    a teammate's approved summary is shown; QA sees both; a supervisor without a team, nothing."""
+    key = "ef" * 32
+    by_park = call_script("b", counselor="park", team="B", caller_key=key)
+    by_lee = call_script("l", counselor="lee", team="A", caller_key=key)
+    now_ = call_script("n", counselor="kim", team="A", caller_key=key)
+    for sc in (by_park, by_lee, now_):
+        for e in sc.full():
+            store.record(e)
+    for sc, boss in ((by_park, "bossb"), (by_lee, "boss")):
+        store.review_action(f"{sc.call_id}-sum", sc.counselor, "submit", None, None)
+        store.review_action(f"{sc.call_id}-sum", boss, "approve", None, None)
+    call = store.get_call(now_.call_id)
+    seen = {name: {h["call_id"] for h in store.caller_history(users[name], call)} for name in users}
+    assert seen["kim"] == seen["boss"] == {by_lee.call_id}
+    assert seen["qa1"] == seen["root"] == {by_lee.call_id, by_park.call_id}
+    chief = store.add_user("chief", "x", "supervisor", None)
+    assert store.caller_history(chief, call) == []
 
 
 @pytest.mark.parametrize("clock", AT_ANY_HOUR)
@@ -196,11 +235,11 @@ def test_raw_text_is_erased_after_retention(store: Store, call_script) -> None:
     for sc in (old, new):
         store.record(sc.started())
         store.record(sc.segment(1, "제 번호는 010-1234-5678이에요", t=1))
-    assert store.purge_raw(timedelta(days=7)) == 1
+    assert store.purge_raw(store.now() - timedelta(days=7)) == 1
     assert store.final_segments(old.call_id)[0].text_raw == ""
     assert "010-1234-5678" in store.final_segments(new.call_id)[0].text_raw
     assert "[전화번호]" in store.final_segments(old.call_id)[0].text_masked  # the masked text stays
-    assert store.purge_raw(timedelta(days=7)) == 0
+    assert store.purge_raw(store.now() - timedelta(days=7)) == 0
 
 
 def test_board_shows_ongoing_calls_with_latest_suggestion(store: Store, users, call_script) -> None:
