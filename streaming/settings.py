@@ -172,3 +172,24 @@ class KafkaSettings(BaseSettings):
             max_partition_fetch_bytes=max(1_048_576, self.max_message_bytes + 64 * 1024),
         )
         return cfg
+
+
+class PrivacySettings(BaseSettings):
+    """How personal data is masked (``streaming.privacy``), environment variables ``DASAN_PRIVACY_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DASAN_PRIVACY_", extra="ignore")
+
+    names: Literal["model", "rules"] = Field(
+        default="model",
+        description="Personal names: 'model' = cue rules + kiwipiepy proper nouns (about 0.5 GB, loaded "
+        "on first use, shared in the process); 'rules' = cue rules only (씨/님/이름은/상담사 …)",
+    )
+    context_segments: int = Field(
+        default=4, ge=0, le=32, description="Recent final segments per call and channel the masker remembers"
+    )
+    context_seconds: float = Field(
+        default=30.0, ge=0, le=600, description="…and for how long (seconds of call time) it remembers them"
+    )
+    max_conversations: int = Field(
+        default=5000, ge=1, description="Open calls a masker keeps state for (least recently used dropped)"
+    )
