@@ -110,7 +110,7 @@ _GIVEN = r"(?P<n>[가-힣]{2})"  # a given name alone (영희 씨)
 # What may follow a name in a self-introduction: a copula or particle.
 _COPULA = (
     r"(?:이에요|이예요|예요|에요|입니다|이고요|이구요|이고|이요|이라고|라고|이세요|세요|인데요|인데|이거든요"
-    r"|이랑|이니까|이십니다|십니다|님|씨|요)"
+    r"|이랑|이니까|이십니다|십니다|고요|구요|고|님|씨|요)"
 )
 _STRONG_RULES = (
     # 제 이름은 김철수입니다 / 성함은 이정숙이세요 / 어머니 성함이 박순자예요 / 예금주는 김철수예요

@@ -409,6 +409,8 @@ def _classify(digits: str, groups: list[str], before: str) -> str | None:
         return MASK_LICENSE
     if 14 <= n <= 16 and (luhn_ok(digits) or _CARD_CONTEXT.search(before)):
         return MASK_CARD
+    if 8 <= n < 14 and _CARD_CONTEXT.search(before) and not _ACCOUNT_CONTEXT.search(before):
+        return MASK_CARD  # the first groups of a card number (the rest may come later)
     if 10 <= n <= 14 and (len(groups) >= 2 or _ACCOUNT_CONTEXT.search(before)):
         return MASK_ACCOUNT
     if n >= 9:
@@ -869,7 +871,10 @@ class ConversationMasker:
             # a number that began in an earlier segment: its part in this one
             own = [
                 MaskSpan(
-                    _skip_gap(joined, max(s.start, offset), s.end) - offset, s.end - offset, s.kind, s.digits
+                    (_skip_gap(joined, offset, s.end) if s.start < offset else s.start) - offset,
+                    s.end - offset,
+                    s.kind,
+                    s.digits,
                 )
                 for s in spans
                 if s.end > offset
