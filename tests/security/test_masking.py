@@ -208,3 +208,34 @@ def test_eval_dev_pii_items(shared_dir: Path) -> None:
             assert raw not in joined, (item, raw)
     # the district and neighbourhood of DCALL02's address stay
     assert "성북구 정릉동" in joined and "정릉동 주민센터" in joined
+
+
+# ------------------------------------------------------------------ the console's projection
+
+
+def test_the_console_masks_transcripts_with_the_conversation(unique: str) -> None:
+    from console.projection import CONVERSATIONS, payload_of
+    from streaming.events import CallEnded, Channel, TranscriptSegment
+
+    call = f"proj-{unique}"
+
+    def seg(i: int, text: str, final: bool = True) -> TranscriptSegment:
+        return TranscriptSegment(
+            call_id=call,
+            segment_id=f"{call}-{i}",
+            channel=Channel.caller,
+            start_s=2.0 * i,
+            end_s=2.0 * i + 1.5,
+            text=text,
+            is_final=final,
+            asr_model="test",
+        )
+
+    assert payload_of(seg(1, "앞자리는 900101이고요"))["text"] == f"앞자리는 {MASK_RRN}이고요"
+    assert payload_of(seg(2, "뒤에는 1234", final=False))["text"] == f"뒤에는 {MASK_RRN}"  # a partial
+    back = seg(2, "뒤에는 1234567이에요")
+    assert payload_of(back)["text"] == f"뒤에는 {MASK_RRN}이에요"
+    assert payload_of(back)["text"] == f"뒤에는 {MASK_RRN}이에요"  # a retried transaction: same text
+    payload_of(CallEnded(call_id=call))
+    assert payload_of(seg(3, "1234567이에요"))["text"] == "1234567이에요"  # forgotten at the end
+    CONVERSATIONS.end_call(call)
