@@ -43,19 +43,18 @@ SURNAMES_2 = ("남궁", "황보", "제갈", "선우", "독고", "사공", "서�
 SURNAMES_1 = (
     "김이박최정강조윤장임한오서신권황안송전홍유고문양손배백허남심노하곽성차주우구민류나진지엄채원천방공"
     "현함변염여추도소석선설마길연위표명기반라왕금옥육인맹제모탁국은편용예경봉사부가복태목형피두감음빈동온"
-    "호범좌팽승간상갈시단견당화창"
+    "호범좌팽승간상갈단견당화창"
 )
 _SURNAME_1_SET = frozenset(SURNAMES_1)
 
 # Syllables that Korean given names use (the two syllables after the surname). A model-tagged
 # proper noun whose given part uses a syllable outside this set (유실물, 방음벽) is not a name.
 GIVEN_SYLLABLES = frozenset(
-    "가각간갑강건걸검겸경계고곤공관광교구국군권규균근금기길나난남내녀년노누늘다단달담당대덕도돈동두득"
-    "라란람랑래량려련렬령례로록론뢰료룡루류륜률륭리린림마만매맹면명모목몽묘무문미민바박반발방배백범"
-    "벽변별병보복본봉부분비빈빛사산삼상새서석선설섬섭성세소솔송수숙순술숭슬승시식신실심아안애야양언엄"
-    "여연열염엽영예오옥온완왕요용우욱운웅원월위유윤율융은을음응의이익인일임자작잔장재전점정제조종좌주"
-    "준중지직진집차찬창채천철청초총추춘충치칠탁태택토통파판팔평표필하학한해행향허헌혁현형혜호홍화환활"
-    "황회효후훈휘흠희"
+    "가간갑강건겸경계고공관광교구국군권규균근금기길나난남내녀노누늘다대덕도동두라란람랑래량려련렬령례로록"
+    "론뢰료룡루류륜률륭리린림마만매맹명모목무문미민바박반방배백범변별병보복봉부비빈빛사산상새서석선설섭성"
+    "세소솔송수숙순숭슬승시식신심아안애야양엄여연열염영예오옥온완왕요용우욱운웅원월위유윤율융은음의이익인"
+    "일임자장재전정제조종좌주준중지직진차찬창채천철청초추춘충치태택표필하학한해향허헌혁현형혜호홍화환활황"
+    "회효후훈휘흠희"
 )
 
 # Words that look like surname + syllables before 씨/님 but are not names (고객님, 마음씨, 박사님…).
@@ -110,15 +109,19 @@ _GIVEN = r"(?P<n>[가-힣]{2})"  # a given name alone (영희 씨)
 # What may follow a name in a self-introduction: a copula or particle.
 _COPULA = (
     r"(?:이에요|이예요|예요|에요|입니다|이고요|이구요|이고|이요|이라고|라고|이세요|세요|인데요|인데|이거든요"
-    r"|이랑|이니까|이십니다|십니다|고요|구요|고|님|씨|요)"
+    r"|이랑|이니까|이십니다|십니다|이었습니다|이었어요|이었고요|였습니다|였어요|였고요|이신데요|이시고요|고요|구요|고|님|씨|요)"
 )
 _STRONG_RULES = (
     # 제 이름은 김철수입니다 / 성함은 이정숙이세요 / 어머니 성함이 박순자예요 / 예금주는 김철수예요
     re.compile(rf"(?:이름|성함|존함|명의|예금주)(?:은|는|이|가)?\s{{0,2}}{_NAME}(?={_COPULA})"),
     # 김영희 씨 / 김영희 고객님 / 홍길동님 / 최민수 주무관님 / 김민지 상담사입니다
-    re.compile(
+    _HONORIFIC := re.compile(
         rf"(?<![가-힣]){_NAME}\s{{0,1}}(?=씨(?![가-힣])|씨[는가요를한께의도]|님|고객님|선생님|어르신|주무관|팀장님"
         r"|과장님|기사님|상담사(?:님|입니다|예요|이에요)|환자분|보호자분)"
+    ),
+    # 이름은 김 철 수예요 (said syllable by syllable)
+    re.compile(
+        rf"(?:이름|성함)(?:은|는|이|가)?\s{{0,2}}(?P<n>[{SURNAMES_1}]\s{{1,2}}[가-힣]\s{{1,2}}[가-힣])(?={_COPULA})"
     ),
     # 120다산콜센터 상담사 김민지입니다 / 담당자 박지성이에요
     re.compile(rf"(?:상담사|상담원|담당자|주무관|팀장|과장|기사)\s{{0,2}}{_NAME}(?={_COPULA})"),
@@ -126,7 +129,7 @@ _STRONG_RULES = (
 # Weaker cues: in model mode the word must also be a proper noun (NNP) for Kiwi.
 _WEAK_RULES = (
     # 저는 김철수예요 / 전 김철수라고 합니다
-    re.compile(rf"(?:^|(?<=[\s,.]))(?:저는|전|나는|본인은)\s{{1,2}}{_NAME}(?={_COPULA})"),
+    re.compile(rf"(?:^|(?<=[\s,.]))(?:저는|전|나는|본인은|저)\s{{1,2}}{_NAME}(?={_COPULA})"),
     # 김철수라고 합니다 (anything can be 'called' something)
     re.compile(
         rf"(?<![가-힣]){_NAME}(?=(?:이라고|라고)\s{{0,2}}(?:합니다|해요|하는데|하고요|하구요|하거든요|불러))"
@@ -165,9 +168,18 @@ def places() -> frozenset[str]:
     return frozenset(names)
 
 
-def is_place(word: str) -> bool:
-    """A place or institution name (or stem), or a word ending like one (…구, …센터, …법)."""
-    return word in places() or (len(word) >= 2 and _SUFFIX_RE.search(word) is not None)
+_ADMIN_SUFFIX = ("구", "동", "리", "읍", "면", "군")
+
+
+def is_place(word: str, *, strict: bool = True) -> bool:
+    """A place or institution name (or stem), or a word ending like one (…구, …센터, …법).
+
+    ``strict=False`` leaves the one-syllable administrative endings (구, 동, 리 …) to the gazetteer,
+    which holds every official one: 홍길동 and 김민구 are people, 길동 and 구로구 places."""
+    if word in places():
+        return True
+    m = _SUFFIX_RE.search(word) if len(word) >= 2 else None
+    return m is not None and (strict or m.group() not in _ADMIN_SUFFIX)
 
 
 _kiwi: Any = None
@@ -202,12 +214,18 @@ def _model_names(text: str, nnp: list[tuple[int, int]]) -> list[tuple[int, int]]
         surname, given = _split(form)
         if surname not in SURNAMES_2 and surname not in _SURNAME_1_SET:
             continue
-        if len(given) == 2 and _plausible_given(given) and form not in NOT_NAMES and not is_place(form):
+        if (
+            len(given) == 2
+            and _plausible_given(given)
+            and form not in NOT_NAMES
+            and not is_place(form, strict=False)
+        ):
             out.append((start, end))
     return out
 
 
 def _name_like(name: str, *, given_only: bool = False) -> bool:
+    name = name.replace(" ", "")
     if name in NOT_NAMES:
         return False
     if given_only:
@@ -228,7 +246,9 @@ def find_names(text: str, *, model: bool = True) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for rule in _STRONG_RULES:
         for m in rule.finditer(text):
-            if _name_like(m.group("n")):
+            name = m.group("n")
+            # before an honorific a surname + one syllable is too often a word (엉망 이구 기사님)
+            if _name_like(name) and (rule is not _HONORIFIC or len(_split(name)[1]) >= 2):
                 spans.append((m.start("n"), m.end("n")))
     weak: list[tuple[int, int]] = []
     for i, rule in enumerate(_WEAK_RULES):
@@ -237,7 +257,7 @@ def find_names(text: str, *, model: bool = True) -> list[tuple[int, int]]:
             if i == 2:
                 ok = _name_like(name, given_only=True)
             else:
-                ok = len(_split(name)[1]) == 2 and _name_like(name) and not is_place(name)
+                ok = len(_split(name)[1]) == 2 and _name_like(name) and not is_place(name, strict=not model)
             if ok:
                 weak.append((m.start("n"), m.end("n")))
     if model and re.search(r"[가-힣]", text):

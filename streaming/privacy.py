@@ -429,6 +429,7 @@ class _Pending:
     """What an earlier segment left open: the rest of a 주민번호, a phone number said so far."""
 
     rrn_back: int = 0  # digits of the back half still to come (1–7)
+    rrn_kind: str = MASK_RRN  # or MASK_FRN when the front was a 외국인등록번호
     phone: str = ""  # digits of a mobile number said so far
     cue: str = ""  # recent words of the conversation (both channels), for context
 
@@ -480,7 +481,8 @@ def _partial_spans(text: str, run: _Run, before: str, pending: _Pending) -> Mask
             return MaskSpan(run.start, run.end, MASK_PHONE, joined)
     back_ok = pending.rrn_back < 7 or digits[:1] in ("1", "2", "3", "4", "5", "6", "7", "8")
     if pending.rrn_back and len(digits) <= pending.rrn_back and back_ok:
-        return MaskSpan(run.start, run.end, MASK_RRN, "R" * (13 - pending.rrn_back) + digits)
+        kind = MASK_FRN if pending.rrn_back == 7 and digits[:1] in ("5", "6", "7", "8") else pending.rrn_kind
+        return MaskSpan(run.start, run.end, kind, "R" * (13 - pending.rrn_back) + digits)
     for i, g in enumerate(gs):
         if len(g.digits) == 6 and _valid_yymmdd(g.digits):
             nxt = gs[i + 1] if i + 1 < len(gs) else None
@@ -495,7 +497,8 @@ def _partial_spans(text: str, run: _Run, before: str, pending: _Pending) -> Mask
                 end = nxt.end if starts_back and nxt else g.end
                 back = nxt.digits if starts_back and nxt else ""
                 # a back half spoken after the front, e.g. 구공공삼일오에 다시 이공사…
-                kind = MASK_FRN if back[:1] in ("5", "6", "7", "8") else MASK_RRN
+                foreign = back[:1] in ("5", "6", "7", "8") or (not back and "외국인" in ctx)
+                kind = MASK_FRN if foreign else MASK_RRN
                 return MaskSpan(g.start, end, kind, g.digits + back)
             if _BIRTH_CONTEXT.search(ctx):
                 return MaskSpan(g.start, g.end, MASK_BIRTH, "")
@@ -862,7 +865,7 @@ class ConversationMasker:
             cue = self._cues(chans, channel, now)
             pending = _NO_PENDING
             if ch.pending != _NO_PENDING and abs(now - ch.pending_at) <= self.max_age_s:
-                pending = _Pending(ch.pending.rrn_back, ch.pending.phone, cue)
+                pending = _Pending(ch.pending.rrn_back, ch.pending.rrn_kind, ch.pending.phone, cue)
             elif cue:
                 pending = _Pending(cue=cue)
             joined = f"{prev}\n{norm}" if prev else norm
@@ -932,7 +935,7 @@ class ConversationMasker:
         if len(tail) > 16 or re.search(r"[0-9]", tail):
             return _NO_PENDING  # something else was said after it
         if last.kind in (MASK_RRN, MASK_FRN) and 6 <= len(last.digits) < 13:
-            return _Pending(rrn_back=13 - len(last.digits))
+            return _Pending(rrn_back=13 - len(last.digits), rrn_kind=last.kind)
         if last.kind == MASK_PHONE and _phone_may_continue(last.digits) and not phone_complete(last.digits):
             return _Pending(phone=last.digits)
         return _NO_PENDING
