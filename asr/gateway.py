@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from streaming import metrics
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, EndReason, utcnow
+from streaming.health import broker_reachable, health_router
 from streaming.ingest import (
     INGEST_PATH,
     IngestAccepted,
@@ -374,14 +374,6 @@ class Gateway:
         return broker_reachable(self.kafka)
 
 
-def broker_reachable(kafka: KafkaSettings, timeout_s: float = 1.0) -> bool:
-    """True if a bootstrap server answers a Kafka request (readiness probe). A TCP connect alone
-    succeeds against a hung broker, so the probe waits for an ApiVersions response."""
-    from streaming.probe import broker_answers
-
-    return broker_answers(kafka, timeout_s)
-
-
 def create_gateway_app(
     settings: AsrSettings | None = None,
     kafka: KafkaSettings | None = None,
@@ -402,21 +394,10 @@ def create_gateway_app(
         with contextlib.suppress(WebSocketDisconnect):
             await gw.handle(ws)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "calls": len(gw.calls)}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    def readiness() -> tuple[bool, dict[str, Any]]:
         ok = gw.ready()
         busy = len(gw.calls) >= gw.s.max_calls
-        body = {"ready": ok and not busy, "broker": ok, "calls": len(gw.calls), "max_calls": gw.s.max_calls}
-        return JSONResponse(body, status_code=200 if ok and not busy else 503)
+        return ok and not busy, {"broker": ok, "calls": len(gw.calls), "max_calls": gw.s.max_calls}
 
-    @app.get("/metrics")
-    def prom() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(health_router(readiness, alive=lambda: {"calls": len(gw.calls)}))
     return app

@@ -28,12 +28,12 @@ from kafka import TopicPartition
 
 from streaming import metrics
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Event, TranscriptSegment
+from streaming.health import broker_reachable
 from streaming.kafka import EventConsumer, EventProducer, Record
 from streaming.settings import KafkaSettings
 from streaming.topics import CALL_AUDIO, CALL_EVENTS
 
 from .audio import StreamResampler, decode_pcm16, to_float32
-from .gateway import broker_reachable
 from .policy import SegmentUpdate, StreamingPolicy
 from .scheduler import Decode, DecodeScheduler
 from .settings import AsrSettings
@@ -345,23 +345,13 @@ def segment_prefix(call_id: str, channel: Channel) -> str:
 
 def create_health_app(worker: AsrWorker) -> Any:
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, Response
+
+    from streaming.health import health_router
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        body = worker.status()
+        return body["ready"] and not body["busy"], body
 
     app = FastAPI(title="Dasan ASR worker")
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        body = worker.status()
-        return JSONResponse(body, status_code=200 if body["ready"] and not body["busy"] else 503)
-
-    @app.get("/metrics")
-    def prom() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(health_router(readiness))
     return app

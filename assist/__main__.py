@@ -1,3 +1,7 @@
-from dasan.cli import package_main
+"""``python -m assist …``: this package's commands, as ``dasan`` has them (``streaming/cmdline.py``)."""
 
-package_main("assist")
+from streaming.cmdline import package_main
+
+from .cli import register
+
+package_main("assist", [register])

@@ -99,7 +99,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from .evaluate import call_turns
+    from .eval_assist import call_turns
     from .summary import Summarizer
 
     calls = [json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -148,7 +148,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_table
+    from .eval_assist import evaluate, format_table
 
     result = evaluate(_assistant(args.generator, args.index), args.files)
     if args.save:
@@ -165,30 +165,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     import os
     import socket
 
+    from streaming.health import HealthServer
     from streaming.kafka import install_signal_handlers
     from streaming.logs import setup_logging
     from streaming.settings import KafkaSettings
 
     from .assistant import Assistant
-    from .health import HealthServer
+    from .health import Startup
     from .service import AssistService
     from .settings import AssistSettings
 
     setup_logging("assist")
     settings = AssistSettings()
-    instance = args.instance or f"{socket.gethostname()}-{os.getpid()}"
-    state: dict[str, Any] = {"service": None}
-
-    def ready() -> tuple[bool, dict[str, object]]:
-        svc = state["service"]
-        if svc is None:
-            return False, {"instance": instance, "loading": True}
-        return svc.ready()
-
-    health = HealthServer(settings.health_host, settings.health_port, ready).start()
+    startup = Startup(args.instance or f"{socket.gethostname()}-{os.getpid()}")
+    health = HealthServer(settings.health_host, settings.health_port, startup.readiness).start()
+    startup.enter("loading the knowledge base")  # builds the index first when none matches
     assistant = Assistant.open(settings)
-    service = AssistService(assistant, settings, KafkaSettings(), instance=instance)
-    state["service"] = service
+    startup.enter("connecting to Kafka")
+    service = AssistService(assistant, settings, KafkaSettings(), instance=startup.instance)
+    startup.started(service)
     install_signal_handlers(service.stop)
     try:
         service.run()

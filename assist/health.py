@@ -1,57 +1,59 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` on a small threaded HTTP server (standard library)."""
+"""What the assist service's ``/readyz`` says before the service is ready: its start-up phase and,
+while the knowledge base loads or builds its index, how far the build is.
+
+The first start on a new corpus or new settings builds the index (minutes to hours, depending on
+the CPU: see docs/knowledge.md). Whoever waits for the service (``dasan demo``, the tests, the
+benchmarks: ``dasan.stack.wait_ready``) then sees the build advance and keeps waiting, instead of
+giving up after a fixed time chosen on a faster machine.
+
+The build reports progress through tqdm bars (the analyser's batches, then sentence-transformers'
+embedding batches); :func:`bar_progress` reads the innermost bar that is running, so the knowledge
+base needs no callback of its own for this.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from typing import Any, Protocol
 
 
-class HealthServer:
-    def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, dict[str, object]]]) -> None:
-        ready_fn = ready
+class _Ready(Protocol):
+    def ready(self) -> tuple[bool, dict[str, object]]: ...
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # quiet: the service logs as JSON
-                return
 
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                # a prober that gave up (timeout) before the answer: nothing to report
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
+def bar_progress() -> dict[str, Any]:
+    """``{"step": <bar name>, "done": n, "total": n}`` of the newest running tqdm bar, or ``{}``."""
+    from tqdm import tqdm
 
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    self._send(200, b'{"status":"ok"}', "application/json")
-                elif self.path == "/readyz":
-                    ok, detail = ready_fn()
-                    body = json.dumps({"ready": ok, **detail}, ensure_ascii=False).encode()
-                    self._send(200 if ok else 503, body, "application/json")
-                elif self.path == "/metrics":
-                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
-                else:
-                    self._send(404, b'{"error":"not found"}', "application/json")
+    try:
+        with tqdm.get_lock():
+            bars = [b for b in tqdm._instances if not getattr(b, "disable", False)]
+    except RuntimeError:  # a bar opened or closed while we looked: report it on the next probe
+        return {}
+    if not bars:
+        return {}
+    bar = max(bars, key=lambda b: b.start_t)
+    return {"step": bar.desc or "working", "done": int(bar.n), "total": bar.total}
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="assist-health", daemon=True)
 
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
+class Startup:
+    """The service's readiness from process start on: a phase while it starts, then the service's own."""
 
-    def start(self) -> HealthServer:
-        self._thread.start()
-        return self
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self.phase = "starting"
+        self.service: _Ready | None = None
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+
+    def started(self, service: _Ready) -> None:
+        self.service = service
+        self.phase = "joining the consumer group"
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        if self.service is None:
+            return False, {"instance": self.instance, "phase": self.phase, **bar_progress()}
+        ok, detail = self.service.ready()
+        if ok:
+            self.phase = "running"  # from now on, not ready means something is wrong, not starting
+        return ok, detail if ok or self.phase == "running" else {**detail, "phase": self.phase}

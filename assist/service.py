@@ -1,106 +1,55 @@
 """The assist service: a consumer group on ``call.events`` + ``call.transcripts`` that publishes
 ``Suggestion`` / ``KeywordsUpdated`` (``assist.suggestions``) and ``CallSummary`` (``call.summaries``).
 
-Per call (keyed by call id, so one call's events reach one member in order) it keeps the masked
-final segments of both channels, the caller segments waiting for a suggestion, the segments already
-covered by a published suggestion, what is on screen, and the keywords shown.
+This module is the Kafka side only: the consumer and producer, rebalance callbacks, metrics, logs and
+the readiness data. What each call needs and when (triggers, debounce, no repeats, summary timing,
+idle calls, per-call failures, takeover state) is :class:`assist.tracker.CallTracker`'s, which reads
+no clock and touches no broker.
 
-- Only **final caller** segments that add evidence (content nouns) trigger; partials never do.
-- **Debounce** on the audio clock: a final caller segment that ends within ``debounce_ms`` of the
-  previous trigger waits that long, so a sentence the recogniser cut in two yields one suggestion
-  with both segment ids. Segments of several calls due at the same moment are retrieved in one batch.
-- **No repeats**: a suggestion whose passages equal one of the last ``repeat_window`` shown is not
-  published again (its keywords still are, if they changed).
 - **Takeover**: when partitions are assigned, the member re-reads the same partitions of
   ``call.events`` / ``call.transcripts`` (``rebuild_lookback_s`` back) *and* of ``assist.suggestions``
-  / ``call.summaries``, so it knows every open call, the segments already covered and the summaries
-  already written. Segments not yet covered are processed; covered ones never again. Suggestion and
-  event ids are derived from the call id and the first trigger segment id, so even a re-publication
-  would carry the same ``event_id`` and be dropped by consumers.
+  / ``call.summaries`` (:func:`streaming.kafka.read_partitions`), and the tracker rebuilds every open
+  call from them: segments not yet covered are processed, covered ones never again.
+- **Failure isolation**: a batch whose retrieval raises is retried call by call; a call that keeps
+  raising is retried on its own and dropped after ``max_failures`` (an error log with its call id, a
+  metric); the other calls are published.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+import traceback
+from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from streaming import metrics
-from streaming.codec import DecodeError, decode
-from streaming.events import (
-    CallEnded,
-    CallStarted,
-    CallSummary,
-    Channel,
-    Event,
-    KeywordsUpdated,
-    Suggestion,
-    TranscriptSegment,
-)
-from streaming.kafka import EventConsumer, EventProducer, Record
-from streaming.privacy import mask_text
+from streaming.events import Event, Suggestion
+from streaming.kafka import EventConsumer, EventProducer, Record, read_partitions
 from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS
 
-from .assistant import Assistant, SuggestRequest, SuggestResult, district_of
+from .assistant import Assistant, SuggestRequest, SuggestResult
+from .call_state import Due, SummaryRequest, SummaryResult
 from .settings import AssistSettings
-from .summary import Summarizer, Turn
+from .summary import Summarizer
+from .tracker import CallTracker
 
 log = logging.getLogger("dasan.assist.service")
 SERVICE = "assist"
-# Work per tick of the consumer loop beyond the first suggestion batch: the loop must poll again well
-# within max.poll.interval.ms (6 s in development) or the group rebalances and state is rebuilt.
-TICK_BUDGET_S = 1.5
+INPUTS = (CALL_EVENTS, CALL_TRANSCRIPTS)
+OUTPUTS = (ASSIST_SUGGESTIONS, CALL_SUMMARIES)
 
 
-def stable_id(*parts: str, n: int = 32) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
-
-
-def suggestion_id_for(call_id: str, first_segment_id: str) -> str:
-    return "sg-" + stable_id(call_id, first_segment_id, n=24)
-
-
-@dataclass
-class CallState:
-    call_id: str
-    partition: int | None = None
-    counselor_id: str | None = None
-    segments: dict[str, tuple[Channel, str, float, float]] = field(default_factory=dict)  # id → masked
-    order: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-    due_at: float = 0.0
-    covered: set[str] = field(default_factory=set)
-    shown: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=8))
-    keywords: list[str] = field(default_factory=list)
-    last_trigger_end_s: float = -1e9
-    ended: CallEnded | None = None
-    ended_seen_at: float = 0.0
-    summary_done: bool = False
-    last_event_at: float = field(default_factory=time.monotonic)
-    first_segment_at: dict[str, float] = field(default_factory=dict)
-    mask_ms: dict[str, float] = field(default_factory=dict)
-    queue_ms: dict[str, float] = field(default_factory=dict)
-
-    def caller_texts(self, upto: str | None = None) -> list[str]:
-        out = []
-        for sid in self.order:
-            ch, text, _s, _e = self.segments[sid]
-            if ch == Channel.caller:
-                out.append(text)
-            if sid == upto:
-                break
-        return out
-
-    def turns(self) -> list[Turn]:
-        return [Turn(self.segments[s][0], self.segments[s][1]) for s in self.order]
+def _where(exc: BaseException) -> str:
+    """Where an exception was raised (file:line), for a log that must not carry its message (the
+    message of a failed suggestion may quote the caller's words)."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    return f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
 
 
 class AssistService:
@@ -112,22 +61,22 @@ class AssistService:
         *,
         instance: str = "assist",
         consumer_overrides: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.assistant = assistant
         self.settings = settings or assistant.settings
         self.kafka = kafka or KafkaSettings()
         self.instance = instance
+        self.clock = clock
         self.summarizer = Summarizer(assistant)
-        self.calls: dict[str, CallState] = {}
-        self.finished: deque[str] = deque(maxlen=10_000)
-        self._finished_set: set[str] = set()
-        self._lock = threading.RLock()
+        self.tracker = CallTracker(self.settings, assistant.evidence_terms)
+        self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
         self.published_suggestions = 0
         self.published_summaries = 0
         self.producer = EventProducer(self.kafka)
         self.consumer = EventConsumer(
-            [CALL_EVENTS, CALL_TRANSCRIPTS],
+            INPUTS,
             self.settings.group_id,
             self.handle,
             self.kafka,
@@ -137,21 +86,32 @@ class AssistService:
             **{"fetch_max_wait_ms": self.settings.fetch_max_wait_ms, **(consumer_overrides or {})},
         )
 
+    @property
+    def calls(self) -> dict[str, Any]:
+        return self.tracker.calls
+
+    @property
+    def rebuild_pending(self) -> bool:
+        """Partitions were assigned and their state is not rebuilt yet."""
+        with self._lock:
+            return bool(self._to_rebuild)
+
+    def _gauge(self) -> None:
+        metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.tracker.calls))
+
     # ------------------------------------------------------------------ group membership
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        parts = {tp.partition for tp in revoked if tp.topic in (CALL_EVENTS, CALL_TRANSCRIPTS)}
+        parts = {tp.partition for tp in revoked if tp.topic in INPUTS}
         with self._lock:
             self._to_rebuild -= parts
-            gone = [cid for cid, st in self.calls.items() if st.partition is None or st.partition in parts]
-            for cid in gone:
-                del self.calls[cid]
-        metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.calls))
+            gone = self.tracker.forget_partitions(parts)
+        self._gauge()
         log.info("calls handed over", extra={"calls": len(gone), "instance": self.instance})
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         # The rebuild reads Kafka for seconds: not inside the rebalance callback (it would block the
         # heartbeats); it runs first thing in the next tick, before any suggestion is drafted.
-        parts = {tp.partition for tp in assigned if tp.topic in (CALL_EVENTS, CALL_TRANSCRIPTS)}
+        parts = {tp.partition for tp in assigned if tp.topic in INPUTS}
         with self._lock:
             self._to_rebuild |= parts
 
@@ -169,316 +129,142 @@ class AssistService:
                 "instance": self.instance,
                 "partitions": parts,
                 "records": n,
-                "open_calls": len(self.calls),
+                "open_calls": len(self.tracker.calls),
                 "ms": round((time.perf_counter() - t0) * 1000, 1),
             },
         )
 
     def rebuild(self, partitions: list[int]) -> int:
         """Re-read the given partitions of the input and output topics and rebuild call state."""
-        cfg = self.kafka.consumer_config(None)
-        cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
-        reader = KafkaConsumer(**cfg)
-        try:
-            tps = []
-            for topic in (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES):
-                avail = reader.partitions_for_topic(topic) or set()
-                tps += [TopicPartition(topic, p) for p in partitions if p in avail]
-            if not tps:
-                return 0
-            reader.assign(tps)
-            since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
-            ends = reader.end_offsets(tps)
-            try:
-                offsets = reader.offsets_for_times(dict.fromkeys(tps, since_ms))
-            except Exception as exc:  # a broker without timestamp lookup: read all retained history
-                log.warning(
-                    "offsets_for_times failed, reading from the beginning", extra={"error": repr(exc)}
-                )
-                offsets = None
-            for tp in tps:
-                if offsets is None:
-                    reader.seek_to_beginning(tp)
-                    continue
-                off = offsets.get(tp)
-                reader.seek(tp, ends[tp] if off is None else off.offset)
-            events: dict[str, list[tuple[int, Event]]] = {t: [] for t in (CALL_EVENTS, CALL_TRANSCRIPTS)}
-            outputs: list[Event] = []
-            n = 0
-            # Read up to the end offsets taken above, no further: what arrives later is the live
-            # consumer's to handle (it resumes from the committed offsets, before these ends, and
-            # segments already applied are skipped). Waiting for an empty poll instead never ends
-            # while calls are talking: under 30 live calls that took 45 s, past max.poll.interval,
-            # and the rebalance that followed started the rebuild again. Some brokers (Tansu)
-            # report the start of the last batch as the end; a fetch returns whole batches, so the
-            # position still passes it once that batch is read.
-            budget_s = max(5.0, self.kafka.poll_interval_ms / 1000 / 2)
-            deadline = time.monotonic() + budget_s
-            while not all(reader.position(tp) >= ends[tp] for tp in tps):
-                if time.monotonic() > deadline:
-                    log.warning(
-                        "state rebuild stopped at its time budget",
-                        extra={"instance": self.instance, "budget_s": budget_s, "records": n},
-                    )
-                    break
-                batches = reader.poll(timeout_ms=300)
-                for tp, recs in batches.items():
-                    for rec in recs:
-                        try:
-                            ev = decode(rec.value, list(rec.headers or []), rec.key)
-                        except DecodeError:
-                            continue
-                        n += 1
-                        if tp.topic in events:
-                            events[tp.topic].append((tp.partition, ev))
-                        else:
-                            outputs.append(ev)
-        finally:
-            reader.close()
+        since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
+        read = read_partitions(self.kafka, (*INPUTS, *OUTPUTS), partitions, since_ms=since_ms)
         with self._lock:
-            # lifecycle first, then transcripts in order, then what was already published
-            for part, ev in events[CALL_EVENTS] + sorted(
-                events[CALL_TRANSCRIPTS], key=lambda pe: pe[1].produced_at
-            ):
-                self._apply(ev, replay=True, partition=part)
-            for ev in outputs:
-                st = self.calls.get(ev.call_id)
-                if st is None:
-                    continue
-                if isinstance(ev, Suggestion):
-                    st.covered.update(ev.trigger_segment_ids)
-                    st.shown.append(self._shown_key(ev.passages, ev.draft.abstained))
-                    st.pending = [s for s in st.pending if s not in st.covered]
-                elif isinstance(ev, KeywordsUpdated):
-                    st.keywords = list(ev.keywords)
-                elif isinstance(ev, CallSummary):
-                    st.summary_done = True
-            for cid in [c for c, st in self.calls.items() if st.ended and st.summary_done]:
-                self._finish(cid)
-            for st in self.calls.values():
-                if st.pending:
-                    st.due_at = 0.0
-        metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.calls))
-        return n
+            self.tracker.rebuild(((rec.partition, ev) for rec, ev in read), self.clock())
+        self._gauge()
+        return len(read)
 
     # ------------------------------------------------------------------ event handling
     def handle(self, event: Event, record: Record) -> None:
+        queue_ms = max(0.0, time.time() * 1000 - record.timestamp_ms)
         with self._lock:
-            self._apply(event, replay=False, record=record, partition=record.partition)
-
-    def _finish(self, call_id: str) -> None:
-        self.calls.pop(call_id, None)
-        if call_id not in self._finished_set:
-            if len(self.finished) == self.finished.maxlen:
-                self._finished_set.discard(self.finished[0])
-            self.finished.append(call_id)
-            self._finished_set.add(call_id)
-
-    def _apply(
-        self, event: Event, replay: bool, record: Record | None = None, partition: int | None = None
-    ) -> None:
-        cid = event.call_id
-        if cid in self._finished_set:
-            return
-        st = self.calls.get(cid)
-        if st is None:
-            st = self.calls[cid] = CallState(cid, partition)
-            metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.calls))
-        st.last_event_at = time.monotonic()
-        if isinstance(event, CallStarted):
-            st.counselor_id = event.counselor_id
-        elif isinstance(event, CallEnded):
-            st.ended = event
-            st.due_at = 0.0
-            # call.events and call.transcripts are separate topics: the last transcripts may arrive
-            # just after the end, so the summary waits a short grace period (not on replay)
-            st.ended_seen_at = 0.0 if replay else time.monotonic()
-        elif isinstance(event, TranscriptSegment):
-            self._segment(st, event, replay, record)
-
-    def _segment(self, st: CallState, seg: TranscriptSegment, replay: bool, record: Record | None) -> None:
-        if not seg.is_final or seg.segment_id in st.segments:
-            return
-        t0 = time.perf_counter()
-        masked = mask_text(seg.text)
-        mask_ms = (time.perf_counter() - t0) * 1000
-        st.segments[seg.segment_id] = (seg.channel, masked, seg.start_s, seg.end_s)
-        st.order.append(seg.segment_id)
-        if seg.channel != Channel.caller:
-            return
-        if (
-            len(self.assistant.evidence_terms(masked)) < self.settings.min_evidence_terms
-            or not masked.strip()
-        ):
-            return
-        now = time.monotonic()
-        st.first_segment_at.setdefault(seg.segment_id, now)
-        st.mask_ms[seg.segment_id] = mask_ms
-        if record is not None and not replay:
-            st.queue_ms[seg.segment_id] = max(0.0, time.time() * 1000 - record.timestamp_ms)
-        close = (seg.start_s - st.last_trigger_end_s) * 1000 < self.settings.debounce_ms
-        if not st.pending:
-            st.due_at = now + self.settings.debounce_ms / 1000 if (close and not replay) else 0.0
-        st.pending.append(seg.segment_id)
-        st.last_trigger_end_s = seg.end_s
+            known = len(self.tracker.calls)
+            self.tracker.apply(event, self.clock(), partition=record.partition, queue_ms=queue_ms)
+        if len(self.tracker.calls) != known:
+            self._gauge()
 
     # ------------------------------------------------------------------ timers: suggestions, summaries
     def tick(self) -> None:
         """Publish what is due: suggestions of every call whose debounce ran out, then summaries."""
         self._rebuild_assigned()
-        now = time.monotonic()
         with self._lock:
-            # One batch per tick, oldest first: the consumer polls between batches, so a backlog never
-            # holds the poll loop past max.poll.interval.ms (which would cost a rebalance and a rebuild).
-            due = sorted(
-                (st for st in self.calls.values() if st.pending and st.due_at <= now),
-                key=lambda st: st.due_at,
-            )[: self.settings.batch_max]
-            grace = self.settings.summary_grace_ms / 1000
-            ended = [
-                st
-                for st in self.calls.values()
-                if st.ended and not st.pending and not st.summary_done and now - st.ended_seen_at >= grace
-            ]
-            stale = [
-                c
-                for c, st in self.calls.items()
-                if now - st.last_event_at > self.settings.call_idle_timeout_s
-            ]
-            for c in stale:
-                self._finish(c)
-        t0 = time.monotonic()
-        if due:
-            self._suggest(due)
-        # Summaries share the loop's time budget: when many calls hang up together the rest wait for
-        # the next tick (a few hundred ms later) rather than hold the poll loop past its interval.
-        # A summary may take "a few seconds", a suggestion 500 ms: while any caller final is waiting,
-        # a tick writes one summary only (each is an encoder pass over the call's sentences).
-        with self._lock:  # finals still waiting (debounce, or beyond this batch) after the batch
-            suggestions_waiting = any(st.pending for st in self.calls.values())
-        budget = 0.0 if suggestions_waiting else TICK_BUDGET_S
-        for st in ended:
-            self._summarize(st)
-            if time.monotonic() - t0 > budget:
+            plan = self.tracker.due(self.clock())
+        t0 = time.perf_counter()  # the budget is the poll loop's, in real time
+        if plan.suggest or plan.alone:
+            self._suggest(plan)
+        for req in plan.summarize:
+            self._summarize(req)
+            if plan.summary_budget_s <= 0 or time.perf_counter() - t0 > plan.summary_budget_s:
                 break
-        if ended or due:
-            metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.calls))
+        if plan:
+            self._gauge()
 
-    def _shown_key(self, passages: list[Any], abstained: bool) -> frozenset[str]:
-        return frozenset() if abstained else frozenset(p.doc_id for p in passages[:3])
+    def _run(self, requests: list[SuggestRequest]) -> tuple[list[SuggestResult], list[tuple[Any, Exception]]]:
+        """Suggestions for one batch; if the batch raises, each request again on its own, so one call
+        that keeps failing does not hold back the others."""
+        try:
+            return self.assistant.suggest_many(requests), []
+        except Exception as exc:
+            if len(requests) == 1:
+                return [], [(requests[0], exc)]
+        ok: list[SuggestResult] = []
+        bad: list[tuple[Any, Exception]] = []
+        for req in requests:
+            try:
+                ok.extend(self.assistant.suggest_many([req]))
+            except Exception as exc:
+                bad.append((req, exc))
+        return ok, bad
 
-    def _suggest(self, states: list[CallState]) -> None:
-        reqs = []
-        for st in states:
-            trig = list(st.pending)
-            turns = st.caller_texts(upto=trig[-1])
-            reqs.append(
-                SuggestRequest(
-                    st.call_id,
-                    turns,
-                    trig,
-                    district_of(turns),
-                    sum(st.mask_ms.pop(s, 0.0) for s in trig),
-                    max((st.queue_ms.pop(s, 0.0) for s in trig), default=0.0),
-                    started=time.perf_counter()
-                    - (time.monotonic() - min(st.first_segment_at.get(s, time.monotonic()) for s in trig)),
-                )
-            )
-        results = self.assistant.suggest_many(reqs)
-        sends = []
-        for st, res in zip(states, results, strict=True):
-            sends.extend(self._events_for(st, res))
-        for ev in sends:
-            self.producer.send(ev)
+    def _suggest(self, plan: Due) -> None:
+        results, failures = self._run(plan.suggest) if plan.suggest else ([], [])
+        for req in plan.alone:
+            ok, bad = self._run([req])
+            results += ok
+            failures += bad
+        sends: list[tuple[SuggestResult, list[Event]]] = []
+        for res in results:
+            try:
+                sends.append((res, self.tracker.events_for(res)))
+            except Exception as exc:  # e.g. a result that breaks the event contract
+                failures.append((res.request, exc))
+        for _res, events in sends:
+            for ev in events:
+                self.producer.send(ev)
         self.producer.flush()
         with self._lock:
-            for st, res in zip(states, results, strict=True):
-                trig = res.request.trigger_segment_ids
-                st.covered.update(trig)
-                st.pending = [s for s in st.pending if s not in trig]
-                for s in trig:
-                    st.first_segment_at.pop(s, None)
-        for ev in sends:
-            if isinstance(ev, Suggestion):
-                self.published_suggestions += 1
-                metrics.STAGE_LATENCY.labels(service=SERVICE, stage="suggestion_total").observe(
-                    ev.latency.total_ms / 1000
-                )
-                for stage in ("masking", "keywords", "retrieval", "draft"):
-                    metrics.STAGE_LATENCY.labels(service=SERVICE, stage=stage).observe(
-                        getattr(ev.latency, f"{stage}_ms") / 1000
-                    )
-                log.info(
-                    "suggestion published",
-                    extra={
-                        "call_id": ev.call_id,
-                        "suggestion_id": ev.suggestion_id,
-                        "segments": ev.trigger_segment_ids,
-                        "abstained": ev.draft.abstained,
-                        "latency_ms": ev.latency.total_ms,
-                        "instance": self.instance,
-                    },
-                )
+            for res, events in sends:
+                self.tracker.record(res, events)
+            for req, exc in failures:
+                self._failed(req, exc)
+        for _res, events in sends:
+            for ev in events:
+                if isinstance(ev, Suggestion):
+                    self._published(ev)
 
-    def _events_for(self, st: CallState, res: SuggestResult) -> list[Event]:
-        trig = res.request.trigger_segment_ids
-        out: list[Event] = []
-        if res.keywords and res.keywords != st.keywords:
-            out.append(
-                KeywordsUpdated(
-                    event_id=stable_id(st.call_id, "kw", *trig),
-                    call_id=st.call_id,
-                    keywords=res.keywords[:12],
-                    trigger_segment_ids=trig,
-                )
-            )
-            st.keywords = list(res.keywords)
-        key = self._shown_key(res.passages, res.draft.abstained)
-        recent = list(st.shown)[-self.settings.repeat_window :] if self.settings.repeat_window else []
-        if key in recent:
-            log.info("suggestion not repeated", extra={"call_id": st.call_id, "segments": trig})
-            return out
-        sid = suggestion_id_for(st.call_id, trig[0])
-        out.append(
-            Suggestion(
-                event_id=stable_id(st.call_id, "suggestion", trig[0]),
-                call_id=st.call_id,
-                suggestion_id=sid,
-                trigger_segment_ids=trig,
-                query=res.query[:4000],
-                keywords=res.keywords[:12],
-                passages=res.passages,
-                draft=res.draft,
-                latency=res.latency,
-            )
+    def _failed(self, request: SuggestRequest | SummaryRequest, exc: Exception) -> None:
+        kind = "summary" if isinstance(request, SummaryRequest) else "suggestion"
+        dropped = self.tracker.failed(request, self.clock())
+        metrics.ERRORS.labels(service=SERVICE, kind=f"{kind}_dropped" if dropped else kind).inc()
+        log.error(
+            "dropped after repeated failures" if dropped else "failed, to be retried on its own",
+            extra={
+                "what": kind,
+                "failures": self.settings.max_failures if dropped else None,
+                "call_id": request.call_id,
+                "segments": getattr(request, "trigger_segment_ids", None),
+                "error": type(exc).__name__,
+                "where": _where(exc),
+                "instance": self.instance,
+            },
         )
-        st.shown.append(key)
-        return out
 
-    def _summarize(self, st: CallState) -> None:
+    def _published(self, ev: Suggestion) -> None:
+        self.published_suggestions += 1
+        metrics.STAGE_LATENCY.labels(service=SERVICE, stage="suggestion_total").observe(
+            ev.latency.total_ms / 1000
+        )
+        for stage in ("masking", "keywords", "retrieval", "draft"):
+            metrics.STAGE_LATENCY.labels(service=SERVICE, stage=stage).observe(
+                getattr(ev.latency, f"{stage}_ms") / 1000
+            )
+        log.info(
+            "suggestion published",
+            extra={
+                "call_id": ev.call_id,
+                "suggestion_id": ev.suggestion_id,
+                "segments": ev.trigger_segment_ids,
+                "abstained": ev.draft.abstained,
+                "latency_ms": ev.latency.total_ms,
+                "instance": self.instance,
+            },
+        )
+
+    def _summarize(self, req: SummaryRequest) -> None:
         t0 = time.perf_counter()
-        parts = self.summarizer.summarize(st.turns())
-        ev = CallSummary(
-            event_id=stable_id(st.call_id, "summary"),
-            call_id=st.call_id,
-            summary_id="sm-" + stable_id(st.call_id, "summary", n=24),
-            category=parts.category,
-            call_reason=parts.call_reason,
-            key_facts=parts.key_facts,
-            counselor_answers=parts.counselor_answers,
-            actions=parts.actions,
-            regulations_cited=parts.regulations_cited,
-            entities=parts.entities,
-            keywords=parts.keywords,
-            generator=parts.generator,
-            latency_ms=round((time.perf_counter() - t0) * 1000, 2),
-        )
-        self.producer.send(ev).get(timeout=30)
+        try:
+            parts = self.summarizer.summarize(req.turns)
+            result = SummaryResult(req, parts, (time.perf_counter() - t0) * 1000)
+            events = self.tracker.events_for(result)
+        except Exception as exc:
+            with self._lock:
+                self._failed(req, exc)
+            return
+        for ev in events:
+            self.producer.send(ev).get(timeout=30)
         self.published_summaries += 1
         with self._lock:
-            st.summary_done = True
-            self._finish(st.call_id)
-        log.info("summary published", extra={"call_id": st.call_id, "category": parts.category})
+            self.tracker.record(result, events)
+        log.info("summary published", extra={"call_id": req.call_id, "category": parts.category})
 
     # ------------------------------------------------------------------ running
     def ready(self) -> tuple[bool, dict[str, object]]:
@@ -489,7 +275,7 @@ class AssistService:
             "instance": self.instance,
             "polled_recently": polled,
             "broker": "ok" if broker else "unreachable",
-            "open_calls": len(self.calls),
+            "open_calls": len(self.tracker.calls),
             "suggestions": self.published_suggestions,
             "summaries": self.published_summaries,
         }

@@ -93,6 +93,12 @@ class AssistSettings(BaseSettings):
     call_idle_timeout_s: float = Field(
         default=3 * 3600, gt=0, description="A call with no events for this long is forgotten"
     )
+    max_failures: int = Field(
+        default=3,
+        ge=1,
+        description="A call whose suggestion or summary raised this many times in a row is dropped "
+        "(logged and counted; the other calls of the batch are published)",
+    )
 
     # Kafka and service ---------------------------------------------------------------------------
     group_id: str = Field(default="assist", description="Consumer group on call.events + call.transcripts")

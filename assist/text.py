@@ -143,10 +143,3 @@ def to_counselor_register(sentence: str) -> str:
 def mentions(law_name: str, article_no: str) -> str:
     """How a counselor names a source: '도로교통법 제32조에 따르면'."""
     return f"{law_name} {article_no}에 따르면"
-
-
-def josa_eun(word: str) -> str:
-    """은/는 for a noun (by its final consonant)."""
-    ch = word[-1] if word else ""
-    code = ord(ch) - 0xAC00 if ch else -1
-    return "은" if 0 <= code < 11172 and code % 28 else "는"

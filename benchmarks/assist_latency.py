@@ -118,7 +118,7 @@ def main() -> int:
     rd.start()
     # wait until the service owns its partitions and the reader is positioned
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (service.consumer.assignment() and not service._to_rebuild):
+    while time.monotonic() < deadline and not (service.consumer.assignment() and not service.rebuild_pending):
         time.sleep(0.2)
     time.sleep(1.0)
 

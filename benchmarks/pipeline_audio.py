@@ -220,8 +220,7 @@ def main() -> None:
         stack.start(["console", "assist", "asr-gateway", "asr-worker"])
         password = stack.add_user("bench-qa", "qa", None)
         stack.add_user("bench", "counselor")
-        client = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
-        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        cookie = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
         for n in args.levels:
             print(f"level: {n} concurrent audio calls …")
             row = run_level(stack, cookie, wav, n)

@@ -4,29 +4,28 @@ the console, follow calls on its websocket, sample memory, and write the table +
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import re
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dasan.demo import Service  # noqa: E402
-from streaming.broker import LocalBroker, free_port  # noqa: E402
+from dasan.stack import Service, Startable, console_login, cookie_header, dasan_exe, local_env  # noqa: E402
+from dasan.stack import Stack as LocalStack  # noqa: E402
+from streaming.broker import LocalBroker  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -46,17 +45,15 @@ def pct(values: list[float], q: float) -> float | None:
 
 @dataclass
 class Stack:
-    """Broker + services as child processes, on free loopback ports."""
+    """Broker + services as child processes, on free loopback ports (``dasan.stack``)."""
 
     workdir: Path
-    services: dict[str, Service] = field(default_factory=dict)
-    broker: LocalBroker | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    console_port: int = 0
     database_url: str | None = (
         None  # None: SQLite in workdir; postgresql+psycopg://… for the production store
     )
     db_schema: str | None = None
+    broker: LocalBroker | None = None
+    local: LocalStack | None = None
 
     def start(self, names: list[str]) -> None:
         # SIGTERM (pkill, a CI timeout) must run the caller's ``finally: stack.stop()`` too, or the
@@ -64,95 +61,75 @@ class Stack:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
-        self.console_port = free_port()
-        self.env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "DASAN_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "DASAN_CONSOLE_DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'console.db'}",
+        env = local_env(
+            self.broker.bootstrap,
+            self.workdir,
+            self.database_url,
             **({"DASAN_CONSOLE_DB_SCHEMA": self.db_schema} if self.db_schema else {}),
-            "DASAN_CONSOLE_PORT": str(self.console_port),
-            "DASAN_CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
-            "DASAN_CONSOLE_CALLER_KEY_SECRET": secrets.token_urlsafe(32),
-            "DASAN_LOG_LEVEL": os.environ.get("DASAN_BENCH_LOG_LEVEL", "WARNING"),
+            DASAN_LOG_LEVEL=os.environ.get("DASAN_BENCH_LOG_LEVEL", "WARNING"),
             # Production-like group liveness (production: 300 s). Development's 6 s only shortens
             # Tansu's group joins, and under a benchmark's load a loop that pauses past it would
             # measure rebalances, not the pipeline. Startup joins take this long once.
-            "DASAN_KAFKA_MAX_POLL_INTERVAL_MS": os.environ.get("DASAN_KAFKA_MAX_POLL_INTERVAL_MS", "20000"),
-        }
-        subprocess.check_call([_dasan(), "topics", "create"], env=self.env, stdout=subprocess.DEVNULL)
-        table = {
-            "console": (["console", "run"], "DASAN_CONSOLE_PORT", self.console_port),
-            "assist": (["assist", "run"], "DASAN_ASSIST_HEALTH_PORT", free_port()),
-            "asr-gateway": (["asr", "gateway"], "DASAN_ASR_GATEWAY_PORT", free_port()),
-            "asr-worker": (["asr", "worker"], "DASAN_ASR_WORKER_PORT", free_port()),
-        }
-        for name in names:
-            args, port_env, port = table[name]
-            svc = Service(name, args, f"http://127.0.0.1:{port}/readyz", env={port_env: str(port)})
-            svc.port = port  # type: ignore[attr-defined]
-            svc.start(self.env, self.workdir)
-            self.services[name] = svc
-        t0 = time.monotonic()
-        pending = set(names)
-        while pending:
-            for name in list(pending):
-                svc = self.services[name]
-                if not svc.alive():
-                    raise SystemExit(f"{name} died while starting: {svc.log_path}")
-                if svc.ready():
-                    pending.discard(name)
-                    print(f"  {name} ready after {time.monotonic() - t0:.0f} s", file=sys.stderr)
-            if time.monotonic() - t0 > 600:
-                raise SystemExit(f"not ready: {pending}")
-            time.sleep(0.5)
+            DASAN_KAFKA_MAX_POLL_INTERVAL_MS=os.environ.get("DASAN_KAFKA_MAX_POLL_INTERVAL_MS", "20000"),
+        )
+        subprocess.check_call([dasan_exe(), "topics", "create"], env=env, stdout=subprocess.DEVNULL)
+        self.local = LocalStack(env, self.workdir)
+        self.local.start(*(Service.of(name) for name in names), on_status=_print_ready)
+
+    @property
+    def services(self) -> dict[str, Service]:
+        return self.local.services if self.local else {}
 
     def port(self, name: str) -> int:
-        return self.services[name].port  # type: ignore[attr-defined,no-any-return]
+        return self.services[name].port
+
+    @property
+    def console_port(self) -> int:
+        return self.port("console")
 
     def add_user(self, name: str, role: str, team: str | None = "1팀") -> str:
-        password = secrets.token_urlsafe(10)
-        cmd = [_dasan(), "users", "add", name, "--role", role, "--password", password]
-        if team:
-            cmd += ["--team", team]
-        subprocess.check_call(cmd, env=self.env, stdout=subprocess.DEVNULL)
-        return password
+        assert self.local is not None, "start the stack first"
+        return self.local.add_user(name, role, team=team)
 
     def stop(self) -> None:
-        for svc in reversed(list(self.services.values())):
-            svc.stop()
+        if self.local:
+            self.local.stop()
         if self.broker:
             self.broker.stop()
 
     def rss_mb(self) -> dict[str, float]:
         out = {}
         for name, svc in self.services.items():
-            if svc.proc is not None and svc.alive():
-                try:
-                    proc = psutil.Process(svc.proc.pid)
-                    rss = proc.memory_info().rss + sum(
-                        c.memory_info().rss for c in proc.children(recursive=True)
-                    )
-                    out[name] = round(rss / 2**20, 1)
-                except psutil.Error:
-                    pass
+            if svc.alive():
+                with contextlib.suppress(psutil.Error):
+                    out[name] = round(svc.rss(children=True) / 2**20, 1)
         return out
 
 
-def _dasan() -> str:
-    exe = Path(sys.executable).with_name("dasan")
-    return str(exe) if exe.exists() else "dasan"
+def _print_ready(svc: Startable, status: str, elapsed_s: float) -> None:
+    if status == "ready":
+        print(f"  {svc.name} ready after {elapsed_s:.0f} s", file=sys.stderr)
 
 
-def login(base: str, username: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, follow_redirects=False, timeout=10)
-    form = client.get("/login").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert token, "no CSRF token on the log-in page"
-    r = client.post("/login", data={"username": username, "password": password, "csrf_token": token.group(1)})
-    if r.status_code != 303:
-        raise RuntimeError(f"log-in failed: {r.status_code}")
-    return client
+def login(base: str, username: str, password: str) -> str:
+    """Log in to the console; the session's ``Cookie`` header (for the websockets)."""
+    client = console_login(base, username, password)
+    try:
+        return cookie_header(client)
+    finally:
+        client.close()
+
+
+async def keep_calling(start_after_s: float, until: float, play: Callable[[int], Awaitable[None]]) -> int:
+    """One call slot of a steady load: after ``start_after_s``, ``play(k)`` call after call
+    (k = 0, 1, …), each as soon as the previous one hung up, until the wall clock passes ``until``.
+    Returns how many calls it played."""
+    await asyncio.sleep(start_after_s)
+    k = 0
+    while time.time() < until:
+        await play(k)
+        k += 1
+    return k
 
 
 class MemorySampler(threading.Thread):

@@ -36,6 +36,7 @@ from pipeline_common import (
     ScreenLog,
     Stack,
     follow_call,
+    keep_calling,
     login,
     machine,
     pct,
@@ -142,11 +143,11 @@ def run_level(
                 await asyncio.sleep((i % 50) * 0.05)  # staggered start
                 await play_one(f"{prefix}{i:04d}", scripts[i % len(scripts)])
                 return
-            await asyncio.sleep(ramp_s * i / n)
-            k = 0
-            while time.time() < end_at:
-                await play_one(f"{prefix}{i:04d}-{k}", scripts[(i + 7 * k) % len(scripts)])
-                k += 1
+            await keep_calling(
+                ramp_s * i / n,
+                end_at,
+                lambda k: play_one(f"{prefix}{i:04d}-{k}", scripts[(i + 7 * k) % len(scripts)]),
+            )
 
         await asyncio.gather(*(slot(i) for i in range(n)))
         await asyncio.gather(*followers, return_exceptions=True)
@@ -308,8 +309,7 @@ def main() -> None:
         stack.start(["console", "assist"])
         password = stack.add_user("bench-qa", "qa", None)
         stack.add_user("bench", "counselor")
-        client = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
-        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        cookie = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
         warmup = None
         if args.warmup_calls:
             print(f"warm-up: {args.warmup_calls} calls (not reported as a level) …")

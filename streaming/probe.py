@@ -19,6 +19,12 @@ from .settings import KafkaSettings
 API_VERSIONS = 18
 _CORRELATION_ID = 0x0DA5A
 
+# How long one bootstrap server may take to answer before it counts as away. A broker answers
+# ApiVersions in milliseconds; one second leaves room for a loaded broker and keeps a readiness
+# check well inside the probes' 3 s timeout (infra/k8s, infra/compose). Every readiness check
+# (streaming.health.broker_reachable, and callers of this function) uses it.
+BROKER_PROBE_TIMEOUT_S = 1.0
+
 
 def _request(client_id: str) -> bytes:
     cid = client_id.encode()[:200]
@@ -44,7 +50,7 @@ def _tls_context(settings: KafkaSettings) -> ssl.SSLContext:
     return ctx
 
 
-def broker_answers(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
+def broker_answers(settings: KafkaSettings, timeout_s: float = BROKER_PROBE_TIMEOUT_S) -> bool:
     """True if any bootstrap server answers an ApiVersions request within ``timeout_s``."""
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
     for server in settings.common_config()["bootstrap_servers"]:

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from streaming.hardware import configure_threading
+
+configure_threading()  # before any test imports torch or CTranslate2 (tests share the machine's cores)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DASAN_SHARED_DIR", REPO.parent / "shared"))
 ARTIFACTS = REPO / "test-artifacts"

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from .analyzer import KoreanAnalyzer
 from .dense import DenseModelMissing
-from .kb import IndexNotFound, KnowledgeBase
+from .kb import KnowledgeBase
 from .model_assembly import ModelAssemblyError, ensure_embedding_model
-from .models import Passage, Record, SearchFilters, SearchHit
+from .records import Passage, Record, SearchFilters, SearchHit
 from .settings import KnowledgeSettings
+from .store import IndexNotFound
 
 __all__ = [
     "DenseModelMissing",

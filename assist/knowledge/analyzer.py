@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .lexicon import DOMAIN_TERMS, VARIANTS
 
@@ -20,6 +20,30 @@ NOUN_TAGS = frozenset({"NNG", "NNP"})
 VERB_TAGS = frozenset({"VV", "VA"})
 ANALYZER_VERSION = "3"
 _SPACE = re.compile(r"\s+")
+_TERM = re.compile(r"[가-힣0-9A-Za-z]+")
+
+
+def _dictionary_terms(terms: Iterable[str]) -> Iterator[str]:
+    """The terms a user dictionary takes: spaces removed, two characters or more, Hangul/digits/Latin."""
+    for raw in terms:
+        term = _SPACE.sub("", raw)
+        if len(term) >= 2 and _TERM.fullmatch(term):
+            yield term
+
+
+def _fingerprint(terms: Iterable[str], variants: dict[str, list[str]], typo_tolerant: bool) -> str:
+    h = hashlib.sha256(ANALYZER_VERSION.encode())
+    h.update("\n".join(sorted(terms)).encode())
+    h.update(repr(sorted(variants.items())).encode())
+    h.update(str(typo_tolerant).encode())
+    return h.hexdigest()[:16]
+
+
+def analyzer_fingerprint(extra_terms: Iterable[str] = (), typo_tolerant: bool = False) -> str:
+    """The fingerprint of ``KoreanAnalyzer(extra_terms, typo_tolerant)`` without building it (an index
+    key is computed on every start; building the analyser loads kiwipiepy twice and takes seconds)."""
+    terms = {*_dictionary_terms(DOMAIN_TERMS), *_dictionary_terms(extra_terms)}
+    return _fingerprint(terms, {k.lower(): v for k, v in VARIANTS.items()}, typo_tolerant)
 
 
 class KoreanAnalyzer:
@@ -42,9 +66,8 @@ class KoreanAnalyzer:
     # -- vocabulary -------------------------------------------------------------------------
     def add_terms(self, terms: Iterable[str]) -> None:
         """Add domain compounds (e.g. the corpus' topic tags) to the user dictionary."""
-        for raw in terms:
-            term = _SPACE.sub("", raw)
-            if len(term) < 2 or term in self.terms or not re.fullmatch(r"[가-힣0-9A-Za-z]+", term):
+        for term in _dictionary_terms(terms):
+            if term in self.terms:
                 continue
             parts = [t.form for t in self._base.tokenize(term) if t.tag in NOUN_TAGS or t.tag == "XR"]
             self._kiwi.add_user_word(term, "NNG", 0.0)
@@ -54,11 +77,7 @@ class KoreanAnalyzer:
 
     def fingerprint(self) -> str:
         """Changes when anything that alters tokenisation changes (part of the index key)."""
-        h = hashlib.sha256(ANALYZER_VERSION.encode())
-        h.update("\n".join(sorted(self.terms)).encode())
-        h.update(repr(sorted(self.variants.items())).encode())
-        h.update(str(self.typo_tolerant).encode())
-        return h.hexdigest()[:16]
+        return _fingerprint(self.terms, self.variants, self.typo_tolerant)
 
     # -- analysis ---------------------------------------------------------------------------
     def _tokens(self, text: str) -> list[tuple[str, str]]:

@@ -131,7 +131,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from .models import SearchFilters
+    from .records import SearchFilters
 
     kb = _open(_settings(args))
     if kb is None:
@@ -194,7 +194,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table, load_items
+    from .eval_retrieval import evaluate, format_table, load_items
 
     kb = _open(_settings(args))
     if kb is None:

@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .models import Passage, Record
+from .records import Passage, Record
 
 # A 항 starts a line with a circled number (①..⑳, ㉑..㉟ exist in long articles too).
 _HANG = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳㉑㉒㉓㉔㉕㉖㉗㉘㉙㉚㉛㉜㉝㉞㉟"
@@ -47,6 +47,11 @@ def load_records(sources: Iterable[Path | str | dict[str, Any] | Record]) -> lis
                     except ValueError as exc:
                         raise CorpusError(f"{path}:{lineno}: {exc}") from exc
     return out
+
+
+def topic_terms(records: Iterable[Record]) -> list[str]:
+    """The corpus' topic tags, sorted: the analyser adds them to its user dictionary."""
+    return sorted({t for r in records for t in r.topics})
 
 
 def version_key(rec: Record) -> str:

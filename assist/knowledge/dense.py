@@ -35,10 +35,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streaming.hardware import CpuInfo, cpu_info, cuda_usable
+
+if TYPE_CHECKING:
+    from .settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +185,17 @@ class Encoder:
             },
         )
         self.fingerprint = f"{model_fingerprint(Path(model_path))}-{backend}"
+
+    @classmethod
+    def for_settings(cls, settings: KnowledgeSettings) -> Encoder:
+        """The encoder a ``KnowledgeSettings`` describes (resolve ``auto`` first: ``settings.resolved()``)."""
+        return cls(
+            settings.embedding_model_path,
+            settings.dense_backend,
+            settings.max_seq_length,
+            settings.query_max_length,
+            settings.threads,
+        )
 
     def _encode(self, texts: list[str], cap: int, batch_size: int, progress: bool = False) -> np.ndarray:
         import torch

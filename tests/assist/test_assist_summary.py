@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from assist.evaluate import call_turns, keyword_match
+from assist.eval_assist import call_turns, keyword_match
 from assist.summary import Summarizer, Turn, extract_entities
 from assist.taxonomy import CATEGORY_NAMES, OTHER, category_from_label
-from streaming.events import CallSummary, Channel, FollowUpKind
+from assist.tracker import summary_event
+from streaming.events import Channel, FollowUpKind
 
 
 @pytest.fixture(scope="module")
@@ -22,26 +23,10 @@ def calls(shared_dir: Path) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in map(json.loads, lines)}
 
 
-def _event(parts: Any) -> CallSummary:
-    return CallSummary(
-        call_id="c1",
-        summary_id="s1",
-        category=parts.category,
-        call_reason=parts.call_reason,
-        key_facts=parts.key_facts,
-        counselor_answers=parts.counselor_answers,
-        actions=parts.actions,
-        regulations_cited=parts.regulations_cited,
-        entities=parts.entities,
-        keywords=parts.keywords,
-        generator=parts.generator,
-    )
-
-
 def test_summary_of_a_call_with_personal_data_is_masked(assistant: Any, calls: dict[str, Any]) -> None:
     call = calls["DCALL02"]
     parts = Summarizer(assistant).summarize(call_turns(call))
-    ev = _event(parts)
+    ev = summary_event("c1", parts)
     blob = ev.model_dump_json()
     # the caller said part of a 주민번호, a mobile number and a street address
     for raw in ("구공공삼일오", "삼칠이구", "오팔사일", "이십일길", "열다섯"):
@@ -80,7 +65,7 @@ def test_summary_finds_transfer_and_topic_switch(assistant: Any, calls: dict[str
 )
 def test_empty_and_garbage_transcripts(assistant: Any, turns: list[Turn]) -> None:
     parts = Summarizer(assistant).summarize(turns)
-    ev = _event(parts)
+    ev = summary_event("c1", parts)
     assert ev.category == OTHER and ev.regulations_cited == [] and ev.call_reason
 
 

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import func, select
 
@@ -14,14 +11,7 @@ from console.models import CallEvent
 from console.recorder import Recorder
 from console.store import Store
 from streaming.kafka import EventProducer
-
-
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+from tests.util import wait_for
 
 
 def _count(store: Store, call_id: str) -> int:
@@ -41,7 +31,7 @@ def test_recorder_writes_all_topics_idempotently(
     rec = Recorder(store, Hub(), kafka_settings, group_id=f"console-recorder-{unique}")
     rec.start()
     try:
-        _wait(lambda: _count(store, script.call_id) == len(events), "all events recorded")
+        wait_for(lambda: _count(store, script.call_id) == len(events), 90, "all events recorded")
         # The same events again, as a producer retry or an upstream replay would send them.
         with EventProducer(kafka_settings) as producer:
             for e in events[3:]:
@@ -51,14 +41,14 @@ def test_recorder_writes_all_topics_idempotently(
         with EventProducer(kafka_settings) as producer:
             producer.send(marker)
             producer.flush()
-        _wait(lambda: _count(store, script.call_id) == len(events) + 1, "the marker event")
+        wait_for(lambda: _count(store, script.call_id) == len(events) + 1, 90, "the marker event")
     finally:
         rec.stop()
     # A second group reads every topic from the start: all of this call's events are redeliveries.
     rec2 = Recorder(store, None, kafka_settings, group_id=f"console-recorder-{unique}-b")
     rec2.start()
     try:
-        _wait(lambda: rec2.redelivered >= len(events) + 1, "the replay")
+        wait_for(lambda: rec2.redelivered >= len(events) + 1, 90, "the replay")
     finally:
         rec2.stop()
     assert _count(store, script.call_id) == len(events) + 1
@@ -89,17 +79,17 @@ def test_recorder_reports_unhealthy_and_recovers_after_broker_restart(store: Sto
         try:
             with EventProducer(ks) as p:
                 p.send(script.started())
-            _wait(lambda: store.last_seq(script.call_id) == 1, "the first event")
-            _wait(rec.healthy, "a healthy recorder")
+            wait_for(lambda: store.last_seq(script.call_id) == 1, 90, "the first event")
+            wait_for(rec.healthy, 90, "a healthy recorder")
             broker.stop()
-            _wait(lambda: not rec.healthy(), "the recorder to notice the broker is gone")
+            wait_for(lambda: not rec.healthy(), 90, "the recorder to notice the broker is gone")
             broker = LocalBroker(port=port)
             broker.start()
             create_topics(ks)
             with EventProducer(ks) as p:
                 p.send(script.segment(1, "브로커가 다시 살아난 뒤의 문장", t=1))
-            _wait(lambda: store.last_seq(script.call_id) == 2, "the event after the restart")
-            _wait(rec.healthy, "the recorder to report healthy again")
+            wait_for(lambda: store.last_seq(script.call_id) == 2, 90, "the event after the restart")
+            wait_for(rec.healthy, 90, "the recorder to report healthy again")
         finally:
             rec.stop()
     finally:

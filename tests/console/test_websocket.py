@@ -3,9 +3,6 @@ the handshake, and back-pressure (a client that never reads is dropped, not buff
 
 from __future__ import annotations
 
-import base64
-import os
-import socket
 import time
 from typing import Any
 
@@ -15,6 +12,7 @@ from console.app import create_app
 from console.recorder import Recorder
 from console.store import Store
 from tests.console.conftest import LiveServer, login, session_cookie
+from tests.util import raw_ws_handshake
 
 
 def _collect(ws: Any, until_seq: int) -> list[dict[str, Any]]:
@@ -102,24 +100,6 @@ def test_websocket_checks_the_role(client_factory, store: Store, users, call_scr
         ws.receive_json()
 
 
-def _raw_ws_handshake(port: int, path: str, cookie: str) -> socket.socket:
-    """A websocket client that completes the handshake and then never reads."""
-    s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
-
-
 def test_client_that_never_reads_is_dropped_and_can_resume(
     console_settings, store: Store, users, call_script
 ) -> None:
@@ -133,7 +113,7 @@ def test_client_that_never_reads_is_dropped_and_can_resume(
         cookie = session_cookie(srv.url, "kim")
         hub = app.state.hub
         rec = Recorder(store, hub)
-        stalled = _raw_ws_handshake(srv.port, f"/ws/calls/{script.call_id}?after=0", cookie)
+        stalled = raw_ws_handshake(srv.port, f"/ws/calls/{script.call_id}?after=0", cookie)
         deadline = time.monotonic() + 30
         while hub.subscribers(script.call_id) == 0:
             assert time.monotonic() < deadline, "stalled client never subscribed"

@@ -1,24 +1,49 @@
-"""End-to-end fixtures: the real services as separate processes around the session's broker.
+"""End-to-end fixtures: the real services as separate processes around a broker of their own.
 
 Each service is started with ``dasan …`` exactly as in production, configured only through
-environment variables, on free loopback ports. The assist service uses a slice of the corpus
-(the articles the dev calls and utterances need, plus neighbours), so its index builds in
-seconds.
+environment variables, on free loopback ports (``dasan.stack``), and waited for through its
+``/readyz`` for as long as it shows progress.
+
+The assist service uses a slice of the corpus (the articles the dev calls and utterances need,
+plus neighbours). Its indexes are built once, here in the test process (``slice_indexes``), and
+every assist process loads them: a service that found no matching index would build one, which the
+start helpers refuse (the index key covers the corpus, the analyser and every setting that changes
+a vector, so a mismatch there means the services and the tests disagree on a setting).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from dasan.demo import Service
-from streaming.broker import free_port
+from dasan.stack import Service, Stack
 
 REPO = Path(__file__).resolve().parents[2]
+# Index folders are keyed by corpus content, models and settings: a cache across sessions is safe,
+# and spares the slice's build (1.5 min on a quiet 2-core AVX-512 machine, 4 under load).
+KB_CACHE = REPO / "var" / "test-cache" / "e2e-kb"
+# These tests check behaviour, not retrieval quality: 64-token article vectors build the slice
+# about 3x faster than the 256-token default (docs/knowledge.md has both figures).
+MAX_SEQ_LENGTH = 64
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """pytest-timeout's deadline (``timeout`` in pyproject.toml, or a test's own marker) covers the
+    test bodies here, not their set-up: the slice index build and the services' start take what
+    the machine needs, and are bounded by progress instead (``dasan.stack.wait_ready``)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here not in item.path.parents:
+            continue
+        own = item.get_closest_marker("timeout")
+        seconds = (own.args[0] if own.args else own.kwargs.get("timeout")) if own else None
+        kw = {"timeout": seconds} if seconds is not None else {}
+        item.add_marker(pytest.mark.timeout(**kw, func_only=True), append=False)
 
 
 @pytest.fixture(scope="package")
@@ -69,8 +94,35 @@ def corpus_slice(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+@pytest.fixture(scope="session")
+def slice_indexes(corpus_slice: Path) -> dict[str, Path]:
+    """The slice's two indexes, built here once (or found in the cache): ``hybrid`` (BM25 and
+    64-token vectors, what the assist services of these tests load by default) and ``lexical``
+    (BM25 only, for tests that set ``DASAN_KB_DENSE_ENABLED=false``). The same environment reaches
+    the services, so they compute the same keys and load these folders."""
+    from assist.knowledge import KnowledgeBase, KnowledgeSettings
+
+    out = {}
+    for name, over in (("hybrid", {}), ("lexical", {"dense_enabled": False})):
+        settings = KnowledgeSettings(
+            corpus_paths=[corpus_slice], index_dir=KB_CACHE, max_seq_length=MAX_SEQ_LENGTH, **over
+        )
+        path = KnowledgeBase.index_path(settings)
+        if not (path / "manifest.json").is_file():
+            KnowledgeBase.build(None, settings, progress=True).save()
+        out[name] = path
+    for stale in set(KB_CACHE.iterdir()) - set(out.values()):  # other slices, models or settings
+        shutil.rmtree(stale, ignore_errors=True)
+    return out
+
+
 @pytest.fixture(scope="package")
-def e2e_env(kafka_settings, corpus_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def e2e_env(
+    kafka_settings,
+    corpus_slice: Path,
+    slice_indexes: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
     var = tmp_path_factory.mktemp("var")
     return {
         **os.environ,
@@ -79,51 +131,35 @@ def e2e_env(kafka_settings, corpus_slice: Path, tmp_path_factory: pytest.TempPat
         "DASAN_KAFKA_MAX_POLL_INTERVAL_MS": "3000",
         "DASAN_VAR_DIR": str(var),
         "DASAN_KB_CORPUS_PATHS": json.dumps([str(corpus_slice)]),
-        "DASAN_KB_INDEX_DIR": str(var / "kb"),
-        # These tests check behaviour, not retrieval quality: 64-token article vectors build the
-        # slice about 3x faster than the 256-token default (docs/knowledge.md has both figures).
-        "DASAN_KB_MAX_SEQ_LENGTH": "64",
+        "DASAN_KB_INDEX_DIR": str(KB_CACHE),
+        "DASAN_KB_MAX_SEQ_LENGTH": str(MAX_SEQ_LENGTH),
         "DASAN_CONSOLE_DATABASE_URL": f"sqlite:///{var / 'console.db'}",
     }
 
 
+def start_ready(stack: Stack, *services: Service) -> None:
+    """Start the services and wait until they are ready; an assist service must have loaded one of
+    the prebuilt indexes (``slice_indexes``), not built its own."""
+    before = set(KB_CACHE.iterdir())
+    stack.start(*services)
+    built = set(KB_CACHE.iterdir()) - before
+    assert not built, (
+        f"an assist service built an index instead of loading the prebuilt one: {sorted(built)}; "
+        "the index key depends on a setting the services and slice_indexes do not share"
+    )
+
+
 @pytest.fixture()
 def start_service(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """start_service(name, args, port_env, ready_path='/readyz', extra_env=None) → a ready Service."""
-    started: list[Service] = []
+    """start_service(kind, name=kind, env=None, args=()) → a ready Service (stopped after the test)."""
+    stack = Stack(e2e_env, tmp_path)
 
     def start(
-        name: str,
-        args: list[str],
-        port_env: str,
-        extra_env: dict[str, str] | None = None,
-        timeout_s: float = 240,
+        kind: str, name: str | None = None, env: dict[str, str] | None = None, args: Sequence[str] = ()
     ) -> Service:
-        port = free_port()
-        svc = Service(
-            name, args, f"http://127.0.0.1:{port}/readyz", env={port_env: str(port), **(extra_env or {})}
-        )
-        svc.port = port  # type: ignore[attr-defined]
-        svc.start(e2e_env, tmp_path)
-        started.append(svc)
-        wait_ready(svc, timeout_s)
+        svc = Service.of(kind, name=name, env=env, args=args)
+        start_ready(stack, svc)
         return svc
 
     yield start
-    for svc in reversed(started):
-        svc.stop()
-
-
-def wait_ready(svc: Service, timeout_s: float) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not svc.alive():
-            log = svc.log_path.read_text(errors="replace")[-4000:] if svc.log_path else ""
-            pytest.fail(f"{svc.name} exited while starting:\n{log}")
-        if svc.ready():
-            return
-        time.sleep(0.3)
-    log = svc.log_path.read_text(errors="replace")[-4000:] if svc.log_path else ""
-    pytest.fail(f"{svc.name} not ready after {timeout_s} s:\n{log}")
+    stack.stop()

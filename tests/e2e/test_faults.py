@@ -24,11 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -36,12 +32,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
-from dasan.demo import Service
 from dasan.simulator import load_script, play_audio_call, play_scripted_call
+from dasan.stack import Service, add_user, console_login, cookie_header
 from streaming.events import (
     Channel,
     Event,
@@ -51,6 +46,7 @@ from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_TRANSCRIPTS
 from tests.kafka_util import read_topic
+from tests.util import wait_for
 
 # BM25 scores of the corpus slice: in-scope questions score well above this, small talk below
 # (the same threshold as tests/assist, whose slice is a subset of this one).
@@ -60,59 +56,10 @@ BM25_CONFIDENCE = "8.0"
 # --------------------------------------------------------------------------- helpers
 
 
-def wait_for(fn: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.3) -> Any:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s
-    while True:
-        got = fn()
-        if got:
-            print(f"{time.strftime('%H:%M:%S')} {what}: {time.monotonic() - t0:.1f} s")  # shown on failure
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
-
-
-def log_of(svc: Service) -> str:
-    return svc.log_path.read_text(errors="replace") if svc.log_path and svc.log_path.exists() else ""
-
-
-def sigkill(svc: Service) -> None:
-    assert svc.proc is not None and svc.alive(), f"{svc.name} is not running"
-    svc.proc.send_signal(signal.SIGKILL)
-    svc.proc.wait(10)
-
-
-def readyz(svc: Service) -> tuple[int, dict[str, Any]]:
-    """(status code, body) of the service's /readyz; (0, {}) when it does not answer at all."""
-    try:
-        r = httpx.get(svc.ready_url, timeout=3.0)
-    except httpx.HTTPError:
-        return 0, {}
-    try:
-        return r.status_code, r.json()
-    except ValueError:
-        return r.status_code, {}
-
-
-def dasan_exe() -> str:
-    exe = Path(sys.executable).with_name("dasan")
-    return str(exe) if exe.exists() else "dasan"
-
-
-def add_user(env: dict[str, str], role: str, unique: str) -> tuple[str, str]:
-    """Create a console user with ``dasan users add`` (as an administrator would)."""
-    name = f"{role[:4]}-{unique}"
-    password = secrets.token_urlsafe(12)
-    subprocess.run(
-        [dasan_exe(), "users", "add", name, "--role", role, "--team", "1팀", "--password", password],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=60,
-    )
-    return name, password
+def new_counselor(env: dict[str, str], unique: str) -> tuple[str, str]:
+    """A counselor of team 1팀 in the console's database: (name, password)."""
+    name = f"coun-{unique}"
+    return name, add_user(env, name, "counselor", team="1팀")
 
 
 class Console:
@@ -120,18 +67,11 @@ class Console:
 
     def __init__(self, port: int, username: str, password: str) -> None:
         self.base = f"http://127.0.0.1:{port}"
-        self.http = httpx.Client(base_url=self.base, follow_redirects=False, timeout=10)
-        form = self.http.get("/login").text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-        assert token, "no CSRF token on the log-in page"
-        r = self.http.post(
-            "/login", data={"username": username, "password": password, "csrf_token": token.group(1)}
-        )
-        assert r.status_code == 303, f"log-in failed: {r.status_code} {r.text[:200]}"
+        self.http = console_login(self.base, username, password)
 
     @property
     def cookie(self) -> str:
-        return "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        return cookie_header(self.http)
 
     def events(self, call_id: str) -> list[dict[str, Any]]:
         """Every stored event of a call (REST), [] while the console has not seen the call."""
@@ -277,25 +217,18 @@ def in_thread(coro_fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, A
 # --------------------------------------------------------------------------- service fixtures
 
 
-@pytest.fixture(scope="session")
-def faults_kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One lexical (BM25-only) index of the corpus slice for every assist instance of this file:
-    built by the first instance, loaded by the others in seconds."""
-    return tmp_path_factory.mktemp("faults-kb")
-
-
 @pytest.fixture()
-def assist_env(faults_kb_dir: Path, unique: str) -> dict[str, str]:
+def assist_env(slice_indexes: dict[str, Path], unique: str) -> dict[str, str]:
     """Assist settings of these tests.
 
-    The knowledge base is lexical only (no embedding model: retrieval quality is not what is tested).
+    The knowledge base is lexical only (no embedding model: retrieval quality is not what is
+    tested): the prebuilt ``lexical`` index of the slice.
     ``MIN_EVIDENCE_TERMS=0`` and ``REPEAT_WINDOW=0`` make *every* final caller segment with text
     trigger, and every trigger publish a card, so "each final caller segment has exactly one card"
     is an exact expectation rather than one that depends on the trigger policy.
     """
     return {
         "DASAN_KB_DENSE_ENABLED": "false",
-        "DASAN_KB_INDEX_DIR": str(faults_kb_dir),
         "DASAN_KB_ABSTAIN_BM25_THRESHOLD": BM25_CONFIDENCE,
         "DASAN_ASSIST_GROUP_ID": f"assist-{unique}",
         "DASAN_ASSIST_MIN_EVIDENCE_TERMS": "0",
@@ -346,12 +279,10 @@ def test_assist_killed_mid_call_every_caller_segment_gets_exactly_one_card(
     is SIGKILLed (no commit, no goodbye) and a fresh instance is started in the same group. At the
     end every final caller segment of the call is named by exactly one card on the console — none
     lost, none twice — and the cards on screen are exactly the suggestions on Kafka."""
-    console_svc = start_service("console", ["console", "run"], "DASAN_CONSOLE_PORT", console_env(unique))
-    name, password = add_user(e2e_env, "counselor", unique)
-    assist_a = start_service(
-        "assist-a", ["assist", "run", "--instance", "A"], "DASAN_ASSIST_HEALTH_PORT", assist_env
-    )
-    console = Console(console_svc.port, name, password)  # type: ignore[attr-defined]
+    console_svc = start_service("console", env=console_env(unique))
+    name, password = new_counselor(e2e_env, unique)
+    assist_a = start_service("assist", "assist-a", assist_env, ["--instance", "A"])
+    console = Console(console_svc.port, name, password)
     script = next(s for s in load_script(shared_dir / "eval-dev" / "calls.jsonl") if s.call_id == "DCALL03")
     caller_turns = [t for t in script.turns if t["speaker"] != "counselor"]
     assert len(caller_turns) >= 8 and all(t["text"].strip() for t in caller_turns)
@@ -373,14 +304,12 @@ def test_assist_killed_mid_call_every_caller_segment_gets_exactly_one_card(
     )
     try:
         wait_for(lambda: len(follower.of_type("suggestion")) >= 2, 90, "two suggestion cards from instance A")
-        sigkill(assist_a)
+        assist_a.kill()
         killed_after = len(caller_finals)
         assert sim.is_alive() and killed_after < len(caller_turns), (
             "the call was over before the kill: nothing would test the takeover"
         )
-        assist_b = start_service(
-            "assist-b", ["assist", "run", "--instance", "B"], "DASAN_ASSIST_HEALTH_PORT", assist_env
-        )
+        assist_b = start_service("assist", "assist-b", assist_env, ["--instance", "B"])
         sim.join(120)
         assert not sim.is_alive() and "error" not in box, f"simulator failed: {box.get('error')!r}"
         assert box["result"] == len(script.turns)
@@ -404,13 +333,13 @@ def test_assist_killed_mid_call_every_caller_segment_gets_exactly_one_card(
         e for e in read_topic(kafka_settings, ASSIST_SUGGESTIONS, {call_id}) if e.type == "suggestion"
     ]
     by_event = {e.event_id: e for e in published}  # a re-publication keeps its event id
-    on_kafka = Counter(s for e in by_event.values() for s in e.trigger_segment_ids)  # type: ignore[attr-defined]
+    on_kafka = Counter(s for e in by_event.values() for s in e.trigger_segment_ids)
     assert on_kafka == on_screen
-    assert {e.suggestion_id for e in by_event.values()} == {s["suggestion_id"] for s in suggestions}  # type: ignore[attr-defined]
+    assert {e.suggestion_id for e in by_event.values()} == {s["suggestion_id"] for s in suggestions}
     # the takeover really happened inside the call: A and B both published part of the cards
     assert killed_after >= 2
-    assert "suggestion published" in log_of(assist_a)
-    assert "suggestion published" in log_of(assist_b), "instance B published nothing: no takeover tested"
+    assert "suggestion published" in assist_a.log()
+    assert "suggestion published" in assist_b.log(), "instance B published nothing: no takeover tested"
 
 
 # --------------------------------------------------------------------------- 2. ASR worker killed
@@ -479,19 +408,19 @@ def test_asr_worker_killed_mid_utterance_call_resumes_without_gap_or_duplicate(
     from asr.evaluate import cer
 
     wav, spans = joined_call_audio
-    gateway = start_service("asr-gateway", ["asr", "gateway"], "DASAN_ASR_GATEWAY_PORT", asr_env(unique))
-    worker_a = start_service("asr-worker-a", ["asr", "worker"], "DASAN_ASR_WORKER_PORT", asr_env(unique))
+    gateway = start_service("asr-gateway", env=asr_env(unique))
+    worker_a = start_service("asr-worker", "asr-worker-a", asr_env(unique))
     call_id = f"fault-asr-{unique}"
     tail = TopicTail(kafka_settings, CALL_TRANSCRIPTS, call_id)
     tail.start()
     assert tail.ready.wait(30)
     # the worker owns every partition before the call starts (a join later would be a second handover)
-    wait_for(lambda: "partitions assigned" in log_of(worker_a), 60, "worker A to join its group")
+    wait_for(lambda: "partitions assigned" in worker_a.log(), 60, "worker A to join its group")
     speed = 1.0
     t0 = time.monotonic()
     sim, box = in_thread(
         lambda: play_audio_call(
-            f"ws://127.0.0.1:{gateway.port}",  # type: ignore[attr-defined]
+            f"ws://127.0.0.1:{gateway.port}",
             wav,
             call_id=call_id,
             counselor_id="counselor-asr",
@@ -515,18 +444,18 @@ def test_asr_worker_killed_mid_utterance_call_resumes_without_gap_or_duplicate(
         return None
 
     try:
-        target = wait_for(kill_moment, 60, "a final, then a sentence in flight", every_s=0.1)
-        sigkill(worker_a)
+        target = wait_for(kill_moment, 60, "a final, then a sentence in flight", interval=0.1)
+        worker_a.kill()
         killed_at = time.monotonic()
         finals_before = {e.segment_id for _, e in tail.finals()}
-        worker_b = start_service("asr-worker-b", ["asr", "worker"], "DASAN_ASR_WORKER_PORT", asr_env(unique))
+        worker_b = start_service("asr-worker", "asr-worker-b", asr_env(unique))
         sim.join(120)
         assert not sim.is_alive() and "error" not in box, f"audio stream failed: {box.get('error')!r}"
         assert box["result"].error is None, box["result"].error
 
         def transcribed_to_the_end() -> bool:
             finals = [e for _, e in tail.finals()]
-            status, body = readyz(worker_b)
+            status, body = worker_b.readiness()
             last = spans[-1]
             return (
                 any(_overlap(f.start_s, f.end_s, last["start"], last["end"]) > 0 for f in finals)
@@ -535,7 +464,7 @@ def test_asr_worker_killed_mid_utterance_call_resumes_without_gap_or_duplicate(
             )
 
         wait_for(
-            transcribed_to_the_end, 150, "the second worker to transcribe the call to its end", every_s=0.5
+            transcribed_to_the_end, 150, "the second worker to transcribe the call to its end", interval=0.5
         )
         arrivals = tail.finals()
     finally:
@@ -548,7 +477,7 @@ def test_asr_worker_killed_mid_utterance_call_resumes_without_gap_or_duplicate(
         finals.setdefault(seg.segment_id, seg)
     after = [seg for t, seg in arrivals if t > killed_at and seg.segment_id not in finals_before]
     assert after, "no final after the takeover"
-    assert "final segment" in log_of(worker_b), "the second worker published no final"
+    assert "final segment" in worker_b.log(), "the second worker published no final"
     ordered = sorted(finals.values(), key=lambda s: s.start_s)
     for prev, nxt in zip(ordered, ordered[1:], strict=False):
         ov = _overlap(prev.start_s, prev.end_s, nxt.start_s, nxt.end_s)
@@ -616,17 +545,13 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
     """
     kafka = KafkaSettings(bootstrap=own_broker.bootstrap, max_poll_interval_ms=3000)
     env = {"DASAN_KAFKA_BOOTSTRAP": own_broker.bootstrap}
-    console_svc = start_service(
-        "console", ["console", "run"], "DASAN_CONSOLE_PORT", {**console_env(unique), **env}
-    )
-    assist = start_service("assist", ["assist", "run"], "DASAN_ASSIST_HEALTH_PORT", {**assist_env, **env})
-    gateway = start_service(
-        "asr-gateway", ["asr", "gateway"], "DASAN_ASR_GATEWAY_PORT", {**asr_env(unique), **env}
-    )
+    console_svc = start_service("console", env={**console_env(unique), **env})
+    assist = start_service("assist", env={**assist_env, **env})
+    gateway = start_service("asr-gateway", env={**asr_env(unique), **env})
     services = [console_svc, assist, gateway]
     pids = {s.name: s.proc.pid for s in services}  # type: ignore[union-attr]
-    name, password = add_user(e2e_env, "counselor", unique)
-    console = Console(console_svc.port, name, password)  # type: ignore[attr-defined]
+    name, password = new_counselor(e2e_env, unique)
+    console = Console(console_svc.port, name, password)
     producer = EventProducer(kafka)
     scripts = {s.call_id: s for s in load_script(shared_dir / "eval-dev" / "calls.jsonl")}
     followers: list[CallFollower] = []
@@ -650,7 +575,7 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
         f1 = wait_for(lambda: console.events(call1) and console.follow(call1), 60, "call 1 on the console")
         followers.append(f1)
         wait_for(lambda: cards(f1), 60, "the first card of call 1")
-        assert all(readyz(s)[0] == 200 for s in services)
+        assert all(s.readiness()[0] == 200 for s in services)
         assert sim1.is_alive(), "call 1 ended before the outage"
 
         # ---- the broker stops answering
@@ -661,12 +586,12 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
 
             def all_not_ready() -> bool:
                 for s in services:
-                    code, body = readyz(s)
+                    code, body = s.readiness()
                     if code not in (0, 200):
                         down.setdefault(s.name, {"code": code, **body})
                 return len(down) == len(services)
 
-            wait_for(all_not_ready, 30, "every /readyz to report the broker away", every_s=0.5)
+            wait_for(all_not_ready, 30, "every /readyz to report the broker away", interval=0.5)
             wait_for(
                 lambda: any(m.get("recorder_ok") is False for m in f1.status_since(stopped_at)),
                 30,
@@ -674,7 +599,7 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
             )
             while time.monotonic() < stopped_at + OUTAGE_S:  # the outage lasts; readiness says so
                 # (no answer within 3 s counts as not ready, as it does for a Kubernetes probe)
-                assert all(readyz(s)[0] != 200 for s in services), "ready while the broker is frozen"
+                assert all(s.readiness()[0] != 200 for s in services), "ready while the broker is frozen"
                 time.sleep(1.0)
             assert all(s.alive() for s in services), "a service died while the broker was away"
         finally:
@@ -685,7 +610,7 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
         assert down["asr-gateway"]["broker"] is False
 
         # ---- back: ready again without a restart
-        wait_for(lambda: all(readyz(s)[0] == 200 for s in services), 60, "every /readyz to be 200 again")
+        wait_for(lambda: all(s.readiness()[0] == 200 for s in services), 60, "every /readyz to be 200 again")
         assert {s.name: s.proc.pid for s in services} == pids  # type: ignore[union-attr]
         wait_for(
             lambda: any(m.get("recorder_ok") is True for m in f1.status_since(resumed_at)),
@@ -705,7 +630,7 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
         call3 = f"fault-audio-{unique}"
         ingest, box3 = in_thread(
             lambda: play_audio_call(
-                f"ws://127.0.0.1:{gateway.port}",  # type: ignore[attr-defined]
+                f"ws://127.0.0.1:{gateway.port}",
                 shared_dir / "audio-dev" / "zeroth_korean" / "104_003_0294.flac",
                 call_id=call3,
                 counselor_id=name,

@@ -20,6 +20,7 @@ from streaming.codec import OversizedMessage, encode, read_dead_letter
 from streaming.events import AudioFrame, Channel, Codec, TranscriptSegment
 from streaming.kafka import EventConsumer, EventProducer
 from streaming.topics import CALL_EVENTS, CALL_TRANSCRIPTS
+from tests.util import wait_for
 
 from .test_contracts import examples
 
@@ -136,30 +137,33 @@ def test_group_takeover_after_a_member_is_killed(kafka_settings, unique, tmp_pat
             stderr=open(tmp_path / f"{name}.err", "w"),
         )
 
-    def wait_for(line: str, procs: list[subprocess.Popen], seconds: float) -> None:
+    def joined(line: str, procs: list[subprocess.Popen], seconds: float) -> None:
         # Members join one after the other: a join waits out the group's rebalance timeout on
         # Tansu (max.poll.interval), and two members racing into an empty group can take several
         # rounds there. Failure messages carry each member's log and stderr.
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if line in (logf.read_text() if logf.exists() else ""):
-                return
+        def logged() -> bool:
             if any(p.poll() is not None for p in procs):
-                break
-            time.sleep(0.2)
-        errs = {
-            n: (tmp_path / f"{n}.err").read_text()[-2000:]
-            for n in ("A", "B")
-            if (tmp_path / f"{n}.err").exists()
-        }
-        pytest.fail(f"no {line!r}: log={logf.read_text() if logf.exists() else ''!r} stderr={errs}")
+                raise AssertionError("a member exited")
+            return line in (logf.read_text() if logf.exists() else "")
+
+        try:
+            wait_for(logged, seconds, repr(line))
+        except AssertionError as exc:
+            errs = {
+                n: (tmp_path / f"{n}.err").read_text()[-2000:]
+                for n in ("A", "B")
+                if (tmp_path / f"{n}.err").exists()
+            }
+            pytest.fail(
+                f"no {line!r} ({exc}): log={logf.read_text() if logf.exists() else ''!r} stderr={errs}"
+            )
 
     a = spawn("A")
     b: subprocess.Popen | None = None
     try:
-        wait_for("assigned A", [a], 90)
+        joined("assigned A", [a], 90)
         b = spawn("B")
-        wait_for("assigned B", [a, b], 90)
+        joined("assigned B", [a, b], 90)
         # Both members share the partitions.
         n_calls, per_call = 30, 20
         total = n_calls * per_call
@@ -402,3 +406,69 @@ def test_commit_limits_hold_back_offsets_until_the_work_is_done(kafka_settings, 
     consume_until(c2, lambda: len(seen) >= 4)
     c2.close()
     assert seen == [2, 3, 4, 5]
+
+
+def test_read_partitions_reads_a_range_and_stops_at_the_ends_it_saw(kafka_settings, unique) -> None:
+    """The takeover helper: a range of partitions from a time, an offset or the beginning, outside any
+    group, up to the end offsets taken at the start, even while a producer keeps writing."""
+    import threading
+
+    from kafka import KafkaProducer
+
+    from streaming.kafka import read_partitions
+
+    topic = f"range.{unique}"
+    make_topic(kafka_settings, topic, 2)
+    base = int(time.time() * 1000) - 100_000
+    raw = KafkaProducer(**kafka_settings.producer_config())
+    for part, call, n in ((0, f"r0-{unique}", 10), (1, f"r1-{unique}", 5)):
+        for i in range(n):
+            key, value, headers = encode(segment(call, i), kafka_settings.max_message_bytes)
+            raw.send(
+                topic, key=key, value=value, headers=headers, partition=part, timestamp_ms=base + i * 1000
+            )
+    raw.send(topic, key=b"junk", value=b"\x00not an event", partition=0, timestamp_ms=base + 9500)
+    raw.flush()
+
+    def revisions(got, part=None) -> list[int]:
+        return [ev.revision for rec, ev in got if part is None or rec.partition == part]
+
+    everything = read_partitions(kafka_settings, [topic], [0, 1, 7])  # 7: no such partition
+    assert revisions(everything, 0) == list(range(10)) and revisions(everything, 1) == list(range(5))
+    assert all(rec.topic == topic for rec, _ in everything)
+    assert revisions(read_partitions(kafka_settings, [topic], [1])) == list(range(5))
+    # from a time: partition 1 has nothing that recent
+    assert revisions(read_partitions(kafka_settings, [topic], [0, 1], since_ms=base + 5000)) == [
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]
+    # from an offset (partition 1 not named: from its beginning)
+    got = read_partitions(kafka_settings, [topic], [0, 1], start_offsets={TopicPartition(topic, 0): 7})
+    assert revisions(got, 0) == [7, 8, 9] and revisions(got, 1) == list(range(5))
+
+    stop, sent = threading.Event(), [0]
+
+    def talk() -> None:
+        with EventProducer(kafka_settings) as p:
+            while not stop.is_set() and sent[0] < 600:  # at most 30 s of a busy call
+                p.send(segment(f"r0-{unique}", 100 + sent[0]), topic=topic).get(timeout=10)
+                sent[0] += 1
+                time.sleep(0.05)
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while sent[0] < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        live = read_partitions(kafka_settings, [topic], [0, 1])
+        still_talking = talker.is_alive()
+    finally:
+        stop.set()
+        talker.join(10)
+        raw.close()
+    assert still_talking, "the read waited for the producer to fall silent"
+    assert len(live) >= 15 + 20

@@ -56,7 +56,7 @@ def test_auto_resolves_from_the_flags_the_process_sees(monkeypatch: pytest.Monke
 def test_index_key_differs_by_concrete_backend(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """An index built with one backend is never found by settings that resolve to another."""
     from assist.knowledge import dense
-    from assist.knowledge.kb import KnowledgeBase
+    from assist.knowledge.store import dense_key
 
     model = tmp_path / "model"
     model.mkdir()
@@ -64,14 +64,14 @@ def test_index_key_differs_by_concrete_backend(monkeypatch: pytest.MonkeyPatch, 
     keys = {}
     for backend in ("bf16", "int8", "torch"):
         s = KnowledgeSettings(dense_backend=backend, embedding_model_path=model)
-        keys[backend] = KnowledgeBase._dense_key(s)
+        keys[backend] = dense_key(s)
     assert len(set(keys.values())) == 3
     monkeypatch.setenv("DASAN_CPU_FLAGS", " ".join(sorted(AVX2_EPYC)))
     monkeypatch.setenv("DASAN_DISABLE_CUDA", "1")
     cpu_flags.cache_clear()
     dense.backend_choice.cache_clear()
     try:
-        auto = KnowledgeBase._dense_key(KnowledgeSettings(dense_backend="auto", embedding_model_path=model))
+        auto = dense_key(KnowledgeSettings(dense_backend="auto", embedding_model_path=model))
         assert auto == keys["int8"]
     finally:
         cpu_flags.cache_clear()

@@ -54,6 +54,16 @@ def test_fingerprint_changes_with_the_dictionary(analyzer) -> None:
     assert other.fingerprint() != analyzer.fingerprint()
 
 
+def test_fingerprint_is_known_without_building_the_analyzer(analyzer) -> None:
+    """Index keys are computed on every start from the fingerprint alone (no kiwipiepy)."""
+    from assist.knowledge.analyzer import analyzer_fingerprint
+
+    assert analyzer_fingerprint(["대형폐기물", "층간소음"]) == analyzer.fingerprint()
+    # the same normalisation as the user dictionary: spaces dropped, one-letter and odd terms ignored
+    assert analyzer_fingerprint(["대형 폐기물", "층간소음", "x", "a/b"]) == analyzer.fingerprint()
+    assert analyzer_fingerprint(["대형폐기물", "층간소음"], typo_tolerant=True) != analyzer.fingerprint()
+
+
 def test_whitespace_baseline() -> None:
     assert whitespace_tokens("「도로교통법」 제32조(정차 및 주차의 금지), 과태료!") == [
         "도로교통법",

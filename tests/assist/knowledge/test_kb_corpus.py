@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assist.knowledge.corpus import CorpusError, load_records, split_passages
-from assist.knowledge.models import Record
+from assist.knowledge.records import Record
 
 LONG = {
     "id": "테스트법/제3조",

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from assist.knowledge.evaluation import asr_noise, metrics_for
+from assist.knowledge.eval_retrieval import asr_noise, metrics_for
 
 
 def test_metrics_on_a_hand_computed_case() -> None:

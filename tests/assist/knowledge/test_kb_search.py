@@ -124,6 +124,12 @@ def test_persistence_round_trip(corpus_slice, tmp_path: Path) -> None:
     q = "공동주택 층간소음 분쟁 조정"
     assert [h.passage_id for h in loaded.search(q)] == [h.passage_id for h in built.search(q)]
     assert loaded.key == built.key and len(loaded.passages) == len(built.passages)
+    assert loaded.content_key == built.content_key and loaded.build_stats == built.build_stats
+    # the key as open() computes it, from the records and settings alone (no analyser built)
+    from assist.knowledge.corpus import load_records
+    from assist.knowledge.store import index_key
+
+    assert index_key(load_records(corpus_slice), s) == built.key
 
 
 def test_open_uses_the_key_of_corpus_and_settings(corpus_slice, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def evaluate(
     hybrid_hits = None
     for m in methods:
         vecs = qvecs if m in ("dense", "hybrid") else None
-        hits = kb._search(queries, 10, None, m, vecs)
+        hits = kb.search_encoded(queries, vecs, 10, m)
         if m == "hybrid" or (hybrid_hits is None and m == methods[-1]):
             hybrid_hits = hits
         ranked = [[h.doc_id for h in hits[i]] for i in in_scope]

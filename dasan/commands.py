@@ -1,4 +1,4 @@
-"""Cross-package tooling commands: ``dasan models``, ``dasan simulate``, ``dasan demo``, ``dasan config``."""
+"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``, ``dasan config``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Payloads of the knowledge base: records, passages, filters and hits."""
+"""Data records of the knowledge base: corpus records, passages, search filters and hits (pydantic)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,11 @@ class Record(BaseModel):
     law_go_kr_url: str | None = None
 
 
-class Passage(BaseModel):
-    """A retrievable unit: a whole short article, or one or more 항 of a long one."""
+class PassageSource(BaseModel):
+    """Where a passage comes from: its article, as a passage and a search hit both name it."""
 
     passage_id: str
     doc_id: str
-    version: str = Field(description="Record version key (effective date), distinguishes versions of one id")
     citation: str
     law_name: str
     article_no: str
@@ -40,6 +39,15 @@ class Passage(BaseModel):
     jurisdiction: str
     topics: list[str]
     effective_date: date | None
+
+
+SOURCE_FIELDS = frozenset(PassageSource.model_fields)
+
+
+class Passage(PassageSource):
+    """A retrievable unit: a whole short article, or one or more 항 of a long one."""
+
+    version: str = Field(description="Record version key (effective date), distinguishes versions of one id")
     expiry_date: date | None = None
     paragraphs: list[str] = Field(default_factory=list, description="항 markers covered, e.g. ['①', '②']")
     text: str
@@ -61,16 +69,7 @@ class SearchFilters(BaseModel):
     as_of: date = Field(default_factory=date.today)
 
 
-class SearchHit(BaseModel):
-    passage_id: str
-    doc_id: str
-    citation: str
-    law_name: str
-    article_no: str
-    article_title: str | None
-    jurisdiction: str
-    topics: list[str]
-    effective_date: date | None
+class SearchHit(PassageSource):
     text: str = Field(description="Passage text")
     snippet: str
     score: float = Field(description="Fused score (higher is better)")

@@ -1,0 +1,88 @@
+"""What the assist service keeps per call, and the requests and plans its tracker hands out (plain
+data; the rules that fill them are :mod:`assist.tracker`'s)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streaming.events import CallEnded, Channel
+
+from .assistant import SuggestRequest
+from .summary import SummaryParts, Turn
+
+NOW = -math.inf  # "due at once" (a replayed end, a segment with no debounce)
+
+
+def shown_key(passages: Sequence[Any], abstained: bool) -> frozenset[str]:
+    """What a suggestion puts on screen, for the no-repeat rule: its top three articles."""
+    return frozenset() if abstained else frozenset(p.doc_id for p in passages[:3])
+
+
+@dataclass
+class CallState:
+    call_id: str
+    partition: int | None = None
+    counselor_id: str | None = None
+    segments: dict[str, tuple[Channel, str, float, float]] = field(default_factory=dict)  # id → masked
+    order: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    due_at: float = NOW
+    covered: set[str] = field(default_factory=set)
+    shown: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=8))
+    keywords: list[str] = field(default_factory=list)
+    last_trigger_end_s: float = -1e9
+    ended: CallEnded | None = None
+    summary_at: float = NOW  # with ``ended``: when the summary may be written
+    summary_done: bool = False
+    last_event_at: float = 0.0
+    suggest_failures: int = 0
+    summary_failures: int = 0
+    first_segment_at: dict[str, float] = field(default_factory=dict)
+    mask_ms: dict[str, float] = field(default_factory=dict)
+    queue_ms: dict[str, float] = field(default_factory=dict)
+
+    def caller_texts(self, upto: str | None = None) -> list[str]:
+        out = []
+        for sid in self.order:
+            ch, text, _s, _e = self.segments[sid]
+            if ch == Channel.caller:
+                out.append(text)
+            if sid == upto:
+                break
+        return out
+
+    def turns(self) -> list[Turn]:
+        return [Turn(self.segments[s][0], self.segments[s][1]) for s in self.order]
+
+
+@dataclass(frozen=True)
+class SummaryRequest:
+    call_id: str
+    turns: list[Turn]
+
+
+@dataclass(frozen=True)
+class SummaryResult:
+    request: SummaryRequest
+    parts: SummaryParts
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Due:
+    """What one tick should do. ``suggest``: one batch for one retrieval pass, oldest due first;
+    ``alone``: requests of calls whose last attempt raised, each to be run on its own; ``summarize``:
+    calls to summarise, in order, for as long as the tick has ``summary_budget_s`` left (0: one
+    summary only, because caller finals are waiting beyond this batch)."""
+
+    suggest: list[SuggestRequest] = field(default_factory=list)
+    alone: list[SuggestRequest] = field(default_factory=list)
+    summarize: list[SummaryRequest] = field(default_factory=list)
+    summary_budget_s: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.suggest or self.alone or self.summarize)

@@ -1,0 +1,376 @@
+"""The assist service's per-call rules: what to suggest and summarise, and when. No Kafka, no clock
+reads, no threads: time comes in as an argument, so every rule here is tested with a scripted clock.
+
+Per call (keyed by call id; :class:`assist.call_state.CallState`) it keeps the masked final segments of both channels, the caller segments
+waiting for a suggestion, the segments already covered by a published suggestion, what is on screen,
+and the keywords shown.
+
+- Only **final caller** segments that add evidence (content nouns) trigger; partials never do.
+- **Debounce** on the audio clock: a final caller segment that starts within ``debounce_ms`` of the
+  previous trigger's end waits that long, so a sentence the recogniser cut in two yields one
+  suggestion with both segment ids. Segments of several calls due at the same moment are retrieved
+  in one batch.
+- **No repeats**: a suggestion whose passages equal one of the last ``repeat_window`` shown is not
+  published again (its keywords still are, if they changed).
+- **Summaries** wait ``summary_grace_ms`` after ``CallEnded`` (the last transcripts travel on another
+  topic and may arrive just after the end), and until no caller final of the call is waiting.
+- **Idle calls** (no event for ``call_idle_timeout_s``) are forgotten.
+- **Failures are per call**: a call whose suggestion or summary raised is retried on its own after
+  ``RETRY_AFTER_S`` (so it cannot fail the batch of the others again) and dropped after
+  ``max_failures`` attempts.
+- **Takeover**: :meth:`CallTracker.rebuild` replays the history of the partitions a member took over
+  (lifecycle, transcripts, and what was already published), so segments already covered are never
+  suggested again and summaries already written are not written twice. Suggestion and event ids are
+  derived from the call id and the first trigger segment id, so even a re-publication carries the
+  same ``event_id`` and is dropped by consumers.
+
+One tick of the service::
+
+    plan = tracker.due(now)                               # forgets idle calls, picks what is due
+    results = assistant.suggest_many(plan.suggest)        # (+ each of plan.alone on its own)
+    events = tracker.events_for(result)                   # for each result
+    ... publish events ...
+    tracker.record(result, events)                        # what is now covered / on screen / done
+    tracker.failed(request, now)                          # for a request that raised
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+from streaming.events import (
+    CallEnded,
+    CallStarted,
+    CallSummary,
+    Channel,
+    Event,
+    KeywordsUpdated,
+    Suggestion,
+    TranscriptSegment,
+)
+from streaming.privacy import mask_text
+
+from .assistant import SuggestRequest, SuggestResult, district_of
+from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, shown_key
+from .settings import AssistSettings
+from .summary import SummaryParts
+
+# Work per tick of the consumer loop beyond the first suggestion batch: the loop must poll again well
+# within max.poll.interval.ms (6 s in development) or the group rebalances and state is rebuilt.
+TICK_BUDGET_S = 1.5
+# A call whose suggestion or summary raised is tried again this much later, on its own.
+RETRY_AFTER_S = 1.0
+
+
+def stable_id(*parts: str, n: int = 32) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:n]
+
+
+def suggestion_id_for(call_id: str, first_segment_id: str) -> str:
+    return "sg-" + stable_id(call_id, first_segment_id, n=24)
+
+
+def summary_event(call_id: str, parts: SummaryParts, latency_ms: float = 0.0) -> CallSummary:
+    """The ``CallSummary`` of a call (one per call: its ids derive from the call id alone)."""
+    return CallSummary(
+        event_id=stable_id(call_id, "summary"),
+        call_id=call_id,
+        summary_id="sm-" + stable_id(call_id, "summary", n=24),
+        category=parts.category,
+        call_reason=parts.call_reason,
+        key_facts=parts.key_facts,
+        counselor_answers=parts.counselor_answers,
+        actions=parts.actions,
+        regulations_cited=parts.regulations_cited,
+        entities=parts.entities,
+        keywords=parts.keywords,
+        generator=parts.generator,
+        latency_ms=round(latency_ms, 2),
+    )
+
+
+class CallTracker:
+    """The calls one service instance follows.
+
+    ``evidence(text)``: the content nouns of a masked turn (a turn with fewer than
+    ``min_evidence_terms`` does not trigger). ``mask``: the masking contract applied to every final
+    segment before it is kept. ``timer``: only measures stage latency for the published events
+    (masking, the request's start); what happens when depends on the ``now`` arguments alone.
+    """
+
+    def __init__(
+        self,
+        settings: AssistSettings,
+        evidence: Callable[[str], Sequence[str]],
+        *,
+        mask: Callable[[str], str] = mask_text,
+        timer: Callable[[], float] = time.perf_counter,
+        remember_finished: int = 10_000,
+    ) -> None:
+        self.settings = settings
+        self.evidence = evidence
+        self.mask = mask
+        self.timer = timer
+        self.calls: dict[str, CallState] = {}
+        self.finished: deque[str] = deque(maxlen=remember_finished)
+        self._finished_set: set[str] = set()
+
+    # ------------------------------------------------------------------ input
+    def apply(
+        self, event: Event, now: float, *, partition: int | None = None, queue_ms: float | None = None
+    ) -> None:
+        """One event as it arrives. ``queue_ms``: how long it waited on Kafka (reported latency)."""
+        self._apply(event, now, partition, queue_ms, replay=False)
+
+    def _apply(
+        self, event: Event, now: float, partition: int | None, queue_ms: float | None, replay: bool
+    ) -> None:
+        cid = event.call_id
+        if cid in self._finished_set:
+            return
+        st = self.calls.get(cid)
+        if st is None:
+            st = self.calls[cid] = CallState(cid, partition)
+        st.last_event_at = now
+        if isinstance(event, CallStarted):
+            st.counselor_id = event.counselor_id
+        elif isinstance(event, CallEnded):
+            st.ended = event
+            st.due_at = NOW
+            # call.events and call.transcripts are separate topics: the last transcripts may arrive
+            # just after the end, so the summary waits a short grace period (not on replay)
+            st.summary_at = NOW if replay else now + self.settings.summary_grace_ms / 1000
+        elif isinstance(event, TranscriptSegment):
+            self._segment(st, event, now, queue_ms, replay)
+
+    def _segment(
+        self, st: CallState, seg: TranscriptSegment, now: float, queue_ms: float | None, replay: bool
+    ) -> None:
+        if not seg.is_final or seg.segment_id in st.segments:
+            return
+        t0 = self.timer()
+        masked = self.mask(seg.text)
+        mask_ms = (self.timer() - t0) * 1000
+        st.segments[seg.segment_id] = (seg.channel, masked, seg.start_s, seg.end_s)
+        st.order.append(seg.segment_id)
+        if seg.channel != Channel.caller:
+            return
+        if len(self.evidence(masked)) < self.settings.min_evidence_terms or not masked.strip():
+            return
+        st.first_segment_at.setdefault(seg.segment_id, now)
+        st.mask_ms[seg.segment_id] = mask_ms
+        if queue_ms is not None and not replay:
+            st.queue_ms[seg.segment_id] = queue_ms
+        close = (seg.start_s - st.last_trigger_end_s) * 1000 < self.settings.debounce_ms
+        if not st.pending:
+            st.due_at = now + self.settings.debounce_ms / 1000 if (close and not replay) else NOW
+        st.pending.append(seg.segment_id)
+        st.last_trigger_end_s = seg.end_s
+
+    # ------------------------------------------------------------------ what is due
+    def due(self, now: float) -> Due:
+        """Forget idle calls, then pick what is due: suggestions of every call whose debounce ran out
+        (one batch, oldest first, at most ``batch_max``), and summaries of ended calls past their grace
+        with no caller final waiting."""
+        self.forget_idle(now)
+        # One batch per tick, oldest first: the consumer polls between batches, so a backlog never
+        # holds the poll loop past max.poll.interval.ms (which would cost a rebalance and a rebuild).
+        picked = sorted(
+            (st for st in self.calls.values() if st.pending and st.due_at <= now),
+            key=lambda st: st.due_at,
+        )[: self.settings.batch_max]
+        ended = [
+            SummaryRequest(st.call_id, st.turns())
+            for st in self.calls.values()
+            if st.ended and not st.pending and not st.summary_done and st.summary_at <= now
+        ]
+        # Summaries share the loop's time budget: when many calls hang up together the rest wait for
+        # the next tick (a few hundred ms later) rather than hold the poll loop past its interval.
+        # A summary may take "a few seconds", a suggestion 500 ms: while any caller final is still
+        # waiting after this batch (debounce, or beyond it), a tick writes one summary only (each is
+        # an encoder pass over the call's sentences).
+        in_batch = {st.call_id for st in picked}
+        waiting = any(st.pending for st in self.calls.values() if st.call_id not in in_batch)
+        return Due(
+            suggest=[self._request(st, now) for st in picked if not st.suggest_failures],
+            alone=[self._request(st, now) for st in picked if st.suggest_failures],
+            summarize=ended,
+            summary_budget_s=0.0 if waiting else TICK_BUDGET_S,
+        )
+
+    def _request(self, st: CallState, now: float) -> SuggestRequest:
+        trig = list(st.pending)
+        turns = st.caller_texts(upto=trig[-1])
+        first_seen = min(st.first_segment_at.get(s, now) for s in trig)
+        return SuggestRequest(
+            st.call_id,
+            turns,
+            trig,
+            district_of(turns),
+            sum(st.mask_ms.get(s, 0.0) for s in trig),
+            max((st.queue_ms.get(s, 0.0) for s in trig), default=0.0),
+            # total latency counts from the segment's arrival, debounce included
+            started=self.timer() - (now - first_seen),
+        )
+
+    def forget_idle(self, now: float) -> list[str]:
+        """Forget calls with no event for ``call_idle_timeout_s`` (a lost CallEnded); their ids."""
+        stale = [
+            c for c, st in self.calls.items() if now - st.last_event_at > self.settings.call_idle_timeout_s
+        ]
+        for c in stale:
+            self._finish(c)
+        return stale
+
+    # ------------------------------------------------------------------ output
+    def events_for(self, result: SuggestResult | SummaryResult) -> list[Event]:
+        """The events to publish for a result (nothing is changed until :meth:`record`)."""
+        if isinstance(result, SummaryResult):
+            return [summary_event(result.request.call_id, result.parts, result.latency_ms)]
+        cid = result.request.call_id
+        st = self.calls.get(cid) or CallState(cid)
+        trig = result.request.trigger_segment_ids
+        out: list[Event] = []
+        if result.keywords and result.keywords != st.keywords:
+            out.append(
+                KeywordsUpdated(
+                    event_id=stable_id(cid, "kw", *trig),
+                    call_id=cid,
+                    keywords=result.keywords[:12],
+                    trigger_segment_ids=trig,
+                )
+            )
+        if self.is_repeat(result):
+            return out
+        out.append(
+            Suggestion(
+                event_id=stable_id(cid, "suggestion", trig[0]),
+                call_id=cid,
+                suggestion_id=suggestion_id_for(cid, trig[0]),
+                trigger_segment_ids=trig,
+                query=result.query[:4000],
+                keywords=result.keywords[:12],
+                passages=result.passages,
+                draft=result.draft,
+                latency=result.latency,
+            )
+        )
+        return out
+
+    def is_repeat(self, result: SuggestResult) -> bool:
+        """Whether the result shows what one of the last ``repeat_window`` suggestions showed."""
+        st = self.calls.get(result.request.call_id)
+        if st is None or not self.settings.repeat_window:
+            return False
+        recent = list(st.shown)[-self.settings.repeat_window :]
+        return shown_key(result.passages, result.draft.abstained) in recent
+
+    def record(self, result: SuggestResult | SummaryResult, events: Sequence[Event]) -> None:
+        """``events`` (from :meth:`events_for`) were published: the trigger segments are covered,
+        keywords and suggestion are on screen; a summary finishes its call."""
+        cid = result.request.call_id
+        if isinstance(result, SummaryResult):
+            st = self.calls.get(cid)
+            if st is not None:
+                st.summary_done = True
+            self._finish(cid)
+            return
+        st = self.calls.get(cid)
+        if st is None:
+            return
+        for ev in events:
+            if isinstance(ev, KeywordsUpdated):
+                st.keywords = list(result.keywords)
+            elif isinstance(ev, Suggestion):
+                st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+        st.suggest_failures = 0
+        self._done_with(st, result.request.trigger_segment_ids, covered=True)
+
+    def _done_with(self, st: CallState, trig: Sequence[str], covered: bool) -> None:
+        if covered:
+            st.covered.update(trig)
+        st.pending = [s for s in st.pending if s not in trig]
+        for s in trig:
+            st.first_segment_at.pop(s, None)
+            st.mask_ms.pop(s, None)
+            st.queue_ms.pop(s, None)
+
+    def failed(self, request: SuggestRequest | SummaryRequest, now: float) -> bool:
+        """A request raised. It is tried again on its own after ``RETRY_AFTER_S``; after
+        ``max_failures`` attempts it is dropped (the trigger segments leave the queue uncovered; an
+        ended call is forgotten without a summary). Returns True when dropped."""
+        st = self.calls.get(request.call_id)
+        if st is None:
+            return True
+        limit = self.settings.max_failures
+        if isinstance(request, SummaryRequest):
+            st.summary_failures += 1
+            if st.summary_failures >= limit:
+                self._finish(st.call_id)
+                return True
+            st.summary_at = now + RETRY_AFTER_S
+            return False
+        st.suggest_failures += 1
+        if st.suggest_failures >= limit:
+            st.suggest_failures = 0
+            self._done_with(st, request.trigger_segment_ids, covered=False)
+            return True
+        st.due_at = now + RETRY_AFTER_S
+        return False
+
+    # ------------------------------------------------------------------ membership
+    def rebuild(self, events: Iterable[tuple[int | None, Event]], now: float) -> None:
+        """Rebuild from the history of taken-over partitions: ``(partition, event)`` of the input topics
+        and of the published suggestions and summaries, in the order read. Lifecycle first, then
+        transcripts in the order produced, then what was already published."""
+        lifecycle: list[tuple[int | None, Event]] = []
+        transcripts: list[tuple[int | None, TranscriptSegment]] = []
+        published: list[Event] = []
+        for part, ev in events:
+            if isinstance(ev, TranscriptSegment):
+                transcripts.append((part, ev))
+            elif isinstance(ev, Suggestion | KeywordsUpdated | CallSummary):
+                published.append(ev)
+            else:
+                lifecycle.append((part, ev))
+        transcripts.sort(key=lambda pe: pe[1].produced_at)
+        for part, ev in [*lifecycle, *transcripts]:
+            self._apply(ev, now, part, None, replay=True)
+        for ev in published:
+            st = self.calls.get(ev.call_id)
+            if st is None:
+                continue
+            if isinstance(ev, Suggestion):
+                st.covered.update(ev.trigger_segment_ids)
+                st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+                st.pending = [s for s in st.pending if s not in st.covered]
+            elif isinstance(ev, KeywordsUpdated):
+                st.keywords = list(ev.keywords)
+            elif isinstance(ev, CallSummary):
+                st.summary_done = True
+        for cid in [c for c, st in self.calls.items() if st.ended and st.summary_done]:
+            self._finish(cid)
+        for st in self.calls.values():
+            if st.pending:
+                st.due_at = NOW
+
+    def forget_partitions(self, partitions: set[int]) -> list[str]:
+        """Drop the calls of partitions handed to another member (it rebuilds them); their ids."""
+        gone = [cid for cid, st in self.calls.items() if st.partition is None or st.partition in partitions]
+        for cid in gone:
+            del self.calls[cid]
+        return gone
+
+    def _finish(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+        if call_id not in self._finished_set:
+            if len(self.finished) == self.finished.maxlen:
+                self._finished_set.discard(self.finished[0])
+            self.finished.append(call_id)
+            self._finished_set.add(call_id)
+
+    def is_finished(self, call_id: str) -> bool:
+        return call_id in self._finished_set

@@ -1,0 +1,304 @@
+"""The assist service's per-call rules (assist/tracker.py) with a scripted clock: no broker, no sleeps.
+
+Triggers, debounce, no repeats, summary timing and grace, idle calls, per-call failures and the
+takeover rebuild, run through the real assistant (the BM25 slice index of conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from assist.assistant import SuggestResult
+from assist.call_state import SummaryResult
+from assist.settings import AssistSettings
+from assist.summary import Summarizer
+from assist.tracker import RETRY_AFTER_S, TICK_BUDGET_S, CallTracker
+from streaming.events import (
+    CallEnded,
+    CallStarted,
+    CallSummary,
+    Channel,
+    Event,
+    KeywordsUpdated,
+    Suggestion,
+)
+from tests.assist.call_script import ID_CARD, ID_FEE, METER, PARKING, seg
+
+T0 = 1000.0  # the scripted clock (seconds)
+
+
+def tracker(assistant: Any, **settings: Any) -> CallTracker:
+    return CallTracker(AssistSettings(**settings), assistant.evidence_terms)
+
+
+class Run:
+    """Drives a tracker as the service does, keeping what would have been published."""
+
+    def __init__(self, assistant: Any, tr: CallTracker) -> None:
+        self.assistant = assistant
+        self.tr = tr
+        self.summarizer = Summarizer(assistant)
+        self.published: list[Event] = []
+
+    def tick(self, now: float) -> list[Event]:
+        plan = self.tr.due(now)
+        out: list[Event] = []
+        results: list[SuggestResult] = self.assistant.suggest_many(plan.suggest)
+        for req in plan.alone:
+            results += self.assistant.suggest_many([req])
+        for res in results:
+            events = self.tr.events_for(res)
+            self.tr.record(res, events)
+            out += events
+        for req in plan.summarize:
+            result = SummaryResult(req, self.summarizer.summarize(req.turns), 1.0)
+            events = self.tr.events_for(result)
+            self.tr.record(result, events)
+            out += events
+        self.published += out
+        return out
+
+
+def suggestions(events: list[Event]) -> list[Suggestion]:
+    return [e for e in events if isinstance(e, Suggestion)]
+
+
+def test_final_caller_segments_with_evidence_trigger_once(assistant: Any) -> None:
+    tr = tracker(assistant)
+    tr.apply(CallStarted(call_id="a", counselor_id="c7"), T0)
+    tr.apply(seg("a", "s1", Channel.caller, "수도 계량기가", 0.0, final=False), T0)
+    assert not tr.due(T0)  # a partial never triggers
+    tr.apply(seg("a", "s1", Channel.caller, METER, 0.0), T0)
+    tr.apply(seg("a", "s1", Channel.caller, METER, 0.0), T0)  # redelivered
+    tr.apply(seg("a", "c1", Channel.counselor, "네 고객님, 수도 계량기 확인해 드리겠습니다.", 2.5), T0)
+    tr.apply(seg("a", "s2", Channel.caller, "네네", 5.0), T0)  # no evidence
+    plan = tr.due(T0)
+    assert [r.trigger_segment_ids for r in plan.suggest] == [["s1"]] and not plan.alone
+    req = plan.suggest[0]
+    # only masked text is kept and sent on
+    assert "[전화번호]" in req.turns[0] and "팔팔구구" not in repr(tr.calls["a"].segments)
+    assert tr.calls["a"].counselor_id == "c7"
+
+
+def test_debounce_merges_a_cut_sentence_and_waits_on_the_audio_clock(assistant: Any) -> None:
+    run = Run(assistant, tracker(assistant, debounce_ms=600))
+    tr = run.tr
+    tr.apply(seg("a", "s3", Channel.caller, ID_CARD, 10.0), T0)
+    tr.apply(seg("a", "s4", Channel.caller, ID_FEE, 12.1), T0)  # the same moment: one suggestion
+    assert [s.trigger_segment_ids for s in suggestions(run.tick(T0))] == [["s3", "s4"]]
+    # starts 0.2 s (audio) after the last trigger ended: waits debounce_ms of wall time
+    tr.apply(seg("a", "s5", Channel.caller, PARKING, 14.2), T0 + 1)
+    assert run.tick(T0 + 1) == [] and run.tick(T0 + 1.59) == []
+    assert [s.trigger_segment_ids for s in suggestions(run.tick(T0 + 1.6))] == [["s5"]]
+    # a final well after the last trigger goes at once
+    tr.apply(seg("a", "s6", Channel.caller, METER, 40.0), T0 + 2)
+    assert [s.trigger_segment_ids for s in suggestions(run.tick(T0 + 2))] == [["s6"]]
+
+
+def test_what_is_on_screen_is_not_repeated_but_new_keywords_are(assistant: Any) -> None:
+    run = Run(assistant, tracker(assistant, repeat_window=3))
+    tr = run.tr
+    for i, (text, start) in enumerate([(METER, 0.0), (ID_CARD, 10.0), (PARKING, 20.0)]):
+        tr.apply(seg("a", f"s{i}", Channel.caller, text, start), T0 + i)
+        run.tick(T0 + i)
+    first = suggestions(run.published)
+    assert len(first) == 3 and first[0].passages and not first[0].draft.abstained
+    assert all(
+        c in {p.passage_id for p in first[0].passages} for s in first[0].draft.sentences for c in s.citations
+    )
+    tr.apply(seg("a", "again", Channel.caller, METER, 40.0), T0 + 5)
+    again = run.tick(T0 + 5)
+    assert suggestions(again) == []
+    assert [type(e) for e in again] == [KeywordsUpdated]  # the keywords changed since PARKING
+    assert tr.calls["a"].pending == [] and "again" in tr.calls["a"].covered
+    # with no memory of what was shown, the same passages are shown again
+    run2 = Run(assistant, tracker(assistant, repeat_window=0))
+    for i, text in enumerate([METER, METER]):
+        run2.tr.apply(seg("b", f"m{i}", Channel.caller, text, i * 20.0), T0 + i)
+        run2.tick(T0 + i)
+    assert len(suggestions(run2.published)) == 2
+
+
+def test_events_carry_stable_ids_and_latency(assistant: Any) -> None:
+    tr = tracker(assistant)
+    tr.apply(seg("a", "s1", Channel.caller, PARKING, 0.0), T0)
+    req = tr.due(T0).suggest[0]
+    res = assistant.suggest_many([req])[0]
+    events = tr.events_for(res)
+    # nothing changes before record(): the same events, with the same ids
+    assert [e.event_id for e in events] == [e.event_id for e in tr.events_for(res)]
+    kw, sugg = events
+    assert isinstance(kw, KeywordsUpdated) and isinstance(sugg, Suggestion)
+    assert sugg.suggestion_id.startswith("sg-") and sugg.event_id != kw.event_id
+    lat = sugg.latency
+    assert lat.total_ms >= lat.retrieval_ms > 0 and lat.keywords_ms > 0 and lat.masking_ms >= 0
+    other = tracker(assistant)
+    other.apply(seg("a", "s1", Channel.caller, PARKING, 0.0), T0 + 50)
+    again = other.events_for(assistant.suggest_many(other.due(T0 + 50).suggest)[0])
+    assert [e.event_id for e in again] == [e.event_id for e in events]  # another member: same ids
+
+
+def test_summary_waits_for_the_grace_and_for_waiting_finals(assistant: Any) -> None:
+    run = Run(assistant, tracker(assistant, summary_grace_ms=1000))
+    tr = run.tr
+    tr.apply(CallStarted(call_id="a", counselor_id="c7"), T0)
+    tr.apply(seg("a", "s1", Channel.caller, PARKING, 0.0), T0)
+    tr.apply(CallEnded(call_id="a"), T0)
+    tr.apply(seg("a", "s2", Channel.caller, ID_CARD, 3.0), T0 + 0.5)  # late transcript, inside the grace
+    assert tr.due(T0 + 0.5).summarize == []  # finals waiting, and within the grace
+    run.tick(T0 + 0.5)  # the suggestion of s1 + s2
+    assert tr.due(T0 + 0.9).summarize == []
+    out = run.tick(T0 + 1.0)
+    assert [type(e) for e in out] == [CallSummary]
+    assert out[0].category in ("불법주정차", "주민등록") and out[0].regulations_cited
+    assert "a" not in tr.calls and tr.is_finished("a")
+    tr.apply(seg("a", "s9", Channel.caller, METER, 30.0), T0 + 2)  # after the summary: ignored
+    assert "a" not in tr.calls and not tr.due(T0 + 2)
+
+
+def test_one_summary_per_tick_while_other_finals_wait(assistant: Any) -> None:
+    tr = tracker(assistant, summary_grace_ms=0, debounce_ms=600, batch_max=1)
+    for c in ("x", "y"):
+        tr.apply(CallEnded(call_id=c), T0)
+    assert len(tr.due(T0).summarize) == 2 and tr.due(T0).summary_budget_s == TICK_BUDGET_S
+    # a final of another call beyond this batch (batch_max 1): one summary only this tick
+    tr.apply(seg("p", "p1", Channel.caller, PARKING, 0.0), T0)
+    tr.apply(seg("q", "q1", Channel.caller, ID_CARD, 0.0), T0)
+    plan = tr.due(T0)
+    assert [r.call_id for r in plan.suggest] == ["p"] and plan.summary_budget_s == 0.0
+    # the batch serves every waiting final: the summaries keep their budget
+    tr2 = tracker(assistant, summary_grace_ms=0, debounce_ms=600)
+    tr2.apply(CallEnded(call_id="x"), T0)
+    tr2.apply(seg("p", "p1", Channel.caller, PARKING, 0.0), T0)
+    plan2 = tr2.due(T0)
+    assert len(plan2.suggest) == 1 and plan2.summary_budget_s == TICK_BUDGET_S
+    for res in assistant.suggest_many(plan2.suggest):
+        tr2.record(res, tr2.events_for(res))
+    # a final in its debounce wait counts as waiting too
+    tr2.apply(seg("p", "p2", Channel.caller, ID_CARD, 2.1), T0)
+    plan3 = tr2.due(T0)
+    assert plan3.suggest == [] and [r.call_id for r in plan3.summarize] == ["x"]
+    assert plan3.summary_budget_s == 0.0
+
+
+def test_batch_is_oldest_due_first_and_bounded(assistant: Any) -> None:
+    tr = tracker(assistant, batch_max=2, debounce_ms=600)
+    tr.apply(seg("a", "a0", Channel.caller, PARKING, 0.0), T0)
+    tr.apply(seg("a", "a1", Channel.caller, ID_CARD, 2.1), T0)  # pending already: stays due at once
+    tr.apply(seg("b", "b0", Channel.caller, METER, 0.0), T0)
+    tr.apply(seg("c", "c0", Channel.caller, ID_FEE, 0.0), T0)
+    plan = tr.due(T0)
+    assert [r.call_id for r in plan.suggest] == ["a", "b"]
+    assert plan.suggest[0].trigger_segment_ids == ["a0", "a1"]
+
+
+def test_idle_calls_are_forgotten(assistant: Any) -> None:
+    tr = tracker(assistant, call_idle_timeout_s=60)
+    tr.apply(CallStarted(call_id="lost", counselor_id="c1"), T0)
+    tr.apply(CallStarted(call_id="live", counselor_id="c1"), T0 + 30)
+    assert tr.forget_idle(T0 + 60) == []
+    tr.due(T0 + 61)
+    assert set(tr.calls) == {"live"} and tr.is_finished("lost")
+
+
+def test_a_failing_call_is_retried_alone_then_dropped(assistant: Any) -> None:
+    tr = tracker(assistant, max_failures=3)
+    tr.apply(seg("bad", "b1", Channel.caller, PARKING, 0.0), T0)
+    tr.apply(seg("ok", "o1", Channel.caller, ID_CARD, 0.0), T0)
+    plan = tr.due(T0)
+    assert {r.call_id for r in plan.suggest} == {"bad", "ok"}
+    bad = next(r for r in plan.suggest if r.call_id == "bad")
+    assert tr.failed(bad, T0) is False
+    for res in assistant.suggest_many([r for r in plan.suggest if r.call_id == "ok"]):
+        tr.record(res, tr.events_for(res))
+    assert not tr.due(T0 + RETRY_AFTER_S / 2)  # backs off
+    plan = tr.due(T0 + RETRY_AFTER_S)
+    assert plan.suggest == [] and [r.call_id for r in plan.alone] == ["bad"]
+    assert tr.failed(plan.alone[0], T0 + RETRY_AFTER_S) is False
+    last = tr.due(T0 + 2 * RETRY_AFTER_S).alone[0]
+    assert tr.failed(last, T0 + 2 * RETRY_AFTER_S) is True  # the third failure: dropped
+    assert tr.calls["bad"].pending == [] and "b1" not in tr.calls["bad"].covered
+    assert not tr.due(T0 + 10)
+    # the call goes on: its next question is tried in the batch again
+    tr.apply(seg("bad", "b2", Channel.caller, METER, 20.0), T0 + 10)
+    assert [r.trigger_segment_ids for r in tr.due(T0 + 10).suggest] == [["b2"]]
+
+
+def test_a_failing_summary_is_retried_then_dropped(assistant: Any) -> None:
+    tr = tracker(assistant, max_failures=2, summary_grace_ms=0)
+    for c in ("bad", "ok"):
+        tr.apply(seg(c, f"{c}1", Channel.counselor, "네, 확인해 드리겠습니다.", 0.0), T0)
+        tr.apply(CallEnded(call_id=c), T0)
+    plan = tr.due(T0)
+    assert [r.call_id for r in plan.summarize] == ["bad", "ok"]
+    assert tr.failed(plan.summarize[0], T0) is False
+    assert [r.call_id for r in tr.due(T0).summarize] == ["ok"]  # the other goes first
+    assert [r.call_id for r in tr.due(T0 + RETRY_AFTER_S).summarize] == ["bad", "ok"]
+    assert tr.failed(plan.summarize[0], T0 + RETRY_AFTER_S) is True
+    assert "bad" not in tr.calls and tr.is_finished("bad")
+
+
+def test_garbage_and_empty_segments_trigger_nothing_but_a_summary(assistant: Any) -> None:
+    run = Run(assistant, tracker(assistant, summary_grace_ms=0))
+    run.tr.apply(CallStarted(call_id="g", counselor_id="c7"), T0)
+    for i, text in enumerate(["", "   ", "ㅋㅋㅋ", "어… 네네", "@@@ ### !!!", "zzzz zzzz"]):
+        run.tr.apply(seg("g", f"g{i}", Channel.caller, text, i * 3.0), T0 + i)
+        assert run.tick(T0 + i) == []
+    run.tr.apply(CallEnded(call_id="g"), T0 + 10)
+    out = run.tick(T0 + 10)
+    assert len(out) == 1 and isinstance(out[0], CallSummary) and out[0].category == "기타"
+
+
+def test_takeover_rebuild_resumes_where_the_published_events_end(assistant: Any) -> None:
+    """Member A handles part of two calls and publishes; member B rebuilds from the same history and
+    goes on: covered segments are never suggested again, the rest is, and a written summary is not
+    written twice."""
+    history: list[tuple[int | None, Event]] = []
+
+    def feed(tr: CallTracker, ev: Event, now: float) -> None:
+        history.append((3, ev))
+        tr.apply(ev, now, partition=3)
+
+    a = Run(assistant, tracker(assistant, summary_grace_ms=0))
+    feed(a.tr, CallStarted(call_id="open", counselor_id="c1"), T0)
+    feed(a.tr, CallStarted(call_id="done", counselor_id="c2"), T0)
+    feed(a.tr, seg("open", "o1", Channel.caller, PARKING, 0.0), T0)
+    feed(a.tr, seg("done", "d1", Channel.caller, ID_CARD, 0.0), T0)
+    feed(a.tr, CallEnded(call_id="done"), T0)
+    a.tick(T0)
+    a.tick(T0 + 1)  # the summary of "done" (its final was served first)
+    feed(a.tr, seg("open", "o2", Channel.caller, METER, 10.0), T0 + 2)  # A dies before serving it
+    history += [(None, e) for e in a.published]
+    assert {type(e) for e in a.published} == {Suggestion, KeywordsUpdated, CallSummary}
+
+    b = Run(assistant, tracker(assistant, summary_grace_ms=0))
+    b.tr.rebuild(history, T0 + 100)
+    assert set(b.tr.calls) == {"open"} and b.tr.is_finished("done")
+    st = b.tr.calls["open"]
+    assert st.counselor_id == "c1" and st.order == ["o1", "o2"] and st.covered == {"o1"}
+    assert st.keywords and len(st.shown) == 1
+    out = b.tick(T0 + 100)  # due at once after a rebuild
+    assert [s.trigger_segment_ids for s in suggestions(out)] == [["o2"]]
+    # a call that ended without a summary is summarised at once, without waiting for the grace
+    c = tracker(assistant, summary_grace_ms=60_000)
+    c.rebuild([(1, CallStarted(call_id="x", counselor_id="c1")), (1, CallEnded(call_id="x"))], T0)
+    assert [r.call_id for r in c.due(T0).summarize] == ["x"]
+
+
+def test_calls_of_revoked_partitions_are_dropped(assistant: Any) -> None:
+    tr = tracker(assistant)
+    tr.apply(CallStarted(call_id="p1", counselor_id="c"), T0, partition=1)
+    tr.apply(CallStarted(call_id="p2", counselor_id="c"), T0, partition=2)
+    assert tr.forget_partitions({1}) == ["p1"] and set(tr.calls) == {"p2"}
+    assert not tr.is_finished("p1")  # another member follows it now; it may come back
+
+
+@pytest.mark.parametrize("module", ["service.py", "tracker.py"])
+def test_no_transcript_text_in_logs(module: str) -> None:
+    """The service logs ids and latencies, never transcript text (checked on its source)."""
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2].joinpath("assist", module).read_text()
+    assert "seg.text" not in src.replace("self.mask(seg.text)", "")
+    assert "log." not in src or module == "service.py"
