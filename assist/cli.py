@@ -1,7 +1,8 @@
 """Commands of the assist package (see dasan/cli.py).
 
-``dasan assist run`` (the service), ``dasan assist suggest``, ``dasan mask``, ``dasan summarize``,
+``dasan assist run`` (the service), ``dasan assist suggest``, ``dasan summarize``,
 ``dasan eval assist``; the knowledge base adds ``dasan kb …`` and ``dasan eval retrieval``.
+(``dasan mask`` lives in streaming/cli.py, next to the masking it runs.)
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     sug.add_argument("--generator", choices=["grounded", "llm"], default=None, help="Override the generator")
     sug.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
     sug.set_defaults(func=cmd_suggest)
-
-    mask = sub.add_parser("mask", help="Mask personal data in text lines read from standard input")
-    mask.set_defaults(func=cmd_mask)
 
     summ = sub.add_parser("summarize", help="Summarise a call from a transcript file (calls.jsonl format)")
     summ.add_argument("file", type=Path, help="JSONL: one call per line with 'turns' (speaker, text)")
@@ -62,16 +60,6 @@ def _assistant(generator: str | None = None, index: Path | None = None) -> Any:
     if generator:
         settings = settings.model_copy(update={"generator": generator})
     return Assistant.open(settings, index=index)
-
-
-def cmd_mask(args: argparse.Namespace) -> int:
-    from streaming.privacy import mask_text
-
-    for line in sys.stdin:
-        end = "\n" if line.endswith("\n") else ""
-        sys.stdout.write(mask_text(line.rstrip("\n")) + end)
-    sys.stdout.flush()
-    return 0
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:

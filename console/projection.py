@@ -1,8 +1,11 @@
 """What a browser receives for each recorded event: a plain JSON payload with masked text only.
 
 ``payload_of(event)`` is what ``call_events.payload`` stores and what websockets and replays send;
-every text in it has gone through :func:`streaming.privacy.mask_text`. One projection per event
-type, in a table keyed by the event's class (the event types the console records).
+every text in it is masked. Transcript segments go through :data:`CONVERSATIONS`, a
+:class:`streaming.privacy.ConversationMasker` with memory per call and channel (a number said across
+segments is masked in each of them; finals are keyed by segment id, so a retried or redelivered
+segment gets the same text); every other text through :func:`streaming.privacy.mask_text`. One
+projection per event type, in a table keyed by the event's class (the event types the console records).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from streaming.events import (
     Suggestion,
     TranscriptSegment,
 )
-from streaming.privacy import mask_text
+from streaming.privacy import ConversationMasker, mask_text
+
+CONVERSATIONS = ConversationMasker()
+"""The recorder's transcript masking state (one per process; bounded, forgotten at CallEnded)."""
 
 
 def clean(text: str) -> str:
@@ -82,7 +88,20 @@ def _call_started(ev: CallStarted) -> dict[str, Any]:
     }
 
 
+def masked_segment(ev: TranscriptSegment) -> str:
+    """A segment's text masked with the memory of its call and channel (partials use it, finals join it)."""
+    return CONVERSATIONS.mask(
+        ev.call_id,
+        ev.channel.value,
+        clean(ev.text),
+        at=ev.end_s,
+        key=ev.segment_id if ev.is_final else None,
+        remember=ev.is_final,
+    )
+
+
 def _call_ended(ev: CallEnded) -> dict[str, Any]:
+    CONVERSATIONS.end_call(ev.call_id)
     return {
         "type": "call_ended",
         "ended_at": ev.ended_at.isoformat(),
@@ -96,7 +115,7 @@ def _segment(ev: TranscriptSegment) -> dict[str, Any]:
         "type": "segment",
         "segment_id": ev.segment_id,
         "channel": ev.channel.value,
-        "text": masked(ev.text),
+        "text": masked_segment(ev),
         "is_final": ev.is_final,
         "revision": ev.revision,
         "start_s": ev.start_s,

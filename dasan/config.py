@@ -10,6 +10,7 @@ from streaming import paths
 # (service, module, class) — the one list of settings classes.
 SETTINGS_CLASSES: list[tuple[str, str, str]] = [
     ("kafka (all services)", "streaming.settings", "KafkaSettings"),
+    ("masking of personal data (all services)", "streaming.settings", "PrivacySettings"),
     ("asr gateway and workers", "asr.settings", "AsrSettings"),
     ("knowledge base", "assist.knowledge", "KnowledgeSettings"),
     ("assist service", "assist.settings", "AssistSettings"),

@@ -1,4 +1,4 @@
-"""Commands of the streaming package: ``dasan broker`` and ``dasan topics``."""
+"""Commands of the streaming package: ``dasan broker``, ``dasan topics`` and ``dasan mask``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,24 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     ls = ts.add_parser("list", help="Show the registry and what the broker has")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_topics_list)
+
+    m = sub.add_parser(
+        "mask",
+        help="Mask personal data in text read from standard input (lines, or JSON lines of a call)",
+        description="Line mode (default): each line is masked on its own. --jsonl: each line is "
+        '{"call_id": …, "channel": "caller"|"counselor", "text": …} (optional "at": seconds of call '
+        'time, "segment_id", "is_final"); the same object comes out with "text" masked, and numbers '
+        "said across a call's segments are masked with memory per call and channel. A line that is "
+        "not such an object is reported on standard error with its number and the exit code is 2.",
+    )
+    m.add_argument("--jsonl", action="store_true", help="JSON lines with call_id, channel and text")
+    m.add_argument(
+        "--names",
+        choices=["model", "rules"],
+        default=None,
+        help="Names: kiwipiepy + rules, or rules only (default: DASAN_PRIVACY_NAMES, else model)",
+    )
+    m.set_defaults(func=_mask)
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -96,3 +114,44 @@ def _topics_list(args: argparse.Namespace) -> int:
                 f"broker={r['on_broker'] or '-':<4} {r['description']}"
             )
     return 0
+
+
+def _mask(args: argparse.Namespace) -> int:
+    from .privacy import ConversationMasker, mask_text
+
+    if not args.jsonl:
+        for line in sys.stdin:
+            end = "\n" if line.endswith("\n") else ""
+            sys.stdout.write(mask_text(line.rstrip("\n"), names=args.names) + end)
+        sys.stdout.flush()
+        return 0
+    masker = ConversationMasker(names=args.names)
+    failed = 0
+    for n, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise ValueError("not a JSON object")
+            call_id, channel, text = item["call_id"], item["channel"], item["text"]
+            if not (isinstance(call_id, str) and isinstance(channel, str) and isinstance(text, str)):
+                raise ValueError("call_id, channel and text must be strings")
+            at = item.get("at")
+            item["text"] = masker.mask(
+                call_id,
+                channel,
+                text,
+                at=float(at) if at is not None else None,
+                key=str(item["segment_id"]) if item.get("segment_id") is not None else None,
+                remember=item.get("is_final", True) is not False,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            failed += 1
+            # the line itself may hold personal data: only its number and the reason are reported
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:120]
+            print(f"dasan mask: line {n}: {type(exc).__name__}: {reason}", file=sys.stderr)
+            continue
+        sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return 2 if failed else 0

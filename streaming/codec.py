@@ -3,6 +3,12 @@
 Headers on every message: ``event_type`` and ``schema_version`` (so a consumer can route or
 reject without parsing the value). Audio frames put their metadata as compact JSON in the
 ``dasan-meta`` header and the audio bytes in the value.
+
+Schema evolution: :func:`encode` writes what the (strict) models hold; :func:`decode` accepts an
+event of this consumer's major version (``schema_version <= SCHEMA_VERSION``) even when it carries
+fields this version does not know — a newer producer's additive, optional fields — and drops them
+(``ignored`` collects their names). A newer major version is refused
+(``unsupported_schema_version``) and goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .events import SCHEMA_VERSION, AnyEvent, AudioFrame, Event
+from .events import IGNORED_FIELDS, SCHEMA_VERSION, TOLERATE_UNKNOWN, AnyEvent, AudioFrame, Event
 
 META_HEADER = "dasan-meta"
 TYPE_HEADER = "event_type"
@@ -79,8 +85,18 @@ def _check_version(version: Any) -> None:
         )
 
 
-def decode(value: bytes | None, headers: Headers | None = None, key: bytes | None = None) -> Event:
-    """(value, headers, key) → event. Raises :class:`DecodeError` with the reason."""
+def decode(
+    value: bytes | None,
+    headers: Headers | None = None,
+    key: bytes | None = None,
+    ignored: list[str] | None = None,
+) -> Event:
+    """(value, headers, key) → event. Raises :class:`DecodeError` with the reason.
+
+    Fields unknown to this version are dropped; pass a list as ``ignored`` to learn their names
+    (``Model.field``).
+    """
+    context: dict[str, Any] = {TOLERATE_UNKNOWN: True, IGNORED_FIELDS: ignored if ignored is not None else []}
     if value is None:
         raise DecodeError("empty", "message has no value (tombstone)")
     event_type = _header(headers, TYPE_HEADER)
@@ -96,7 +112,7 @@ def decode(value: bytes | None, headers: Headers | None = None, key: bytes | Non
             if not isinstance(meta, dict):
                 raise DecodeError("invalid_schema", f"{META_HEADER} header is not an object")
             _check_version(meta.get("schema_version"))
-            event: Event = AudioFrame.model_validate({**meta, "audio": value})
+            event: Event = AudioFrame.model_validate({**meta, "audio": value}, context=context)
         else:
             try:
                 data = json.loads(value)
@@ -105,7 +121,7 @@ def decode(value: bytes | None, headers: Headers | None = None, key: bytes | Non
             if not isinstance(data, dict):
                 raise DecodeError("invalid_schema", "event is not a JSON object")
             _check_version(data.get("schema_version"))
-            event = _any_event.validate_python(data)
+            event = _any_event.validate_python(data, context=context)
     except ValidationError as exc:
         raise DecodeError("invalid_schema", _short_validation(exc)) from exc
     if key is not None and key != event.call_id.encode():

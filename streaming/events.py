@@ -6,9 +6,16 @@ Every event carries ``schema_version``, an ``event_id`` (consumers dedupe on it)
 Serialisation (see :mod:`streaming.codec`): compact JSON for every event except
 :class:`AudioFrame`, whose value is the raw audio bytes with its metadata in a header.
 
-Version policy: additive, optional fields keep ``SCHEMA_VERSION``; a field removed, renamed
-or changed in meaning bumps it. Consumers accept ``schema_version <= SCHEMA_VERSION`` and
-send anything newer to the dead-letter topic, so an old consumer never misreads a new event.
+Version policy: ``SCHEMA_VERSION`` is the major version. An additive, optional field keeps it;
+a field removed, renamed or changed in meaning (or a new required field) bumps it. Consumers
+accept ``schema_version <= SCHEMA_VERSION`` and send anything newer to the dead-letter topic, so an
+old consumer never misreads a new event.
+
+Producers are strict (``extra="forbid"``: a misspelt field in our own code is an error), consumers
+are tolerant within their major version: :func:`streaming.codec.decode` validates with
+:data:`DECODE_CONTEXT`, which drops fields this version does not know (at every nesting level)
+instead of refusing the event. That is what lets a newer producer add an optional field during a
+rolling upgrade without every older consumer dead-lettering its events.
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+
+TOLERATE_UNKNOWN = "tolerate_unknown_fields"
+"""Validation-context key: when true, fields a contract does not declare are dropped, not refused."""
+IGNORED_FIELDS = "ignored_fields"
+"""Validation-context key: a list that collects the dotted names of the fields that were dropped."""
 
 CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 CallId = Annotated[str, Field(pattern=CALL_ID_PATTERN, description="Call id; also the Kafka key")]
@@ -61,10 +73,35 @@ class EndReason(StrEnum):
     gateway_shutdown = "gateway_shutdown"
 
 
-class Event(BaseModel):
-    """Fields every event has."""
+class Contract(BaseModel):
+    """Base of every model on the wire: strict when built in code, tolerant when decoded.
+
+    Built in code (a producer) an unknown field is an error (``extra="forbid"``). Validated with a
+    context that sets :data:`TOLERATE_UNKNOWN` (the codec's decode), unknown fields of the same
+    major version are dropped, and their names are appended to the context's
+    :data:`IGNORED_FIELDS` list so the consumer can count them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_when_decoding(cls, data: object, info: ValidationInfo) -> object:
+        ctx = info.context
+        if not (isinstance(data, dict) and isinstance(ctx, dict) and ctx.get(TOLERATE_UNKNOWN)):
+            return data
+        known = cls.model_fields
+        unknown = [k for k in data if k not in known]
+        if not unknown:
+            return data
+        ignored = ctx.get(IGNORED_FIELDS)
+        if isinstance(ignored, list):
+            ignored.extend(f"{cls.__name__}.{k}" for k in unknown)
+        return {k: v for k, v in data.items() if k in known}
+
+
+class Event(Contract):
+    """Fields every event has."""
 
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
     event_id: str = Field(default_factory=new_event_id, min_length=8, max_length=64)
@@ -179,9 +216,7 @@ class TranscriptSegment(Event):
 # --------------------------------------------------------------------------- assist.suggestions
 
 
-class RetrievedPassage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RetrievedPassage(Contract):
     doc_id: str = Field(description="Corpus record id, e.g. 도로교통법/제32조")
     passage_id: str = Field(description="Passage id within the index, e.g. 도로교통법/제32조#2")
     citation: str = Field(description="「도로교통법」 제32조(정차 및 주차의 금지)")
@@ -193,16 +228,12 @@ class RetrievedPassage(BaseModel):
     ranks: dict[str, int] = Field(default_factory=dict, description="Per-method rank, e.g. bm25/dense")
 
 
-class DraftSentence(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DraftSentence(Contract):
     text: str
     citations: list[str] = Field(min_length=1, description="passage_ids this sentence rests on")
 
 
-class DraftAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DraftAnswer(Contract):
     generator: str = Field(description="grounded | llm | …")
     sentences: list[DraftSentence] = Field(default_factory=list)
     abstained: bool = Field(default=False, description="No source good enough: say so instead of guessing")
@@ -219,9 +250,7 @@ class DraftAnswer(BaseModel):
         return " ".join(s.text for s in self.sentences)
 
 
-class StageLatency(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class StageLatency(Contract):
     masking_ms: float = 0.0
     keywords_ms: float = 0.0
     retrieval_ms: float = 0.0
@@ -268,9 +297,7 @@ class FollowUpKind(StrEnum):
     informed = "안내"
 
 
-class SummaryAction(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SummaryAction(Contract):
     kind: FollowUpKind
     text: str
 

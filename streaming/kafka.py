@@ -193,6 +193,8 @@ class EventConsumer:
         self.processed = 0
         self.dead_lettered = 0
         self.duplicates = 0
+        self.unknown_fields = 0  # events whose unknown (newer, optional) fields were dropped
+        self._unknown_logged: set[str] = set()
         self.last_poll_at: float | None = None
         self.last_error: str | None = None
         cfg = self.settings.consumer_config(group_id)
@@ -272,11 +274,14 @@ class EventConsumer:
     def _handle_record(self, tp: TopicPartition, rec: Any) -> None:
         headers: Headers = list(rec.headers or [])
         meta = Record(tp.topic, tp.partition, rec.offset, rec.timestamp)
+        ignored: list[str] = []
         try:
-            event = decode(rec.value, headers, rec.key)
+            event = decode(rec.value, headers, rec.key, ignored=ignored)
         except DecodeError as exc:
             self._dead_letter(meta, rec.key, rec.value, headers, exc.reason, str(exc))
             return
+        if ignored:
+            self._note_unknown_fields(tp.topic, event, ignored)
         spec = TOPICS.get(tp.topic)
         if spec is not None and event.type not in spec.event_types:  # type: ignore[attr-defined]
             # a valid event on a topic that does not carry its type: a producer bug, not input
@@ -307,6 +312,18 @@ class EventConsumer:
                 )
                 time.sleep(min(0.1 * 2**attempt, 2.0))
         self._dead_letter(meta, rec.key, rec.value, headers, "handler_error", repr(last_exc))
+
+    def _note_unknown_fields(self, topic: str, event: Event, ignored: list[str]) -> None:
+        """A newer producer's optional fields: dropped, counted, and logged once per field name."""
+        self.unknown_fields += 1
+        metrics.UNKNOWN_FIELDS.labels(topic=topic, type=event.type).inc()  # type: ignore[attr-defined]
+        new = [f for f in ignored if f not in self._unknown_logged]
+        if new and len(self._unknown_logged) < 256:  # bounded: field names come from the wire
+            self._unknown_logged.update(new)
+            log.info(
+                "ignored fields this version does not know (newer producer?)",
+                extra={"topic": topic, "fields": [f[:80] for f in new[:10]], "call_id": event.call_id},
+            )
 
     def _dead_letter(
         self, meta: Record, key: bytes | None, value: bytes | None, headers: Headers, reason: str, error: str

@@ -12,6 +12,11 @@ DUPLICATES = Counter(
 DEAD_LETTERS = Counter(
     "dasan_dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "reason"]
 )
+UNKNOWN_FIELDS = Counter(
+    "dasan_unknown_fields_total",
+    "Events of a known major version that carried fields this consumer does not know (dropped)",
+    ["topic", "type"],
+)
 ERRORS = Counter("dasan_errors_total", "Errors by service and kind", ["service", "kind"])
 CONSUMER_LAG = Gauge("dasan_consumer_lag", "Records behind the end of the assigned partitions", ["group"])
 ACTIVE_CALLS = Gauge("dasan_active_calls", "Calls currently followed by this instance", ["service"])

@@ -3,7 +3,9 @@
 Defaults are for one machine (``dasan broker`` on 127.0.0.1:19092). ``DASAN_ENV=production``
 keeps Kafka's own group timing (5-minute ``max.poll.interval.ms``); development keeps it short,
 because the local Tansu broker waits for the rebalance timeout on every join. Security
-(SASL_SSL with SCRAM, TLS) is set with ``DASAN_KAFKA_SECURITY_PROTOCOL`` and friends.
+(SASL_SSL with SCRAM, TLS) is set with ``DASAN_KAFKA_SECURITY_PROTOCOL`` and friends; with
+``DASAN_ENV=production`` the settings refuse to load (a clear error at start) for PLAINTEXT,
+SASL_PLAINTEXT, SASL PLAIN, or SSL without a client certificate.
 
 Co-partitioning: services that follow a call across two topics (ASR workers: call.events +
 call.audio; assist: call.events + call.transcripts) rely on the default key partitioner and the
@@ -38,7 +40,9 @@ class KafkaSettings(BaseSettings):
 
     # Security (production: SASL_SSL with SCRAM-SHA-512 against Apache Kafka).
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="PLAINTEXT here; SASL_SSL against a production cluster"
+        default="PLAINTEXT",
+        description="PLAINTEXT here; SASL_SSL (or SSL with a client certificate) against a production "
+        "cluster: DASAN_ENV=production refuses PLAINTEXT and SASL_PLAINTEXT",
     )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
         default=None, description="SASL mechanism (SCRAM-SHA-512 recommended)"
@@ -89,6 +93,26 @@ class KafkaSettings(BaseSettings):
     def _production_safety(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
             raise ValueError("SASL needs DASAN_KAFKA_SASL_MECHANISM and DASAN_KAFKA_SASL_USERNAME")
+        if self.env == "production":
+            # Raw audio and unmasked transcripts cross this connection: in production it is
+            # encrypted (TLS) and authenticated as the service's own principal (its ACLs).
+            if self.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+                raise ValueError(
+                    f"DASAN_ENV=production refuses DASAN_KAFKA_SECURITY_PROTOCOL={self.security_protocol}: "
+                    "call audio and unmasked transcripts would cross the network in clear. Use SASL_SSL "
+                    "(SCRAM-SHA-512, the service's own user) or SSL with a client certificate "
+                    "(DASAN_KAFKA_SSL_CERTFILE/_KEYFILE); see docs/security.md"
+                )
+            if self.security_protocol == "SSL" and not (self.ssl_certfile and self.ssl_keyfile):
+                raise ValueError(
+                    "DASAN_ENV=production with DASAN_KAFKA_SECURITY_PROTOCOL=SSL needs a client certificate "
+                    "(DASAN_KAFKA_SSL_CERTFILE and DASAN_KAFKA_SSL_KEYFILE): without one the broker "
+                    "cannot tell the services apart and no per-service ACL applies"
+                )
+            if self.sasl_mechanism == "PLAIN" and self.security_protocol == "SASL_SSL":
+                raise ValueError(
+                    "DASAN_ENV=production refuses DASAN_KAFKA_SASL_MECHANISM=PLAIN: use SCRAM-SHA-512"
+                )
         return self
 
     @property
@@ -148,3 +172,24 @@ class KafkaSettings(BaseSettings):
             max_partition_fetch_bytes=max(1_048_576, self.max_message_bytes + 64 * 1024),
         )
         return cfg
+
+
+class PrivacySettings(BaseSettings):
+    """How personal data is masked (``streaming.privacy``), environment variables ``DASAN_PRIVACY_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="DASAN_PRIVACY_", extra="ignore")
+
+    names: Literal["model", "rules"] = Field(
+        default="model",
+        description="Personal names: 'model' = cue rules + kiwipiepy proper nouns (about 0.5 GB, loaded "
+        "on first use, shared in the process); 'rules' = cue rules only (씨/님/이름은/상담사 …)",
+    )
+    context_segments: int = Field(
+        default=4, ge=0, le=32, description="Recent final segments per call and channel the masker remembers"
+    )
+    context_seconds: float = Field(
+        default=30.0, ge=0, le=600, description="…and for how long (seconds of call time) it remembers them"
+    )
+    max_conversations: int = Field(
+        default=5000, ge=1, description="Open calls a masker keeps state for (least recently used dropped)"
+    )

@@ -74,6 +74,13 @@ TOPICS: dict[str, TopicSpec] = {
 }
 
 DLQ_RETENTION_MS = 14 * DAY_MS
+"""The longest a dead letter is kept: time for an operator to look at it and replay it."""
+
+
+def dlq_retention_ms(source: TopicSpec) -> int:
+    """A dead letter holds the source record's raw bytes (audio, unmasked text): it is kept no
+    longer than its source topic keeps the original, and at most :data:`DLQ_RETENTION_MS`."""
+    return min(DLQ_RETENTION_MS, source.retention_ms)
 
 
 def all_topic_specs(partitions: int | None = None, replication_factor: int | None = None) -> list[TopicSpec]:
@@ -93,7 +100,7 @@ def all_topic_specs(partitions: int | None = None, replication_factor: int | Non
             TopicSpec(
                 spec.dlq,
                 min(p, 3),
-                DLQ_RETENTION_MS,
+                dlq_retention_ms(spec),
                 (),
                 f"Dead letters of {spec.name}: raw bytes + error + source offset in headers",
                 rf,

@@ -179,20 +179,39 @@ def test_kafka_client_uses_sasl_scram_over_tls(overlay: str) -> None:
 
     res = render_overlay(overlay)
     cfg = by_kind(res, "ConfigMap")["dasan-config"]["data"]
-    user = by_kind(res, "KafkaUser")["dasan-app"]
+    users = by_kind(res, "KafkaUser")
     kafka = by_kind(res, "Kafka")["dasan-kafka"]
     listener = next(x for x in kafka["spec"]["kafka"]["listeners"] if x["port"] == 9093)
     assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512"
-    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
-    assert cfg["DASAN_KAFKA_SASL_USERNAME"] == user["metadata"]["name"]
-    # The settings the pods get build a valid SASL_SSL client configuration.
-    env = {**cfg, "DASAN_KAFKA_SASL_PASSWORD": "from-secret"}
-    s = KafkaSettings(
-        **{k.removeprefix("DASAN_KAFKA_").lower(): v for k, v in env.items() if k.startswith("DASAN_KAFKA_")}
-    )
-    pc = s.producer_config()
-    assert pc["security_protocol"] == "SASL_SSL" and pc["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert pc["ssl_cafile"] == "/etc/dasan/kafka-ca/ca.crt"
+    assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}
+    assert "DASAN_KAFKA_SASL_USERNAME" not in cfg  # each workload has its own user
+    workloads = {**by_kind(res, "Deployment"), **by_kind(res, "Job")}
+    seen: set[str] = set()
+    for name, w in workloads.items():
+        # the console's migrate init container talks to PostgreSQL only
+        clients = [c for c in containers(w) if c["args"][:2] != ["console", "migrate"]]
+        assert len(clients) == 1, name
+        env = {e["name"]: e for e in clients[0].get("env", [])}
+        user = env["DASAN_KAFKA_SASL_USERNAME"]["value"]
+        assert user not in seen, f"{name} shares the Kafka user {user}"
+        seen.add(user)
+        assert users[user]["spec"]["authentication"]["type"] == "scram-sha-512", name
+        ref = env["DASAN_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": user, "key": "password"}, name  # the Strimzi secret of that user
+        # The settings the pod gets build a valid SASL_SSL client configuration, in production.
+        settings_env = {**cfg, "DASAN_KAFKA_SASL_USERNAME": user, "DASAN_KAFKA_SASL_PASSWORD": "from-secret"}
+        s = KafkaSettings(
+            **{"DASAN_ENV": cfg["DASAN_ENV"]},
+            **{
+                k.removeprefix("DASAN_KAFKA_").lower(): v
+                for k, v in settings_env.items()
+                if k.startswith("DASAN_KAFKA_")
+            },
+        )
+        pc = s.producer_config()
+        assert s.env == "production" and pc["sasl_plain_username"] == user
+        assert pc["security_protocol"] == "SASL_SSL" and pc["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert pc["ssl_cafile"] == "/etc/dasan/kafka-ca/ca.crt"
     for d in by_kind(res, "Deployment").values():
         mounts = {m["mountPath"] for m in d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
         assert str(Path(cfg["DASAN_KAFKA_SSL_CAFILE"]).parent) in mounts, d["metadata"]["name"]

@@ -16,6 +16,7 @@ from .manifests import REPO, referenced_dasan_env
 # prefix → (module, class). Longest prefix wins.
 OWNERS = {
     "DASAN_KAFKA_": ("streaming.settings", "KafkaSettings"),
+    "DASAN_PRIVACY_": ("streaming.settings", "PrivacySettings"),
     "DASAN_ASR_": ("asr.settings", "AsrSettings"),
     "DASAN_ASSIST_": ("assist.settings", "AssistSettings"),
     "DASAN_KB_": ("assist.knowledge", "KnowledgeSettings"),
