@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dasan.stack import Service, Stack
+from streaming.broker import free_port
 from streaming.topics import TOPICS, dlq_name
 from tests.e2e.conftest import start_ready
 
@@ -28,6 +29,8 @@ def stack(
         "console": f"console-bad-{u}",
     }
     env = {**e2e_env, "DASAN_CONSOLE_DATABASE_URL": f"sqlite:///{log_dir / 'console.db'}"}
+    # The console's /metrics needs a log-in on its web port; Prometheus reads the internal port.
+    console_metrics_port = free_port()
     services = [
         Service.of("asr-gateway", env={"DASAN_ASR_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S)}),
         Service.of("asr-worker", env={"DASAN_ASR_GROUP_ID": groups["asr-worker"]}),
@@ -41,6 +44,7 @@ def stack(
                 "DASAN_CONSOLE_WS_QUEUE_MAX": str(WS_QUEUE_MAX),
                 "DASAN_CONSOLE_WS_SEND_TIMEOUT_S": "2",
                 "DASAN_CONSOLE_WS_HEARTBEAT_S": "1",
+                "DASAN_CONSOLE_METRICS_PORT": str(console_metrics_port),
                 # glibc keeps freed ~600 KB blocks in per-thread arenas (a dynamic mmap threshold):
                 # a fixed threshold returns them at once, so RSS tracks live memory in the
                 # back-pressure test instead of the allocator's high-water mark
@@ -55,7 +59,9 @@ def stack(
     try:
         start_ready(local, *services)
         local.add_user(COUNSELOR, "counselor", team="A", password=PASSWORD)
-        yield BadInputStack(local, groups, kafka_settings, tail, u)
+        yield BadInputStack(
+            local, groups, kafka_settings, tail, u, metrics_ports={"console": console_metrics_port}
+        )
     finally:
         local.stop()
         tail.close()

@@ -101,6 +101,8 @@ class BadInputStack:
     tail: Tail
     suffix: str
     cookies: dict[str, str] = field(default_factory=dict)
+    # services whose /metrics is served on an internal port (the console's web port needs a log-in)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def url(self, name: str, path: str = "") -> str:
         return self.local[name].url(path)
@@ -127,7 +129,10 @@ class BadInputStack:
 
     def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of a Prometheus metric of one service (samples whose labels include ``labels``)."""
-        text = httpx.get(self.url(name, "/metrics"), timeout=5).text
+        port = self.metrics_ports.get(name, self.port(name))
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        r.raise_for_status()  # a refused read must fail the test, never read as zero
+        text = r.text
         total = 0.0
         for line in text.splitlines():
             m = re.match(r"^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
