@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streaming.events import DraftAnswer, RetrievedPassage, StageLatency
+from streaming.events import DraftAnswer, Provenance, RetrievedPassage, StageLatency
 from streaming.privacy import mask_text
 
 from .drafts import DraftGenerator, make_generator
@@ -115,6 +115,16 @@ class Assistant:
             known=lambda t: t in kb.analyzer.terms or kb.idf(t) < unseen - 1e-6,
         )
         self.generator: DraftGenerator = make_generator(self.settings, kb)
+        self._provenance: Provenance | None = None
+
+    @property
+    def provenance(self) -> Provenance:
+        """How this assistant's suggestions and summaries are made (index, encoder, generator, settings)."""
+        if self._provenance is None:
+            from .provenance import provenance_of
+
+            self._provenance = provenance_of(self.kb, self.settings)
+        return self._provenance
 
     @classmethod
     def open(

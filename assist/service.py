@@ -60,6 +60,7 @@ class AssistService:
         kafka: KafkaSettings | None = None,
         *,
         instance: str = "assist",
+        variant: str = "production",
         consumer_overrides: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -69,7 +70,11 @@ class AssistService:
         self.instance = instance
         self.clock = clock
         self.summarizer = Summarizer(assistant)
-        self.tracker = CallTracker(self.settings, assistant.evidence_terms)
+        self.tracker = CallTracker(
+            self.settings,
+            assistant.evidence_terms,
+            provenance=assistant.provenance.model_copy(update={"variant": variant}),
+        )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
         self.published_suggestions = 0
