@@ -40,6 +40,7 @@ CALL_AUDIO = "call.audio"
 CALL_TRANSCRIPTS = "call.transcripts"
 ASSIST_SUGGESTIONS = "assist.suggestions"
 CALL_SUMMARIES = "call.summaries"
+ASSIST_SUGGESTIONS_SHADOW = "assist.suggestions.shadow"
 
 # Partition counts bound the parallelism of each consumer group (one partition → one member).
 # 12 divides evenly across 1, 2, 3, 4, 6 and 12 instances.
