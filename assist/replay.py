@@ -28,7 +28,7 @@ from streaming.events import CallEnded, CallSummary, Event, Suggestion, Transcri
 from .assistant import Assistant, SuggestRequest, SuggestResult
 from .call_state import SummaryRequest, SummaryResult
 from .summary import Summarizer
-from .tracker import CallTracker, stable_id
+from .tracker import CallTracker, namespaced
 
 STAGES = ("masking", "keywords", "retrieval", "draft", "total")
 CHANGED = ("changed", "now_abstains", "dropped")
@@ -277,13 +277,7 @@ def _when(ev: Event) -> float:
 
 
 def _namespaced(ev: Event, run_id: str) -> Event:
-    """The event with ids of this run: never equal to a production event's (consumers dedupe by id)."""
-    update: dict[str, Any] = {"event_id": stable_id(run_id, ev.event_id)}
-    if isinstance(ev, Suggestion):
-        update["suggestion_id"] = "rp-" + stable_id(run_id, ev.suggestion_id, n=24)
-    elif isinstance(ev, CallSummary):
-        update["summary_id"] = "rp-" + stable_id(run_id, ev.summary_id, n=24)
-    return ev.model_copy(update=update)
+    return namespaced(ev, f"replay:{run_id}", "rp-")
 
 
 class Replayer:

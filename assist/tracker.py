@@ -74,6 +74,17 @@ def suggestion_id_for(call_id: str, first_segment_id: str) -> str:
     return "sg-" + stable_id(call_id, first_segment_id, n=24)
 
 
+def namespaced(ev: Event, namespace: str, prefix: str) -> Event:
+    """``ev`` with ids of its own for a replay or shadow run (``namespace``): never equal to a production
+    event's (consumers dedupe by ``event_id``), nor to another run's; still stable within the run."""
+    update: dict[str, str] = {"event_id": stable_id(namespace, ev.event_id)}
+    if isinstance(ev, Suggestion):
+        update["suggestion_id"] = prefix + stable_id(namespace, ev.suggestion_id, n=24)
+    elif isinstance(ev, CallSummary):
+        update["summary_id"] = prefix + stable_id(namespace, ev.summary_id, n=24)
+    return ev.model_copy(update=update)
+
+
 def summary_event(
     call_id: str, parts: SummaryParts, latency_ms: float = 0.0, provenance: Provenance | None = None
 ) -> CallSummary:

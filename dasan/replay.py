@@ -421,7 +421,11 @@ def format_totals(report: dict[str, Any]) -> str:
             f"regulations overlap {t['summary_regulations_jaccard']}"
         )
     if report.get("throughput_calls_per_min") is not None:
-        lines.append(f"  {report['wall_s']} s, {report['throughput_calls_per_min']} calls/min")
+        ph = report.get("phases") or {}
+        lines.append(
+            f"  replay {report['wall_s']} s ({report['throughput_calls_per_min']} calls/min); "
+            f"reading the calls {ph.get('read_s', '-')} s, loading the candidate {ph.get('load_s', '-')} s"
+        )
     return "\n".join(lines)
 
 
@@ -480,6 +484,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     since = now - args.last if args.last is not None else now - timedelta(days=7)
     ids = set(args.call) if args.call else None
+    phases: dict[str, float] = {}
+    t_read = time.perf_counter()
     store = open_store()
     calls = Calls()
     if not args.from_store:
@@ -502,6 +508,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     call_ids = sorted(calls.events)
     feedback = feedback_rows(store, call_ids) if store is not None else []
     reviewed = reviewed_summaries(store, call_ids) if store is not None else {}
+    phases["read_s"] = round(time.perf_counter() - t_read, 2)
     meta: dict[str, Any] = {
         "run_id": run_id,
         "created_at": now.isoformat(),
@@ -521,9 +528,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from assist.assistant import Assistant
         from assist.replay import Replayer
 
+        t_load = time.perf_counter()
         assist_settings, kb_settings, over = candidate_settings(args.set)
         assistant = Assistant.open(assist_settings, kb_settings, index=args.index)
         replayer = Replayer(assistant, run_id, summaries=not args.no_summaries)
+        phases["load_s"] = round(time.perf_counter() - t_load, 2)
         t0 = time.perf_counter()
         runs = {r.call_id: r for r in replayer.run(e for evs in calls.events.values() for e in evs)}
         meta["candidate"] = {"set": over, "provenance": replayer.provenance.model_dump(mode="json")}
@@ -532,6 +541,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             meta["output_topic"] = args.output_topic
     wall = time.perf_counter() - t0
     meta["wall_s"] = round(wall, 2)
+    meta["phases"] = {**phases, "run_s": round(wall, 2)}
     meta["throughput_calls_per_min"] = round(len(call_ids) / wall * 60, 1) if runs and wall > 0 else None
     report = build_report(calls, runs, feedback, reviewed, meta)
     out = args.out or var_dir() / "replay" / run_id

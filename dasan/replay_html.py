@@ -37,9 +37,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
-def provenance_line(p: dict[str, Any] | None) -> str:
+def provenance_line(p: dict[str, Any] | None, label: str = PROV_LABEL) -> str:
+    """The "how this was made" line of a card: index, corpus version, encoder, generator, settings."""
     if not p:
-        return f'<div class="prov">{PROV_LABEL}: 기록 없음</div>'
+        return f'<div class="prov">{label}: 기록 없음</div>'
     parts = [
         f"색인 {str(p.get('index_key') or '-')[:10]}",
         f"말뭉치 {str(p.get('corpus_version') or '-')[:10]}",
@@ -48,7 +49,7 @@ def provenance_line(p: dict[str, Any] | None) -> str:
         f"설정 {str(p.get('settings_hash') or '-')[:8]}",
         str(p.get("variant") or ""),
     ]
-    return f'<div class="prov">{PROV_LABEL}: {escape(" · ".join(parts))}</div>'
+    return f'<div class="prov">{label}: {escape(" · ".join(parts))}</div>'
 
 
 def card_html(card: dict[str, Any] | None) -> str:
@@ -67,9 +68,9 @@ def feedback_html(fb: dict[str, Any] | None) -> str:
         return '<span class="none">없음</span>'
     out = []
     if fb.get("vote") == "up":
-        out.append("👍")
+        out.append("도움됨")
     elif fb.get("vote") == "down":
-        out.append("👎")
+        out.append("아쉬움")
     if fb.get("copied"):
         out.append(f"복사 {fb['copied']}회")
     if fb.get("reason"):
@@ -138,8 +139,8 @@ def render(report: dict[str, Any]) -> str:
         ("이제 보류", st["now_abstains"], ""),
         ("새 카드 / 사라짐", f"{st['new']} / {st['dropped']}", ""),
         ("보류율 (실제→후보)", f"{_pct(t['abstention_live'])} → {_pct(t['abstention_candidate'])}", ""),
-        ("회귀 (👍·복사 카드 변경)", t["regressions"], "bad" if t["regressions"] else ""),
-        ("개선 (👎 카드 변경)", t["fixes"], "good" if t["fixes"] else ""),
+        ("회귀 (도움됨·복사한 카드가 바뀜)", t["regressions"], "bad" if t["regressions"] else ""),
+        ("개선 (아쉬움 카드가 바뀜)", t["fixes"], "good" if t["fixes"] else ""),
     ]
     lat = t.get("latency_candidate") or {}
     if lat:
@@ -162,5 +163,5 @@ def render(report: dict[str, Any]) -> str:
 <header><h1>재생 비교 보고서 — 지난 통화를 후보 설정으로 다시 돌려 본 결과</h1>
 <p>실행 {escape(report["run_id"])} · 후보: {escape(what)} · 상담사 화면에는 아무것도 보내지 않았습니다</p></header>
 <main><div class="tiles">{tile_html}</div>
-<p style="font-size:12px;color:#566">후보 {provenance_line(cand.get("provenance"))}</p>
+{provenance_line(cand.get("provenance"), "후보 설정이 만든 방법")}
 {calls}</main></body></html>"""
