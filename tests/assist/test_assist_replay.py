@@ -180,3 +180,19 @@ def test_console_payload_keeps_the_provenance(assistant: Assistant) -> None:
     card_back = Card.of(payload)
     assert card_back.key == Card.of(run.suggestions[0]).key
     assert payload_of(run.summary)["provenance"]["index_key"] == assistant.kb.key
+
+
+def test_candidate_settings_read_like_the_services_and_refuse_unknown_names() -> None:
+    import pytest
+
+    from dasan.replay import candidate_settings, parse_duration
+
+    a, kb, over = candidate_settings(["DASAN_KB_WEIGHT_DENSE=0.6", "dasan_assist_top_k=3"])
+    assert kb.weight_dense == 0.6 and a.top_k == 3
+    assert over == {"DASAN_KB_WEIGHT_DENSE": "0.6", "DASAN_ASSIST_TOP_K": "3"}
+    assert AssistSettings().top_k == 5  # the environment is as it was
+    with pytest.raises(SystemExit, match="DASAN_KB_WEIGHT_DENSE"):
+        candidate_settings(["DASAN_KB_WEIGHT_DENS=0.6"])
+    with pytest.raises(SystemExit):
+        candidate_settings(["DASAN_CONSOLE_PORT=1"])  # not an assist or knowledge-base setting
+    assert parse_duration("1h").total_seconds() == 3600 and parse_duration("30m").total_seconds() == 1800

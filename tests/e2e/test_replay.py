@@ -178,7 +178,7 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         with EventProducer(kafka_settings) as producer:
             await asyncio.gather(
                 *(
-                    play_scripted_call(producer, script, call_id=cid, counselor_id=name, speed=25.0)
+                    play_scripted_call(producer, script, call_id=cid, counselor_id=name, speed=10.0)
                     for cid, script in calls.items()
                 )
             )
@@ -194,14 +194,15 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
             )
         live = {cid: _cards(console, cid) for cid in calls}
         answered = {cid: [c for c in cards if not c["draft"]["abstained"]] for cid, cards in live.items()}
-        c1, c2 = calls
-        assert len(answered[c1]) >= 2 and answered[c2], f"too few answered cards to judge: {answered}"
+        # a loaded machine merges segments that arrive while assist is busy: judge any three cards
+        every = [c for cid in calls for c in answered[cid]]
+        assert len(every) >= 3, f"too few answered cards to judge: {answered}"
 
         # the counselor's judgements, through the API as the browser sends them
         csrf = console.http.get("/search")
         token = csrf.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
         hdr = {"X-CSRF-Token": token}
-        up, copied, down = answered[c1][0], answered[c1][1], answered[c2][0]
+        up, copied, down = every[0], every[1], every[-1]
         for sid, path, body in (
             (up["suggestion_id"], "feedback", {"vote": "up"}),
             (copied["suggestion_id"], "copied", None),
