@@ -147,6 +147,27 @@ def _is_production(ev: Suggestion | CallSummary) -> bool:
     return ev.provenance is None or ev.provenance.variant == "production"
 
 
+def _partitions_of(kafka: Any, topics: Sequence[str], call_ids: set[str] | None) -> list[int]:
+    """The partitions to read: where the named calls are (a call's events are keyed by its id, so
+    the producer's murmur2 partitioner put them on the same partition of every topic with the same
+    partition count), or every partition."""
+    from kafka import KafkaConsumer
+    from kafka.partitioner.default import murmur2
+
+    cfg = kafka.consumer_config(None)
+    cfg.update(enable_auto_commit=False)
+    probe = KafkaConsumer(**cfg)
+    try:
+        counts = {t: len(probe.partitions_for_topic(t) or ()) for t in topics}
+    finally:
+        probe.close()
+    every = list(range(max(counts.values(), default=0)))
+    if call_ids is None or len(set(counts.values())) != 1:
+        return every
+    n = next(iter(counts.values()))
+    return sorted({(murmur2(c.encode()) & 0x7FFFFFFF) % n for c in call_ids})
+
+
 def from_kafka(
     kafka: Any,
     since: datetime,
@@ -160,7 +181,7 @@ def from_kafka(
     topics = [CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES]
     if shadow:
         topics.append(ASSIST_SUGGESTIONS_SHADOW)
-    parts = range(max(TOPICS[t].partitions for t in topics) * 8)  # those that exist are read
+    parts = _partitions_of(kafka, topics, call_ids)
     read = read_partitions(kafka, topics, parts, since_ms=int(since.timestamp() * 1000), budget_s=budget_s)
     out = Calls()
     seen: set[str] = set()
