@@ -192,7 +192,7 @@ def from_kafka(
     }
     for rec, ev in read:
         cid = ev.call_id
-        if cid not in wanted or ev.event_id in seen and rec.topic != ASSIST_SUGGESTIONS_SHADOW:
+        if cid not in wanted or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
         if rec.topic in (CALL_EVENTS, CALL_TRANSCRIPTS):
@@ -211,8 +211,9 @@ def from_kafka(
 
             out.live_summary[cid] = summary_content(ev)
     for cid in wanted:
-        out.shadow.setdefault(cid, []) if shadow else None
         out.live.setdefault(cid, [])
+        if shadow:
+            out.shadow.setdefault(cid, [])
     return out
 
 
@@ -510,7 +511,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     store = open_store()
     calls = Calls()
     if not args.from_store:
-        calls = from_kafka(KafkaSettings(), since, ids, shadow=args.from_shadow)
+        try:
+            calls = from_kafka(KafkaSettings(), since, ids, shadow=args.from_shadow)
+        except Exception as exc:  # no broker: the store still has the calls (masked)
+            if store is None or args.from_shadow:
+                raise
+            print(
+                f"the Kafka log is not readable ({type(exc).__name__}): reading the console store",
+                file=sys.stderr,
+            )
+            args.from_store = True
     missing = (ids - set(calls.events)) if ids is not None else None
     if store is not None and (args.from_store or missing):
         stored = from_store(store, None if ids is not None else since, missing if ids is not None else None)

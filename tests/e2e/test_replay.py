@@ -113,6 +113,7 @@ def _shadow_checks(
 
         rows = wait_for(stable, 30, "a stable count", interval=1.0)
         assert rows
+        print(json.dumps(rows, ensure_ascii=False))
         page = qa.http.get("/stats").text
         assert "섀도 비교" in page and "shadow:candidate" in page
     finally:
@@ -134,6 +135,7 @@ def _shadow_checks(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
     rep = json.loads((out / "report.json").read_text())
     t = rep["totals"]
     both = sum(1 for c in rep["calls"] for p in c["pairs"] if p["live"] and p["candidate"])
@@ -223,6 +225,7 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
             timeout=60,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
+        print(proc.stdout)
         items = [json.loads(x) for x in export.read_text(encoding="utf-8").splitlines()]
         items = [i for i in items if i["source"]["call_id"] in calls]
         by_sug = {i["source"]["suggestion_id"]: i for i in items}
