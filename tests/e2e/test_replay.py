@@ -25,6 +25,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,12 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         assert "agreement" in proc.stdout and str(out / "report.html") in proc.stdout
         print(proc.stdout)
         report = json.loads((out / "report.json").read_text())
+        # --last: a time window selects them too (every partition read; other tests' calls may be there)
+        from dasan.replay import from_kafka
+
+        recent = from_kafka(kafka_settings, datetime.now(UTC) - timedelta(minutes=15), None)
+        assert set(calls) <= set(recent.events)
+        assert {cid: len(recent.live[cid]) for cid in calls} == {cid: len(live[cid]) for cid in calls}
 
         # nothing reached a counselor: no new websocket item, no new production suggestion
         time.sleep(1.5)  # what replay would have caused has had time to arrive
