@@ -120,8 +120,8 @@ def ensure_whisper_model(model_dir: Path | None = None) -> Path:
         os.replace(tmp, target / "model.bin")
     finally:
         tmp.unlink(missing_ok=True)
-    for f in _SIDE_FILES:
-        shutil.copyfile(data2 / f, target / f)
+    for name in _SIDE_FILES:
+        shutil.copyfile(data2 / name, target / name)
     st = (target / "model.bin").stat()
     (target / STAMP).write_text(
         json.dumps(

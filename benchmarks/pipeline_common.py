@@ -84,6 +84,11 @@ class Stack:
         return self.services[name].port
 
     @property
+    def bootstrap(self) -> str:
+        assert self.broker is not None, "start the stack first"
+        return self.broker.bootstrap
+
+    @property
     def console_port(self) -> int:
         return self.port("console")
 

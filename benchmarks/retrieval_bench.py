@@ -148,7 +148,7 @@ def main() -> int:
     result["query_caps"] = rows
 
     # stage breakdown of one search at the default cap
-    stages = {"embed_ms": [], "lexical_ms": [], "total_ms": []}
+    stages: dict[str, list[float]] = {"embed_ms": [], "lexical_ms": [], "total_ms": []}
     for q in queries[: args.single]:
         t = time.perf_counter()
         kb.encode_queries([q])

@@ -72,7 +72,7 @@ def main() -> None:
         password = stack.add_user("soak-qa", "qa", None)
         stack.add_user("soak", "counselor")
         cookie = login(f"http://127.0.0.1:{stack.console_port}", "soak-qa", password)
-        settings = KafkaSettings(bootstrap=stack.broker.bootstrap)  # type: ignore[union-attr]
+        settings = KafkaSettings(bootstrap=stack.bootstrap)
         base = f"127.0.0.1:{stack.console_port}"
         t_start = time.time()
         t_end = t_start + args.minutes * 60

@@ -7,10 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from streaming.hardware import configure_threading
+
+if TYPE_CHECKING:
+    from streaming.broker import LocalBroker
+    from streaming.settings import KafkaSettings
 
 configure_threading()  # before any test imports torch or CTranslate2 (tests share the machine's cores)
 
@@ -33,7 +38,7 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[object]:
+def broker() -> Iterator[LocalBroker]:
     """A Tansu broker on a free loopback port for the whole test session."""
     from streaming.broker import LocalBroker
 
@@ -44,12 +49,12 @@ def broker() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def kafka_settings(broker: object) -> object:
+def kafka_settings(broker: LocalBroker) -> KafkaSettings:
     """Settings pointing at the test broker, with a short group join (Tansu waits for it)."""
     from streaming.admin import create_topics
     from streaming.settings import KafkaSettings
 
-    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[attr-defined]
+    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)
     create_topics(s)
     return s
 

@@ -11,8 +11,8 @@ from streaming.codec import decode
 from streaming.events import Event
 
 
-def read_topic(kafka: Any, topic: str, call_ids: set[str], timeout_s: float = 30) -> list[Event]:
-    """Everything on ``topic`` for these calls, from the beginning of every partition."""
+def read_records(kafka: Any, topic: str, call_ids: set[str], timeout_s: float = 30) -> list[Any]:
+    """The records on ``topic`` keyed by these calls, from the beginning of every partition."""
     cfg = kafka.consumer_config(None)
     cfg.update(enable_auto_commit=False)
     c = KafkaConsumer(**cfg)
@@ -21,16 +21,21 @@ def read_topic(kafka: Any, topic: str, call_ids: set[str], timeout_s: float = 30
         c.assign(tps)
         c.seek_to_beginning(*tps)
         ends = c.end_offsets(tps)  # a lower bound on Tansu (it may report the last batch)
-        out: list[Event] = []
+        out: list[Any] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             batches = c.poll(timeout_ms=300)
             for recs in batches.values():
-                for rec in recs:
-                    if rec.key and rec.key.decode() in call_ids:
-                        out.append(decode(rec.value, list(rec.headers or []), rec.key))
+                out += [rec for rec in recs if rec.key and rec.key.decode() in call_ids]
             if not batches and all(c.position(tp) >= ends[tp] for tp in tps):
                 break
         return out
     finally:
         c.close()
+
+
+def read_topic(kafka: Any, topic: str, call_ids: set[str], timeout_s: float = 30) -> list[Event]:
+    """Every event on ``topic`` for these calls, from the beginning of every partition."""
+    return [
+        decode(r.value, list(r.headers or []), r.key) for r in read_records(kafka, topic, call_ids, timeout_s)
+    ]

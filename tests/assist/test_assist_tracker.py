@@ -51,8 +51,8 @@ class Run:
             events = self.tr.events_for(res)
             self.tr.record(res, events)
             out += events
-        for req in plan.summarize:
-            result = SummaryResult(req, self.summarizer.summarize(req.turns), 1.0)
+        for sreq in plan.summarize:
+            result = SummaryResult(sreq, self.summarizer.summarize(sreq.turns), 1.0)
             events = self.tr.events_for(result)
             self.tr.record(result, events)
             out += events
@@ -151,6 +151,7 @@ def test_summary_waits_for_the_grace_and_for_waiting_finals(assistant: Any) -> N
     assert tr.due(T0 + 0.9).summarize == []
     out = run.tick(T0 + 1.0)
     assert [type(e) for e in out] == [CallSummary]
+    assert isinstance(out[0], CallSummary)
     assert out[0].category in ("불법주정차", "주민등록") and out[0].regulations_cited
     assert "a" not in tr.calls and tr.is_finished("a")
     tr.apply(seg("a", "s9", Channel.caller, METER, 30.0), T0 + 2)  # after the summary: ignored

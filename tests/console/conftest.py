@@ -110,9 +110,19 @@ def users(store: Store) -> dict[str, Any]:
     return {name: store.add_user(name, pw, role, team) for name, (role, team) in spec.items()}
 
 
+def _found(pattern: str, html: str) -> str:
+    m = re.search(pattern, html)
+    assert m, f"no {pattern!r} in the page"
+    return m.group(1)
+
+
+def form_token(html: str) -> str:
+    """The CSRF token of a page's form (the log-in page, a review page)."""
+    return _found(r'name="csrf_token" value="([^"]+)"', html)
+
+
 def login(client: Any, username: str, password: str = PASSWORD) -> None:
-    r = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    token = form_token(client.get("/login").text)
     r = client.post(
         "/login",
         data={"username": username, "password": password, "csrf_token": token, "next": "/"},
@@ -122,8 +132,7 @@ def login(client: Any, username: str, password: str = PASSWORD) -> None:
 
 
 def csrf_of(client: Any, path: str = "/search") -> str:
-    r = client.get(path)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    return _found(r'<meta name="csrf-token" content="([^"]+)"', client.get(path).text)
 
 
 @pytest.fixture()

@@ -18,10 +18,15 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from dasan.stack import Service, Stack
+
+if TYPE_CHECKING:
+    from streaming.broker import LocalBroker
+    from streaming.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
 # Index folders are keyed by corpus content, models and settings: a cache across sessions is safe,
@@ -47,7 +52,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def broker() -> Iterator[object]:
+def broker() -> Iterator[LocalBroker]:
     """A broker of the e2e tests' own: services here join new consumer groups that start at the
     earliest offset, and must not re-read (re-transcribe) the whole history of the other tests."""
     from streaming.broker import LocalBroker
@@ -60,11 +65,11 @@ def broker() -> Iterator[object]:
 
 
 @pytest.fixture(scope="package")
-def kafka_settings(broker: object) -> object:
+def kafka_settings(broker: LocalBroker) -> KafkaSettings:
     from streaming.admin import create_topics
     from streaming.settings import KafkaSettings
 
-    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[attr-defined]
+    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)
     create_topics(s)
     return s
 
@@ -103,7 +108,8 @@ def slice_indexes(corpus_slice: Path) -> dict[str, Path]:
     from assist.knowledge import KnowledgeBase, KnowledgeSettings
 
     out = {}
-    for name, over in (("hybrid", {}), ("lexical", {"dense_enabled": False})):
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (("hybrid", {}), ("lexical", {"dense_enabled": False}))
+    for name, over in variants:
         settings = KnowledgeSettings(
             corpus_paths=[corpus_slice], index_dir=KB_CACHE, max_seq_length=MAX_SEQ_LENGTH, **over
         )

@@ -21,6 +21,7 @@ from streaming.privacy import (
     MASK_PHONE,
     MASK_RRN,
     ConversationMasker,
+    NamesMode,
     find_pii,
     mask_text,
     normalize,
@@ -34,8 +35,8 @@ PII = [c for c in CASES if c["pii"]]
 KEEP = [c for c in CASES if not c["pii"]]
 
 
-def run_case(case: dict[str, Any], names: str) -> list[str]:
-    masker = ConversationMasker(names=names)  # type: ignore[arg-type]
+def run_case(case: dict[str, Any], names: NamesMode) -> list[str]:
+    masker = ConversationMasker(names=names)
     return [masker.mask(case["id"], s["channel"], s["text"]) for s in case["segments"]]
 
 

@@ -97,6 +97,7 @@ def test_erase_caller_leaves_no_trace_in_any_table(
 ) -> None:
     mine, other = _caller_calls(store, call_script, client_factory)
     key = caller_key(NUMBER, SECRET)
+    assert key is not None
     ids = [sc.call_id for sc in mine]
     schema = console_settings.db_schema
     assert _traces(store, schema, [key, *ids, *TRACES_OF_NUMBER])  # the scan does find them before

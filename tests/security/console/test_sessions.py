@@ -123,9 +123,9 @@ def test_deactivated_user_refused_everywhere(
     _cli(
         monkeypatch, console_settings, "users", "add", "kim", "--role", "counselor", "--team", "A", "--reset"
     )
-    assert store.user_by_name("kim").active is False
+    assert (user := store.user_by_name("kim")) is not None and user.active is False
     _cli(monkeypatch, console_settings, "users", "activate", "kim")
-    assert store.user_by_name("kim").active is True
+    assert (user := store.user_by_name("kim")) is not None and user.active is True
     cli_rows = [(e["action"], e["target"], e["role"]) for e in store.audit_entries() if e["role"] == "cli"]
     assert ("user_deactivate", "kim", "cli") in cli_rows and ("user_activate", "kim", "cli") in cli_rows
 
