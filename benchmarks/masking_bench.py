@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -35,34 +33,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine_info import machine  # noqa: E402
+
 from streaming import paths, pii_names  # noqa: E402
 from streaming.privacy import ALL_MASKS, ConversationMasker, NamesMode, mask_text, normalize  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MASK_RE = re.compile("|".join(re.escape(m) for m in ALL_MASKS))
-EVAL_DEV_PII = {  # eval-dev's PII items (its README) and the raw fragments of each
-    "D002": ["칠칠팔일"],
-    "D034": ["사오육칠", "팔팔구구"],
-    "D038": ["일이삼사"],
-    "D049": ["삼백이십일"],
-    "D057": ["삼월 이일"],
-    "DCALL02": ["구공공삼일오", "이공사", "삼칠이구", "오팔사일", "열다섯"],
-}
+# eval-dev's PII items (its README) and the raw fragments of each (tests/security/test_masking.py too)
+EVAL_DEV_PII: dict[str, list[str]] = json.loads(
+    (REPO / "tests" / "security" / "eval_dev_pii.json").read_text(encoding="utf-8")
+)
 SPEAKER = {"citizen": "caller", "counselor": "counselor"}
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version()}
-    info["cpu_count"] = os.cpu_count()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["load_avg"] = os.getloadavg()
-    return info
 
 
 def read_cases(path: Path) -> list[dict[str, Any]]:
@@ -235,9 +217,7 @@ def main() -> int:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    print(
-        f"\nMasking — {result['machine'].get('cpu_model')} ({result['machine']['cpu_count']} cores, shared)"
-    )
+    print(f"\nMasking — {result['machine'].get('cpu_model')} ({result['machine']['cpus']} cores, shared)")
     print(f"{'set / names':22s} {'recall':>7s} {'precis.':>7s} {'exact':>9s} {'leaks':>7s} {'kept':>7s}")
     for name, r in result["sets"].items():
         if name.startswith("eval-dev"):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+from machine_info import machine
 from pipeline_common import (
     RESULTS,
     KafkaTap,
@@ -36,7 +37,6 @@ from pipeline_common import (
     Stack,
     follow_call,
     login,
-    machine,
     pct,
     save,
 )

@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from machine_info import machine
 from pipeline_common import (
     RESULTS,
     KafkaTap,
@@ -39,7 +40,6 @@ from pipeline_common import (
     follow_call,
     keep_calling,
     login,
-    machine,
     pct,
     save,
 )

@@ -24,7 +24,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from pipeline_common import RESULTS, Stack, follow_call, keep_calling, login, machine, pct, save
+from machine_info import machine
+from pipeline_common import RESULTS, Stack, follow_call, keep_calling, login, pct, save
 
 from dasan.simulator import ScriptedCall, load_script, play_scripted_call
 from streaming.events import TranscriptSegment

@@ -40,23 +40,18 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
     """A Tansu broker on a free loopback port for the whole test session."""
-    from streaming.broker import LocalBroker
+    from tests.kafka_util import running_broker
 
-    b = LocalBroker(log_path=ARTIFACTS / "tansu.log" if ARTIFACTS.exists() else None)
-    b.start()
-    yield b
-    b.stop()
+    with running_broker("tansu.log") as b:
+        yield b
 
 
 @pytest.fixture(scope="session")
 def kafka_settings(broker: LocalBroker) -> KafkaSettings:
     """Settings pointing at the test broker, with a short group join (Tansu waits for it)."""
-    from streaming.admin import create_topics
-    from streaming.settings import KafkaSettings
+    from tests.kafka_util import broker_settings
 
-    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)
-    create_topics(s)
-    return s
+    return broker_settings(broker)
 
 
 @pytest.fixture()

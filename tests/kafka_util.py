@@ -1,14 +1,41 @@
-"""Reading what a test's calls left on a topic, straight from the partitions (no consumer group)."""
+"""The test broker, and reading what a test's calls left on a topic, straight from the partitions
+(no consumer group)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streaming.admin import create_topics
+from streaming.broker import LocalBroker
 from streaming.codec import decode
 from streaming.events import Event
+from streaming.settings import KafkaSettings
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@contextmanager
+def running_broker(log_name: str) -> Iterator[LocalBroker]:
+    """A Tansu broker on a free loopback port (its log in test-artifacts/, when that folder exists)."""
+    b = LocalBroker(log_path=ARTIFACTS / log_name if ARTIFACTS.exists() else None)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def broker_settings(broker: LocalBroker) -> KafkaSettings:
+    """Settings for a test broker, with a short group join (Tansu waits for it); topics created."""
+    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)
+    create_topics(s)
+    return s
 
 
 def read_records(kafka: Any, topic: str, call_ids: set[str], timeout_s: float = 30) -> list[Any]:

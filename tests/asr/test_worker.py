@@ -105,31 +105,23 @@ def test_worker_joins_a_call_mid_stream(
     pcm = (np.clip(np.concatenate([audio, np.zeros(rate)]), -1, 1) * 32767).astype("<i2")
     call_id = f"takeover-{unique}"
     n = rate // 5
+
+    def frame(k: int, i: int) -> AudioFrame:  # a new event id each time
+        return AudioFrame(
+            call_id=call_id,
+            channel=Channel.counselor,
+            seq=300 + k,
+            codec=Codec.pcm_s16le,
+            sample_rate=16000,
+            capture_ts=60.0 + i / rate,
+            audio=pcm[i : i + n].tobytes(),
+        )
+
     with EventProducer(kafka_settings) as prod:
         for k, i in enumerate(range(0, len(pcm), n)):
-            prod.send(
-                AudioFrame(
-                    call_id=call_id,
-                    channel=Channel.counselor,
-                    seq=300 + k,
-                    codec=Codec.pcm_s16le,
-                    sample_rate=16000,
-                    capture_ts=60.0 + i / rate,
-                    audio=pcm[i : i + n].tobytes(),
-                )
-            )
-            if k == 5:  # a redelivered frame is ignored
-                prod.send(
-                    AudioFrame(
-                        call_id=call_id,
-                        channel=Channel.counselor,
-                        seq=300 + k,
-                        codec=Codec.pcm_s16le,
-                        sample_rate=16000,
-                        capture_ts=60.0 + i / rate,
-                        audio=pcm[i : i + n].tobytes(),
-                    )
-                )
+            prod.send(frame(k, i))
+            if k == 5:  # a frame sent again (its seq again, a new event id) is ignored
+                prod.send(frame(k, i))
         prod.send(CallEnded(call_id=call_id))
     events = read_events(
         kafka_settings, CALL_TRANSCRIPTS, call_id, lambda ev: bool(finals_of(ev)), timeout_s=40

@@ -18,15 +18,14 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from dasan.stack import Service, Stack
-
-if TYPE_CHECKING:
-    from streaming.broker import LocalBroker
-    from streaming.settings import KafkaSettings
+from streaming.broker import LocalBroker
+from streaming.settings import KafkaSettings
+from tests.kafka_util import broker_settings, running_broker
 
 REPO = Path(__file__).resolve().parents[2]
 # Index folders are keyed by corpus content, models and settings: a cache across sessions is safe,
@@ -55,23 +54,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def broker() -> Iterator[LocalBroker]:
     """A broker of the e2e tests' own: services here join new consumer groups that start at the
     earliest offset, and must not re-read (re-transcribe) the whole history of the other tests."""
-    from streaming.broker import LocalBroker
-
-    artifacts = REPO / "test-artifacts"
-    b = LocalBroker(log_path=artifacts / "tansu-e2e.log" if artifacts.exists() else None)
-    b.start()
-    yield b
-    b.stop()
+    with running_broker("tansu-e2e.log") as b:
+        yield b
 
 
 @pytest.fixture(scope="package")
 def kafka_settings(broker: LocalBroker) -> KafkaSettings:
-    from streaming.admin import create_topics
-    from streaming.settings import KafkaSettings
-
-    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)
-    create_topics(s)
-    return s
+    return broker_settings(broker)
 
 
 @pytest.fixture(scope="session")
