@@ -75,7 +75,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from .models import ensure_whisper_model, verify_whisper_model
+    from .weights import ensure_whisper_model, verify_whisper_model
 
     path = ensure_whisper_model()
     verify_whisper_model(path)

@@ -64,7 +64,7 @@ def test_cuda_that_fails_to_load_falls_back_to_the_cpu(caplog: pytest.LogCapture
     """Asked for CUDA on a machine without a usable one: a warning and a CPU model, not an error."""
     from asr.decoder import WhisperDecoder
 
-    with caplog.at_level(logging.INFO, logger="dasan.asr.models"):
+    with caplog.at_level(logging.INFO, logger="dasan.asr.weights"):
         dec = WhisperDecoder.load(AsrSettings(device="cuda", cpu_threads=1))
     assert dec.placement is not None and dec.placement.device == "cpu"
     assert dec.placement.reason.startswith("CUDA failed to load")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from asr.models import (
+from asr.settings import AsrSettings
+from asr.weights import (
     STAMP,
     WHISPER_BASE_SHA256,
     WHISPER_BASE_SIZE,
@@ -17,7 +18,6 @@ from asr.models import (
     resolve_model,
     verify_whisper_model,
 )
-from asr.settings import AsrSettings
 
 
 def test_assemble_verify_and_reuse(tmp_path: Path) -> None:
