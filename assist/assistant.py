@@ -74,6 +74,30 @@ class SuggestRequest:
     masking_ms: float = 0.0
     queue_ms: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    # the whole conversation up to the trigger, both channels, masked: ("caller"|"counselor", text)
+    conversation: list[tuple[str, str]] = field(default_factory=list)
+
+
+def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_trigger: int = 1) -> Any:
+    """The retrieval question of a conversation whose last turn(s) are the caller's trigger: the
+    caller's recent turns (as the first stage searches them), the counselor's last turn before the
+    trigger, the earlier conversation (both channels) and the district named anywhere in it."""
+    from assist.knowledge.rerank import Conversation
+
+    caller = [t for who, t in turns if who == "caller"]
+    text = assistant.build_query(assistant.context_turns(caller, n_trigger)) if caller else ""
+    # the trigger's own caller turns are the question; everything before them is context
+    k = len(turns)
+    seen = 0
+    while k > 0 and seen < n_trigger:
+        k -= 1
+        if turns[k][0] == "caller":
+            seen += 1
+    before = list(turns[:k])
+    counselor = next((t for who, t in reversed(before) if who == "counselor"), "")
+    history = " ".join(t for _w, t in before)
+    district = district_of([t for _w, t in turns])
+    return Conversation(text, counselor, history, district, assistant.filters(district))
 
 
 @dataclass
@@ -115,6 +139,11 @@ class Assistant:
             known=lambda t: t in kb.analyzer.terms or kb.idf(t) < unseen - 1e-6,
         )
         self.generator: DraftGenerator = make_generator(self.settings, kb)
+        self.reranker: Any = None
+        if self.settings.rerank and getattr(kb, "dense", None) is not None:
+            from assist.knowledge.rerank import Reranker
+
+            self.reranker = Reranker.load(kb)
 
     @classmethod
     def open(
@@ -170,6 +199,9 @@ class Assistant:
             return False
         s = self.settings
         top = hits[0].scores
+        if "out_of_scope" in top and self.reranker is not None and self.reranker.abstainer is not None:
+            # the learned stage's out-of-scope model, its threshold tuned by cross-validation
+            return top["out_of_scope"] < self.reranker.threshold
         dense = top.get("dense")
         if dense is None:
             return self.kb.is_confident(list(hits))
@@ -204,7 +236,21 @@ class Assistant:
             kw_ms.append((time.perf_counter() - t0) * 1000)
         # one encoder pass for the whole batch; each call keeps its own district filter
         t0 = time.perf_counter()
-        hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])
+        if self.reranker is not None:
+            convs = [
+                conversation_for(
+                    self,
+                    req.conversation or [("caller", t) for t in req.turns],
+                    len(req.trigger_segment_ids) or 1,
+                )
+                for req in requests
+            ]
+            for cv, req in zip(convs, requests, strict=True):
+                if req.district and not cv.district:
+                    cv.district, cv.filters = req.district, self.filters(req.district)
+            hits_all = self.reranker.rank(convs, s.top_k)
+        else:
+            hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])
         retrieval_ms = (time.perf_counter() - t0) * 1000
         out = []
         for i, req in enumerate(requests):

@@ -252,7 +252,7 @@ class AssistService:
     def _summarize(self, req: SummaryRequest) -> None:
         t0 = time.perf_counter()
         try:
-            parts = self.summarizer.summarize(req.turns)
+            parts = self.summarizer.summarize(req.turns, req.cards)
             result = SummaryResult(req, parts, (time.perf_counter() - t0) * 1000)
             events = self.tracker.events_for(result)
         except Exception as exc:
