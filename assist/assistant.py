@@ -212,6 +212,27 @@ class Assistant:
             s.corroborate_bm25_min > 0 and dense >= s.corroborate_dense_min and bm25 >= s.corroborate_bm25_min
         )
 
+    def abstain_reason(self, hits: Sequence[Any], confident: bool) -> str:
+        """Why a card shows no answer, in the counselor's words."""
+        if not hits:
+            return "이 질문에 맞는 조문이 규정집에 없습니다. 소관 부서 안내나 이관을 권합니다."
+        top = hits[0]
+        p = top.scores.get("out_of_scope")
+        if not confident and p is not None:
+            return (
+                f"120 규정집 밖의 질문으로 보입니다(범위 밖일 가능성 {p:.0%}; 가장 가까운 조문은 "
+                f"「{top.law_name}」 {top.article_no}). 조문 없이 답하지 말고 소관 기관 안내나 이관을 권합니다."
+            )
+        if not confident:
+            return (
+                f"가장 가까운 조문(「{top.law_name}」 {top.article_no})도 질문과의 유사도가 낮아 근거로 "
+                "제시하지 않습니다. 질문을 더 듣거나 담당 부서 안내를 권합니다."
+            )
+        return (
+            f"「{top.law_name}」 {top.article_no}에서 질문에 답하는 문장을 찾지 못해 초안을 만들지 "
+            "않았습니다. 조문 원문을 확인해 주세요."
+        )
+
     def filters(self, district: str | None) -> Any:
         from assist.knowledge import SearchFilters
 
@@ -258,6 +279,8 @@ class Assistant:
             t0 = time.perf_counter()
             confident = self.confident(hits)
             draft = self.generator.draft(queries[i], hits, confident)
+            if draft.abstained:
+                draft = draft.model_copy(update={"abstain_reason": self.abstain_reason(hits, confident)})
             draft_ms = (time.perf_counter() - t0) * 1000
             passages = [to_passage(h) for h in hits] if (confident or not s.abstain) else []
             total = (time.perf_counter() - req.started) * 1000

@@ -136,7 +136,7 @@ const Dasan = (() => {
       const byId = new Map(ev.passages.map((p, i) => [p.passage_id, { p, n: i + 1 }]));
       const card = el("article", { class: `sugg latest${ev.draft.abstained ? " abstain" : ""}`, "data-suggestion-id": ev.suggestion_id });
       if (ev.draft.abstained) {
-        card.append(el("p", { class: "draft", text: `근거가 충분한 자료를 찾지 못했습니다. ${ev.draft.abstain_reason || ""}` }));
+        card.append(el("p", { class: "draft", text: ev.draft.abstain_reason || "근거가 충분한 자료를 찾지 못했습니다." }));
       } else {
         const p = el("p", { class: "draft" });
         for (const s of ev.draft.sentences) {
@@ -151,11 +151,19 @@ const Dasan = (() => {
         card.append(p);
       }
       if (ev.passages.length) {
-        const ol = el("ol", { class: "sources" });
-        ev.passages.forEach((ps) => ol.append(el("li", {},
+        // one primary citation (what the draft rests on); the rest as related articles
+        const source = (ps) => el("li", {},
           el("button", { type: "button", text: ps.citation, onclick: () => openArticle(ps.doc_id, ps.citation) }),
-          ps.effective_date ? el("small", { class: "muted", text: ` · 시행 ${ps.effective_date}` }) : null)));
-        card.append(ol);
+          ps.effective_date ? el("small", { class: "muted", text: ` · 시행 ${ps.effective_date}` }) : null);
+        const [primary, ...related] = ev.passages;
+        card.append(el("p", { class: "primary-source" }, el("strong", { text: "근거 조문 " }),
+          el("button", { type: "button", class: "cite-primary", text: primary.citation, onclick: () => openArticle(primary.doc_id, primary.citation) }),
+          primary.effective_date ? el("small", { class: "muted", text: ` · 시행 ${primary.effective_date}` }) : null));
+        if (related.length) {
+          const ol = el("ol", { class: "sources related", start: 2 });
+          related.forEach((ps) => ol.append(source(ps)));
+          card.append(el("details", { class: "related-sources" }, el("summary", { text: `관련 조문 ${related.length}건` }), ol));
+        }
       }
       if (!this.opts.readonly && !ev.draft.abstained) card.append(this.feedbackBar(ev));
       else if (!this.opts.readonly) card.append(this.feedbackBar(ev, true));
