@@ -75,6 +75,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--max-withheld", type=float, default=0.05, help="Most in-scope questions abstention may withhold"
     )
     p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
+    p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument("--out", default="benchmarks/results/rerank_cv.json", help="Where the report goes")
     p.set_defaults(func=cmd_eval_rerank)
 
@@ -229,6 +230,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     featurize(reranker, examples)
     report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld)
     report["index"] = kb.info()
+    if args.ablation:
+        from .rerank_train import ablation
+
+        report["ablation"] = ablation(reranker, examples, args.folds)
     if args.train:
         report["trained"] = train_and_save(reranker, examples, oof, max_withheld=args.max_withheld)
     out = Path(args.out)
@@ -247,6 +252,12 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             f"  {name:<11} n={a['n']:<4} first stage H@1 {a['hit_at_1']:.3f} H@5 {a['hit_at_5']:.3f} "
             f"MRR {a['mrr_at_10']:.3f} → reranked H@1 {b['hit_at_1']:.3f} H@5 {b['hit_at_5']:.3f} MRR {b['mrr_at_10']:.3f}"
         )
+    for name, ab in report.get("ablation", {}).items():
+        print(f"  without: {name}")
+        for set_name, row in ab["mean"].items():
+            print(
+                f"    {set_name:<11} H@1 {row['hit_at_1']:.3f} H@5 {row['hit_at_5']:.3f} MRR {row['mrr_at_10']:.3f}"
+            )
     return 0
 
 

@@ -267,6 +267,55 @@ def cross_validate(
     return report, oof
 
 
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "caller's words only (no T+C, T+H)": tuple(
+        f for f in FEATURES if "_c" in f or "_h" in f or f in ("has_context", "title_h")
+    ),
+    "no article structure or district": (
+        "law_kind",
+        "is_table",
+        "generic_title",
+        "district_match",
+        "district_other",
+        "length",
+        "title_t",
+        "title_h",
+    ),
+}
+
+
+def ablated(examples: list[Example], drop: tuple[str, ...]) -> list[Example]:
+    """The examples with the ``drop`` features held constant (the trees cannot split on them)."""
+    cols = [FEATURES.index(f) for f in drop]
+    out = []
+    for e in examples:
+        assert e.cand is not None
+        X = e.cand.X.copy()
+        X[:, cols] = 0.0
+        cand = Candidates(e.cand.articles, e.cand.passages, X, e.cand.passage_scores)
+        out.append(Example(e.id, e.group, e.set, e.conv, e.relevant, cand, e.first_stage))
+    return out
+
+
+def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dict[str, Any]:
+    """Mean held-out figures per set with each feature group removed (what each stage adds)."""
+    out: dict[str, Any] = {}
+    for name, drop in ABLATIONS.items():
+        report, _oof = cross_validate(reranker, ablated(examples, drop), folds)
+        out[name] = {
+            "per_fold": [
+                {k: v["reranked"] for k, v in f.items() if isinstance(v, dict) and "reranked" in v}
+                for f in report["per_fold"]
+            ],
+            "mean": {
+                k: v["reranked"]
+                for k, v in report["mean_of_held_out_folds"].items()
+                if isinstance(v, dict) and "reranked" in v
+            },
+        }
+    return out
+
+
 def default_sets(root: Path, shared: Path) -> dict[str, Path]:
     return {
         "dev": shared / "eval-dev" / "utterances.jsonl",
