@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streaming.events import DraftAnswer, RetrievedPassage, StageLatency
+from streaming.events import DraftAnswer, Provenance, RetrievedPassage, StageLatency
 from streaming.privacy import mask_text
 
 from .drafts import DraftGenerator, make_generator
@@ -144,6 +144,16 @@ class Assistant:
             from assist.knowledge.rerank import Reranker
 
             self.reranker = Reranker.load(kb)
+        self._provenance: Provenance | None = None
+
+    @property
+    def provenance(self) -> Provenance:
+        """How this assistant's suggestions and summaries are made (index, encoder, generator, settings)."""
+        if self._provenance is None:
+            from .provenance import provenance_of
+
+            self._provenance = provenance_of(self.kb, self.settings)
+        return self._provenance
 
     @classmethod
     def open(

@@ -31,13 +31,19 @@ from streaming.events import Event, Suggestion
 from streaming.kafka import EventConsumer, EventProducer, Record, read_partitions
 from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
-from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS
+from streaming.topics import (
+    ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
+    CALL_EVENTS,
+    CALL_SUMMARIES,
+    CALL_TRANSCRIPTS,
+)
 
 from .assistant import Assistant, SuggestRequest, SuggestResult
 from .call_state import Due, SummaryRequest, SummaryResult
 from .settings import AssistSettings
 from .summary import Summarizer
-from .tracker import CallTracker
+from .tracker import CallTracker, namespaced
 
 log = logging.getLogger("dasan.assist.service")
 SERVICE = "assist"
@@ -53,6 +59,9 @@ def _where(exc: BaseException) -> str:
 
 
 class AssistService:
+    SHADOW_TOPIC = ASSIST_SUGGESTIONS_SHADOW
+    """Where a shadow (``DASAN_ASSIST_SHADOW``) writes all its output."""
+
     def __init__(
         self,
         assistant: Assistant,
@@ -69,7 +78,15 @@ class AssistService:
         self.instance = instance
         self.clock = clock
         self.summarizer = Summarizer(assistant)
-        self.tracker = CallTracker(self.settings, assistant.evidence_terms)
+        self.variant = self.settings.variant
+        # a shadow writes all its output to the shadow topic, and rebuilds from its own output there
+        self.shadow_topic = self.SHADOW_TOPIC if self.settings.shadow else None
+        self.outputs = (self.SHADOW_TOPIC,) if self.shadow_topic else OUTPUTS
+        self.tracker = CallTracker(
+            self.settings,
+            assistant.evidence_terms,
+            provenance=assistant.provenance.model_copy(update={"variant": self.variant}),
+        )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
         self.published_suggestions = 0
@@ -77,7 +94,7 @@ class AssistService:
         self.producer = EventProducer(self.kafka)
         self.consumer = EventConsumer(
             INPUTS,
-            self.settings.group_id,
+            self.settings.consumer_group,
             self.handle,
             self.kafka,
             dlq_producer=self.producer,
@@ -137,11 +154,24 @@ class AssistService:
     def rebuild(self, partitions: list[int]) -> int:
         """Re-read the given partitions of the input and output topics and rebuild call state."""
         since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
-        read = read_partitions(self.kafka, (*INPUTS, *OUTPUTS), partitions, since_ms=since_ms)
+        read = read_partitions(self.kafka, (*INPUTS, *self.outputs), partitions, since_ms=since_ms)
+        mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
         with self._lock:
-            self.tracker.rebuild(((rec.partition, ev) for rec, ev in read), self.clock())
+            self.tracker.rebuild(((rec.partition, ev) for rec, ev in mine), self.clock())
         self._gauge()
         return len(read)
+
+    def _own(self, ev: Event) -> bool:
+        """An output event this variant published (other shadows share the shadow topic)."""
+        prov = getattr(ev, "provenance", None)
+        variant = prov.variant if prov is not None else "production"
+        return variant == self.variant or (self.shadow_topic is None and prov is None)
+
+    def _send(self, ev: Event) -> Any:
+        if self.shadow_topic is None:
+            return self.producer.send(ev)
+        # ids of its own: production's are derived from the same call and segment ids
+        return self.producer.send(namespaced(ev, self.variant, "sh-"), self.shadow_topic)
 
     # ------------------------------------------------------------------ event handling
     def handle(self, event: Event, record: Record) -> None:
@@ -199,7 +229,7 @@ class AssistService:
                 failures.append((res.request, exc))
         for _res, events in sends:
             for ev in events:
-                self.producer.send(ev)
+                self._send(ev)
         self.producer.flush()
         with self._lock:
             for res, events in sends:
@@ -260,7 +290,7 @@ class AssistService:
                 self._failed(req, exc)
             return
         for ev in events:
-            self.producer.send(ev).get(timeout=30)
+            self._send(ev).get(timeout=30)
         self.published_summaries += 1
         with self._lock:
             self.tracker.record(result, events)
@@ -273,6 +303,7 @@ class AssistService:
         broker = broker_answers(self.kafka)
         return polled and broker, {
             "instance": self.instance,
+            "variant": self.variant,
             "polled_recently": polled,
             "broker": "ok" if broker else "unreachable",
             "open_calls": len(self.tracker.calls),

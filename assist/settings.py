@@ -107,6 +107,13 @@ class AssistSettings(BaseSettings):
 
     # Kafka and service ---------------------------------------------------------------------------
     group_id: str = Field(default="assist", description="Consumer group on call.events + call.transcripts")
+    shadow: str = Field(
+        default="",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$|^$",
+        description="Run as shadow NAME: a candidate beside production, in its own consumer group "
+        "(<GROUP_ID>-shadow-NAME), writing only to assist.suggestions.shadow (no counselor sees it); "
+        "'' = production",
+    )
     rebuild_lookback_s: float = Field(
         default=6 * 3600,
         gt=0,
@@ -132,6 +139,16 @@ class AssistSettings(BaseSettings):
     )
     summary_max_facts: int = Field(default=5, ge=1, description="Most key facts in a summary")
     summary_max_answers: int = Field(default=5, ge=1, description="Most counselor answers in a summary")
+
+    @property
+    def variant(self) -> str:
+        """``production``, or ``shadow:<name>``: stamped on every event's provenance."""
+        return f"shadow:{self.shadow}" if self.shadow else "production"
+
+    @property
+    def consumer_group(self) -> str:
+        """The consumer group: a shadow never joins production's (it would take its partitions)."""
+        return f"{self.group_id}-shadow-{self.shadow}" if self.shadow else self.group_id
 
     @model_validator(mode="after")
     def _keywords(self) -> AssistSettings:

@@ -24,6 +24,9 @@ class EvalItem(BaseModel):
     id: str
     utterance: str
     relevant_article_ids: list[str] = Field(default_factory=list)
+    known_wrong_article_ids: list[str] = Field(
+        default_factory=list, description="Articles a counselor judged wrong for it (dasan feedback export)"
+    )
     topic: str | None = None
 
 
@@ -104,7 +107,9 @@ def evaluate(
     queries = [it.utterance for it in items]
     qvecs = kb.encode_queries(queries) if kb.dense is not None else None
     in_scope = [i for i, it in enumerate(items) if it.relevant_article_ids]
-    oos = [i for i, it in enumerate(items) if not it.relevant_article_ids]
+    # an item with known-wrong articles only (a 👎 card) is not out of scope: the answer is unknown
+    oos = [i for i, it in enumerate(items) if not it.relevant_article_ids and not it.known_wrong_article_ids]
+    wrong = [i for i, it in enumerate(items) if it.known_wrong_article_ids]
     report: dict[str, Any] = {"items": len(items), "in_scope": len(in_scope), "out_of_scope": len(oos)}
     table: dict[str, dict[str, float]] = {}
     per_item: dict[str, list[list[str]]] = {}
@@ -169,6 +174,19 @@ def evaluate(
         for j, i in enumerate(in_scope)
     ]
     report["oos_top_scores"] = {items[i].id: top_scores[i] for i in oos}
+    if wrong:
+        top1 = [
+            i
+            for i in wrong
+            if hybrid_hits[i]
+            and kb.is_confident(hybrid_hits[i])
+            and hybrid_hits[i][0].doc_id in items[i].known_wrong_article_ids
+        ]
+        report["known_wrong"] = {
+            "items": len(wrong),
+            "still_first": len(top1),
+            "still_first_ids": [items[i].id for i in top1],
+        }
     return report
 
 
@@ -221,5 +239,10 @@ def format_table(report: dict[str, Any]) -> str:
             f"* the product's order (learned second stage): out of scope shown {a['out_of_scope_shown']}/"
             f"{a['out_of_scope_total']}, in scope withheld {a['in_scope_withheld']}/{report['in_scope']} "
             f"(out-of-scope probability < {a['threshold']})"
+        )
+    if "known_wrong" in report:
+        w = report["known_wrong"]
+        lines.append(
+            f"known wrong (counselor 👎): {w['still_first']}/{w['items']} still shown first with confidence"
         )
     return "\n".join(lines)
