@@ -340,7 +340,7 @@ class Replayer:
     def _summarize(self, req: SummaryRequest, now: float) -> None:
         t0 = time.perf_counter()
         try:
-            parts = self.summarizer.summarize(req.turns)
+            parts = self.summarizer.summarize(req.turns, req.cards)
         except Exception:
             self.runs[req.call_id].errors += 1
             self.tracker.failed(req, now)
