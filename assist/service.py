@@ -13,6 +13,9 @@ no clock and touches no broker.
 - **Failure isolation**: a batch whose retrieval raises is retried call by call; a call that keeps
   raising is retried on its own and dropped after ``max_failures`` (an error log with its call id, a
   metric); the other calls are published.
+- **Knowledge-base versions**: with a :class:`assist.kb_switch.KbSwitch`, a newly activated version
+  (loaded beside the one in use by the switch's thread) replaces the assistant at the start of a
+  tick, never within one: no batch mixes versions, no segment is dropped, no restart.
 """
 
 from __future__ import annotations
@@ -62,14 +65,17 @@ class AssistService:
         instance: str = "assist",
         consumer_overrides: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        kb_switch: Any | None = None,
     ) -> None:
         self.assistant = assistant
+        self.kb_switch = kb_switch
         self.settings = settings or assistant.settings
         self.kafka = kafka or KafkaSettings()
         self.instance = instance
         self.clock = clock
         self.summarizer = Summarizer(assistant)
-        self.tracker = CallTracker(self.settings, assistant.evidence_terms)
+        # through self.assistant, so a knowledge-base switch reaches the tracker too
+        self.tracker = CallTracker(self.settings, lambda text: self.assistant.evidence_terms(text))
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
         self.published_suggestions = 0
@@ -153,8 +159,30 @@ class AssistService:
             self._gauge()
 
     # ------------------------------------------------------------------ timers: suggestions, summaries
+    @property
+    def kb_version(self) -> str:
+        """The key of the knowledge-base index in use."""
+        return str(self.assistant.kb.key)
+
+    def switch_kb(self) -> str | None:
+        """Put a newly loaded knowledge-base version in use (between ticks only); its key, or None."""
+        pending = self.kb_switch.take() if self.kb_switch is not None else None
+        if pending is None:
+            return None
+        key, assistant = pending
+        old = self.kb_version
+        with self._lock:
+            self.assistant = assistant
+            self.summarizer = Summarizer(assistant)
+        log.info(
+            "knowledge-base version switched",
+            extra={"kb_version": key, "previous": old, "instance": self.instance},
+        )
+        return key
+
     def tick(self) -> None:
         """Publish what is due: suggestions of every call whose debounce ran out, then summaries."""
+        self.switch_kb()
         self._rebuild_assigned()
         with self._lock:
             plan = self.tracker.due(self.clock())
@@ -278,6 +306,7 @@ class AssistService:
             "open_calls": len(self.tracker.calls),
             "suggestions": self.published_suggestions,
             "summaries": self.published_summaries,
+            "kb_version": self.kb_version,
         }
 
     def run(self) -> None:
