@@ -28,6 +28,7 @@ from streaming.settings import KafkaSettings
 
 log = logging.getLogger("dasan.assist.kb")
 ANNOUNCE_KEY = b"active"
+WARM_UP = "대형폐기물 수수료 안내"
 
 
 def announce(kafka: KafkaSettings, topic: str, key: str, how: str, at: datetime | None = None) -> None:
@@ -57,7 +58,9 @@ def load_version(path: Path, settings: Any, current: Any | None = None) -> Any:
     if old is not None and old.encoder is not None and manifest.get("dense_key") == dense_key(old.settings):
         encoder = old.encoder
     analyzer = old.analyzer if old is not None else None
-    return Assistant(KnowledgeBase.load(path, kb_settings, encoder=encoder, analyzer=analyzer), settings)
+    kb = KnowledgeBase.load(path, kb_settings, encoder=encoder, analyzer=analyzer)
+    kb.search(WARM_UP, top_k=1)  # the first query pays for lazy set-up: here, not in a tick
+    return Assistant(kb, settings)
 
 
 class KbSwitch:
