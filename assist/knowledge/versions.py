@@ -111,6 +111,15 @@ class VersionRegistry:
         out.sort(key=lambda v: v.created or "", reverse=True)
         return out
 
+    def resolve(self, prefix: str) -> str:
+        """The full key of a built index from a unique prefix of it (as ``kb list`` shows them)."""
+        keys = [v.key for v in self.versions() if v.key.startswith(prefix)] if prefix else []
+        if len(keys) != 1:
+            raise UnknownVersion(
+                f"{'no' if not keys else 'more than one'} built index matches {prefix!r} in {self.base}"
+            )
+        return keys[0]
+
     def activate(self, key: str, how: str = "activate") -> Activation:
         if not IndexStore.is_built(self.base / key):
             raise UnknownVersion(f"no built index {key!r} in {self.base}")

@@ -136,6 +136,19 @@ GANGNAM_FEE = "강남구 사는데요 장롱 같은 대형폐기물 버리려면
 GANGNAM_FEE_AGAIN = "강남구에서 침대 대형폐기물 수수료는 어떻게 부과돼요?"
 
 
+def _compacted_topic(kafka_settings: Any, topic: str) -> None:
+    """A topic of its own, as ``dasan topics create`` makes ``kb.versions`` (one partition, compacted)."""
+    from kafka.admin import NewTopic
+
+    from streaming.admin import admin_client
+
+    admin = admin_client(kafka_settings)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+
+
 def _rec() -> Record:
     return Record("call.transcripts", 0, 0, int(time.time() * 1000))
 
@@ -143,14 +156,8 @@ def _rec() -> Record:
 def test_a_new_version_is_used_mid_call_without_restart(
     kb_v1: Any, kb_v2: Any, kafka_settings: Any, unique: str
 ) -> None:
-    from kafka.admin import NewTopic
-
-    from streaming.admin import admin_client
-
     topic = f"kb.versions.{unique}"
-    admin = admin_client(kafka_settings)
-    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
-    admin.close()
+    _compacted_topic(kafka_settings, topic)
     settings = AssistSettings(group_id=f"assist-{unique}", summary_grace_ms=0, kb_topic=topic)
     svc: AssistService | None = None
     switch = KbSwitch(
@@ -189,3 +196,70 @@ def test_a_new_version_is_used_mid_call_without_restart(
     assert before[FEE_TABLE] == "2025-09-26"
     assert after[FEE_TABLE] == AMENDED_ON.isoformat()
     assert date.fromisoformat(after[FEE_TABLE]) <= date.today()
+
+
+def test_kb_list_import_activate_and_rollback_commands(
+    kb_v1: Any,
+    kb_v2: Any,
+    waste: list[dict[str, Any]],
+    kafka_settings: Any,
+    unique: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from assist.knowledge import cli
+
+    index_dir = tmp_path / "kb"
+    index_dir.mkdir()
+    for kb in (kb_v1, kb_v2):
+        (index_dir / kb.key).symlink_to(CACHE / kb.key)
+    folder = tmp_path / "update"
+    folder.mkdir()
+    (folder / "waste.jsonl").write_text((CACHE / "v2.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    topic = f"kb.versions.cli.{unique}"
+    _compacted_topic(kafka_settings, topic)
+    monkeypatch.setenv("DASAN_KB_INDEX_DIR", str(index_dir))
+    monkeypatch.setenv("DASAN_KB_CORPUS_PATHS", json.dumps([str(CACHE / "v1.jsonl")]))
+    monkeypatch.setenv("DASAN_KB_DENSE_ENABLED", "false")
+    monkeypatch.setenv("DASAN_KAFKA_BOOTSTRAP", kafka_settings.bootstrap)
+    monkeypatch.setenv("DASAN_ASSIST_KB_TOPIC", topic)
+    parser = argparse.ArgumentParser(prog="dasan")
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups = {"eval": sub.add_parser("eval").add_subparsers(dest="eval_command")}
+    cli.register(sub, groups)
+
+    def run(*argv: str) -> tuple[int, str]:
+        args = parser.parse_args(["kb", *argv])
+        code = args.func(args)
+        return code, capsys.readouterr().out
+
+    code, out = run("list")
+    assert code == 0 and kb_v1.key in out and kb_v2.key in out and "none activated" in out
+    code, out = run("import", str(folder), "--dry-run")
+    assert code == 0 and "added 0, amended 1, repealed 0" in out and FEE_TABLE in out
+    code, out = run("activate", kb_v1.key[:8], "--no-announce")
+    assert code == 0 and f"active: {kb_v1.key}" in out
+    code, out = run("activate", kb_v2.key)
+    assert code == 0 and "announced" in out
+    code, out = run("rollback", "--no-announce")
+    assert code == 0 and f"active: {kb_v1.key}" in out
+    assert run("activate", "zzz")[0] == 1
+    # the announcement: the last record of the compacted topic names the version
+    consumer = KafkaConsumer(**kafka_settings.consumer_config(None))
+    try:
+        assert consumer.partitions_for_topic(topic) == {0}
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        values: list[bytes] = []
+        deadline = time.monotonic() + 15
+        while not values and time.monotonic() < deadline:
+            values = [r.value for recs in consumer.poll(timeout_ms=500).values() for r in recs]
+    finally:
+        consumer.close()
+    assert values and json.loads(values[-1])["key"] == kb_v2.key
