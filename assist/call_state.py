@@ -18,8 +18,9 @@ NOW = -math.inf  # "due at once" (a replayed end, a segment with no debounce)
 
 
 def shown_key(passages: Sequence[Any], abstained: bool) -> frozenset[str]:
-    """What a suggestion puts on screen, for the no-repeat rule: its top three articles."""
-    return frozenset() if abstained else frozenset(p.doc_id for p in passages[:3])
+    """What a suggestion puts on screen, for the no-repeat rule: its top three articles, each in its
+    version (an amended article, after a knowledge-base switch, is news)."""
+    return frozenset() if abstained else frozenset(f"{p.doc_id}@{p.effective_date}" for p in passages[:3])
 
 
 @dataclass(frozen=True)

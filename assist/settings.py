@@ -138,6 +138,19 @@ class AssistSettings(BaseSettings):
         "is at least this close to it (cosine; cross-validated over labelled calls, see docs/assist.md)",
     )
     summary_max_facts: int = Field(default=5, ge=1, description="Most key facts in a summary")
+    kb_topic: str = Field(
+        default="kb.versions",
+        description="Compacted topic announcing the active knowledge-base version (read from its start, "
+        "outside any group, by every instance)",
+    )
+    kb_watch: bool = Field(
+        default=True, description="Switch to a newly activated knowledge-base version without a restart"
+    )
+    search_district_boost: float = Field(
+        default=0.15,
+        ge=0,
+        description="Counselor search: the caller's district ordinance gains this share of the top score",
+    )
     summary_max_answers: int = Field(default=5, ge=1, description="Most counselor answers in a summary")
 
     @property

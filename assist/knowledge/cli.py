@@ -40,6 +40,33 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
     p.set_defaults(func=cmd_build, reuse=True, budget=None)
 
+    p = kb_sub.add_parser("list", help="List the built versions (indexes) and which one is active")
+    p.add_argument("--json", action="store_true", help="Print JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = kb_sub.add_parser(
+        "activate", help="Make a built version active and tell the running assist services to switch"
+    )
+    p.add_argument("key", help="Index key (or a unique prefix of it), from `dasan kb list`")
+    p.add_argument("--no-announce", action="store_true", help="Only record it (services use it at restart)")
+    p.set_defaults(func=cmd_activate)
+
+    p = kb_sub.add_parser("rollback", help="Go back to the version active before the current one")
+    p.add_argument("--no-announce", action="store_true", help="Only record it (services use it at restart)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = kb_sub.add_parser(
+        "import",
+        help="Read a folder of corpus files (*.jsonl, the corpus format), report added, amended and repealed "
+        "articles against the active version, then build it as a new version",
+    )
+    p.add_argument("folder", help="Folder of JSONL files in the format of ../shared/corpus/regulations.jsonl")
+    p.add_argument("--dry-run", action="store_true", help="Only report what changed; build nothing")
+    p.add_argument("--activate", action="store_true", help="Activate the new version once built")
+    p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
+    p.add_argument("--no-announce", action="store_true", help="With --activate: only record it")
+    p.set_defaults(func=cmd_import)
+
     p = kb_sub.add_parser("search", help="Search the knowledge base")
     p.add_argument("query", help="The question, in Korean")
     p.add_argument("--top-k", type=int, default=5, help="How many articles to show")
@@ -284,3 +311,118 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
             print("\nASR-like noisy variants (no punctuation, broken/joined words, misspellings):")
             print(format_table(noisy))
     return 0
+
+
+# -- versions -------------------------------------------------------------------------------------
+def _registry(settings: Any) -> Any:
+    from .versions import VersionRegistry
+
+    return VersionRegistry(settings.index_dir)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    versions = _registry(_settings(args)).versions()
+    if args.json:
+        print(json.dumps([v.model_dump(mode="json") for v in versions], ensure_ascii=False, indent=2))
+        return 0
+    if not versions:
+        print("no built index (run `dasan kb build`)")
+        return 0
+    for v in versions:
+        mark = "*" if v.active else " "
+        kind = "hybrid" if v.dense else "bm25"
+        print(
+            f"{mark} {v.key}  {v.created or '?':<25} {v.records:>6} records {v.passages:>6} passages  {kind}"
+        )
+    if not any(v.active for v in versions):
+        print("(none activated: services use the index of the configured corpus)")
+    return 0
+
+
+def _announce(key: str, how: str, no_announce: bool) -> int:
+    if no_announce:
+        print("recorded; running services switch at their next restart")
+        return 0
+    from assist.kb_switch import announce
+    from assist.settings import AssistSettings
+    from streaming.settings import KafkaSettings
+
+    topic = AssistSettings().kb_topic
+    try:
+        announce(KafkaSettings(), topic, key, how)
+    except Exception as exc:  # the registry is updated either way
+        print(
+            f"warning: not announced on {topic} ({type(exc).__name__}); services switch at restart",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"announced on {topic}: running assist services switch between two ticks")
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    from .versions import UnknownVersion
+
+    reg = _registry(_settings(args))
+    try:
+        act = reg.activate(reg.resolve(args.key))
+    except UnknownVersion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"active: {act.key}")
+    return _announce(act.key, act.how, args.no_announce)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .versions import UnknownVersion
+
+    try:
+        act = _registry(_settings(args)).rollback()
+    except UnknownVersion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"rolled back; active: {act.key}")
+    return _announce(act.key, act.how, args.no_announce)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .corpus import load_records
+    from .dense import DenseModelMissing
+    from .kb import KnowledgeBase
+    from .versions import corpus_diff, corpus_files, describe
+
+    settings = _settings(args)
+    try:
+        files = corpus_files(Path(args.folder))
+        new = load_records(files)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    reg = _registry(settings)
+    active = reg.active_path()
+    current = load_records([active / "records.jsonl"] if active else settings.corpus_paths)
+    print(f"against {'version ' + active.name if active else 'the configured corpus'}:")
+    diff = corpus_diff(current, new)
+    for line in describe(diff):
+        print(line)
+    if args.dry_run:
+        return 0
+    if not diff.changed:
+        print("nothing changed; no new version built")
+        return 0
+    settings = settings.model_copy(update={"corpus_paths": files})
+    try:
+        kb = KnowledgeBase.build(None, settings, progress=True, reuse=KnowledgeBase.latest(settings))
+    except DenseModelMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    path = kb.save()
+    print(f"built version {kb.key} ({len(kb.records)} records): {path}")
+    if not args.activate:
+        print(f"activate it with: dasan kb activate {kb.key}")
+        return 0
+    act = reg.activate(kb.key, how="import")
+    print(f"active: {act.key}")
+    return _announce(act.key, act.how, args.no_announce)
