@@ -333,6 +333,7 @@ class Reranker:
             sc = self.scores(c)
             oos = self.out_of_scope(c, sc)
             order = np.argsort(-sc, kind="stable")[:top_k]
+            qtokens = self.kb.analyzer.query_tokens(cv.text, False)
             hits = []
             for j in order:
                 i = int(c.passages[j])
@@ -342,9 +343,7 @@ class Reranker:
                     SearchHit(
                         **{f: getattr(p, f) for f in SOURCE_FIELDS},
                         text=p.text,
-                        snippet=self.kb.searcher.ranker.snippet(
-                            p.text, self.kb.analyzer.query_tokens(cv.text, False)
-                        ),
+                        snippet=self.kb.searcher.ranker.snippet(p.text, qtokens),
                         score=float(sc[j]),
                         ranks={
                             "dense": int(feats["dense_t_rank"]),
