@@ -24,6 +24,7 @@ REVIEWERS = (Role.supervisor,)  # approve / edit / reject summaries
 ADMINS = (Role.admin,)  # users and the audit log
 COUNSELORS = (Role.counselor,)  # the desk: feedback on suggestions, submitting summaries
 OPERATORS = (Role.admin, Role.qa)  # the API docs and Prometheus metrics on the public port
+KB_READERS = (Role.counselor, Role.supervisor, Role.qa)  # the regulation search
 
 
 def role_of(user: User) -> Role | None:

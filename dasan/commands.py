@@ -1,4 +1,5 @@
-"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``, ``dasan config``."""
+"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``,
+``dasan config``, ``dasan replay``."""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--markdown", action="store_true", help="print as the Markdown table of docs/configuration.md"
     )
     c.set_defaults(func=_config)
+
+    from . import replay
+
+    replay.register(sub)
 
 
 def _load_args(p: argparse.ArgumentParser) -> None:

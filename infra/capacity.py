@@ -184,6 +184,11 @@ def model(t: Traffic) -> dict[str, Any]:
         "call.events": (2 / t.avg_call_s, (s["call_started"] + s["call_ended"]) / t.avg_call_s),
         "call.summaries": (1 / t.avg_call_s, s["call_summary"] / t.avg_call_s),
     }
+    # one shadow assist (docs/replay.md) writes what production writes to both output topics
+    per_call["assist.suggestions.shadow"] = (
+        per_call["assist.suggestions"][0] + per_call["call.summaries"][0],
+        per_call["assist.suggestions"][1] + per_call["call.summaries"][1],
+    )
     call_seconds_per_day = t.calls_per_day * t.avg_call_s
     rows: list[dict[str, Any]] = []
     total_disk = 0.0

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from streaming.topics import (  # noqa: E402
     ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
     CALL_AUDIO,
     CALL_EVENTS,
     CALL_SUMMARIES,
@@ -88,7 +89,10 @@ def _dlqs(*topics: str) -> tuple[str, ...]:
 
 ASR_WORKER_IN = (CALL_EVENTS, CALL_AUDIO)
 ASSIST_IN = (CALL_EVENTS, CALL_TRANSCRIPTS)
-RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
+RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES, ASSIST_SUGGESTIONS_SHADOW)
+SHADOW_NAME = "candidate"
+"""The shadow assist the ACLs allow (``DASAN_ASSIST_SHADOW=candidate``; literal names only: another
+name needs its own group here)."""
 
 ACCESS: dict[str, Access] = {
     "dasan-gateway": Access(
@@ -109,6 +113,15 @@ ACCESS: dict[str, Access] = {
         read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES),
         write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, *_dlqs(*ASSIST_IN)),
         groups=("assist",),
+    ),
+    "dasan-assist-shadow": Access(
+        "assist-shadow",
+        # a candidate configuration beside production: same inputs, its own group, writes only the
+        # shadow topic (and reads it back to rebuild its call state); never a production topic
+        read=(*ASSIST_IN, ASSIST_SUGGESTIONS_SHADOW),
+        write=(ASSIST_SUGGESTIONS_SHADOW, *_dlqs(*ASSIST_IN)),
+        groups=(f"assist-shadow-{SHADOW_NAME}",),
+        note="shadow mode (docs/replay.md): output recorded for QA, shown to no counselor",
     ),
     "dasan-console": Access(
         "console",

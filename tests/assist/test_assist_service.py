@@ -115,10 +115,10 @@ def test_a_call_that_keeps_failing_does_not_hold_back_the_others(
     before, before_sm = dropped._value.get(), summary_dropped._value.get()
     real_summarize = svc.summarizer.summarize
 
-    def summarize(turns: Any) -> Any:
+    def summarize(turns: Any, cards: Any = None) -> Any:
         if any("불법주차" in t.text for t in turns):  # the bad call's summary fails too
             raise RuntimeError("injected summary failure")
-        return real_summarize(turns)
+        return real_summarize(turns, cards)
 
     svc.summarizer.summarize = summarize  # type: ignore[method-assign]  # the injected failure
     try:

@@ -283,3 +283,21 @@ def test_today_is_the_sites_day(client_factory, store: Store, users, call_script
         qa.get("/api/calls", params={"day_from": "2026-03-11", "day_to": "2026-03-11"}).json()["total"] == 1
     )
     assert qa.get("/api/calls", params={"day_to": "2026-03-10"}).json()["total"] == 0
+
+
+def test_regulation_search_roles_and_an_absent_assist_service(
+    client_factory, users, console_settings, caplog
+) -> None:
+    """Counselors, supervisors and QA may search; admins may not. With no assist service on the
+    configured internal URL the search says so (503), and nothing typed reaches a log."""
+    console_settings.assist_url = "http://127.0.0.1:9"  # discard port: nothing listens
+    root = client_factory()
+    login(root, "root")
+    assert root.get("/api/search", params={"q": "대형폐기물"}).status_code == 403
+    for name in ("kim", "boss", "qa1"):
+        c = client_factory()
+        login(c, name)
+        r = c.get("/api/search", params={"q": "홍길동 010-1234-5678 대형폐기물"})
+        assert r.status_code == 503 and "규정 검색" in r.json()["detail"], name
+        assert c.get("/api/kb").json() == {"index_key": None, "records": None, "available": False}
+    assert "010-1234-5678" not in caplog.text and "홍길동" not in caplog.text

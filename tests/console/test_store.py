@@ -24,7 +24,7 @@ AT_ANY_HOUR = [
 
 
 def test_migrations_reach_head(store: Store) -> None:
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
 
 
 def test_migrations_match_the_models_and_go_down_and_up(store: Store, console_settings) -> None:

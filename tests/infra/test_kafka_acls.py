@@ -46,6 +46,7 @@ def _groups() -> dict[str, str]:
     return {
         "asr-worker": AsrSettings().group_id,
         "assist": AssistSettings().group_id,
+        "assist-shadow": AssistSettings(shadow=kafka_acls.SHADOW_NAME).consumer_group,
         "console": ConsoleSettings().recorder_group,
     }
 
@@ -55,24 +56,32 @@ def expected() -> dict[str, dict[str, Any]]:
     from console.recorder import TOPICS as RECORDER_TOPICS
 
     groups = _groups()
+    from assist.service import AssistService
+
     produces = {  # event types each service produces → their registry topics
         "asr-gateway": {topic_for_event(t) for t in ("call_started", "call_ended", "audio_frame")},
         "asr-worker": {topic_for_event("transcript_segment")},
         "assist": {topic_for_event(t) for t in ("suggestion", "keywords_updated", "call_summary")},
+        "assist-shadow": {AssistService.SHADOW_TOPIC},  # a shadow writes all its output there
         "console": set(),
     }
     consumes = {  # EventConsumer topics (asr/worker.py, assist/service.py, console/recorder.py)
         "asr-worker": {"call.events", "call.audio"},
         "assist": {"call.events", "call.transcripts"},
+        "assist-shadow": {"call.events", "call.transcripts"},
         "console": set(RECORDER_TOPICS),
     }
     # assist re-reads its own outputs without a group to rebuild call state (assist/service.py rebuild)
-    reads_back = {"assist": {"assist.suggestions", "call.summaries"}}
+    reads_back = {
+        "assist": {"assist.suggestions", "call.summaries"},
+        "assist-shadow": {AssistService.SHADOW_TOPIC},
+    }
     out: dict[str, dict[str, Any]] = {}
     for principal, service in (
         ("dasan-gateway", "asr-gateway"),
         ("dasan-asr-worker", "asr-worker"),
         ("dasan-assist", "assist"),
+        ("dasan-assist-shadow", "assist-shadow"),
         ("dasan-console", "console"),
     ):
         inputs = consumes.get(service, set())
@@ -165,7 +174,10 @@ def test_personal_data_topics_have_few_readers() -> None:
 
     assert readers("call.audio") == {"dasan-asr-worker"}  # raw audio
     assert readers("call.audio.dlq") == set()
-    assert readers("call.transcripts") == {"dasan-assist", "dasan-console"}  # unmasked text
+    # unmasked text: assist, its shadow (the same code with candidate settings) and the recorder
+    assert readers("call.transcripts") == {"dasan-assist", "dasan-assist-shadow", "dasan-console"}
+    assert writers("assist.suggestions") == {"dasan-assist"}  # a shadow never reaches a counselor
+    assert writers("assist.suggestions.shadow") == {"dasan-assist-shadow"}
     assert writers("call.events") == {"dasan-gateway"}  # who may start a call
     assert writers("call.audio") == {"dasan-gateway"}
     assert writers("call.transcripts") == {"dasan-asr-worker"}
@@ -192,7 +204,8 @@ def test_workloads_use_their_own_principal() -> None:
         "console": "dasan-console",
         "dasan-topics": "dasan-topics",
     }
-    assert set(used.values()) | {"dasan-keda"} == users
+    # the shadow assist's principal is deployed only while a candidate runs (docs/replay.md)
+    assert set(used.values()) | {"dasan-keda", "dasan-assist-shadow"} == users
     trigger = by_kind(res, "TriggerAuthentication")["dasan-kafka"]["spec"]
     assert {"parameter": "password", "name": "dasan-keda", "key": "password"} in trigger["secretTargetRef"]
     assistenv = {

@@ -19,8 +19,16 @@ $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --topic call.transcripts
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Write --topic call.transcripts.dlq
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --group assist
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --operation Write --topic assist.suggestions.shadow
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --topic call.events
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Write --topic call.events.dlq
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --topic call.transcripts
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Write --topic call.transcripts.dlq
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --group assist-shadow-candidate
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic assist.suggestions
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Write --topic assist.suggestions.dlq
+$ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic assist.suggestions.shadow
+$ACLS --add --allow-principal User:dasan-console --operation Describe --operation Write --topic assist.suggestions.shadow.dlq
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic call.events
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Write --topic call.events.dlq
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic call.summaries
@@ -30,6 +38,8 @@ $ACLS --add --allow-principal User:dasan-console --operation Describe --operatio
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --group console-recorder
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions.dlq
+$ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions.shadow
+$ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions.shadow.dlq
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.audio
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.audio.dlq
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.events
