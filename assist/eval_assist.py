@@ -48,7 +48,8 @@ def keyword_match(pred: str, gold: str) -> bool:
 
 
 def load_items(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    utterances, calls = [], []
+    utterances: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     for path in paths:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if not line.strip():

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streaming.events import CallEnded, CallSummary, Event, Suggestion, TranscriptSegment
+from streaming.events import CallEnded, CallStarted, CallSummary, Event, Suggestion, TranscriptSegment
 
 from .assistant import Assistant, SuggestRequest, SuggestResult
 from .call_state import SummaryRequest, SummaryResult
@@ -296,7 +296,7 @@ class Replayer:
     def run(self, events: Iterable[Event]) -> list[CallRun]:
         """``events``: lifecycle and transcript events of the calls (any order; sorted by ``produced_at``)."""
         ordered = sorted(
-            (e for e in events if isinstance(e, TranscriptSegment | CallEnded) or e.type == "call_started"),
+            (e for e in events if isinstance(e, TranscriptSegment | CallEnded | CallStarted)),
             key=_when,
         )
         for ev in ordered:

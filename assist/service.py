@@ -264,8 +264,8 @@ class AssistService:
         with self._lock:
             for res, events in sends:
                 self.tracker.record(res, events)
-            for req, exc in failures:
-                self._failed(req, exc)
+            for req, error in failures:
+                self._failed(req, error)
         for _res, events in sends:
             for ev in events:
                 if isinstance(ev, Suggestion):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,7 @@ def _clean(sentence: str) -> str:
     return s
 
 
-def _dedupe(items: Sequence[str]) -> list[str]:
+def _dedupe(items: Iterable[str]) -> list[str]:
     out: list[str] = []
     for x in items:
         if x and x not in out:

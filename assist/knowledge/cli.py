@@ -1,4 +1,9 @@
-"""``dasan kb build|update|search|info`` and ``dasan eval retrieval`` (registered by assist/cli.py)."""
+"""``dasan kb build|update|search|info|list|activate|rollback|import``, ``dasan eval retrieval`` and
+``dasan eval rerank`` (registered by assist/cli.py).
+
+Why one module of ~430 lines: argument parsing and printing for each command, no logic of their own
+(that is in the modules beside it).
+"""
 
 from __future__ import annotations
 

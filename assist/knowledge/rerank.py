@@ -334,7 +334,7 @@ class Reranker:
             oos = self.out_of_scope(c, sc)
             order = np.argsort(-sc, kind="stable")[:top_k]
             qtokens = self.kb.analyzer.query_tokens(cv.text, False)
-            hits = []
+            hits: list[SearchHit] = []
             for j in order:
                 i = int(c.passages[j])
                 p = self.kb.passages[i]

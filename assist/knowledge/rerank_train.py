@@ -63,6 +63,12 @@ class Example:
     cand: Candidates | None = None
     first_stage: list[str] = field(default_factory=list)  # doc ids, the product's first-stage order
 
+    @property
+    def candidates(self) -> Candidates:
+        """``cand``, which every example has once its candidates are built."""
+        assert self.cand is not None, f"{self.id}: no candidates yet"
+        return self.cand
+
 
 def fold_of(group: str, folds: int) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
@@ -163,9 +169,9 @@ def fit(reranker: Reranker, train: list[Example]) -> Any:
 
     rows = [e for e in train if e.relevant and e.cand is not None and len(e.cand.articles)]
     rows = [e for e in rows if labels(reranker, e).any()]
-    X = np.vstack([e.cand.X for e in rows])  # type: ignore[union-attr]
+    X = np.vstack([e.candidates.X for e in rows])
     y = np.concatenate([labels(reranker, e) for e in rows])
-    group = [len(e.cand.articles) for e in rows]  # type: ignore[union-attr]
+    group = [len(e.candidates.articles) for e in rows]
     model = lgb.LGBMRanker(**PARAMS)
     model.fit(X, y, group=group, feature_name=list(FEATURES))
     return model.booster_
@@ -204,7 +210,7 @@ def abstain_rows(examples: list[Example], oof: dict[str, np.ndarray]) -> tuple[n
     """Abstention features (from out-of-fold ranker scores) and labels (out of scope) of the
     single utterances: whole calls have no out-of-scope turns to learn from."""
     rows = [e for e in examples if e.set in ("dev", "utterances")]
-    X = np.vstack([abstain_features(e.cand, oof[e.id]) for e in rows])  # type: ignore[arg-type]
+    X = np.vstack([abstain_features(e.candidates, oof[e.id]) for e in rows])
     return X, np.array([not e.relevant for e in rows])
 
 

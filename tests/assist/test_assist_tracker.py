@@ -51,8 +51,8 @@ class Run:
             events = self.tr.events_for(res)
             self.tr.record(res, events)
             out += events
-        for req in plan.summarize:
-            result = SummaryResult(req, self.summarizer.summarize(req.turns, req.cards), 1.0)
+        for sreq in plan.summarize:
+            result = SummaryResult(sreq, self.summarizer.summarize(sreq.turns, sreq.cards), 1.0)
             events = self.tr.events_for(result)
             self.tr.record(result, events)
             out += events
@@ -155,6 +155,7 @@ def test_summary_waits_for_the_grace_and_for_waiting_finals(assistant: Any) -> N
     assert tr.due(T0 + 0.9).summarize == []
     out = run.tick(T0 + 1.0)
     assert [type(e) for e in out] == [CallSummary]
+    assert isinstance(out[0], CallSummary)
     assert out[0].category in ("불법주정차", "주민등록")
     # regulations come from the cards shown, confirmed by the answer: never from elsewhere
     assert out[0].regulations_cited and set(out[0].regulations_cited) <= {p.doc_id for p in card[:3]}

@@ -102,6 +102,7 @@ def test_update_reembeds_only_changed_records(dense_kb, small) -> None:
     )
     assert new.build_stats["embedded"] == 2
     same = [i for i, r in enumerate(new.records) if i > 1 and r.id != "테스트/제1조"]
+    assert new.dense is not None and dense_kb.dense is not None
     assert np.allclose(new.dense.matrix[same], dense_kb.dense.matrix[same], atol=1e-6)
     assert new.key != dense_kb.key
 
