@@ -56,7 +56,21 @@ def settings_hash(settings: AssistSettings, kb_settings: Any | None) -> str:
     if settings.generator != "llm":
         a = {k: v for k, v in a.items() if not k.startswith("llm_")}
     k = kb_settings.model_dump(mode="json", exclude=_KB_NOT_OUTPUT) if kb_settings is not None else {}
-    return _digest(json.dumps(a, sort_keys=True), json.dumps(k, sort_keys=True))
+    return _digest(json.dumps(a, sort_keys=True), json.dumps(k, sort_keys=True), rerank_models_hash(settings))
+
+
+def rerank_models_hash(settings: AssistSettings) -> str:
+    """The learned second stage's model files (ranker, out-of-scope model, threshold): a retrained
+    model changes what is shown as much as a setting does."""
+    if not settings.rerank:
+        return "off"
+    from .knowledge.rerank import MODEL_PATH
+
+    h = hashlib.sha256()
+    for name in (MODEL_PATH.name, "abstain_model.txt", "abstain_threshold.json"):
+        path = MODEL_PATH.with_name(name)
+        h.update(path.read_bytes() if path.exists() else b"missing")
+    return h.hexdigest()[:16]
 
 
 def corpus_version(kb: Any) -> str | None:

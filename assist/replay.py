@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streaming.events import CallEnded, CallSummary, Event, Suggestion, TranscriptSegment
+from streaming.events import CallEnded, CallStarted, CallSummary, Event, Suggestion, TranscriptSegment
 
 from .assistant import Assistant, SuggestRequest, SuggestResult
 from .call_state import SummaryRequest, SummaryResult
@@ -300,7 +300,7 @@ class Replayer:
         Calls do not share state, so each call's cards are what they would be on its own; what changes
         is that the segments of many calls fall due together and are retrieved in one batch (one
         encoder pass for up to ``batch_max`` queries) — the full-speed replay this is for."""
-        kept = [e for e in events if isinstance(e, TranscriptSegment | CallEnded) or e.type == "call_started"]
+        kept = [e for e in events if isinstance(e, TranscriptSegment | CallEnded | CallStarted)]
         start: dict[str, float] = {}
         for e in kept:
             start[e.call_id] = min(start.get(e.call_id, _when(e)), _when(e))
@@ -349,7 +349,7 @@ class Replayer:
     def _summarize(self, req: SummaryRequest, now: float) -> None:
         t0 = time.perf_counter()
         try:
-            parts = self.summarizer.summarize(req.turns)
+            parts = self.summarizer.summarize(req.turns, req.cards)
         except Exception:
             self.runs[req.call_id].errors += 1
             self.tracker.failed(req, now)

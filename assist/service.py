@@ -13,6 +13,9 @@ no clock and touches no broker.
 - **Failure isolation**: a batch whose retrieval raises is retried call by call; a call that keeps
   raising is retried on its own and dropped after ``max_failures`` (an error log with its call id, a
   metric); the other calls are published.
+- **Knowledge-base versions**: with a :class:`assist.kb_switch.KbSwitch`, a newly activated version
+  (loaded beside the one in use by the switch's thread) replaces the assistant at the start of a
+  tick, never within one: no batch mixes versions, no segment is dropped, no restart.
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ class AssistService:
         instance: str = "assist",
         consumer_overrides: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        kb_switch: Any | None = None,
     ) -> None:
         self.assistant = assistant
+        self.kb_switch = kb_switch
         self.settings = settings or assistant.settings
         self.kafka = kafka or KafkaSettings()
         self.instance = instance
@@ -82,9 +87,10 @@ class AssistService:
         # a shadow writes all its output to the shadow topic, and rebuilds from its own output there
         self.shadow_topic = self.SHADOW_TOPIC if self.settings.shadow else None
         self.outputs = (self.SHADOW_TOPIC,) if self.shadow_topic else OUTPUTS
+        # evidence through self.assistant, so a knowledge-base switch reaches the tracker too
         self.tracker = CallTracker(
             self.settings,
-            assistant.evidence_terms,
+            lambda text: self.assistant.evidence_terms(text),
             provenance=assistant.provenance.model_copy(update={"variant": self.variant}),
         )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
@@ -183,8 +189,32 @@ class AssistService:
             self._gauge()
 
     # ------------------------------------------------------------------ timers: suggestions, summaries
+    @property
+    def kb_version(self) -> str:
+        """The key of the knowledge-base index in use."""
+        return str(self.assistant.kb.key)
+
+    def switch_kb(self) -> str | None:
+        """Put a newly loaded knowledge-base version in use (between ticks only); its key, or None."""
+        pending = self.kb_switch.take() if self.kb_switch is not None else None
+        if pending is None:
+            return None
+        key, assistant = pending
+        old = self.kb_version
+        with self._lock:
+            self.assistant = assistant
+            self.summarizer = Summarizer(assistant)
+            # every card from now on names the version that made it
+            self.tracker.provenance = assistant.provenance.model_copy(update={"variant": self.variant})
+        log.info(
+            "knowledge-base version switched",
+            extra={"kb_version": key, "previous": old, "instance": self.instance},
+        )
+        return key
+
     def tick(self) -> None:
         """Publish what is due: suggestions of every call whose debounce ran out, then summaries."""
+        self.switch_kb()
         self._rebuild_assigned()
         with self._lock:
             plan = self.tracker.due(self.clock())
@@ -234,8 +264,8 @@ class AssistService:
         with self._lock:
             for res, events in sends:
                 self.tracker.record(res, events)
-            for req, exc in failures:
-                self._failed(req, exc)
+            for req, error in failures:
+                self._failed(req, error)
         for _res, events in sends:
             for ev in events:
                 if isinstance(ev, Suggestion):
@@ -282,7 +312,7 @@ class AssistService:
     def _summarize(self, req: SummaryRequest) -> None:
         t0 = time.perf_counter()
         try:
-            parts = self.summarizer.summarize(req.turns)
+            parts = self.summarizer.summarize(req.turns, req.cards)
             result = SummaryResult(req, parts, (time.perf_counter() - t0) * 1000)
             events = self.tracker.events_for(result)
         except Exception as exc:
@@ -309,6 +339,7 @@ class AssistService:
             "open_calls": len(self.tracker.calls),
             "suggestions": self.published_suggestions,
             "summaries": self.published_summaries,
+            "kb_version": self.kb_version,
         }
 
     def run(self) -> None:

@@ -55,7 +55,7 @@ from streaming.events import (
 from streaming.privacy import mask_text
 
 from .assistant import SuggestRequest, SuggestResult, district_of
-from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, shown_key
+from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, card_of, shown_key
 from .settings import AssistSettings
 from .summary import SummaryParts
 
@@ -201,7 +201,7 @@ class CallTracker:
             key=lambda st: st.due_at,
         )[: self.settings.batch_max]
         ended = [
-            SummaryRequest(st.call_id, st.turns())
+            SummaryRequest(st.call_id, st.turns(), st.card_positions())
             for st in self.calls.values()
             if st.ended and not st.pending and not st.summary_done and st.summary_at <= now
         ]
@@ -232,6 +232,7 @@ class CallTracker:
             max((st.queue_ms.get(s, 0.0) for s in trig), default=0.0),
             # total latency counts from the segment's arrival, debounce included
             started=self.timer() - (now - first_seen),
+            conversation=st.conversation(upto=trig[-1]),
         )
 
     def forget_idle(self, now: float) -> list[str]:
@@ -305,6 +306,9 @@ class CallTracker:
                 st.keywords = list(result.keywords)
             elif isinstance(ev, Suggestion):
                 st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+                card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
+                if card is not None:
+                    st.cards.append(card)
         st.suggest_failures = 0
         self._done_with(st, result.request.trigger_segment_ids, covered=True)
 
@@ -365,6 +369,9 @@ class CallTracker:
             if isinstance(ev, Suggestion):
                 st.covered.update(ev.trigger_segment_ids)
                 st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+                card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
+                if card is not None:
+                    st.cards.append(card)
                 st.pending = [s for s in st.pending if s not in st.covered]
             elif isinstance(ev, KeywordsUpdated):
                 st.keywords = list(ev.keywords)

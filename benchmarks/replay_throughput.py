@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from machine_info import machine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -96,7 +97,7 @@ def main() -> int:
     for stage in ("masking", "keywords", "retrieval", "draft"):
         vals = sorted(getattr(s.latency, f"{stage}_ms") for x in runs for s in x.suggestions)
         stages[stage] = round(vals[len(vals) // 2], 2) if vals else None
-    result = {
+    result: dict[str, Any] = {
         "calls": len(runs),
         "cards": cards,
         "summaries": sum(x.summary is not None for x in runs),
@@ -107,14 +108,9 @@ def main() -> int:
         "cards_per_s": round(cards / run_s, 2),
         "stage_p50_ms": stages,
         "with_summaries": not args.no_summaries,
-        "load_average_1m": round(os.getloadavg()[0], 2),
         "candidate": over,
         "provenance": replayer.provenance.model_dump(mode="json"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(f"{'calls':>6} {'cards':>6} {'run s':>7} {'calls/min':>10} {'cards/s':>8}  stage p50 ms")

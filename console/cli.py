@@ -351,7 +351,7 @@ def _privacy_erase(args: argparse.Namespace) -> int:
             calls = []
         scope = "call"
     done = erase(store, calls, _operator(), scope=scope, dry_run=args.dry_run)
-    report = {
+    report: dict[str, Any] = {
         "erasure": done.erasure_id,
         "dry_run": done.dry_run,
         "calls": done.call_ids,

@@ -78,7 +78,7 @@ def _load_args(p: argparse.ArgumentParser) -> None:
 
 def _models_install(args: argparse.Namespace) -> int:
     if args.only in (None, "whisper"):
-        from asr.models import ensure_whisper_model
+        from asr.weights import ensure_whisper_model
 
         print(f"Whisper base: {ensure_whisper_model()}", file=sys.stderr)
     if args.only in (None, "embedding"):

@@ -17,10 +17,15 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from streaming.paths import REPO_ROOT, shared_dir, var_dir
 
 from .stack import SERVICES, NotReady, Service, Stack, Startable, dasan_exe, local_env
+
+if TYPE_CHECKING:
+    from streaming.settings import KafkaSettings
 
 FIRST_BUILD_BUDGET_S = 360
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
@@ -171,7 +176,9 @@ def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool, rep
     print(f"{DIM}Ctrl-C stops everything.{RESET}\n", flush=True)
 
 
-def _play(args: argparse.Namespace, kafka: object, services: list[Service], stop: threading.Event) -> int:
+def _play(
+    args: argparse.Namespace, kafka: KafkaSettings, services: list[Service], stop: threading.Event
+) -> int:
     from .simulator import play_audio_call, run_scripted
 
     calls_file = shared_dir() / "eval-dev" / "calls.jsonl"
@@ -190,13 +197,13 @@ def _play(args: argparse.Namespace, kafka: object, services: list[Service], stop
                 say(f"{RED}audio call {r.call_id}: {r.error}{RESET}")
 
     async def one_round() -> None:
-        tasks = [
+        tasks: list[Coroutine[Any, Any, object]] = [
             run_scripted(
                 kafka,
                 calls_file,
                 calls=args.calls,
                 concurrency=1,
-                speed=args.speed,  # type: ignore[arg-type]
+                speed=args.speed,
                 counselors=["counselor1"],
                 team="1팀",
                 prefix="demo",

@@ -241,7 +241,7 @@ def users_add(
     csrf_token_: Annotated[str, Form(alias=CSRF_FIELD)] = "",
 ) -> HTMLResponse:
     check_csrf(request, csrf_token_)
-    body = schemas.UserIn(username=username.strip(), role=role, team=team.strip() or None)  # type: ignore[arg-type]
+    body = schemas.UserIn(username=username.strip(), role=role, team=team.strip() or None)
     password = generate_password()
     created = store.add_user(body.username, hash_password(password), body.role, body.team)
     audit(AuditAction.user_create, target=created.username, detail=f"role={created.role} team={created.team}")

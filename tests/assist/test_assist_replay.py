@@ -179,6 +179,7 @@ def test_console_payload_keeps_the_provenance(assistant: Assistant) -> None:
     assert payload["provenance"]["variant"] == "replay:p"
     card_back = Card.of(payload)
     assert card_back.key == Card.of(run.suggestions[0]).key
+    assert run.summary is not None
     assert payload_of(run.summary)["provenance"]["index_key"] == assistant.kb.key
 
 

@@ -19,6 +19,7 @@ from console.store import Store
 from streaming.events import Channel
 from streaming.kafka import EventProducer
 from tests.console.conftest import PASSWORD, CallScript, LiveServer
+from tests.util import dismiss_dialogs
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +112,7 @@ def test_live_call_review_and_replay(
     )
     page = ctx.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    dismiss_dialogs(page, dialogs)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 

@@ -64,4 +64,5 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert run("users", "add", "kim", "--role", "counselor", "--team", "B", "--reset") == 0
     new_pw = capsys.readouterr().out.split("password: ")[1].strip()
     assert authenticate(store, "kim", generated).user is None
-    assert authenticate(store, "kim", new_pw).user.team == "B"
+    user = authenticate(store, "kim", new_pw).user
+    assert user is not None and user.team == "B"

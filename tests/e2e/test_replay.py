@@ -33,6 +33,7 @@ import pytest
 
 from dasan.simulator import load_script, play_scripted_call
 from dasan.stack import Service, add_user, dasan_exe
+from streaming.events import CallSummary
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, ASSIST_SUGGESTIONS_SHADOW
@@ -104,7 +105,7 @@ def _shadow_checks(
 
         first = wait_for(agreement, 60, "the shadow's cards on the console")
         # the shadow's summaries are out (its last events): once two reads agree, all is recorded
-        prev = [first]
+        prev: list[list[dict[str, Any]] | None] = [first]
 
         def stable() -> list[dict[str, Any]] | None:
             now, prev[0] = agreement(), prev[0]
@@ -190,11 +191,11 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
     console = Console(console_svc.port, name, password)
     try:
         for cid in calls:
-            wait_for(
-                lambda cid=cid: any(e["event"]["type"] == "summary" for e in console.events(cid)),
-                90,
-                f"the summary of {cid} on the console",
-            )
+
+            def summary_shown(cid: str = cid) -> bool:
+                return any(e["event"]["type"] == "summary" for e in console.events(cid))
+
+            wait_for(summary_shown, 90, f"the summary of {cid} on the console")
         live = {cid: _cards(console, cid) for cid in calls}
         answered = {cid: [c for c in cards if not c["draft"]["abstained"]] for cid, cards in live.items()}
         # a loaded machine merges segments that arrive while assist is busy: judge any three cards
@@ -244,9 +245,11 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
 
         followers = {cid: console.follow(cid) for cid in calls}
         for cid, f in followers.items():
-            wait_for(
-                lambda f=f, cid=cid: len(f.items) == len(console.events(cid)), 30, "the websocket caught up"
-            )
+
+            def caught_up(f: Any = f, cid: str = cid) -> bool:
+                return len(f.items) == len(console.events(cid))
+
+            wait_for(caught_up, 30, "the websocket caught up")
         seen = {cid: len(f.items) for cid, f in followers.items()}
         on_kafka = len(read_topic(kafka_settings, ASSIST_SUGGESTIONS, set(calls)))
 
@@ -286,7 +289,7 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         wait_for(
             lambda: (
                 sum(
-                    e.type == "call_summary"
+                    isinstance(e, CallSummary)
                     for e in read_topic(kafka_settings, ASSIST_SUGGESTIONS_SHADOW, set(calls))
                 )
                 == len(calls)

@@ -269,14 +269,10 @@ def test_compose_services_present_their_own_certificate() -> None:
         env = env_of(svc)
         assert _secret_file(svc, "kafka_client.crt") == f"./secrets/kafka/{principal}.crt", name
         assert _secret_file(svc, "kafka_client.key") == f"./secrets/kafka/{principal}.key", name
-        s = KafkaSettings(
-            **{"DASAN_ENV": env["DASAN_ENV"]},
-            **{
-                k.removeprefix("DASAN_KAFKA_").lower(): v
-                for k, v in env.items()
-                if k.startswith("DASAN_KAFKA_")
-            },
-        )
+        fields: dict[str, Any] = {
+            k.removeprefix("DASAN_KAFKA_").lower(): v for k, v in env.items() if k.startswith("DASAN_KAFKA_")
+        }
+        s = KafkaSettings(DASAN_ENV=env["DASAN_ENV"], **fields)
         assert s.env == "production" and s.common_config()["security_protocol"] == "SSL", name
         assert (
             s.ssl_certfile == "/run/secrets/kafka_client.crt"
@@ -335,19 +331,19 @@ def test_mutual_tls_with_the_site_certificates(site_certs: Path, tmp_path: Path)
         term.ctx.verify_mode = ssl.CERT_REQUIRED  # like KAFKA_SSL_CLIENT_AUTH=required
         term.ctx.load_verify_locations(site_certs / "ca.pem")
         with term:
-            common = {
+            common: dict[str, Any] = {
                 "bootstrap": f"127.0.0.1:{tls}",
                 "security_protocol": "SSL",
                 "ssl_cafile": str(site_certs / "ca.pem"),
             }
 
             def client(certs: Path | None, principal: str = "dasan-gateway") -> KafkaSettings:
-                extra = {} if certs is None else {
+                extra: dict[str, Any] = {} if certs is None else {
                     "ssl_certfile": str(certs / f"{principal}.crt"), "ssl_keyfile": str(certs / f"{principal}.key")
                 }  # fmt: skip
-                return KafkaSettings(**common, **extra)  # type: ignore[arg-type]
+                return KafkaSettings(**common, **extra)
 
-            topics = KafkaSettings(**{"DASAN_ENV": "production"}, **common, ssl_certfile=str(site_certs / "dasan-topics.crt"), ssl_keyfile=str(site_certs / "dasan-topics.key"))  # type: ignore[arg-type]  # fmt: skip
+            topics = KafkaSettings(DASAN_ENV="production", **common, ssl_certfile=str(site_certs / "dasan-topics.crt"), ssl_keyfile=str(site_certs / "dasan-topics.key"))  # fmt: skip
             assert create_topics(topics, partitions=1)["call.events"] in {"created", "exists"}
             producer = KafkaProducer(**client(site_certs).producer_config())
             try:
