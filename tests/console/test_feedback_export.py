@@ -41,6 +41,7 @@ def test_judged_cards_become_eval_items_and_approved_summaries_references(
 
     # a summary the supervisor edited (an edit approves it) becomes a reference summary
     summ = store.summary_for_call(liked.call_id)
+    assert summ is not None
     store.review_action(summ.summary_id, "kim", "submit", None, None)
     edited = {**summ.content, "call_reason": "횡단보도 앞 불법 주차 신고 방법 문의"}
     store.review_action(summ.summary_id, "boss", "edit", None, edited)
