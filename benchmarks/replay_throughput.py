@@ -109,6 +109,7 @@ def main() -> int:
         "cards_per_s": round(cards / run_s, 2),
         "stage_p50_ms": stages,
         "with_summaries": not args.no_summaries,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "candidate": over,
         "provenance": replayer.provenance.model_dump(mode="json"),
         "machine": machine(),
