@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from streaming.events import Provenance
@@ -93,7 +94,7 @@ def encoder_identity(kb: Any) -> tuple[str | None, str | None]:
         return None, None
     from .knowledge.dense import model_fingerprint
 
-    path = s.embedding_model_path
+    path = Path(s.embedding_model_path)  # a str when the settings came from an index manifest
     try:
         fp = model_fingerprint(path)
     except OSError:

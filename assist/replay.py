@@ -293,22 +293,31 @@ class Replayer:
         self.summarizer = Summarizer(assistant)
         self.runs: dict[str, CallRun] = {}
 
-    def run(self, events: Iterable[Event]) -> list[CallRun]:
-        """``events``: lifecycle and transcript events of the calls (any order; sorted by ``produced_at``)."""
-        ordered = sorted(
-            (e for e in events if isinstance(e, TranscriptSegment | CallEnded | CallStarted)),
-            key=_when,
-        )
+    def run(self, events: Iterable[Event], *, together: bool = True) -> list[CallRun]:
+        """``events``: lifecycle and transcript events of the calls (any order; sorted by ``produced_at``).
+
+        ``together``: every call's clock starts at 0, as if all calls had started at the same moment.
+        Calls do not share state, so each call's cards are what they would be on its own; what changes
+        is that the segments of many calls fall due together and are retrieved in one batch (one
+        encoder pass for up to ``batch_max`` queries) — the full-speed replay this is for."""
+        kept = [e for e in events if isinstance(e, TranscriptSegment | CallEnded | CallStarted)]
+        start: dict[str, float] = {}
+        for e in kept:
+            start[e.call_id] = min(start.get(e.call_id, _when(e)), _when(e))
+
+        def clock(e: Event) -> float:
+            return _when(e) - start[e.call_id] if together else _when(e)
+
+        ordered = sorted(kept, key=clock)
         for ev in ordered:
             run = self.runs.setdefault(ev.call_id, CallRun(ev.call_id))
             if isinstance(ev, TranscriptSegment) and ev.is_final and ev.segment_id not in run.segment_order:
                 run.segment_order.append(ev.segment_id)
-            self._drain(_when(ev))
-            self.tracker.apply(ev, _when(ev))
+            self._drain(clock(ev))
+            self.tracker.apply(ev, clock(ev))
         if ordered:
             # past every debounce and summary grace: everything still waiting is due
-            end = _when(ordered[-1]) + 3600
-            self._drain(end)
+            self._drain(clock(ordered[-1]) + 3600)
         return list(self.runs.values())
 
     def _drain(self, now: float) -> None:

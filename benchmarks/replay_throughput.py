@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,9 @@ def main() -> int:
         "--index", type=Path, default=None, help="built index folder (default: the configured one)"
     )
     ap.add_argument("--set", action="append", default=[], help="candidate setting NAME=VALUE (repeatable)")
+    ap.add_argument(
+        "--no-summaries", action="store_true", help="suggestions only (as dasan replay --no-summaries)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "replay_throughput.json")
     args = ap.parse_args()
 
@@ -76,7 +80,7 @@ def main() -> int:
     t_load = time.perf_counter()
     a_settings, kb_settings, over = candidate_settings(args.set)
     assistant = Assistant.open(a_settings, kb_settings, index=args.index)
-    replayer = Replayer(assistant, "bench")
+    replayer = Replayer(assistant, "bench", summaries=not args.no_summaries)
     load_s = time.perf_counter() - t_load
     t0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     events = []
@@ -104,6 +108,8 @@ def main() -> int:
         "calls_per_min": round(len(runs) / run_s * 60, 1),
         "cards_per_s": round(cards / run_s, 2),
         "stage_p50_ms": stages,
+        "with_summaries": not args.no_summaries,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "candidate": over,
         "provenance": replayer.provenance.model_dump(mode="json"),
         "machine": machine(),

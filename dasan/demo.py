@@ -122,7 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         logins = _seed_users(stack)
-        _banner(args.port, logins, audio=not args.no_audio)
+        _banner(args.port, logins, audio=not args.no_audio, replay_env=_replay_env(env))
         return _play(args, kafka, services, stop)
     finally:
         say("stopping …")
@@ -147,7 +147,12 @@ def _seed_users(stack: Stack) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool) -> None:
+def _replay_env(env: dict[str, str]) -> str:
+    """The variables another terminal needs to run ``dasan replay`` against this demo."""
+    return " ".join(f"{k}={env[k]}" for k in ("DASAN_KAFKA_BOOTSTRAP", "DASAN_CONSOLE_DATABASE_URL"))
+
+
+def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool, replay_env: str = "") -> None:
     url = f"http://127.0.0.1:{port}/"
     print()
     print(f"{BOLD}Dasan Assist is running:{RESET} open {url}")
@@ -161,6 +166,12 @@ def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool) -> 
     if audio:
         print(
             f"{DIM}the recorded speech in ../shared/audio-dev goes through the real ASR path at the same time.{RESET}"
+        )
+    if replay_env:
+        print(
+            f"{DIM}After some calls, compare a candidate configuration on them (another terminal, docs/replay.md):"
+            f"{RESET}\n  {replay_env} dasan replay --last 1h --set DASAN_KB_WEIGHT_DENSE=0.7 "
+            "--set DASAN_KB_WEIGHT_BM25=0.3"
         )
     print(f"{DIM}Ctrl-C stops everything.{RESET}\n", flush=True)
 

@@ -151,6 +151,27 @@ def _is_production(ev: Suggestion | CallSummary) -> bool:
     return ev.provenance is None or ev.provenance.variant == "production"
 
 
+def _partitions_of(kafka: Any, topics: Sequence[str], call_ids: set[str] | None) -> list[int]:
+    """The partitions to read: where the named calls are (a call's events are keyed by its id, so
+    the producer's murmur2 partitioner put them on the same partition of every topic with the same
+    partition count), or every partition."""
+    from kafka import KafkaConsumer
+    from kafka.partitioner.default import murmur2
+
+    cfg = kafka.consumer_config(None)
+    cfg.update(enable_auto_commit=False)
+    probe = KafkaConsumer(**cfg)
+    try:
+        counts = {t: len(probe.partitions_for_topic(t) or ()) for t in topics}
+    finally:
+        probe.close()
+    every = list(range(max(counts.values(), default=0)))
+    if call_ids is None or len(set(counts.values())) != 1:
+        return every
+    n = next(iter(counts.values()))
+    return sorted({(murmur2(c.encode()) & 0x7FFFFFFF) % n for c in call_ids})
+
+
 def from_kafka(
     kafka: Any,
     since: datetime,
@@ -164,7 +185,7 @@ def from_kafka(
     topics = [CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES]
     if shadow:
         topics.append(ASSIST_SUGGESTIONS_SHADOW)
-    parts = range(max(TOPICS[t].partitions for t in topics) * 8)  # those that exist are read
+    parts = _partitions_of(kafka, topics, call_ids)
     read = read_partitions(kafka, topics, parts, since_ms=int(since.timestamp() * 1000), budget_s=budget_s)
     out = Calls()
     seen: set[str] = set()
@@ -175,7 +196,7 @@ def from_kafka(
     }
     for rec, ev in read:
         cid = ev.call_id
-        if cid not in wanted or ev.event_id in seen and rec.topic != ASSIST_SUGGESTIONS_SHADOW:
+        if cid not in wanted or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
         if rec.topic in (CALL_EVENTS, CALL_TRANSCRIPTS):
@@ -194,8 +215,9 @@ def from_kafka(
 
             out.live_summary[cid] = summary_content(ev)
     for cid in wanted:
-        out.shadow.setdefault(cid, []) if shadow else None
         out.live.setdefault(cid, [])
+        if shadow:
+            out.shadow.setdefault(cid, [])
     return out
 
 
@@ -493,7 +515,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     store = open_store()
     calls = Calls()
     if not args.from_store:
-        calls = from_kafka(KafkaSettings(), since, ids, shadow=args.from_shadow)
+        try:
+            calls = from_kafka(KafkaSettings(), since, ids, shadow=args.from_shadow)
+        except Exception as exc:  # no broker: the store still has the calls (masked)
+            if store is None or args.from_shadow:
+                raise
+            print(
+                f"the Kafka log is not readable ({type(exc).__name__}): reading the console store",
+                file=sys.stderr,
+            )
+            args.from_store = True
     missing = (ids - set(calls.events)) if ids is not None else None
     if store is not None and (args.from_store or missing):
         stored = from_store(store, None if ids is not None else since, missing if ids is not None else None)

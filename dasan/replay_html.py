@@ -31,6 +31,7 @@ col.q{width:20%}col.card{width:31%}col.st{width:9%}col.fb{width:9%}
 """
 
 PROV_LABEL = "만든 방법"
+STATUS_KO = {"draft": "작성 중", "submitted": "검토 대기", "approved": "승인", "rejected": "반려"}
 
 
 def _pct(x: float | None) -> str:
@@ -104,9 +105,10 @@ def call_html(call: dict[str, Any]) -> str:
         )
     summ = call.get("summary") or {}
     rev = summ.get("reviewed")
-    rev_title = "검토된 요약"
+    rev_title = "상담사·검토 요약"
     if rev:
-        rev_title += f" ({'승인' if rev['status'] == 'approved' else rev['status']}{', 수정됨' if rev['edited'] else ''})"
+        status = STATUS_KO.get(rev["status"], rev["status"])
+        rev_title += f" ({status}{', 수정됨' if rev['edited'] else ''})"
     cmp = ""
     if summ.get("category_same") is not None:
         cmp = (

@@ -183,6 +183,7 @@ def model(t: Traffic) -> dict[str, Any]:
         ),
         "call.events": (2 / t.avg_call_s, (s["call_started"] + s["call_ended"]) / t.avg_call_s),
         "call.summaries": (1 / t.avg_call_s, s["call_summary"] / t.avg_call_s),
+        "kb.versions": (0.0, 0.0),  # a few records a year (activations), compacted
     }
     # one shadow assist (docs/replay.md) writes what production writes to both output topics
     per_call["assist.suggestions.shadow"] = (

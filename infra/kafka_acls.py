@@ -40,6 +40,7 @@ from streaming.topics import (  # noqa: E402
     CALL_EVENTS,
     CALL_SUMMARIES,
     CALL_TRANSCRIPTS,
+    KB_VERSIONS,
     all_topic_specs,
     dlq_name,
 )
@@ -109,9 +110,11 @@ ACCESS: dict[str, Access] = {
     ),
     "dasan-assist": Access(
         "assist",
-        # its own outputs are read back (no group) to rebuild call state after a rebalance
-        read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES),
-        write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, *_dlqs(*ASSIST_IN)),
+        # its own outputs are read back (no group) to rebuild call state after a rebalance;
+        # kb.versions: read (no group) to switch versions, written by `dasan kb activate|rollback`
+        # run in an assist pod
+        read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS),
+        write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS, *_dlqs(*ASSIST_IN)),
         groups=("assist",),
     ),
     "dasan-assist-shadow": Access(

@@ -171,6 +171,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             "run `dasan kb build` for the full index"
         )
     print(f"index: {path}")
+    active = _registry(settings).active()
+    if active is not None and active != kb.key:
+        print(f"version {active} is the active one; use this one with: dasan kb activate {kb.key}")
     return 0
 
 

@@ -191,6 +191,7 @@ const Dasan = (() => {
           card.append(el("details", { class: "related-sources" }, el("summary", { text: `관련 조문 ${related.length}건` }), ol));
         }
       }
+      if (this.opts.readonly) card.append(provenanceLine(ev.provenance));
       if (!this.opts.readonly && !ev.draft.abstained) card.append(this.feedbackBar(ev));
       else if (!this.opts.readonly) card.append(this.feedbackBar(ev, true));
       for (const old of this.suggestions.querySelectorAll(".sugg.latest")) old.classList.remove("latest");
@@ -229,6 +230,17 @@ const Dasan = (() => {
       const wrap = el("div", {}, bar, reasonBox);
       return wrap;
     }
+  }
+
+  // "How this was made" under a card, for QA and supervisors (read-only views): index, corpus
+  // version, encoder, generator and the hash of the settings (streaming.events.Provenance).
+  function provenanceLine(p) {
+    if (!p) return el("p", { class: "prov muted", text: "만든 방법: 기록 없음" });
+    const short = (x) => (x ? String(x).slice(0, 10) : "-");
+    const parts = [`색인 ${short(p.index_key)}`, `말뭉치 ${short(p.corpus_version)}`, `인코더 ${p.encoder || "BM25만"}`,
+      `생성 ${p.generator}${p.generator_model ? `(${p.generator_model})` : ""}`, `설정 ${short(p.settings_hash).slice(0, 8)}`];
+    if (p.variant && p.variant !== "production") parts.push(p.variant);
+    return el("p", { class: "prov muted", text: `만든 방법: ${parts.join(" · ")}`, title: JSON.stringify(p) });
   }
 
   function formatTimestamps(root = document) {

@@ -64,7 +64,16 @@
   const later = () => { clearTimeout(timer); timer = setTimeout(run, 300); };
 
   input.addEventListener("input", () => { panel.hidden = false; later(); });
-  input.addEventListener("focus", () => { if (input.value.trim()) panel.hidden = false; });
+  let versionShown = false;
+  async function showVersion() {
+    if (versionShown) return;
+    versionShown = true;
+    try {
+      const kb = await api("/api/kb");
+      if (!version.textContent) version.textContent = kb.available ? `지식베이스 ${kb.index_key.slice(0, 8)}` : "상담 도우미 연결 안 됨";
+    } catch (e) { versionShown = false; }
+  }
+  input.addEventListener("focus", () => { showVersion(); if (input.value.trim()) panel.hidden = false; });
   input.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter") { clearTimeout(timer); run(); }
     if (ev.key === "Escape") { panel.hidden = true; input.blur(); }

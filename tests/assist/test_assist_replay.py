@@ -181,3 +181,77 @@ def test_console_payload_keeps_the_provenance(assistant: Assistant) -> None:
     assert card_back.key == Card.of(run.suggestions[0]).key
     assert run.summary is not None
     assert payload_of(run.summary)["provenance"]["index_key"] == assistant.kb.key
+
+
+def test_candidate_settings_read_like_the_services_and_refuse_unknown_names() -> None:
+    import pytest
+
+    from dasan.replay import candidate_settings, parse_duration
+
+    a, kb, over = candidate_settings(["DASAN_KB_WEIGHT_DENSE=0.6", "dasan_assist_top_k=3"])
+    assert kb.weight_dense == 0.6 and a.top_k == 3
+    assert over == {"DASAN_KB_WEIGHT_DENSE": "0.6", "DASAN_ASSIST_TOP_K": "3"}
+    assert AssistSettings().top_k == 5  # the environment is as it was
+    with pytest.raises(SystemExit, match="DASAN_KB_WEIGHT_DENSE"):
+        candidate_settings(["DASAN_KB_WEIGHT_DENS=0.6"])
+    with pytest.raises(SystemExit):
+        candidate_settings(["DASAN_CONSOLE_PORT=1"])  # not an assist or knowledge-base setting
+    assert parse_duration("1h").total_seconds() == 3600 and parse_duration("30m").total_seconds() == 1800
+
+
+def test_replay_from_the_console_store_when_the_log_has_expired(
+    assistant: Assistant, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """The calls as the console recorded them (masked final segments, its copies of the live cards,
+    the feedback rows): ``dasan replay --from-store`` reads them, runs the candidate and writes the
+    report, without a broker."""
+    import argparse
+    import json
+
+    from console.db import make_engine, migrate
+    from console.settings import ConsoleSettings
+    from console.store import Store
+    from dasan.replay import cmd_replay
+
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    settings = ConsoleSettings(database_url=url)
+    engine = make_engine(settings)
+    migrate(engine, settings)
+    store = Store(engine, settings.timezone)
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    events = sorted(_call("rp-store-1", t0), key=lambda e: e.produced_at)
+    live = _live(assistant, events)
+    assert store.record_many([*events, *live])
+    store.add_feedback(store.get_suggestion(live[0].suggestion_id), "c1", "vote", "up", None)
+
+    monkeypatch.setenv("DASAN_CONSOLE_DATABASE_URL", url)
+    monkeypatch.setenv(
+        "DASAN_KB_CORPUS_PATHS", json.dumps([str(p) for p in assistant.kb.settings.corpus_paths])
+    )
+    monkeypatch.setenv("DASAN_KB_INDEX_DIR", str(assistant.kb.settings.index_dir))
+    monkeypatch.setenv("DASAN_KB_DENSE_ENABLED", "false")
+    monkeypatch.setenv("DASAN_KB_ABSTAIN_BM25_THRESHOLD", str(assistant.kb.settings.abstain_bm25_threshold))
+    out = tmp_path / "report"
+    args = argparse.Namespace(
+        last=timedelta(hours=1),
+        call=None,
+        set=[],
+        from_store=True,
+        from_shadow=None,
+        output_topic=None,
+        out=out,
+        index=None,
+        no_summaries=False,
+        json=False,
+    )
+    assert cmd_replay(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [c["call_id"] for c in report["calls"]] == ["rp-store-1"] and report["calls"][0][
+        "origin"
+    ] == "store"
+    pairs = report["calls"][0]["pairs"]
+    # the same configuration, from masked text: the same cards, and the 👍 is on the first one
+    assert [p["status"] for p in pairs] == ["same"] * len(live)
+    assert pairs[0]["feedback"] == {"vote": "up", "copied": 0, "reason": None}
+    assert report["totals"]["regressions"] == 0 and report["totals"]["agreement"] == 1.0
+    assert "재생 비교 보고서" in (out / "report.html").read_text(encoding="utf-8")

@@ -25,6 +25,7 @@ from streaming.events import (
     DraftAnswer,
     DraftSentence,
     KeywordsUpdated,
+    Provenance,
     RetrievedPassage,
     Suggestion,
     SummaryAction,
@@ -168,6 +169,17 @@ def client_factory(console_settings: ConsoleSettings, store: Store) -> Iterator[
 # --------------------------------------------------------------------------- events
 
 
+PROVENANCE = Provenance(
+    index_key="3490314ea2dd55ad6c9b",
+    corpus_version="d3d4f4f02bf65cf4",
+    encoder="embeddinggemma-300m/bf16/256tok",
+    encoder_hash="ca6c0ff69dbb8bc8",
+    generator="grounded",
+    settings_hash="47343fdc52225814",
+)
+"""How the scripted calls' cards say they were made (shown under each card in read-only views)."""
+
+
 class CallScript:
     """Builds a small, realistic call's events (all with fixed event ids, so they can be redelivered)."""
 
@@ -256,6 +268,7 @@ class CallScript:
                 ],
             ),
             produced_at=self.at(t),
+            provenance=PROVENANCE,
         )
 
     def ended(self, t: float) -> CallEnded:

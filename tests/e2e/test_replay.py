@@ -25,6 +25,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def _shadow_checks(
 
         rows = wait_for(stable, 30, "a stable count", interval=1.0)
         assert rows
+        print(json.dumps(rows, ensure_ascii=False))
         page = qa.http.get("/stats").text
         assert "섀도 비교" in page and "shadow:candidate" in page
     finally:
@@ -135,6 +137,7 @@ def _shadow_checks(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
     rep = json.loads((out / "report.json").read_text())
     t = rep["totals"]
     both = sum(1 for c in rep["calls"] for p in c["pairs"] if p["live"] and p["candidate"])
@@ -179,7 +182,7 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         with EventProducer(kafka_settings) as producer:
             await asyncio.gather(
                 *(
-                    play_scripted_call(producer, script, call_id=cid, counselor_id=name, speed=25.0)
+                    play_scripted_call(producer, script, call_id=cid, counselor_id=name, speed=10.0)
                     for cid, script in calls.items()
                 )
             )
@@ -195,14 +198,15 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
             wait_for(summary_shown, 90, f"the summary of {cid} on the console")
         live = {cid: _cards(console, cid) for cid in calls}
         answered = {cid: [c for c in cards if not c["draft"]["abstained"]] for cid, cards in live.items()}
-        c1, c2 = calls
-        assert len(answered[c1]) >= 2 and answered[c2], f"too few answered cards to judge: {answered}"
+        # a loaded machine merges segments that arrive while assist is busy: judge any three cards
+        every = [c for cid in calls for c in answered[cid]]
+        assert len(every) >= 3, f"too few answered cards to judge: {answered}"
 
         # the counselor's judgements, through the API as the browser sends them
         csrf = console.http.get("/search")
         token = csrf.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
         hdr = {"X-CSRF-Token": token}
-        up, copied, down = answered[c1][0], answered[c1][1], answered[c2][0]
+        up, copied, down = every[0], every[1], every[-1]
         for sid, path, body in (
             (up["suggestion_id"], "feedback", {"vote": "up"}),
             (copied["suggestion_id"], "copied", None),
@@ -223,6 +227,7 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
             timeout=60,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
+        print(proc.stdout)
         items = [json.loads(x) for x in export.read_text(encoding="utf-8").splitlines()]
         items = [i for i in items if i["source"]["call_id"] in calls]
         by_sug = {i["source"]["suggestion_id"]: i for i in items}
@@ -269,6 +274,12 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         assert "agreement" in proc.stdout and str(out / "report.html") in proc.stdout
         print(proc.stdout)
         report = json.loads((out / "report.json").read_text())
+        # --last: a time window selects them too (every partition read; other tests' calls may be there)
+        from dasan.replay import from_kafka
+
+        recent = from_kafka(kafka_settings, datetime.now(UTC) - timedelta(minutes=15), None)
+        assert set(calls) <= set(recent.events)
+        assert {cid: len(recent.live[cid]) for cid in calls} == {cid: len(live[cid]) for cid in calls}
 
         # nothing reached a counselor: no new websocket item, no new production suggestion
         time.sleep(1.5)  # what replay would have caused has had time to arrive

@@ -71,9 +71,15 @@ def expected() -> dict[str, dict[str, Any]]:
         "assist-shadow": {"call.events", "call.transcripts"},
         "console": set(RECORDER_TOPICS),
     }
-    # assist re-reads its own outputs without a group to rebuild call state (assist/service.py rebuild)
+    # assist re-reads its own outputs without a group to rebuild call state (assist/service.py rebuild),
+    # and reads the knowledge-base version announcements without a group (assist/kb_switch.py), which
+    # `dasan kb activate|rollback` (run in an assist pod) writes
+    from assist.settings import AssistSettings
+
+    kb_topic = AssistSettings().kb_topic
+    produces["assist"].add(kb_topic)
     reads_back = {
-        "assist": {"assist.suggestions", "call.summaries"},
+        "assist": {"assist.suggestions", "call.summaries", kb_topic},
         "assist-shadow": {AssistService.SHADOW_TOPIC},
     }
     out: dict[str, dict[str, Any]] = {}
