@@ -129,7 +129,7 @@ class Summarizer:
 
     def _salience(self, sentence: str) -> float:
         terms = self.assistant.evidence_terms(sentence)
-        return sum(min(self.kb.idf(t), 8.0) for t in set(terms))
+        return float(sum(min(self.kb.idf(t), 8.0) for t in set(terms)))
 
     def summarize(
         self, turns: Sequence[Turn], cards: Sequence[tuple[int, Sequence[str]]] | None = None

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import threading
@@ -29,6 +27,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine_info import machine  # noqa: E402
 
 # What counselors type while the caller speaks: a few words, often the legal term.
 QUERIES = [
@@ -66,19 +66,10 @@ QUERIES = [
 DISTRICTS = ["강남구", None]
 
 
-def _machine() -> dict:
-    import psutil
-
+def _machine() -> dict[str, Any]:
     from streaming.hardware import cpu_info
 
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_family": cpu_info().family,
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-    }
+    return machine() | {"cpu_family": cpu_info().family}
 
 
 def _pct(xs: list[float], q: float) -> float:

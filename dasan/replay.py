@@ -15,7 +15,7 @@ counselors were shown and what they thought of it.
   candidate cards from a shadow assist's output instead of running one.
 - **Report**: JSON and a self-contained HTML page (``var/replay/<run id>/``); the totals are printed.
 
-Why one module of ~580 lines: it is one command's wiring (the calls from Kafka or the store, the
+Why one module of ~610 lines: it is one command's wiring (the calls from Kafka or the store, the
 candidate's settings, the report); the replay itself (tracker, alignment, comparison) is
 :mod:`assist.replay`.
 """

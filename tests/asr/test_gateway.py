@@ -13,8 +13,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from asr.audio import encode_mulaw
 from asr.gateway import create_gateway_app
-from asr.session import caller_key, mask_caller_number, normalize_number
 from asr.settings import AsrSettings
+from streaming.callers import caller_key, mask_caller_number, normalize_number
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, EndReason
 from streaming.ingest import INGEST_PATH
 from streaming.settings import KafkaSettings
