@@ -63,6 +63,9 @@ def test_publishes_masked_suggestions_keywords_and_a_summary(
         svc.handle(seg(call, "s3", Channel.caller, ID_CARD, 10.0), _rec())
         svc.handle(seg(call, "s4", Channel.caller, ID_FEE, 12.1), _rec())
         svc.tick()
+        # the counselor answers the card: the summary cites what the answer confirms
+        answer = "주민등록증 재발급은 주민센터에서 신청하시면 되고, 재발급 수수료도 거기서 안내해 드립니다."
+        svc.handle(seg(call, "c2", Channel.counselor, answer, 15.0), _rec())
         svc.handle(CallEnded(call_id=call), _rec())
         svc.tick()
         svc.producer.flush()
@@ -84,6 +87,8 @@ def test_publishes_masked_suggestions_keywords_and_a_summary(
     assert len(summaries) == 1 and isinstance(summaries[0], CallSummary)
     sm = summaries[0]
     assert sm.category in ("상수도요금", "주민등록") and sm.regulations_cited
+    # only articles of cards that were on screen
+    assert set(sm.regulations_cited) <= {p.doc_id for s in sugg for p in s.passages[:3]}
     assert "팔팔구구" not in sm.model_dump_json()
 
 
