@@ -222,6 +222,7 @@ class LlmGenerator:
         self.calls = 0
         self.model_sentences = 0
         self.kept_sentences = 0
+        self.model_abstentions = 0  # the model answered "관련 근거를 찾지 못했습니다"
         self.fallback_reasons: dict[str, int] = {}
 
     def complete(self, messages: list[dict[str, str]]) -> str:
@@ -283,6 +284,7 @@ class LlmGenerator:
                 break
         if not kept:
             if "찾지 못했" in answer:
+                self.model_abstentions += 1
                 return abstention(self.name)
             return self._fallback(query, hits, confident, "no supported sentence", "check_failed")
         return DraftAnswer(generator=self.name, sentences=kept)

@@ -72,7 +72,8 @@ def llm_stats(
     """With ``generator=llm``: how often the model's draft was used, why it fell back, how long it took.
 
     ``citation_check_pass_rate``: share of the sentences the model wrote that the citation check kept;
-    ``fallback_rate``: share of the model calls answered with the grounded draft instead; ``draft_ms``:
+    ``fallback_rate``: share of the model calls answered with the grounded draft instead;
+    ``model_abstention_rate``: share of the calls the model answered "관련 근거를 찾지 못했습니다"; ``draft_ms``:
     the draft step of the items where the model was asked (check and fallback included).
     """
     gen = assistant.generator
@@ -84,6 +85,7 @@ def llm_stats(
         "kept_sentences": gen.kept_sentences,
         "citation_check_pass_rate": _ratio(gen.kept_sentences, gen.model_sentences),
         "fallback_rate": _ratio(gen.fallbacks, gen.calls),
+        "model_abstention_rate": _ratio(gen.model_abstentions, gen.calls),
         "fallback_reasons": dict(sorted(gen.fallback_reasons.items())),
         "drafts_by_generator": dict(sorted(generators.items())),
         "draft_ms_p50": _pct(draft_ms, 0.5),
@@ -270,6 +272,7 @@ def format_table(result: dict[str, Any]) -> str:
                 f"  llm calls           {llm['model_calls']}  drafts {llm['drafts_by_generator']}",
                 f"  citation check      {llm['citation_check_pass_rate']} of {llm['model_sentences']} model sentences kept",
                 f"  fallback rate       {llm['fallback_rate']}  {llm['fallback_reasons']}",
+                f"  model abstained     {llm['model_abstention_rate']}",
                 f"  draft ms p50 / p95  {llm['draft_ms_p50']} / {llm['draft_ms_p95']}",
             ]
     c = result.get("calls")

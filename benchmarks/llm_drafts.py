@@ -101,6 +101,7 @@ def main() -> int:
     from assist.settings import AssistSettings
 
     ensure_llm_model(args.model)
+    started = machine()
     utterances, _ = load_items([args.utterances])
     subset = utterances[:: args.stride][: args.limit]
     kb_settings = None
@@ -150,7 +151,7 @@ def main() -> int:
     }
     out = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "machine": {**machine(), "load_average_end": os.getloadavg()},
+        "machine": {**started, "load_average_end": os.getloadavg()},
         "model": args.model,
         "utterances": str(args.utterances),
         "subset": f"every {args.stride}th utterance" + (f", at most {args.limit}" if args.limit else ""),
@@ -168,7 +169,7 @@ def main() -> int:
         },
         "grounded": {k: ground[k] for k in summary},
         "per_item": [
-            {"id": a["id"], **{k: b[k] for k in ("generator", "draft_ms", "cited", "relevant")}}
+            {"id": a["id"], **{k: b[k] for k in ("generator", "abstained", "draft_ms", "cited", "relevant")}}
             for a, b in zip(ground["per_item"], res["per_item"], strict=True)
         ],
     }
