@@ -91,6 +91,11 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="llm_timeout_s for this run")
     ap.add_argument("--max-tokens", type=int, default=None, help="llm_max_tokens (default: the setting's)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--base-url",
+        default=None,
+        help="measure a running OpenAI-compatible server (…/v1) instead of starting one",
+    )
     ap.add_argument("--index", type=Path, default=None, help="a built index folder (var/kb/<key>)")
     ap.add_argument("--bm25-only", action="store_true", help="lexical index of the whole corpus, no encoder")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "llm_drafts.json")
@@ -100,7 +105,8 @@ def main() -> int:
     from assist.knowledge import KnowledgeSettings
     from assist.settings import AssistSettings
 
-    ensure_llm_model(args.model)
+    if args.base_url is None:
+        ensure_llm_model(args.model)
     started = machine()
     utterances, _ = load_items([args.utterances])
     subset = utterances[:: args.stride][: args.limit]
@@ -114,7 +120,7 @@ def main() -> int:
     llm_settings = base.model_copy(
         update={
             "generator": "llm",
-            "llm_base_url": f"http://127.0.0.1:{port}/v1",
+            "llm_base_url": args.base_url or f"http://127.0.0.1:{port}/v1",
             "llm_model": args.model,
             "llm_timeout_s": args.timeout,
             **({"llm_max_tokens": args.max_tokens} if args.max_tokens else {}),
@@ -130,18 +136,16 @@ def main() -> int:
     ground = evaluate_utterances(grounded, subset, checker)
     print(f"grounded done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
-    server = start_server(args.model, port, args.threads)
+    server = None if args.base_url else start_server(args.model, port, args.threads)
     try:
         llm = Assistant(grounded.kb, llm_settings)
         t0 = time.perf_counter()
         res = evaluate_utterances(llm, subset, checker)
         wall = time.perf_counter() - t0
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
+        if server is not None:
             server.kill()
+            server.wait()
     asked = [
         it["draft_ms"] for it in res["per_item"] if it["generator"] != "grounded" and not it["abstained"]
     ]
