@@ -64,11 +64,12 @@ def start_server(model: str, port: int, threads: int | None) -> subprocess.Popen
     if threads:
         cmd += ["--threads", str(threads)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    log = Path(tempfile.gettempdir()) / f"dasan-llm-serve-{port}.log"
+    proc = subprocess.Popen(cmd, env=env, stderr=log.open("w"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"dasan llm serve exited: {(proc.stderr.read() if proc.stderr else '')[-800:]}")
+            raise SystemExit(f"dasan llm serve exited: {log.read_text()[-800:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc

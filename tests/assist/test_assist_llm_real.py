@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llm_url() -> Iterator[str]:
+def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         import cyllama  # noqa: F401
     except ImportError:
@@ -46,18 +46,19 @@ def llm_url() -> Iterator[str]:
     if installed_path(SMALLEST) is None:
         pytest.fail(f"the test model is not installed: run `dasan llm install --model {SMALLEST}`")
     port = _free_port()
+    log = tmp_path_factory.mktemp("llm") / "serve.log"  # a file, not a pipe nobody reads while it runs
+    err = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "dasan", "llm", "serve", "--model", SMALLEST, "--port", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=err,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"dasan llm serve exited {proc.returncode}: {(proc.stderr.read() or '')[-800:]}")
+                pytest.fail(f"dasan llm serve exited {proc.returncode}: {log.read_text()[-800:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
@@ -70,6 +71,7 @@ def llm_url() -> Iterator[str]:
     finally:
         proc.kill()  # it may still be decoding the request the timeout test abandoned
         proc.wait()
+        err.close()
 
 
 def _generator(assistant: Any, url: str, *, timeout: float = 60.0, lexical_min: float = 0.5) -> LlmGenerator:
