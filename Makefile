@@ -10,13 +10,15 @@ setup:
 demo: setup
 	$(BIN)/dasan demo
 
+# mypy reads its settings (files, strict modules) from pyproject.toml.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint:
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # Every benchmark, in the order of docs/benchmarks.md (about an hour on 2 cores; results in benchmarks/results/).
 bench: setup
@@ -32,4 +34,4 @@ format:
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .models test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) .models test-artifacts .pytest_cache .ruff_cache .mypy_cache

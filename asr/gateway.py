@@ -225,7 +225,7 @@ class Gateway:
 
     async def _error(self, ws: WebSocket, code: str, message: str) -> None:
         with contextlib.suppress(Exception):
-            await ws.send_text(IngestError(code=code, message=message).model_dump_json())  # type: ignore[arg-type]
+            await ws.send_text(IngestError(code=code, message=message).model_dump_json())
             await ws.close(_CLOSE_FOR.get(code, CLOSE_POLICY), reason=code)
 
     async def shutdown(self) -> None:

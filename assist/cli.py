@@ -165,6 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import os
     import socket
 
+    from assist.knowledge import KnowledgeSettings
+    from assist.knowledge.versions import VersionRegistry
     from streaming.health import HealthServer
     from streaming.kafka import install_signal_handlers
     from streaming.logs import setup_logging
@@ -172,22 +174,45 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .assistant import Assistant
     from .health import Startup
+    from .kb_switch import KbSwitch, internal_routes, load_version
     from .service import AssistService
     from .settings import AssistSettings
 
     setup_logging("assist")
     settings = AssistSettings()
+    kafka = KafkaSettings()
     startup = Startup(args.instance or f"{socket.gethostname()}-{os.getpid()}")
-    health = HealthServer(settings.health_host, settings.health_port, startup.readiness).start()
+    holder: dict[str, Any] = {}
+    routes = internal_routes(
+        lambda: holder.get("service") and holder["service"].assistant, settings.search_district_boost
+    )
+    health = HealthServer(
+        settings.health_host, settings.health_port, startup.readiness, routes=routes
+    ).start()
     startup.enter("loading the knowledge base")  # builds the index first when none matches
-    assistant = Assistant.open(settings)
+    index_dir = KnowledgeSettings().index_dir
+    active = VersionRegistry(index_dir).active_path()  # the version `dasan kb activate` chose, if any
+    assistant = Assistant.open(settings, index=active)
     startup.enter("connecting to Kafka")
-    service = AssistService(assistant, settings, KafkaSettings(), instance=startup.instance)
+    switch = None
+    if settings.kb_watch:
+        switch = KbSwitch(
+            kafka,
+            settings.kb_topic,
+            lambda key: load_version(index_dir / key, settings, holder["service"].assistant),
+            assistant.kb.key,
+        )
+    service = AssistService(assistant, settings, kafka, instance=startup.instance, kb_switch=switch)
+    holder["service"] = service
+    if switch is not None:
+        switch.start()
     startup.started(service)
     install_signal_handlers(service.stop)
     try:
         service.run()
     finally:
+        if switch is not None:
+            switch.stop()
         service.producer.close()
         health.stop()
     return 0

@@ -26,11 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streaming.events import Channel
+from streaming.privacy import mask_text
 
 from .assistant import Assistant
 from .citations import CitationChecker
 from .drafts import LlmGenerator
+from .eval_turns import play_call
 from .summary import Summarizer, Turn
 from .taxonomy import OTHER, category_from_label, classify
 
@@ -45,7 +49,8 @@ def keyword_match(pred: str, gold: str) -> bool:
 
 
 def load_items(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    utterances, calls = [], []
+    utterances: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     for path in paths:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if not line.strip():
@@ -191,10 +196,23 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
     morphs = assistant.kb.analyzer.content_morphemes
     cat_ok = facts = facts_ok = 0
     reg_p = reg_r = reg_j = 0.0
+    cited_calls = 0
     per_call = []
+    evidence: list[tuple[str, list[Any], set[str]]] = []
     for call in calls:
         ref = call["reference_summary"]
-        out = summarizer.summarize(call_turns(call))
+        # the call as the service lives it: the cards shown, then the summary that cites from them
+        played = play_call(assistant, call)
+        turns = call_turns(call)
+        out = summarizer.summarize(turns, played.cards)
+        masked = [Turn(t.channel, mask_text(t.text)) for t in turns]
+        evidence.append(
+            (
+                str(call.get("id")),
+                summarizer.confirmer.evidence(masked, played.cards),
+                set(ref.get("regulations_cited", [])),
+            )
+        )
         expected = category_from_label(call.get("topic", ""))
         cat_ok += 1 if out.category == expected and expected != OTHER else 0
         text = " ".join(
@@ -211,6 +229,7 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
         gold, pred = set(ref.get("regulations_cited", [])), set(out.regulations_cited)
         inter = len(gold & pred)
         reg_p += inter / len(pred) if pred else 0.0
+        cited_calls += bool(pred)
         reg_r += inter / len(gold) if gold else 0.0
         reg_j += inter / len(gold | pred) if gold | pred else 0.0
         per_call.append(
@@ -229,11 +248,67 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
         "category_accuracy": _ratio(cat_ok, n),
         "key_fact_recall": _ratio(facts_ok, facts),
         "regulations": {
-            "precision": round(reg_p / n, 4) if n else None,
+            # precision over the calls whose summary cites something; recall over all calls
+            "precision": round(reg_p / cited_calls, 4) if cited_calls else None,
             "recall": round(reg_r / n, 4) if n else None,
             "jaccard": round(reg_j / n, 4) if n else None,
+            "calls_citing": cited_calls,
+            "threshold": assistant.settings.summary_confirm_min,
         },
+        "regulations_cv": regulations_cv(evidence),
         "per_call": per_call,
+    }
+
+
+def _reg_scores(evidence: list[tuple[str, list[Any], set[str]]], thr: float) -> tuple[float, float, int]:
+    from .summary_regs import RegulationConfirmer
+
+    p = r = 0.0
+    citing = 0
+    for _cid, ev, gold in evidence:
+        pred = set(RegulationConfirmer.confirmed(ev, thr))
+        if pred:
+            citing += 1
+            p += len(pred & gold) / len(pred)
+        r += len(pred & gold) / len(gold) if gold else 0.0
+    n = len(evidence)
+    return (p / citing if citing else 0.0), (r / n if n else 0.0), citing
+
+
+def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int = 5) -> dict[str, Any]:
+    """The summary's confirmation threshold chosen on the other folds (the best F0.5: precision
+    first) and judged on each held-out fold of calls."""
+    from assist.knowledge.rerank_train import fold_of
+
+    grid = [round(x, 3) for x in np.arange(0.2, 0.8, 0.01)]
+
+    def f05(p: float, r: float) -> float:
+        return 1.25 * p * r / (0.25 * p + r) if p + r else 0.0
+
+    per_fold = []
+    for f in range(folds):
+        train = [e for e in evidence if fold_of(e[0], folds) != f]
+        test = [e for e in evidence if fold_of(e[0], folds) == f]
+        if not train or not test:
+            continue
+        best = max(grid, key=lambda t: f05(*_reg_scores(train, t)[:2]))
+        p, r, citing = _reg_scores(test, best)
+        per_fold.append(
+            {
+                "fold": f,
+                "threshold": best,
+                "precision": round(p, 4),
+                "recall": round(r, 4),
+                "calls": len(test),
+                "citing": citing,
+            }
+        )
+    best_all = max(grid, key=lambda t: f05(*_reg_scores(evidence, t)[:2])) if evidence else None
+    return {
+        "per_fold": per_fold,
+        "mean_precision": round(float(np.mean([x["precision"] for x in per_fold])), 4) if per_fold else None,
+        "mean_recall": round(float(np.mean([x["recall"] for x in per_fold])), 4) if per_fold else None,
+        "threshold_on_all_calls": best_all,
     }
 
 
@@ -244,8 +319,13 @@ def evaluate(assistant: Assistant, paths: Sequence[Path]) -> dict[str, Any]:
     out: dict[str, Any] = {"generator": s.generator, "kb": assistant.kb.info()}
     if utterances:
         out["utterances"] = evaluate_utterances(assistant, utterances, checker)
-    if calls:
-        out["calls"] = evaluate_calls(assistant, calls)
+    summarised = [c for c in calls if "reference_summary" in c]
+    if summarised:
+        out["calls"] = evaluate_calls(assistant, summarised)
+    if any("relevant_article_ids" in t for c in calls for t in c["turns"]):
+        from .eval_turns import evaluate_turns
+
+        out["turns"] = evaluate_turns(assistant, calls)
     return out
 
 
@@ -282,6 +362,18 @@ def format_table(result: dict[str, Any]) -> str:
             f"calls: {c['calls']}",
             f"  category accuracy   {c['category_accuracy']}",
             f"  key-fact recall     {c['key_fact_recall']}",
-            f"  regulations         P {r['precision']}  R {r['recall']}  Jaccard {r['jaccard']}",
+            f"  regulations         P {r['precision']}  R {r['recall']}  Jaccard {r['jaccard']}"
+            f"  (threshold {r['threshold']}; {r['calls_citing']} summaries cite)",
+            f"  regulations, CV     P {c['regulations_cv']['mean_precision']}  R {c['regulations_cv']['mean_recall']}"
+            f"  (mean of held-out folds; threshold on all calls {c['regulations_cv']['threshold_on_all_calls']})",
+        ]
+    t = result.get("turns")
+    if t:
+        lines += [
+            f"live cards in calls: {t['n']} labelled caller turns in {t['calls']} calls",
+            f"  top card right      {t['hit_at_1']}   within top 3 {t['hit_at_3']}",
+            f"  citation precision  {t['citation_precision']}  ({t['citations']} cited articles)",
+            f"  abstained (in scope) {t['abstained_in_scope']}",
+            f"  new card where none expected {t['shown_when_none_expected']} (n={t['none_expected']})",
         ]
     return "\n".join(lines)

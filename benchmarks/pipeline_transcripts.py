@@ -28,7 +28,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+from machine_info import machine
 from pipeline_common import (
     RESULTS,
     KafkaTap,
@@ -38,7 +40,6 @@ from pipeline_common import (
     follow_call,
     keep_calling,
     login,
-    machine,
     pct,
     save,
 )
@@ -68,7 +69,7 @@ def run_level(
     call hangs up, for ``level_s``: n calls are in progress at every moment after the ramp, as on a
     centre's floor. Only finals and hang-ups after the ramp are measured.
     """
-    settings = KafkaSettings(bootstrap=stack.broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[union-attr]
+    settings = KafkaSettings(bootstrap=stack.bootstrap, max_poll_interval_ms=3000)
     run = uuid.uuid4().hex[:6]
     prefix = f"bench-{run}-"
     final_sent: dict[str, float] = {}  # caller segment id → wall time the final was sent
@@ -168,7 +169,7 @@ def run_level(
         summ_kafka_lat = [
             (summary_kafka[c] - ended_at[c]) * 1000 for c in measured_calls if c in summary_kafka
         ]
-        row = {
+        row: dict[str, Any] = {
             "calls": n,
             "arrivals": arrivals,
             "calls_played": len(started_calls),

@@ -22,6 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from streaming.settings import KafkaSettings
 
+from .assist_client import AssistClient
 from .corpus import Corpus
 from .db import make_engine, migrate
 from .hub import Hub
@@ -95,6 +96,7 @@ def create_app(
     app.state.recorder = recorder
     app.state.kafka = kafka or KafkaSettings()
     app.state.corpus = Corpus(settings.corpus_path)
+    app.state.assist = AssistClient(settings.assist_url, settings.assist_timeout_s)
     app.state.login_guard = LoginGuard(settings)
     app.state.ws_per_user = Counter()
     app.state.retention = retention

@@ -15,6 +15,7 @@ from streaming.privacy import mask_text
 from .access import (
     ADMINS,
     COUNSELORS,
+    KB_READERS,
     OPERATORS,
     OVERSEERS,
     REVIEW_READERS,
@@ -22,6 +23,7 @@ from .access import (
     can_read_summary,
     can_see_call,
 )
+from .assist_client import AssistClient
 from .auth import actor, current_user, require_csrf, require_roles
 from .corpus import Corpus
 from .models import Call, Summary, User
@@ -56,6 +58,14 @@ Admin = Annotated[User, Depends(require_roles(*ADMINS))]
 # JSON writes carry the session's CSRF token in the X-CSRF-Token header.
 Csrf = Depends(require_csrf)
 Operator = Annotated[User, Depends(require_roles(*OPERATORS))]
+KbReader = Annotated[User, Depends(require_roles(*KB_READERS))]
+
+
+def get_assist(conn: HTTPConnection) -> AssistClient:
+    return conn.app.state.assist
+
+
+AssistDep = Annotated[AssistClient, Depends(get_assist)]
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ from .access import scope_notice
 from .auth import LoginRequired, csrf_token, current_user
 from .models import Call, User
 from .store import Conflict, NotFound
-from .vocabulary import ACTION_LABEL, ROLE_LABEL, STATUS_LABEL
+from .vocabulary import ACTION_LABEL, DISTRICTS, ROLE_LABEL, STATUS_LABEL
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=TEMPLATES)
-templates.env.globals.update(ROLE_LABEL=ROLE_LABEL, STATUS_LABEL=STATUS_LABEL, ACTION_LABEL=ACTION_LABEL)
+templates.env.globals.update(
+    ROLE_LABEL=ROLE_LABEL, STATUS_LABEL=STATUS_LABEL, ACTION_LABEL=ACTION_LABEL, DISTRICTS=DISTRICTS
+)
 
 
 def page(request: Request, name: str, user: User | None, **ctx: Any) -> HTMLResponse:

@@ -143,6 +143,48 @@ class ArticleOut(BaseModel):
     kind: str | None
 
 
+class KbSearchResult(BaseModel):
+    record_id: str
+    law_name: str
+    article_no: str
+    title: str | None
+    citation: str
+    applies_in: str = Field(description="대한민국, 서울특별시 or 서울특별시 <구>")
+    effective_date: str | None
+    sentence: str = Field(description="The matching sentence of the article")
+    highlights: list[tuple[int, int]] = Field(description="[start, end) spans of query terms in the sentence")
+    score: float
+    local: bool = Field(description="The district's own ordinance")
+
+
+class KbSearchOut(BaseModel):
+    query: str = Field(description="The query as searched (masked)")
+    district: str | None
+    index_key: str = Field(description="Knowledge-base version (index key) that answered")
+    results: list[KbSearchResult]
+
+
+class AppendixOut(BaseModel):
+    record_id: str
+    label: str
+    title: str | None
+
+
+class ArticleVersionOut(ArticleOut):
+    jurisdiction: str | None = None
+    versions: list[str | None] = Field(default_factory=list, description="Effective dates of every version")
+    newer_version: str | None = Field(default=None, description="Effective date of a later version")
+    in_force: bool | None = None
+    appendices: list[AppendixOut] = Field(default_factory=list)
+    index_key: str | None = Field(default=None, description="Knowledge-base version that served it")
+
+
+class KbVersionOut(BaseModel):
+    index_key: str | None
+    records: int | None = None
+    available: bool
+
+
 class UserOut(FromRow):
     id: int
     username: str

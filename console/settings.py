@@ -170,6 +170,15 @@ class ConsoleSettings(BaseSettings):
     corpus_path: Path = Field(
         default_factory=_default_corpus, description="Regulation corpus JSONL for citation look-ups"
     )
+    assist_url: str = Field(
+        default="http://127.0.0.1:8082",
+        description="The assist service's internal port (loopback): the counselor search and article "
+        "versions are asked there (/internal/search, /internal/article, /internal/kb), so the console never "
+        "loads the encoder",
+    )
+    assist_timeout_s: float = Field(
+        default=3.0, gt=0, description="Longest wait for the assist service's internal search"
+    )
     recorder_group: str = Field(
         default="console-recorder", description="Kafka consumer group of the recorder"
     )

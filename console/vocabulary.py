@@ -16,7 +16,11 @@ class LabelledEnum(StrEnum):
 
     label: str
 
-    def __new__(cls, value: str, label: str) -> Self:
+    # ``label`` has a default only for the type checker, which reads a lookup such as ``Role("qa")``
+    # as a call of this constructor; every member declares its label (checked here).
+    def __new__(cls, value: str, label: str | None = None) -> Self:
+        if label is None:
+            raise TypeError(f"{cls.__name__}.{value}: a member needs a label")
         member = str.__new__(cls, value)
         member._value_ = value
         member.label = label
@@ -117,6 +121,7 @@ class AuditAction(StrEnum):
     caller_history = "caller_history"  # the caller's earlier calls
     live_stream = "live_stream"  # a websocket opened on the call
     search = "search"  # a search or list of calls (target: the filters, masked)
+    kb_search = "kb_search"  # a search of the regulations (target: the query, masked)
     # administration
     user_create = "user_create"
     user_deactivate = "user_deactivate"
@@ -126,3 +131,11 @@ class AuditAction(StrEnum):
     audit_read = "audit_read"
     erase = "erase"
     retention = "retention"
+
+
+# Seoul's districts: the regulation search's district filter (a call that names one preselects it).
+DISTRICTS = (
+    "종로구", "중구", "용산구", "성동구", "광진구", "동대문구", "중랑구", "성북구", "강북구", "도봉구",
+    "노원구", "은평구", "서대문구", "마포구", "양천구", "강서구", "구로구", "금천구", "영등포구", "동작구",
+    "관악구", "서초구", "강남구", "송파구", "강동구",
+)  # fmt: skip

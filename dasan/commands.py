@@ -1,4 +1,5 @@
-"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``, ``dasan config``."""
+"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``,
+``dasan config``, ``dasan replay``."""
 
 from __future__ import annotations
 
@@ -87,6 +88,10 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     )
     c.set_defaults(func=_config)
 
+    from . import replay
+
+    replay.register(sub)
+
 
 def _load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calls", type=int, default=None, help="number of calls to play (repeats the input)")
@@ -97,7 +102,7 @@ def _load_args(p: argparse.ArgumentParser) -> None:
 
 def _models_install(args: argparse.Namespace) -> int:
     if args.only in (None, "whisper"):
-        from asr.models import ensure_whisper_model
+        from asr.weights import ensure_whisper_model
 
         print(f"Whisper base: {ensure_whisper_model()}", file=sys.stderr)
     if args.only in (None, "embedding"):

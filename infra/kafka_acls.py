@@ -35,10 +35,12 @@ sys.path.insert(0, str(REPO))
 
 from streaming.topics import (  # noqa: E402
     ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
     CALL_AUDIO,
     CALL_EVENTS,
     CALL_SUMMARIES,
     CALL_TRANSCRIPTS,
+    KB_VERSIONS,
     all_topic_specs,
     dlq_name,
 )
@@ -88,7 +90,10 @@ def _dlqs(*topics: str) -> tuple[str, ...]:
 
 ASR_WORKER_IN = (CALL_EVENTS, CALL_AUDIO)
 ASSIST_IN = (CALL_EVENTS, CALL_TRANSCRIPTS)
-RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
+RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES, ASSIST_SUGGESTIONS_SHADOW)
+SHADOW_NAME = "candidate"
+"""The shadow assist the ACLs allow (``DASAN_ASSIST_SHADOW=candidate``; literal names only: another
+name needs its own group here)."""
 
 ACCESS: dict[str, Access] = {
     "dasan-gateway": Access(
@@ -105,10 +110,21 @@ ACCESS: dict[str, Access] = {
     ),
     "dasan-assist": Access(
         "assist",
-        # its own outputs are read back (no group) to rebuild call state after a rebalance
-        read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES),
-        write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, *_dlqs(*ASSIST_IN)),
+        # its own outputs are read back (no group) to rebuild call state after a rebalance;
+        # kb.versions: read (no group) to switch versions, written by `dasan kb activate|rollback`
+        # run in an assist pod
+        read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS),
+        write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS, *_dlqs(*ASSIST_IN)),
         groups=("assist",),
+    ),
+    "dasan-assist-shadow": Access(
+        "assist-shadow",
+        # a candidate configuration beside production: same inputs, its own group, writes only the
+        # shadow topic (and reads it back to rebuild its call state); never a production topic
+        read=(*ASSIST_IN, ASSIST_SUGGESTIONS_SHADOW),
+        write=(ASSIST_SUGGESTIONS_SHADOW, *_dlqs(*ASSIST_IN)),
+        groups=(f"assist-shadow-{SHADOW_NAME}",),
+        note="shadow mode (docs/replay.md): output recorded for QA, shown to no counselor",
     ),
     "dasan-console": Access(
         "console",

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from .probe import BROKER_PROBE_TIMEOUT_S, broker_answers
 from .settings import KafkaSettings
@@ -35,6 +36,9 @@ Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 """() → (ready, detail): ``detail`` goes into the ``/readyz`` body and says why (not) ready."""
 Liveness = Callable[[], dict[str, Any]]
 """() → extra fields of the ``/healthz`` body (e.g. open calls)."""
+Route = Callable[[dict[str, list[str]]], tuple[int, dict[str, Any]]]
+"""An extra internal ``GET`` endpoint: (parsed query string) → (status code, JSON body). For the
+loopback-only internal API of a service (the assist service's ``/internal/search``)."""
 
 JSON = "application/json"
 PATHS = ("/healthz", "/readyz", "/metrics")
@@ -67,13 +71,32 @@ def _json(body: dict[str, Any]) -> bytes:
 class HealthServer:
     """The endpoints on their own port, served from a daemon thread (``port=0``: a free port)."""
 
-    def __init__(self, host: str, port: int, ready: Readiness, alive: Liveness | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ready: Readiness,
+        alive: Liveness | None = None,
+        routes: dict[str, Route] | None = None,
+    ) -> None:
+        """``routes``: extra ``GET`` paths (the query string is never logged: it may carry what a
+        counselor typed)."""
+        extra = dict(routes or {})
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:  # quiet: the service logs as JSON
                 return
 
             def do_GET(self) -> None:
-                code, body, ctype = respond(self.path.split("?", 1)[0], ready, alive)
+                path, _, query = self.path.partition("?")
+                if path in extra:
+                    try:
+                        status, payload = extra[path](parse_qs(query, keep_blank_values=False))
+                    except Exception as exc:  # a bug in a route must not kill the health thread
+                        status, payload = 500, {"error": type(exc).__name__}
+                    code, body, ctype = status, _json(payload), JSON
+                else:
+                    code, body, ctype = respond(path, ready, alive)
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -22,6 +22,7 @@ class TopicSpec:
     description: str
     replication_factor: int = 1
     configs: dict[str, str] = field(default_factory=dict)
+    dead_letters: bool = True  # a dead-letter topic of its own (not for a control topic)
 
     @property
     def dlq(self) -> str:
@@ -40,6 +41,8 @@ CALL_AUDIO = "call.audio"
 CALL_TRANSCRIPTS = "call.transcripts"
 ASSIST_SUGGESTIONS = "assist.suggestions"
 CALL_SUMMARIES = "call.summaries"
+ASSIST_SUGGESTIONS_SHADOW = "assist.suggestions.shadow"
+KB_VERSIONS = "kb.versions"
 
 # Partition counts bound the parallelism of each consumer group (one partition → one member).
 # 12 divides evenly across 1, 2, 3, 4, 6 and 12 instances.
@@ -70,6 +73,24 @@ TOPICS: dict[str, TopicSpec] = {
             "Keywords and cited draft answers (masked)",
         ),
         TopicSpec(CALL_SUMMARIES, 12, 90 * DAY_MS, ("call_summary",), "Call summaries (masked)"),
+        # after the production topics: topic_for_event() finds those first
+        TopicSpec(
+            ASSIST_SUGGESTIONS_SHADOW,
+            12,
+            14 * DAY_MS,
+            ("suggestion", "keywords_updated", "call_summary"),
+            "Shadow assists' output (candidate configurations, masked): recorded for QA, shown to no counselor",
+        ),
+        TopicSpec(
+            KB_VERSIONS,
+            1,
+            365 * DAY_MS,
+            (),
+            "The active knowledge-base version (key 'active', JSON {key, how, at}); compacted, read from "
+            "its start by every assist instance (dasan kb activate|rollback|import --activate)",
+            configs={"cleanup.policy": "compact"},
+            dead_letters=False,
+        ),
     )
 }
 
@@ -94,8 +115,19 @@ def all_topic_specs(partitions: int | None = None, replication_factor: int | Non
         p = partitions or spec.partitions
         rf = replication_factor or spec.replication_factor
         out.append(
-            TopicSpec(spec.name, p, spec.retention_ms, spec.event_types, spec.description, rf, spec.configs)
+            TopicSpec(
+                spec.name,
+                p,
+                spec.retention_ms,
+                spec.event_types,
+                spec.description,
+                rf,
+                spec.configs,
+                spec.dead_letters,
+            )
         )
+        if not spec.dead_letters:
+            continue
         out.append(
             TopicSpec(
                 spec.dlq,

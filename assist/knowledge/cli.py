@@ -1,4 +1,9 @@
-"""``dasan kb build|update|search|info`` and ``dasan eval retrieval`` (registered by assist/cli.py)."""
+"""``dasan kb build|update|search|info|list|activate|rollback|import``, ``dasan eval retrieval`` and
+``dasan eval rerank`` (registered by assist/cli.py).
+
+Why one module of ~430 lines: argument parsing and printing for each command, no logic of their own
+(that is in the modules beside it).
+"""
 
 from __future__ import annotations
 
@@ -40,6 +45,33 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
     p.set_defaults(func=cmd_build, reuse=True, budget=None)
 
+    p = kb_sub.add_parser("list", help="List the built versions (indexes) and which one is active")
+    p.add_argument("--json", action="store_true", help="Print JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = kb_sub.add_parser(
+        "activate", help="Make a built version active and tell the running assist services to switch"
+    )
+    p.add_argument("key", help="Index key (or a unique prefix of it), from `dasan kb list`")
+    p.add_argument("--no-announce", action="store_true", help="Only record it (services use it at restart)")
+    p.set_defaults(func=cmd_activate)
+
+    p = kb_sub.add_parser("rollback", help="Go back to the version active before the current one")
+    p.add_argument("--no-announce", action="store_true", help="Only record it (services use it at restart)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = kb_sub.add_parser(
+        "import",
+        help="Read a folder of corpus files (*.jsonl, the corpus format), report added, amended and repealed "
+        "articles against the active version, then build it as a new version",
+    )
+    p.add_argument("folder", help="Folder of JSONL files in the format of ../shared/corpus/regulations.jsonl")
+    p.add_argument("--dry-run", action="store_true", help="Only report what changed; build nothing")
+    p.add_argument("--activate", action="store_true", help="Activate the new version once built")
+    p.add_argument("--bm25-only", action="store_true", help="Skip the dense side (no embedding model needed)")
+    p.add_argument("--no-announce", action="store_true", help="With --activate: only record it")
+    p.set_defaults(func=cmd_import)
+
     p = kb_sub.add_parser("search", help="Search the knowledge base")
     p.add_argument("query", help="The question, in Korean")
     p.add_argument("--top-k", type=int, default=5, help="How many articles to show")
@@ -64,6 +96,20 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--noisy", action="store_true", help="Also evaluate ASR-like noisy variants of the utterances"
     )
     p.set_defaults(func=cmd_eval_retrieval)
+
+    p = groups["eval"].add_parser(
+        "rerank", help="Cross-validate the learned second stage (and with --train, refit and save it)"
+    )
+    p.add_argument(
+        "--folds", type=int, default=5, help="Grouped folds (an item and its rewrite, a call: one fold)"
+    )
+    p.add_argument(
+        "--max-withheld", type=float, default=0.05, help="Most in-scope questions abstention may withhold"
+    )
+    p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
+    p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
+    p.add_argument("--out", default="benchmarks/results/rerank_cv.json", help="Where the report goes")
+    p.set_defaults(func=cmd_eval_rerank)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -125,6 +171,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             "run `dasan kb build` for the full index"
         )
     print(f"index: {path}")
+    active = _registry(settings).active()
+    if active is not None and active != kb.key:
+        print(f"version {active} is the active one; use this one with: dasan kb activate {kb.key}")
     return 0
 
 
@@ -193,6 +242,60 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_rerank(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from assist.assistant import Assistant
+    from assist.settings import AssistSettings
+
+    from .rerank import Reranker
+    from .rerank_train import cross_validate, default_sets, featurize, load_examples, train_and_save
+
+    kb = _open(_settings(args))
+    if kb is None:
+        return 1
+    if kb.dense is None:
+        print("the second stage needs the dense side", file=sys.stderr)
+        return 1
+    root = Path(__file__).resolve().parents[2]
+    assistant = Assistant(kb, AssistSettings(rerank=False))
+    reranker = Reranker(kb)
+    examples = load_examples(assistant, default_sets(root, root.parent / "shared"))
+    print(f"{len(examples)} labelled examples; computing candidates and features …", file=sys.stderr)
+    featurize(reranker, examples)
+    report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld)
+    report["index"] = kb.info()
+    if args.ablation:
+        from .rerank_train import ablation
+
+        report["ablation"] = ablation(reranker, examples, args.folds)
+    if args.train:
+        report["trained"] = train_and_save(reranker, examples, oof, max_withheld=args.max_withheld)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+    mean = report["mean_of_held_out_folds"]
+    print(f"mean of {args.folds} held-out folds (report: {out}):")
+    for name, row in mean.items():
+        if name == "abstain":
+            print(
+                f"  abstention: out of scope abstained {row['oos_abstained']}, in scope withheld {row['in_scope_withheld']}"
+            )
+            continue
+        a, b = row["first_stage"], row["reranked"]
+        print(
+            f"  {name:<11} n={a['n']:<4} first stage H@1 {a['hit_at_1']:.3f} H@5 {a['hit_at_5']:.3f} "
+            f"MRR {a['mrr_at_10']:.3f} → reranked H@1 {b['hit_at_1']:.3f} H@5 {b['hit_at_5']:.3f} MRR {b['mrr_at_10']:.3f}"
+        )
+    for name, ab in report.get("ablation", {}).items():
+        print(f"  without: {name}")
+        for set_name, row in ab["mean"].items():
+            print(
+                f"    {set_name:<11} H@1 {row['hit_at_1']:.3f} H@5 {row['hit_at_5']:.3f} MRR {row['mrr_at_10']:.3f}"
+            )
+    return 0
+
+
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     from .eval_retrieval import evaluate, format_table, load_items
 
@@ -216,3 +319,118 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
             print("\nASR-like noisy variants (no punctuation, broken/joined words, misspellings):")
             print(format_table(noisy))
     return 0
+
+
+# -- versions -------------------------------------------------------------------------------------
+def _registry(settings: Any) -> Any:
+    from .versions import VersionRegistry
+
+    return VersionRegistry(settings.index_dir)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    versions = _registry(_settings(args)).versions()
+    if args.json:
+        print(json.dumps([v.model_dump(mode="json") for v in versions], ensure_ascii=False, indent=2))
+        return 0
+    if not versions:
+        print("no built index (run `dasan kb build`)")
+        return 0
+    for v in versions:
+        mark = "*" if v.active else " "
+        kind = "hybrid" if v.dense else "bm25"
+        print(
+            f"{mark} {v.key}  {v.created or '?':<25} {v.records:>6} records {v.passages:>6} passages  {kind}"
+        )
+    if not any(v.active for v in versions):
+        print("(none activated: services use the index of the configured corpus)")
+    return 0
+
+
+def _announce(key: str, how: str, no_announce: bool) -> int:
+    if no_announce:
+        print("recorded; running services switch at their next restart")
+        return 0
+    from assist.kb_switch import announce
+    from assist.settings import AssistSettings
+    from streaming.settings import KafkaSettings
+
+    topic = AssistSettings().kb_topic
+    try:
+        announce(KafkaSettings(), topic, key, how)
+    except Exception as exc:  # the registry is updated either way
+        print(
+            f"warning: not announced on {topic} ({type(exc).__name__}); services switch at restart",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"announced on {topic}: running assist services switch between two ticks")
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    from .versions import UnknownVersion
+
+    reg = _registry(_settings(args))
+    try:
+        act = reg.activate(reg.resolve(args.key))
+    except UnknownVersion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"active: {act.key}")
+    return _announce(act.key, act.how, args.no_announce)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .versions import UnknownVersion
+
+    try:
+        act = _registry(_settings(args)).rollback()
+    except UnknownVersion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"rolled back; active: {act.key}")
+    return _announce(act.key, act.how, args.no_announce)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .corpus import load_records
+    from .dense import DenseModelMissing
+    from .kb import KnowledgeBase
+    from .versions import corpus_diff, corpus_files, describe
+
+    settings = _settings(args)
+    try:
+        files = corpus_files(Path(args.folder))
+        new = load_records(files)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    reg = _registry(settings)
+    active = reg.active_path()
+    current = load_records([active / "records.jsonl"] if active else settings.corpus_paths)
+    print(f"against {'version ' + active.name if active else 'the configured corpus'}:")
+    diff = corpus_diff(current, new)
+    for line in describe(diff):
+        print(line)
+    if args.dry_run:
+        return 0
+    if not diff.changed:
+        print("nothing changed; no new version built")
+        return 0
+    settings = settings.model_copy(update={"corpus_paths": files})
+    try:
+        kb = KnowledgeBase.build(None, settings, progress=True, reuse=KnowledgeBase.latest(settings))
+    except DenseModelMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    path = kb.save()
+    print(f"built version {kb.key} ({len(kb.records)} records): {path}")
+    if not args.activate:
+        print(f"activate it with: dasan kb activate {kb.key}")
+        return 0
+    act = reg.activate(kb.key, how="import")
+    print(f"active: {act.key}")
+    return _announce(act.key, act.how, args.no_announce)

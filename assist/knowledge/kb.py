@@ -128,12 +128,26 @@ class KnowledgeBase:
         return self.path
 
     @classmethod
-    def load(cls, path: Path, settings: KnowledgeSettings | None = None) -> KnowledgeBase:
-        """Load a saved index folder (the embedding model is loaded when the index has vectors)."""
+    def load(
+        cls,
+        path: Path,
+        settings: KnowledgeSettings | None = None,
+        encoder: Encoder | None = None,
+        analyzer: KoreanAnalyzer | None = None,
+    ) -> KnowledgeBase:
+        """Load a saved index folder (the embedding model is loaded when the index has vectors, unless
+        ``encoder`` is given: one already loaded with the same model and backend, e.g. by the version
+        in use when a running service switches versions). ``analyzer``: one already built, used when
+        its fingerprint is the index's (same user dictionary), which spares kiwipiepy's start."""
         settings = (settings or KnowledgeSettings()).resolved()
         index = IndexStore.load(Path(path), settings)
-        encoder = Encoder.for_settings(settings) if index.embeddings is not None else None
-        return cls(index, make_analyzer(index.records, settings), encoder, Path(path))
+        if index.embeddings is None:
+            encoder = None
+        elif encoder is None:
+            encoder = Encoder.for_settings(settings)
+        if analyzer is None or analyzer.fingerprint() != read_manifest(Path(path)).get("analyzer"):
+            analyzer = make_analyzer(index.records, settings)
+        return cls(index, analyzer, encoder, Path(path))
 
     @cached_property
     def content_key(self) -> str:
@@ -253,6 +267,14 @@ class KnowledgeBase:
         out = rec.model_dump(mode="json")
         out["in_force"] = bool(current)
         return out
+
+    def article_version(self, doc_id: str, effective_date: date | None = None) -> Any:
+        """One exact version of a record (by its effective date; None: the one in force today), with
+        the newer version if any and the 별표 of the same law it mentions
+        (:class:`.lookup.ArticleVersion`); None when unknown."""
+        from .lookup import article_version
+
+        return article_version(self._records_by_id, self.key, doc_id, effective_date)
 
     def idf(self, term: str) -> float:
         """Corpus IDF of a morpheme (as the morpheme BM25 index counts it)."""

@@ -49,21 +49,47 @@ const Dasan = (() => {
 
   // ------------------------------------------------------------------ article modal
   const modal = () => document.getElementById("article-modal");
-  async function openArticle(docId, fallback) {
+  /** The full article: the exact version cited when its effective date is given (a card's citation,
+      a search result), else the version in force; says when a newer version exists and links the
+      별표 of the same law it mentions. */
+  async function openArticle(docId, fallback, effectiveDate) {
     const m = modal();
-    document.getElementById("article-title").textContent = fallback || docId;
-    document.getElementById("article-meta").textContent = "불러오는 중…";
-    document.getElementById("article-text").textContent = "";
+    const $ = (id) => document.getElementById(id);
+    $("article-title").textContent = fallback || docId;
+    $("article-meta").textContent = "불러오는 중…";
+    $("article-text").textContent = "";
+    $("article-newer").hidden = true;
+    $("article-links").hidden = true;
+    $("article-links").replaceChildren();
     m.hidden = false;
     m.querySelector("[data-close]").focus();
     try {
-      const a = await api(`/api/articles?id=${encodeURIComponent(docId)}`);
-      document.getElementById("article-title").textContent = a.citation || docId;
-      document.getElementById("article-meta").textContent =
-        `${a.law_name || ""} · 시행일 ${a.effective_date || "미상"}${a.kind === "별표" ? " · 별표(제목만 제공)" : ""}`;
-      document.getElementById("article-text").textContent = a.text || "(본문 없음)";
+      const q = `id=${encodeURIComponent(docId)}${effectiveDate ? `&effective_date=${encodeURIComponent(effectiveDate)}` : ""}`;
+      const a = await api(`/api/articles?${q}`);
+      $("article-title").textContent = a.citation || docId;
+      const parts = [a.law_name || "", `시행일 ${a.effective_date || "미상"}`];
+      if (a.kind === "별표") parts.push("별표(제목만 제공)");
+      if (a.index_key) parts.push(`지식베이스 버전 ${a.index_key.slice(0, 8)}`);
+      $("article-meta").textContent = parts.filter(Boolean).join(" · ");
+      $("article-text").textContent = a.text || "(본문 없음)";
+      if (a.newer_version) {
+        const box = $("article-newer");
+        box.replaceChildren(
+          `이 조문은 ${a.newer_version} 시행 개정본이 있습니다. 위 내용은 ${a.effective_date || "이전"} 시행본입니다. `,
+          el("button", { type: "button", class: "link-btn", text: "최신 조문 보기", onclick: () => openArticle(docId, fallback, a.newer_version) }));
+        box.hidden = false;
+      }
+      if (a.appendices && a.appendices.length) {
+        const links = $("article-links");
+        links.append(el("strong", { text: "관련 별표" }));
+        for (const ap of a.appendices) {
+          links.append(el("button", { type: "button", class: "link-btn", "data-record-id": ap.record_id,
+            text: `${ap.label}${ap.title ? ` ${ap.title}` : ""}`, onclick: () => openArticle(ap.record_id, ap.label) }));
+        }
+        links.hidden = false;
+      }
     } catch (e) {
-      document.getElementById("article-meta").textContent = `조문을 불러오지 못했습니다 (${e.message})`;
+      $("article-meta").textContent = `조문을 불러오지 못했습니다 (${e.message})`;
     }
   }
   document.addEventListener("click", (ev) => {
@@ -136,7 +162,7 @@ const Dasan = (() => {
       const byId = new Map(ev.passages.map((p, i) => [p.passage_id, { p, n: i + 1 }]));
       const card = el("article", { class: `sugg latest${ev.draft.abstained ? " abstain" : ""}`, "data-suggestion-id": ev.suggestion_id });
       if (ev.draft.abstained) {
-        card.append(el("p", { class: "draft", text: `근거가 충분한 자료를 찾지 못했습니다. ${ev.draft.abstain_reason || ""}` }));
+        card.append(el("p", { class: "draft", text: ev.draft.abstain_reason || "근거가 충분한 자료를 찾지 못했습니다." }));
       } else {
         const p = el("p", { class: "draft" });
         for (const s of ev.draft.sentences) {
@@ -145,18 +171,27 @@ const Dasan = (() => {
             const ref = byId.get(c);
             if (!ref) continue;
             p.append(el("button", { type: "button", class: "cite", title: ref.p.citation, text: `[${ref.n}]`,
-              onclick: () => openArticle(ref.p.doc_id, ref.p.citation) }));
+              onclick: () => openArticle(ref.p.doc_id, ref.p.citation, ref.p.effective_date) }));
           }
         }
         card.append(p);
       }
       if (ev.passages.length) {
-        const ol = el("ol", { class: "sources" });
-        ev.passages.forEach((ps) => ol.append(el("li", {},
-          el("button", { type: "button", text: ps.citation, onclick: () => openArticle(ps.doc_id, ps.citation) }),
-          ps.effective_date ? el("small", { class: "muted", text: ` · 시행 ${ps.effective_date}` }) : null)));
-        card.append(ol);
+        // one primary citation (what the draft rests on); the rest as related articles
+        const source = (ps) => el("li", {},
+          el("button", { type: "button", text: ps.citation, onclick: () => openArticle(ps.doc_id, ps.citation, ps.effective_date) }),
+          ps.effective_date ? el("small", { class: "muted", text: ` · 시행 ${ps.effective_date}` }) : null);
+        const [primary, ...related] = ev.passages;
+        card.append(el("p", { class: "primary-source" }, el("strong", { text: "근거 조문 " }),
+          el("button", { type: "button", class: "cite-primary", text: primary.citation, onclick: () => openArticle(primary.doc_id, primary.citation, primary.effective_date) }),
+          primary.effective_date ? el("small", { class: "muted", text: ` · 시행 ${primary.effective_date}` }) : null));
+        if (related.length) {
+          const ol = el("ol", { class: "sources related", start: 2 });
+          related.forEach((ps) => ol.append(source(ps)));
+          card.append(el("details", { class: "related-sources" }, el("summary", { text: `관련 조문 ${related.length}건` }), ol));
+        }
       }
+      if (this.opts.readonly) card.append(provenanceLine(ev.provenance));
       if (!this.opts.readonly && !ev.draft.abstained) card.append(this.feedbackBar(ev));
       else if (!this.opts.readonly) card.append(this.feedbackBar(ev, true));
       for (const old of this.suggestions.querySelectorAll(".sugg.latest")) old.classList.remove("latest");
@@ -195,6 +230,17 @@ const Dasan = (() => {
       const wrap = el("div", {}, bar, reasonBox);
       return wrap;
     }
+  }
+
+  // "How this was made" under a card, for QA and supervisors (read-only views): index, corpus
+  // version, encoder, generator and the hash of the settings (streaming.events.Provenance).
+  function provenanceLine(p) {
+    if (!p) return el("p", { class: "prov muted", text: "만든 방법: 기록 없음" });
+    const short = (x) => (x ? String(x).slice(0, 10) : "-");
+    const parts = [`색인 ${short(p.index_key)}`, `말뭉치 ${short(p.corpus_version)}`, `인코더 ${p.encoder || "BM25만"}`,
+      `생성 ${p.generator}${p.generator_model ? `(${p.generator_model})` : ""}`, `설정 ${short(p.settings_hash).slice(0, 8)}`];
+    if (p.variant && p.variant !== "production") parts.push(p.variant);
+    return el("p", { class: "prov muted", text: `만든 방법: ${parts.join(" · ")}`, title: JSON.stringify(p) });
   }
 
   function formatTimestamps(root = document) {

@@ -17,6 +17,22 @@
   };
 
   const view = new CallView(root, { readonly, onStarted, onEnded, onSummary });
+  // The regulation search preselects the district the caller named last (e.g. "강남구").
+  const districtSelect = $("kb-district");
+  const districts = districtSelect ? [...districtSelect.options].map((o) => o.value).filter(Boolean).sort((a, b) => b.length - a.length) : [];
+  const districtRe = districts.length ? new RegExp(`(${districts.join("|")})`, "g") : null;
+  function noteDistrict(ev) {
+    if (!districtRe || !Dasan.kbSearch || ev.type !== "segment" || ev.channel !== "caller" || !ev.is_final) return;
+    let last = null;
+    for (const m of ev.text.matchAll(districtRe)) {
+      // '중구' inside another word (e.g. '집중구간') is not the district
+      if (m[1] === "중구" && m.index > 0 && /[가-힣]/.test(ev.text[m.index - 1])) continue;
+      last = m[1];
+    }
+    if (last) Dasan.kbSearch.setDistrict(last);
+  }
+  const applyEvent = view.apply.bind(view);
+  view.apply = (item) => { noteDistrict(item.event); return applyEvent(item); };
 
   function setConn(kind, text) { conn.className = `conn ${kind}`; conn.textContent = text; }
 
@@ -67,6 +83,7 @@
     state.started = null;
     state.ended = false;
     view.reset();
+    if (Dasan.kbSearch) Dasan.kbSearch.reset();
     $("summary-box").hidden = true;
     $("summary-box").replaceChildren();
     $("history-box").hidden = true;

@@ -83,7 +83,7 @@ class StoreBase:
         """Midnight of ``day`` in the site's time zone, as the UTC instant stored values compare with."""
         return datetime.combine(day, time.min, self.tz).astimezone(UTC)
 
-    def one(self, stmt: Select[tuple[Row]], key: str) -> Row:
+    def one(self, stmt: Select[Row], key: str) -> Row:
         """The row ``stmt`` selects; :class:`NotFound` (naming ``key``) if there is none."""
         with self.sessions() as db:
             row = db.scalar(stmt)

@@ -86,7 +86,7 @@ def _delete_calls(db: Session, ids: Sequence[str]) -> dict[str, int]:
             ("call_events", CallEvent),
             ("calls", Call),
         ):
-            counts[name] += _rows(db.execute(delete(model).where(model.call_id.in_(part))))  # type: ignore[attr-defined]
+            counts[name] += _rows(db.execute(delete(model).where(model.call_id.in_(part))))
     return counts
 
 

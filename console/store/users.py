@@ -69,7 +69,7 @@ class Users(StoreBase):
             ended = 0
             if not active:
                 ended = int(
-                    db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)).rowcount or 0  # type: ignore[attr-defined]
+                    db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)).rowcount or 0
                 )
             db.flush()
             return user, ended
@@ -80,7 +80,7 @@ class Users(StoreBase):
             user = self._user(db, username)
             user.password_hash = password_hash
             ended = int(
-                db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)).rowcount or 0  # type: ignore[attr-defined]
+                db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)).rowcount or 0
             )
             db.flush()
             return user, ended

@@ -153,7 +153,7 @@ class FakeLLM:
                 fake.requests.append(body)
                 kind, payload = fake.script.pop(0) if fake.script else ("text", "")
                 if kind == "sleep":
-                    time.sleep(payload)
+                    time.sleep(float(payload))
                     payload, kind = "늦은 답변입니다 [1]", "text"
                 if kind == "error":
                     self.send_response(500)

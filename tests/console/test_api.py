@@ -3,13 +3,12 @@ hostile transcript text rendered inert, review and feedback."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import pytest
 
 from console.store import Store
-from tests.console.conftest import PASSWORD, FrozenClock, csrf_of, login
+from tests.console.conftest import PASSWORD, FrozenClock, csrf_of, form_token, login
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'&lt;/textarea&gt;'
 
@@ -31,7 +30,7 @@ def test_login_required_and_bad_password(client_factory, users) -> None:
     r = c.get("/desk", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert c.get("/api/calls").status_code == 401
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+    token = form_token(c.get("/login").text)
     r = c.post("/login", data={"username": "kim", "password": "wrong-password", "csrf_token": token})
     assert r.status_code == 401 and "맞지 않습니다" in r.text
     r = c.post("/login", data={"username": "nobody", "password": PASSWORD, "csrf_token": token})
@@ -124,7 +123,7 @@ def test_supervisor_sees_team_and_reviews_with_csrf(client_factory, recorded) ->
     r = boss.post(f"/api/summaries/{sid}/review", json={"action": "approve"})
     assert r.status_code == 403
     page = boss.get(f"/reviews/{sid}").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = form_token(page)
     r = boss.post(
         f"/reviews/{sid}",
         data={
@@ -284,3 +283,21 @@ def test_today_is_the_sites_day(client_factory, store: Store, users, call_script
         qa.get("/api/calls", params={"day_from": "2026-03-11", "day_to": "2026-03-11"}).json()["total"] == 1
     )
     assert qa.get("/api/calls", params={"day_to": "2026-03-10"}).json()["total"] == 0
+
+
+def test_regulation_search_roles_and_an_absent_assist_service(
+    client_factory, users, console_settings, caplog
+) -> None:
+    """Counselors, supervisors and QA may search; admins may not. With no assist service on the
+    configured internal URL the search says so (503), and nothing typed reaches a log."""
+    console_settings.assist_url = "http://127.0.0.1:9"  # discard port: nothing listens
+    root = client_factory()
+    login(root, "root")
+    assert root.get("/api/search", params={"q": "대형폐기물"}).status_code == 403
+    for name in ("kim", "boss", "qa1"):
+        c = client_factory()
+        login(c, name)
+        r = c.get("/api/search", params={"q": "홍길동 010-1234-5678 대형폐기물"})
+        assert r.status_code == 503 and "규정 검색" in r.json()["detail"], name
+        assert c.get("/api/kb").json() == {"index_key": None, "records": None, "available": False}
+    assert "010-1234-5678" not in caplog.text and "홍길동" not in caplog.text

