@@ -33,6 +33,7 @@ from streaming.privacy import mask_text
 
 from .assistant import Assistant
 from .citations import CitationChecker
+from .drafts import LlmGenerator
 from .eval_turns import play_call
 from .summary import Summarizer, Turn
 from .taxonomy import OTHER, category_from_label, classify
@@ -63,6 +64,40 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return round(v[min(len(v) - 1, round(q * (len(v) - 1)))], 1)
+
+
+def llm_stats(
+    assistant: Assistant, generators: dict[str, int], draft_ms: list[float]
+) -> dict[str, Any] | None:
+    """With ``generator=llm``: how often the model's draft was used, why it fell back, how long it took.
+
+    ``citation_check_pass_rate``: share of the sentences the model wrote that the citation check kept;
+    ``fallback_rate``: share of the model calls answered with the grounded draft instead;
+    ``model_abstention_rate``: share of the calls the model answered "관련 근거를 찾지 못했습니다"; ``draft_ms``:
+    the draft step of the items where the model was asked (check and fallback included).
+    """
+    gen = assistant.generator
+    if not isinstance(gen, LlmGenerator):
+        return None
+    return {
+        "model_calls": gen.calls,
+        "model_sentences": gen.model_sentences,
+        "kept_sentences": gen.kept_sentences,
+        "citation_check_pass_rate": _ratio(gen.kept_sentences, gen.model_sentences),
+        "fallback_rate": _ratio(gen.fallbacks, gen.calls),
+        "model_abstention_rate": _ratio(gen.model_abstentions, gen.calls),
+        "fallback_reasons": dict(sorted(gen.fallback_reasons.items())),
+        "drafts_by_generator": dict(sorted(generators.items())),
+        "draft_ms_p50": _pct(draft_ms, 0.5),
+        "draft_ms_p95": _pct(draft_ms, 0.95),
+    }
+
+
 def evaluate_utterances(
     assistant: Assistant, items: list[dict[str, Any]], checker: CitationChecker
 ) -> dict[str, Any]:
@@ -73,10 +108,16 @@ def evaluate_utterances(
     cat_n = cat_ok = 0
     hit5 = 0
     latencies = []
+    draft_ms: list[float] = []
+    generators: dict[str, int] = {}
     per_item = []
     for item in items:
+        calls_before = getattr(assistant.generator, "calls", 0)
         res = assistant.suggest_text(item["utterance"], call_id=item.get("id", "eval"))
         latencies.append(res.latency.total_ms)
+        if getattr(assistant.generator, "calls", 0) > calls_before:  # the model was asked
+            draft_ms.append(res.latency.draft_ms)
+        generators[res.draft.generator] = generators.get(res.draft.generator, 0) + 1
         gold_kw = item.get("keywords", [])
         kp += len(res.keywords)
         kpm += sum(1 for p in res.keywords if any(keyword_match(p, g) for g in gold_kw))
@@ -118,13 +159,17 @@ def evaluate_utterances(
                 "cited": cited,
                 "relevant": sorted(relevant),
                 "abstained": res.draft.abstained,
+                "generator": res.draft.generator,
+                "draft_ms": res.latency.draft_ms,
             }
         )
     p = _ratio(kpm, kp)
     r = _ratio(kgm, kg)
     f1 = round(2 * p * r / (p + r), 4) if p and r else 0.0
     latencies.sort()
+    out_llm = llm_stats(assistant, generators, draft_ms)
     return {
+        **({"llm": out_llm} if out_llm else {}),
         "items": len(items),
         "keywords": {"precision": p, "recall": r, "f1": f1},
         "citation_precision": _ratio(cites_ok, cites),
@@ -301,6 +346,15 @@ def format_table(result: dict[str, Any]) -> str:
             f"  category accuracy   {u['category_accuracy']}",
             f"  latency p50 (ms)    {u['latency_ms_p50']}",
         ]
+        llm = u.get("llm")
+        if llm:
+            lines += [
+                f"  llm calls           {llm['model_calls']}  drafts {llm['drafts_by_generator']}",
+                f"  citation check      {llm['citation_check_pass_rate']} of {llm['model_sentences']} model sentences kept",
+                f"  fallback rate       {llm['fallback_rate']}  {llm['fallback_reasons']}",
+                f"  model abstained     {llm['model_abstention_rate']}",
+                f"  draft ms p50 / p95  {llm['draft_ms_p50']} / {llm['draft_ms_p95']}",
+            ]
     c = result.get("calls")
     if c:
         r = c["regulations"]
