@@ -296,7 +296,9 @@ def test_asr_workers_scale_on_audio_lag(overlay: str) -> None:
 def test_keda_may_describe_every_group_and_topic_it_scales_on(overlay: str) -> None:
     res = render_overlay(overlay)
     keda = by_kind(res, "KafkaUser")["dasan-keda"]["spec"]["authorization"]["acls"]
-    described = {(a["resource"]["type"], a["resource"]["name"]) for a in keda if "Describe" in a["operations"]}
+    described = {
+        (a["resource"]["type"], a["resource"]["name"]) for a in keda if "Describe" in a["operations"]
+    }
     for so in by_kind(res, "ScaledObject").values():
         for t in so["spec"]["triggers"]:
             assert ("topic", t["metadata"]["topic"]) in described, so["metadata"]["name"]

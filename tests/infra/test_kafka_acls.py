@@ -214,7 +214,8 @@ def test_workloads_use_their_own_principal() -> None:
     assert set(used.values()) | {"dasan-keda", "dasan-assist-shadow"} == users
     for auth, target in (("dasan-kafka", "assist"), ("dasan-kafka-asr", "asr-worker")):
         trigger = by_kind(res, "TriggerAuthentication")[auth]["spec"]
-        assert {"parameter": "password", "name": "dasan-keda", "key": "password"} in trigger["secretTargetRef"]
+        password = {"parameter": "password", "name": "dasan-keda", "key": "password"}
+        assert password in trigger["secretTargetRef"]
         env = {e["name"]: e for c in containers(by_kind(res, "Deployment")[target]) for e in c.get("env", [])}
         username = next(e for e in trigger["env"] if e["parameter"] == "username")
         assert username["containerName"] == target
