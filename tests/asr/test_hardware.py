@@ -77,7 +77,7 @@ def test_cuda_that_fails_to_load_falls_back_to_the_cpu(device: str, caplog: pyte
         tried.append(placement.device)
         return _whisper(target, placement, index)
 
-    settings = AsrSettings(device=device, cpu_threads=1)  # type: ignore[arg-type]
+    settings = AsrSettings(device=device, cpu_threads=1)
     with caplog.at_level(logging.INFO, logger="dasan.asr.weights"):
         model, name, placement = load_whisper(settings, loader=loader, cuda_devices=lambda: 1)
     assert tried == ["cuda", "cpu"] and placement.device == "cpu"
