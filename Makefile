@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench bench-gpu clean
 
 setup:
 	scripts/setup.sh
@@ -29,6 +29,12 @@ bench: setup
 	$(BIN)/python benchmarks/pipeline_transcripts.py
 	$(BIN)/python benchmarks/pipeline_audio.py
 	$(BIN)/python benchmarks/soak.py
+
+# On the first machine with a GPU: ASR capacity, encoder throughput, retrieval and the pipelines on
+# CUDA in one run (benchmarks/gpu_suite.py; exit 2 without a usable GPU). Extra arguments:
+# make bench-gpu GPU_ARGS="--asr-model base --asr-model /models/whisper-large-v3"
+bench-gpu: setup
+	$(BIN)/python benchmarks/gpu_suite.py $(GPU_ARGS)
 
 format:
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

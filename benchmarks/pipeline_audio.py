@@ -208,6 +208,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--name", default="pipeline_audio", help="result file name (gpu_suite.py: pipeline_audio-cuda)"
+    )
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dasan-abench-"))
@@ -244,11 +247,11 @@ def main() -> None:
         )
     held = [r["calls"] for r in rows if r["holds"]]
     print(f"most concurrent audio calls that hold: {max(held) if held else 'none'}")
-    png = RESULTS / "pipeline_audio.png"
+    png = RESULTS / f"{args.name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(rows, png)
     path = save(
-        "pipeline_audio",
+        args.name,
         {
             "benchmark": "pipeline_audio",
             "machine": machine(),

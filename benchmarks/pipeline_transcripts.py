@@ -273,6 +273,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--name",
+        default="pipeline_transcripts",
+        help="result file name (gpu_suite.py: pipeline_transcripts-cuda)",
+    )
     ap.add_argument("--levels", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--max-turns", type=int, default=8, help="turns of each scripted call to play")
     ap.add_argument(
@@ -353,11 +358,11 @@ def main() -> None:
         )
     held = [r["calls"] for r in rows if r["holds"]]
     print(f"most concurrent calls with p95 on-screen latency ≤ 1 s: {max(held) if held else 'none'}")
-    png = RESULTS / "pipeline_transcripts.png"
+    png = RESULTS / f"{args.name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(rows, png)
     path = save(
-        "pipeline_transcripts",
+        args.name,
         {
             "benchmark": "pipeline_transcripts",
             "machine": machine(),

@@ -104,9 +104,9 @@ def expected() -> dict[str, dict[str, Any]]:
         "topics": {s.name: {"Create", "Describe", "DescribeConfigs"} for s in all_topic_specs()},
         "groups": {},
     }
-    out["dasan-keda"] = {  # KEDA's Kafka scaler on assist's lag (base/keda.yaml)
-        "topics": {"call.events": {"Describe"}, "call.transcripts": {"Describe"}},
-        "groups": {groups["assist"]: {"Describe"}},
+    out["dasan-keda"] = {  # KEDA's Kafka scaler on the lag of assist and the ASR workers (base/keda.yaml)
+        "topics": {"call.events": {"Describe"}, "call.transcripts": {"Describe"}, "call.audio": {"Describe"}},
+        "groups": {groups["assist"]: {"Describe"}, groups["asr-worker"]: {"Describe"}},
     }
     return out
 
@@ -212,13 +212,14 @@ def test_workloads_use_their_own_principal() -> None:
     }
     # the shadow assist's principal is deployed only while a candidate runs (docs/replay.md)
     assert set(used.values()) | {"dasan-keda", "dasan-assist-shadow"} == users
-    trigger = by_kind(res, "TriggerAuthentication")["dasan-kafka"]["spec"]
-    assert {"parameter": "password", "name": "dasan-keda", "key": "password"} in trigger["secretTargetRef"]
-    assistenv = {
-        e["name"]: e for c in containers(by_kind(res, "Deployment")["assist"]) for e in c.get("env", [])
-    }
-    username = next(e for e in trigger["env"] if e["parameter"] == "username")
-    assert assistenv[username["name"]]["value"] == "dasan-keda"
+    for auth, target in (("dasan-kafka", "assist"), ("dasan-kafka-asr", "asr-worker")):
+        trigger = by_kind(res, "TriggerAuthentication")[auth]["spec"]
+        password = {"parameter": "password", "name": "dasan-keda", "key": "password"}
+        assert password in trigger["secretTargetRef"]
+        env = {e["name"]: e for c in containers(by_kind(res, "Deployment")[target]) for e in c.get("env", [])}
+        username = next(e for e in trigger["env"] if e["parameter"] == "username")
+        assert username["containerName"] == target
+        assert env[username["name"]]["value"] == "dasan-keda"
 
 
 def test_the_kafka_cluster_denies_what_no_acl_allows() -> None:

@@ -50,7 +50,9 @@ $ACLS --add --allow-principal User:dasan-topics --operation Create --operation D
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.transcripts
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.transcripts.dlq
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic kb.versions
+$ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.audio
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.events
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.transcripts
+$ACLS --add --allow-principal User:dasan-keda --operation Describe --group asr-workers
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --group assist
 echo "ACLs in place"
