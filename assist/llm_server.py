@@ -85,7 +85,7 @@ class ChatEngine:
         self.threads = threads or max(1, min(os.cpu_count() or 1, 4))
         threads_ = self.threads
 
-        class _LLM(api.LLM):  # type: ignore[name-defined,misc]
+        class _LLM(api.LLM):  # type: ignore[name-defined]
             def _ensure_context(self, prompt_length: int, config: Any) -> Any:
                 ctx = super()._ensure_context(prompt_length, config)
                 ctx.set_n_threads(threads_, threads_)  # llama.cpp defaults to 4, too many on 2 cores

@@ -57,7 +57,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: str, port: int, threads: int | None) -> subprocess.Popen[str]:
+def start_server(model: str, port: int, threads: int | None) -> subprocess.Popen[bytes]:
     import httpx
 
     cmd = [sys.executable, "-m", "dasan", "llm", "serve", "--model", model, "--port", str(port)]
