@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from typing import Any
 
@@ -108,6 +109,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     )
     p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="Recompute the candidates' features (cached per index and data)",
+    )
     p.add_argument("--out", default="benchmarks/results/rerank_cv.json", help="Where the report goes")
     p.set_defaults(func=cmd_eval_rerank)
 
@@ -249,7 +255,14 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     from assist.settings import AssistSettings
 
     from .rerank import Reranker
-    from .rerank_train import cross_validate, default_sets, featurize, load_examples, train_and_save
+    from .rerank_train import (
+        cross_validate,
+        default_sets,
+        features_cache,
+        featurize,
+        load_examples,
+        train_and_save,
+    )
 
     kb = _open(_settings(args))
     if kb is None:
@@ -260,9 +273,17 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[2]
     assistant = Assistant(kb, AssistSettings(rerank=False))
     reranker = Reranker(kb)
-    examples = load_examples(assistant, default_sets(root, root.parent / "shared"))
-    print(f"{len(examples)} labelled examples; computing candidates and features …", file=sys.stderr)
-    featurize(reranker, examples)
+    sets = default_sets(root, root.parent / "shared")
+    examples = load_examples(assistant, sets)
+    cache = features_cache(kb, sets)
+    if cache.exists() and not args.no_cache:
+        examples = pickle.loads(cache.read_bytes())
+        print(f"{len(examples)} labelled examples; features from {cache}", file=sys.stderr)
+    else:
+        print(f"{len(examples)} labelled examples; computing candidates and features …", file=sys.stderr)
+        featurize(reranker, examples)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps(examples))
     report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld)
     report["index"] = kb.info()
     if args.ablation:

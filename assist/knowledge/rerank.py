@@ -59,6 +59,14 @@ FEATURES: tuple[str, ...] = (
     "district_other",
     "length",
 )
+# what the model for a question without context reads: the caller's words alone (with no counselor turn
+# and no history the T+C and T+H variants equal T; a model trained on calls misreads them there)
+T_ONLY_DROP: tuple[str, ...] = tuple(
+    f for f in FEATURES if "_c" in f or "_h" in f or f in ("has_context", "title_h")
+)
+_T_ONLY_COLS = [FEATURES.index(f) for f in T_ONLY_DROP]
+_HAS_CONTEXT = FEATURES.index("has_context")
+MODEL_T_PATH = MODEL_PATH.with_name("rerank_model_t.txt")
 ABSTAIN_FEATURES = ("top", "margin", "dense_t", "bm25_t_rel", "dense_h", "fused_t_best")
 _GENERIC = re.compile(r"^(목적|정의|시행일|적용\s*범위|다른\s*법률과의\s*관계|위임|권한의\s*위임)")
 
@@ -129,6 +137,26 @@ class ArticleView:
         return np.maximum.reduceat(v, self.starts)
 
 
+def zero_context(X: np.ndarray) -> np.ndarray:
+    out = X.copy()
+    out[:, _T_ONLY_COLS] = 0.0
+    return out
+
+
+class Gated:
+    """Two rankers behind one ``predict``: one over the whole conversation, one over the caller's
+    words alone for a question with no context yet (a call's first question, a single utterance)."""
+
+    def __init__(self, full: Any, t_only: Any | None) -> None:
+        self.full = full
+        self.t_only = t_only
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        if len(X) and self.t_only is not None and X[0, _HAS_CONTEXT] == 0:
+            return np.asarray(self.t_only.predict(zero_context(X), num_threads=num_threads))
+        return np.asarray(self.full.predict(X, num_threads=num_threads))
+
+
 def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     """What the abstention decision reads: the top candidate's score and its margin over the second,
     the top candidate's own evidence, and the first stage's best fused score."""
@@ -173,13 +201,17 @@ class Reranker:
         """The reranker with the shipped model (first-stage order when the model file is missing)."""
         import lightgbm as lgb
 
-        model = abstainer = None
+        model: Gated | None = None
+        abstainer = None
         threshold = 1.0
         if path.exists():
-            model = lgb.Booster(model_file=str(path))
-            if tuple(model.feature_name()) != FEATURES:
+            full = lgb.Booster(model_file=str(path))
+            tpath = path.with_name(MODEL_T_PATH.name)
+            t_only = lgb.Booster(model_file=str(tpath)) if tpath.exists() else None
+            if tuple(full.feature_name()) != FEATURES:
                 log.warning("rerank model %s has other features than this code; not used", path)
-                model = None
+            else:
+                model = Gated(full, t_only)
         else:
             log.warning("no rerank model at %s: first-stage order", path)
         apath = path.with_name("abstain_model.txt")

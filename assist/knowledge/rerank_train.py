@@ -30,8 +30,11 @@ from .rerank import (
     ABSTAIN_FEATURES,
     FEATURES,
     MODEL_PATH,
+    MODEL_T_PATH,
+    T_ONLY_DROP,
     Candidates,
     Conversation,
+    Gated,
     Reranker,
     abstain_features,
 )
@@ -177,9 +180,13 @@ def fit(reranker: Reranker, train: list[Example]) -> Any:
     return model.booster_
 
 
-def fit_abstain(feats: np.ndarray, oos: np.ndarray, max_withheld: float) -> tuple[Any, float]:
-    """A small classifier of out-of-scope vs in-scope on the abstention features, and the threshold
-    that withholds at most ``max_withheld`` of the in-scope examples it was fitted on."""
+def fit_gated(reranker: Reranker, train: list[Example]) -> Gated:
+    """The ranker over the whole conversation and the one over the caller's words alone (every
+    example, its context features held constant)."""
+    return Gated(fit(reranker, train), fit(reranker, ablated(train, T_ONLY_DROP)))
+
+
+def _abstain_classifier(feats: np.ndarray, oos: np.ndarray) -> Any:
     import lightgbm as lgb
 
     clf = lgb.LGBMClassifier(
@@ -192,11 +199,29 @@ def fit_abstain(feats: np.ndarray, oos: np.ndarray, max_withheld: float) -> tupl
         random_state=13,
     )
     clf.fit(feats, oos.astype(int), feature_name=list(ABSTAIN_FEATURES))
-    p = clf.booster_.predict(feats, num_threads=1)
+    return clf.booster_
+
+
+def fit_abstain(
+    feats: np.ndarray, oos: np.ndarray, max_withheld: float, inner_folds: int = 5
+) -> tuple[Any, float]:
+    """A small classifier of out-of-scope vs in-scope on the abstention features, and the threshold
+    that withholds at most ``max_withheld`` of in-scope questions it has *not* seen: the threshold
+    comes from inner out-of-fold probabilities (a classifier's probabilities on its own training
+    rows are over-confident, and a threshold set on them withheld twice the share promised)."""
+    clf = _abstain_classifier(feats, oos)
+    idx = np.arange(len(oos))
+    p = np.zeros(len(oos))
+    for k in range(inner_folds):
+        te = idx % inner_folds == k
+        if te.all() or not oos[~te].any() or oos[~te].all():
+            p[te] = clf.predict(feats[te], num_threads=1)
+            continue
+        p[te] = _abstain_classifier(feats[~te], oos[~te]).predict(feats[te], num_threads=1)
     inscope = np.sort(p[~oos])
     k = int(np.floor((1 - max_withheld) * len(inscope)))
     threshold = float(inscope[min(k, len(inscope) - 1)]) + 1e-6 if len(inscope) else 0.5
-    return clf.booster_, threshold
+    return clf, threshold
 
 
 def predict(booster: Any, e: Example) -> np.ndarray:
@@ -227,7 +252,7 @@ def cross_validate(
     for f in range(folds):
         train = [e for e in examples if fold_of(e.group, folds) != f]
         test = [e for e in examples if fold_of(e.group, folds) == f]
-        booster = fit(reranker, train)
+        booster = fit_gated(reranker, train)
         for e in test:
             oof[e.id] = predict(booster, e)
         res: dict[str, Any] = {"fold": f}
@@ -274,9 +299,7 @@ def cross_validate(
 
 
 ABLATIONS: dict[str, tuple[str, ...]] = {
-    "caller's words only (no T+C, T+H)": tuple(
-        f for f in FEATURES if "_c" in f or "_h" in f or f in ("has_context", "title_h")
-    ),
+    "caller's words only (no T+C, T+H)": T_ONLY_DROP,
     "no article structure or district": (
         "law_kind",
         "is_table",
@@ -331,6 +354,19 @@ def default_sets(root: Path, shared: Path) -> dict[str, Path]:
     }
 
 
+def features_cache(kb: Any, sets: dict[str, Path]) -> Path:
+    """Where the featurised examples of this index and these labelled files are kept (var/cache)."""
+    from . import rerank
+
+    h = hashlib.sha256()
+    h.update(str(kb.key).encode())
+    h.update(Path(rerank.__file__).read_bytes())
+    for name, path in sorted(sets.items()):
+        h.update(name.encode())
+        h.update(path.read_bytes())
+    return Path(kb.settings.index_dir).parent / "cache" / f"rerank-features-{h.hexdigest()[:16]}.pkl"
+
+
 def train_and_save(
     reranker: Reranker,
     examples: list[Example],
@@ -340,8 +376,10 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
     scores; write both (and the threshold) beside the module."""
-    booster = fit(reranker, examples)
-    booster.save_model(str(path))
+    gated = fit_gated(reranker, examples)
+    gated.full.save_model(str(path))
+    assert gated.t_only is not None
+    gated.t_only.save_model(str(path.with_name(MODEL_T_PATH.name)))
     X, y = abstain_rows(examples, oof)
     clf, thr = fit_abstain(X, y, max_withheld)
     apath = path.with_name("abstain_model.txt")
