@@ -191,7 +191,13 @@ def call_turns(call: dict[str, Any]) -> list[Turn]:
     ]
 
 
-def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate_calls(
+    assistant: Assistant,
+    calls: list[dict[str, Any]],
+    evidence_out: list[tuple[str, list[Any], set[str]]] | None = None,
+) -> dict[str, Any]:
+    """Summaries of whole calls played as the service lives them. ``evidence_out`` collects each
+    call's (card, article, closeness) evidence with its reference regulations."""
     summarizer = Summarizer(assistant)
     morphs = assistant.kb.analyzer.content_morphemes
     cat_ok = facts = facts_ok = 0
@@ -243,6 +249,8 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
             }
         )
     n = len(calls)
+    if evidence_out is not None:
+        evidence_out.extend(evidence)
     return {
         "calls": n,
         "category_accuracy": _ratio(cat_ok, n),
@@ -255,7 +263,7 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
             "calls_citing": cited_calls,
             "threshold": assistant.settings.summary_confirm_min,
         },
-        "regulations_cv": regulations_cv(evidence),
+        "regulations_cv": regulations_cv(evidence) if evidence_out is None else None,
         "per_call": per_call,
     }
 

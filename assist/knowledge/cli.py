@@ -110,6 +110,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument(
+        "--live",
+        action="store_true",
+        help="Also run each fold's held-out utterances and calls through the product (drafts, live cards, summaries)",
+    )
+    p.add_argument(
         "--no-cache",
         action="store_true",
         help="Recompute the candidates' features (cached per index and data)",
@@ -290,6 +295,11 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         from .rerank_train import ablation
 
         report["ablation"] = ablation(reranker, examples, args.folds)
+    if args.live:
+        from assist.eval_cv import live_cv
+
+        live_assistant = Assistant(kb, AssistSettings())
+        report["live"] = live_cv(live_assistant, reranker, examples, oof, sets, args.folds, args.max_withheld)
     if args.train:
         report["trained"] = train_and_save(reranker, examples, oof, max_withheld=args.max_withheld)
     out = Path(args.out)
@@ -308,6 +318,20 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             f"  {name:<11} n={a['n']:<4} first stage H@1 {a['hit_at_1']:.3f} H@5 {a['hit_at_5']:.3f} "
             f"MRR {a['mrr_at_10']:.3f} → reranked H@1 {b['hit_at_1']:.3f} H@5 {b['hit_at_5']:.3f} MRR {b['mrr_at_10']:.3f}"
         )
+    if "live" in report:
+        lm = report["live"]["mean_of_held_out_folds"]
+        u, t, r = lm["utterances"], lm["turns"], lm["summary_regulations"]
+        print("  through the product, held-out folds (mean):")
+        print(
+            f"    utterances: citation precision {u['citation_precision']}, out of scope abstained "
+            f"{u['out_of_scope_abstained']}, in scope withheld {u['in_scope_withheld']}, keywords F1 {u['keywords_f1']}"
+        )
+        print(
+            f"    live cards: top right {t['hit_at_1']}, in top 3 {t['hit_at_3']}, citation precision "
+            f"{t['citation_precision']}, abstained in scope {t['abstained_in_scope']}, new card where none "
+            f"expected {t['shown_when_none_expected']}"
+        )
+        print(f"    summary regulations: P {r['mean_precision']} R {r['mean_recall']}")
     for name, ab in report.get("ablation", {}).items():
         print(f"  without: {name}")
         for set_name, row in ab["mean"].items():

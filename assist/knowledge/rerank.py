@@ -189,9 +189,10 @@ class Reranker:
         model: Any | None = None,
         abstainer: Any | None = None,
         threshold: float = 1.0,
+        view: ArticleView | None = None,
     ) -> None:
         self.kb = kb
-        self.view = ArticleView(kb)
+        self.view = view or ArticleView(kb)
         self.model = model
         self.abstainer = abstainer  # P(out of scope) from abstain_features
         self.threshold = threshold  # abstain at or above (tuned by cross-validation)

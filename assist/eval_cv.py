@@ -1,0 +1,112 @@
+"""What a counselor would see, measured on questions and calls the models never saw
+(``dasan eval rerank --live``).
+
+The shipped second stage is trained on every labelled example, so ``dasan eval assist`` with it
+scores items it was fitted to. Here, for each fold of the grouped cross-validation, the ranker and
+the out-of-scope model are fitted on the other folds only, put into the real
+:class:`~assist.assistant.Assistant`, and the fold's held-out material goes through the product's
+own code: single utterances through ``suggest_text`` (drafts, citations, abstention) and whole calls
+through the tracker (live cards turn by turn, then the summary citing from the cards shown). The
+summary's confirmation threshold is then chosen by cross-validation over the collected call
+evidence. Every figure is a mean of held-out folds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .assistant import Assistant
+from .citations import CitationChecker
+from .eval_assist import evaluate_calls, evaluate_utterances, regulations_cv
+from .eval_turns import evaluate_turns
+from .knowledge.rerank import Reranker
+from .knowledge.rerank_train import Example, abstain_rows, fit_abstain, fit_gated, fold_of
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def live_cv(
+    assistant: Assistant,
+    reranker: Reranker,
+    examples: list[Example],
+    oof: dict[str, np.ndarray],
+    sets: dict[str, Path],
+    folds: int = 5,
+    max_withheld: float = 0.05,
+) -> dict[str, Any]:
+    s = assistant.settings
+    checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
+    utterances = [
+        (name, item) for name in ("dev", "utterances") for item in _jsonl(sets[name]) if "utterance" in item
+    ]
+    calls = _jsonl(sets["turns"])
+    per_fold: list[dict[str, Any]] = []
+    evidence: list[tuple[str, list[Any], set[str]]] = []
+    saved = assistant.reranker
+    try:
+        for f in range(folds):
+            train = [e for e in examples if fold_of(e.group, folds) != f]
+            gated = fit_gated(reranker, train)
+            Xa, ya = abstain_rows(train, oof)
+            clf, thr = fit_abstain(Xa, ya, max_withheld)
+            assistant.reranker = Reranker(reranker.kb, gated, clf, thr, view=reranker.view)
+            res: dict[str, Any] = {"fold": f}
+            items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]
+            u = evaluate_utterances(assistant, items, checker)
+            res["utterances"] = {
+                "n": u["items"],
+                "citation_precision": u["citation_precision"],
+                "out_of_scope_abstained": u["out_of_scope"]["abstained_correctly"],
+                "out_of_scope_n": u["out_of_scope"]["n"],
+                "in_scope_withheld": u["in_scope"]["abstained_wrongly"],
+                "hit_at_5": u["in_scope"]["hit_at_5"],
+                "keywords_f1": u["keywords"]["f1"],
+            }
+            fold_calls = [c for c in calls if fold_of(str(c["id"]), folds) == f]
+            t = evaluate_turns(assistant, fold_calls)
+            t.pop("per_turn", None)
+            res["turns"] = t
+            summarised = [c for c in fold_calls if "reference_summary" in c]
+            if summarised:
+                evaluate_calls(assistant, summarised, evidence_out=evidence)
+            per_fold.append(res)
+    finally:
+        assistant.reranker = saved
+
+    def mean(section: str, key: str) -> float | None:
+        vals = [r[section][key] for r in per_fold if r[section].get(key) is not None]
+        return round(float(np.mean(vals)), 4) if vals else None
+
+    return {
+        "folds": folds,
+        "per_fold": per_fold,
+        "mean_of_held_out_folds": {
+            "utterances": {
+                k: mean("utterances", k)
+                for k in (
+                    "citation_precision",
+                    "out_of_scope_abstained",
+                    "in_scope_withheld",
+                    "hit_at_5",
+                    "keywords_f1",
+                )
+            },
+            "turns": {
+                k: mean("turns", k)
+                for k in (
+                    "hit_at_1",
+                    "hit_at_3",
+                    "citation_precision",
+                    "abstained_in_scope",
+                    "shown_when_none_expected",
+                )
+            },
+            "summary_regulations": regulations_cv(evidence, folds),
+        },
+    }
