@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .vocabulary import Role
+from .vocabulary import AuditAction, Role
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
@@ -128,6 +128,13 @@ def _feedback_export(args: argparse.Namespace) -> int:
     since = datetime.fromisoformat(args.since).replace(tzinfo=UTC) if args.since else None
     store = _store()
     items = eval_items(store, since)
+    # an export reads every judged card's caller words (masked) and, with --summaries, the approved
+    # summaries: audited like a console read
+    store.audit(
+        _operator(),
+        AuditAction.feedback_export,
+        detail=f"since={args.since or '-'} items={len(items)} summaries={bool(args.summaries)}",
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
     c = counts(items)

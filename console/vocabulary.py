@@ -122,6 +122,9 @@ class AuditAction(StrEnum):
     live_stream = "live_stream"  # a websocket opened on the call
     search = "search"  # a search or list of calls (target: the filters, masked)
     kb_search = "kb_search"  # a search of the regulations (target: the query, masked)
+    # reads by commands (actor cli:<os user>)
+    feedback_export = "feedback_export"  # dasan feedback export: judged cards (and approved summaries)
+    replay_read = "replay_read"  # dasan replay read a call's feedback, summary or transcript
     # administration
     user_create = "user_create"
     user_deactivate = "user_deactivate"

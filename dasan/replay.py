@@ -543,6 +543,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     call_ids = sorted(calls.events)
     feedback = feedback_rows(store, call_ids) if store is not None else []
     reviewed = reviewed_summaries(store, call_ids) if store is not None else {}
+    if store is not None:
+        # the replay read the counselors' feedback, the reviewed summaries (and maybe transcripts)
+        # of these calls from the console's store: audited like a console read, one row per call
+        from console.cli import _operator
+        from console.vocabulary import AuditAction
+
+        for cid in call_ids:
+            store.audit(_operator(), AuditAction.replay_read, cid, detail=f"run={run_id}")
     phases["read_s"] = round(time.perf_counter() - t_read, 2)
     meta: dict[str, Any] = {
         "run_id": run_id,

@@ -289,6 +289,17 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         assert "agreement" in proc.stdout and str(out / "report.html") in proc.stdout
         print(proc.stdout)
         report = json.loads((out / "report.json").read_text())
+        # both commands read the console's store: audited as the operator who ran them
+        from console.db import make_engine
+        from console.settings import ConsoleSettings
+        from console.store import Store
+
+        cs = ConsoleSettings(database_url=e2e_env["DASAN_CONSOLE_DATABASE_URL"])
+        audit_store = Store(make_engine(cs), cs.timezone)
+        for cid in calls:
+            rows = audit_store.audit_entries(cid)
+            assert any(r["action"] == "replay_read" and r["username"].startswith("cli:") for r in rows), rows
+        assert any(r["action"] == "feedback_export" for r in audit_store.audit_entries(None, limit=500))
         # --last: a time window selects them too (every partition read; other tests' calls may be there)
         from dasan.replay import from_kafka
 
