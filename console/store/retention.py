@@ -27,6 +27,7 @@ from ..models import (
     Feedback,
     KeywordUpdate,
     Segment,
+    ShadowSuggestion,
     SuggestionRow,
     Summary,
     SummaryReview,
@@ -54,6 +55,7 @@ def _delete_calls(db: Session, ids: Sequence[str]) -> dict[str, int]:
             "summary_reviews",
             "summaries",
             "suggestions",
+            "shadow_suggestions",
             "keyword_updates",
             "segments",
             "call_events",
@@ -77,6 +79,7 @@ def _delete_calls(db: Session, ids: Sequence[str]) -> dict[str, int]:
         for name, model in (
             ("summaries", Summary),
             ("suggestions", SuggestionRow),
+            ("shadow_suggestions", ShadowSuggestion),
             ("keyword_updates", KeywordUpdate),
             ("segments", Segment),
             ("call_events", CallEvent),
@@ -108,6 +111,10 @@ class Retention(Audit):
             return {
                 "feedback": rowcount(db.execute(delete(Feedback).where(Feedback.suggestion_id.in_(old)))),
                 "suggestions": rowcount(db.execute(delete(SuggestionRow).where(SuggestionRow.at < cutoff))),
+                # a shadow's cards (doc ids only) go with production's: same retention
+                "shadow_suggestions": rowcount(
+                    db.execute(delete(ShadowSuggestion).where(ShadowSuggestion.at < cutoff))
+                ),
                 "keyword_updates": rowcount(
                     db.execute(delete(KeywordUpdate).where(KeywordUpdate.at < cutoff))
                 ),

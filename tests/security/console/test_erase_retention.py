@@ -60,6 +60,11 @@ def _caller_calls(store: Store, call_script: Any, client_factory: Any) -> tuple[
             store.record(e)
     for e in other.full():
         store.record(e)
+    # a shadow assist's card for one of the caller's calls (doc ids and the call id only)
+    from streaming.events import Suggestion
+
+    sug = next(e for e in mine[0].full() if isinstance(e, Suggestion))
+    assert store.record_shadow([sug.model_copy(update={"event_id": f"sh-{sug.event_id}"})]) == 1
     kim = client_factory()
     login(kim, "kim")
     token = csrf_of(kim)
