@@ -27,7 +27,7 @@ from streaming.health import HealthServer
 from streaming.kafka import Record
 from streaming.topics import ASSIST_SUGGESTIONS
 from tests.assist.call_script import seg
-from tests.assist.kb_data import AMENDED_ON, CACHE, FEE_TABLE, amended, build, waste_records
+from tests.assist.kb_data import AMENDED_ON, CACHE, FEE_TABLE, amended, waste_records
 from tests.kafka_util import read_topic
 from tests.util import wait_for
 
@@ -38,13 +38,13 @@ def waste(shared_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def kb_v1(waste: list[dict[str, Any]]) -> Any:
-    return build(waste, "v1")
+def kb_v1(waste_kbs: tuple[Any, Any]) -> Any:
+    return waste_kbs[0]
 
 
 @pytest.fixture(scope="session")
-def kb_v2(waste: list[dict[str, Any]], kb_v1: Any) -> Any:
-    return build(amended(waste), "v2", like=kb_v1)
+def kb_v2(waste_kbs: tuple[Any, Any]) -> Any:
+    return waste_kbs[1]
 
 
 def _built(base: Path, key: str, created: str) -> None:
