@@ -75,7 +75,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from .models import ensure_whisper_model, verify_whisper_model
+    from .weights import ensure_whisper_model, verify_whisper_model
 
     path = ensure_whisper_model()
     verify_whisper_model(path)
@@ -170,7 +170,7 @@ def _worker(args: argparse.Namespace) -> int:
                 create_health_app(worker), host=settings.worker_host, port=port, log_level="warning"
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # Its own thread: uvicorn leaves signals alone outside the main thread, so the worker's handlers stay.
         threading.Thread(target=server.run, name="asr-health", daemon=True).start()
     install_signal_handlers(worker.stop)
     worker.run()

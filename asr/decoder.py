@@ -76,7 +76,7 @@ class WhisperDecoder:
     @classmethod
     def load(cls, settings: AsrSettings) -> WhisperDecoder:
         """The configured model, loaded where :mod:`asr.hardware` chooses (the edge: reads settings)."""
-        from .models import load_whisper
+        from .weights import load_whisper
 
         model, name, placement = load_whisper(settings)
         return cls(model, name, settings.decoder_options(), placement)

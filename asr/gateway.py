@@ -27,6 +27,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from streaming import metrics
+from streaming.callers import caller_key, mask_caller_number  # the console derives the same key to erase
 from streaming.events import CallEnded, CallStarted, EndReason, utcnow
 from streaming.health import broker_reachable, health_router
 from streaming.ingest import (
@@ -39,7 +40,7 @@ from streaming.ingest import (
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 
-from .session import CallSession, ProtocolError, caller_key, mask_caller_number, parse_start
+from .session import CallSession, ProtocolError, parse_start
 from .settings import AsrSettings
 
 log = logging.getLogger("dasan.asr.gateway")
@@ -225,7 +226,7 @@ class Gateway:
 
     async def _error(self, ws: WebSocket, code: str, message: str) -> None:
         with contextlib.suppress(Exception):
-            await ws.send_text(IngestError(code=code, message=message).model_dump_json())  # type: ignore[arg-type]
+            await ws.send_text(IngestError(code=code, message=message).model_dump_json())
             await ws.close(_CLOSE_FOR.get(code, CLOSE_POLICY), reason=code)
 
     async def shutdown(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,19 +94,20 @@ def transcribe_channels(
 
 
 def transcribe_array(
-    audio: np.ndarray, rate: int, decode: Decode, options: PolicyOptions, **kw: object
+    audio: np.ndarray, rate: int, decode: Decode, options: PolicyOptions, **kw: Any
 ) -> dict[str, Transcript]:
-    """``audio``: float32, shape (n,) or (n, channels)."""
+    """``audio``: float32, shape (n,) or (n, channels); ``kw``: :func:`transcribe_channels`' options."""
     if audio.ndim == 1:
         audio = audio[:, None]
     chans = {CHANNEL_ORDER[c].value: np.ascontiguousarray(audio[:, c]) for c in range(audio.shape[1])}
-    return transcribe_channels(chans, rate, decode, options, **kw)  # type: ignore[arg-type]
+    return transcribe_channels(chans, rate, decode, options, **kw)
 
 
-def offline_transcribe(model: object, audio: np.ndarray, rate: int, settings: AsrSettings) -> str:
-    """Plain faster-whisper ``transcribe`` of a mono array (the non-streaming baseline)."""
+def offline_transcribe(model: Any, audio: np.ndarray, rate: int, settings: AsrSettings) -> str:
+    """Plain faster-whisper ``transcribe`` (``model``: a ``WhisperModel``) of a mono array (the
+    non-streaming baseline)."""
     x = resample_to_16k(audio.astype(np.float32), rate)
-    segments, _ = model.transcribe(  # type: ignore[attr-defined]
+    segments, _ = model.transcribe(
         x,
         language=settings.language,
         beam_size=settings.beam_size,

@@ -14,16 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import ValidationError
 
-from streaming.callers import caller_key, mask_caller_number, normalize_number  # noqa: F401 (re-exported)
 from streaming.events import AudioFrame, Channel, Codec
 from streaming.ingest import IngestStart
 
 from .audio import bytes_per_sample
-
-# --------------------------------------------------------------------------- caller number
-# normalize_number, mask_caller_number and caller_key live in streaming.callers (the console derives
-# the same key to erase a caller's data); re-exported here for the gateway.
-
 
 # --------------------------------------------------------------------------- protocol
 

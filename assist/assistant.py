@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streaming.events import DraftAnswer, RetrievedPassage, StageLatency
+from streaming.events import DraftAnswer, Provenance, RetrievedPassage, StageLatency
 from streaming.privacy import mask_text
 
 from .drafts import DraftGenerator, make_generator
@@ -74,6 +74,30 @@ class SuggestRequest:
     masking_ms: float = 0.0
     queue_ms: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    # the whole conversation up to the trigger, both channels, masked: ("caller"|"counselor", text)
+    conversation: list[tuple[str, str]] = field(default_factory=list)
+
+
+def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_trigger: int = 1) -> Any:
+    """The retrieval question of a conversation whose last turn(s) are the caller's trigger: the
+    caller's recent turns (as the first stage searches them), the counselor's last turn before the
+    trigger, the earlier conversation (both channels) and the district named anywhere in it."""
+    from assist.knowledge.rerank import Conversation
+
+    caller = [t for who, t in turns if who == "caller"]
+    text = assistant.build_query(assistant.context_turns(caller, n_trigger)) if caller else ""
+    # the trigger's own caller turns are the question; everything before them is context
+    k = len(turns)
+    seen = 0
+    while k > 0 and seen < n_trigger:
+        k -= 1
+        if turns[k][0] == "caller":
+            seen += 1
+    before = list(turns[:k])
+    counselor = next((t for who, t in reversed(before) if who == "counselor"), "")
+    history = " ".join(t for _w, t in before)
+    district = district_of([t for _w, t in turns])
+    return Conversation(text, counselor, history, district, assistant.filters(district))
 
 
 @dataclass
@@ -115,6 +139,21 @@ class Assistant:
             known=lambda t: t in kb.analyzer.terms or kb.idf(t) < unseen - 1e-6,
         )
         self.generator: DraftGenerator = make_generator(self.settings, kb)
+        self.reranker: Any = None
+        if self.settings.rerank and getattr(kb, "dense", None) is not None:
+            from assist.knowledge.rerank import Reranker
+
+            self.reranker = Reranker.load(kb)
+        self._provenance: Provenance | None = None
+
+    @property
+    def provenance(self) -> Provenance:
+        """How this assistant's suggestions and summaries are made (index, encoder, generator, settings)."""
+        if self._provenance is None:
+            from .provenance import provenance_of
+
+            self._provenance = provenance_of(self.kb, self.settings)
+        return self._provenance
 
     @classmethod
     def open(
@@ -170,6 +209,9 @@ class Assistant:
             return False
         s = self.settings
         top = hits[0].scores
+        if "out_of_scope" in top and self.reranker is not None and self.reranker.abstainer is not None:
+            # the learned stage's out-of-scope model, its threshold tuned by cross-validation
+            return top["out_of_scope"] < self.reranker.threshold
         dense = top.get("dense")
         if dense is None:
             return self.kb.is_confident(list(hits))
@@ -178,6 +220,27 @@ class Assistant:
         bm25 = top.get("bm25", 0.0)
         return (
             s.corroborate_bm25_min > 0 and dense >= s.corroborate_dense_min and bm25 >= s.corroborate_bm25_min
+        )
+
+    def abstain_reason(self, hits: Sequence[Any], confident: bool) -> str:
+        """Why a card shows no answer, in the counselor's words."""
+        if not hits:
+            return "이 질문에 맞는 조문이 규정집에 없습니다. 소관 부서 안내나 이관을 권합니다."
+        top = hits[0]
+        p = top.scores.get("out_of_scope")
+        if not confident and p is not None:
+            return (
+                f"120 규정집 밖의 질문으로 보입니다(범위 밖일 가능성 {p:.0%}; 가장 가까운 조문은 "
+                f"「{top.law_name}」 {top.article_no}). 조문 없이 답하지 말고 소관 기관 안내나 이관을 권합니다."
+            )
+        if not confident:
+            return (
+                f"가장 가까운 조문(「{top.law_name}」 {top.article_no})도 질문과의 유사도가 낮아 근거로 "
+                "제시하지 않습니다. 질문을 더 듣거나 담당 부서 안내를 권합니다."
+            )
+        return (
+            f"「{top.law_name}」 {top.article_no}에서 질문에 답하는 문장을 찾지 못해 초안을 만들지 "
+            "않았습니다. 조문 원문을 확인해 주세요."
         )
 
     def filters(self, district: str | None) -> Any:
@@ -204,7 +267,21 @@ class Assistant:
             kw_ms.append((time.perf_counter() - t0) * 1000)
         # one encoder pass for the whole batch; each call keeps its own district filter
         t0 = time.perf_counter()
-        hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])
+        if self.reranker is not None:
+            convs = [
+                conversation_for(
+                    self,
+                    req.conversation or [("caller", t) for t in req.turns],
+                    len(req.trigger_segment_ids) or 1,
+                )
+                for req in requests
+            ]
+            for cv, req in zip(convs, requests, strict=True):
+                if req.district and not cv.district:
+                    cv.district, cv.filters = req.district, self.filters(req.district)
+            hits_all = self.reranker.rank(convs, s.top_k)
+        else:
+            hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])
         retrieval_ms = (time.perf_counter() - t0) * 1000
         out = []
         for i, req in enumerate(requests):
@@ -212,6 +289,8 @@ class Assistant:
             t0 = time.perf_counter()
             confident = self.confident(hits)
             draft = self.generator.draft(queries[i], hits, confident)
+            if draft.abstained:
+                draft = draft.model_copy(update={"abstain_reason": self.abstain_reason(hits, confident)})
             draft_ms = (time.perf_counter() - t0) * 1000
             passages = [to_passage(h) for h in hits] if (confident or not s.abstain) else []
             total = (time.perf_counter() - req.started) * 1000

@@ -23,6 +23,18 @@ def shown_key(passages: Sequence[Any], abstained: bool) -> frozenset[str]:
     return frozenset() if abstained else frozenset(f"{p.doc_id}@{p.effective_date}" for p in passages[:3])
 
 
+@dataclass(frozen=True)
+class Card:
+    trigger: str
+    doc_ids: tuple[str, ...]
+
+
+def card_of(trigger_segment_ids: Sequence[str], passages: Sequence[Any], abstained: bool) -> Card | None:
+    if abstained or not passages or not trigger_segment_ids:
+        return None
+    return Card(trigger_segment_ids[-1], tuple(dict.fromkeys(p.doc_id for p in passages[:3])))
+
+
 @dataclass
 class CallState:
     call_id: str
@@ -34,6 +46,9 @@ class CallState:
     due_at: float = NOW
     covered: set[str] = field(default_factory=set)
     shown: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=8))
+    # the cards put on screen (not abstaining): (trigger segment id, their articles, primary first);
+    # the summary cites from these, where the counselor's answer confirms them
+    cards: list[Card] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
     last_trigger_end_s: float = -1e9
     ended: CallEnded | None = None
@@ -56,14 +71,31 @@ class CallState:
                 break
         return out
 
+    def conversation(self, upto: str | None = None) -> list[tuple[str, str]]:
+        """Both channels up to a segment, masked: ("caller" | "counselor", text)."""
+        out = []
+        for sid in self.order:
+            ch, text, _s, _e = self.segments[sid]
+            out.append(("caller" if ch == Channel.caller else "counselor", text))
+            if sid == upto:
+                break
+        return out
+
     def turns(self) -> list[Turn]:
         return [Turn(self.segments[s][0], self.segments[s][1]) for s in self.order]
+
+    def card_positions(self) -> list[tuple[int, tuple[str, ...]]]:
+        """The cards shown, each with the position of its trigger among :meth:`turns`."""
+        pos = {sid: i for i, sid in enumerate(self.order)}
+        return [(pos[c.trigger], c.doc_ids) for c in self.cards if c.trigger in pos]
 
 
 @dataclass(frozen=True)
 class SummaryRequest:
     call_id: str
     turns: list[Turn]
+    # (position of the trigger in ``turns``, the card's articles) of every card shown in the call
+    cards: list[tuple[int, tuple[str, ...]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,11 @@ SYSTEM_PROMPT = (
     "'관련 근거를 찾지 못했습니다.'라고만 쓰세요."
 )
 _MARK = re.compile(r"\[(\d{1,2})\]")
+_NOT_WORD = re.compile(r"[\s「」『』()\[\]<>·.,:;\"'-]+")
+
+
+def _squash(text: str) -> str:
+    return _NOT_WORD.sub("", text)
 
 
 def build_messages(query: str, hits: Sequence[Hit], max_chars: int = 700) -> list[dict[str, str]]:
@@ -213,6 +218,12 @@ class LlmGenerator:
         )
         self.fallbacks = 0
         self.dropped_sentences = 0
+        # what the model wrote and what the citation check kept (for `dasan eval assist --generator llm`)
+        self.calls = 0
+        self.model_sentences = 0
+        self.kept_sentences = 0
+        self.model_abstentions = 0  # the model answered "관련 근거를 찾지 못했습니다"
+        self.fallback_reasons: dict[str, int] = {}
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         s = self.settings
@@ -230,9 +241,10 @@ class LlmGenerator:
         data: dict[str, Any] = resp.json()
         return str(data["choices"][0]["message"]["content"] or "")
 
-    def _fallback(self, query: str, hits: Sequence[Hit], confident: bool, why: str) -> DraftAnswer:
+    def _fallback(self, query: str, hits: Sequence[Hit], confident: bool, why: str, kind: str) -> DraftAnswer:
         self.fallbacks += 1
-        log.warning("llm draft fell back to grounded", extra={"reason": why})
+        self.fallback_reasons[kind] = self.fallback_reasons.get(kind, 0) + 1
+        log.warning("llm draft fell back to grounded", extra={"reason": why, "kind": kind})
         ans = self.fallback.draft(query, hits, confident)
         return ans.model_copy(update={"generator": "grounded(llm-fallback)"})
 
@@ -241,13 +253,21 @@ class LlmGenerator:
             return abstention(self.name)
         # the model sees a few passages to choose from; the citation check keeps it honest
         use = list(hits[: max(self.settings.draft_passages, 3)])
+        self.calls += 1
         try:
             answer = self.complete(build_messages(query, use))
-        except (httpx.HTTPError, KeyError, IndexError, ValueError, TypeError) as exc:
-            return self._fallback(query, hits, confident, repr(exc))
+        except httpx.TimeoutException as exc:
+            return self._fallback(query, hits, confident, repr(exc), "timeout")
+        except httpx.HTTPError as exc:
+            return self._fallback(query, hits, confident, repr(exc), "http_error")
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            return self._fallback(query, hits, confident, repr(exc), "unparsable")
         kept: list[DraftSentence] = []
+        headings = [_squash(f"{h.citation}{h.article_title or ''}") for h in use]
         for text, nums in parse_cited_sentences(answer, len(use)):
-            if not nums:
+            self.model_sentences += 1
+            if not nums or any(_squash(text) in hd for hd in headings):
+                # no marker, or only a passage's heading copied back (「법」 제20조(…) [1]): no claim to check
                 self.dropped_sentences += 1
                 continue
             ok_ids = []
@@ -256,6 +276,7 @@ class LlmGenerator:
                 if self.checker.check(text, h.text, h.passage_id, f"{h.citation}").supported:
                     ok_ids.append(h.passage_id)
             if ok_ids:
+                self.kept_sentences += 1
                 kept.append(DraftSentence(text=text, citations=ok_ids))
             else:
                 self.dropped_sentences += 1
@@ -263,8 +284,9 @@ class LlmGenerator:
                 break
         if not kept:
             if "찾지 못했" in answer:
+                self.model_abstentions += 1
                 return abstention(self.name)
-            return self._fallback(query, hits, confident, "no supported sentence")
+            return self._fallback(query, hits, confident, "no supported sentence", "check_failed")
         return DraftAnswer(generator=self.name, sentences=kept)
 
 

@@ -26,10 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streaming.events import Channel
+from streaming.privacy import mask_text
 
 from .assistant import Assistant
 from .citations import CitationChecker
+from .drafts import LlmGenerator
+from .eval_turns import play_call
 from .summary import Summarizer, Turn
 from .taxonomy import OTHER, category_from_label, classify
 
@@ -44,7 +49,8 @@ def keyword_match(pred: str, gold: str) -> bool:
 
 
 def load_items(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    utterances, calls = [], []
+    utterances: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     for path in paths:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if not line.strip():
@@ -58,6 +64,40 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return round(v[min(len(v) - 1, round(q * (len(v) - 1)))], 1)
+
+
+def llm_stats(
+    assistant: Assistant, generators: dict[str, int], draft_ms: list[float]
+) -> dict[str, Any] | None:
+    """With ``generator=llm``: how often the model's draft was used, why it fell back, how long it took.
+
+    ``citation_check_pass_rate``: share of the sentences the model wrote that the citation check kept;
+    ``fallback_rate``: share of the model calls answered with the grounded draft instead;
+    ``model_abstention_rate``: share of the calls the model answered "관련 근거를 찾지 못했습니다"; ``draft_ms``:
+    the draft step of the items where the model was asked (check and fallback included).
+    """
+    gen = assistant.generator
+    if not isinstance(gen, LlmGenerator):
+        return None
+    return {
+        "model_calls": gen.calls,
+        "model_sentences": gen.model_sentences,
+        "kept_sentences": gen.kept_sentences,
+        "citation_check_pass_rate": _ratio(gen.kept_sentences, gen.model_sentences),
+        "fallback_rate": _ratio(gen.fallbacks, gen.calls),
+        "model_abstention_rate": _ratio(gen.model_abstentions, gen.calls),
+        "fallback_reasons": dict(sorted(gen.fallback_reasons.items())),
+        "drafts_by_generator": dict(sorted(generators.items())),
+        "draft_ms_p50": _pct(draft_ms, 0.5),
+        "draft_ms_p95": _pct(draft_ms, 0.95),
+    }
+
+
 def evaluate_utterances(
     assistant: Assistant, items: list[dict[str, Any]], checker: CitationChecker
 ) -> dict[str, Any]:
@@ -68,10 +108,16 @@ def evaluate_utterances(
     cat_n = cat_ok = 0
     hit5 = 0
     latencies = []
+    draft_ms: list[float] = []
+    generators: dict[str, int] = {}
     per_item = []
     for item in items:
+        calls_before = getattr(assistant.generator, "calls", 0)
         res = assistant.suggest_text(item["utterance"], call_id=item.get("id", "eval"))
         latencies.append(res.latency.total_ms)
+        if getattr(assistant.generator, "calls", 0) > calls_before:  # the model was asked
+            draft_ms.append(res.latency.draft_ms)
+        generators[res.draft.generator] = generators.get(res.draft.generator, 0) + 1
         gold_kw = item.get("keywords", [])
         kp += len(res.keywords)
         kpm += sum(1 for p in res.keywords if any(keyword_match(p, g) for g in gold_kw))
@@ -113,13 +159,17 @@ def evaluate_utterances(
                 "cited": cited,
                 "relevant": sorted(relevant),
                 "abstained": res.draft.abstained,
+                "generator": res.draft.generator,
+                "draft_ms": res.latency.draft_ms,
             }
         )
     p = _ratio(kpm, kp)
     r = _ratio(kgm, kg)
     f1 = round(2 * p * r / (p + r), 4) if p and r else 0.0
     latencies.sort()
+    out_llm = llm_stats(assistant, generators, draft_ms)
     return {
+        **({"llm": out_llm} if out_llm else {}),
         "items": len(items),
         "keywords": {"precision": p, "recall": r, "f1": f1},
         "citation_precision": _ratio(cites_ok, cites),
@@ -146,10 +196,23 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
     morphs = assistant.kb.analyzer.content_morphemes
     cat_ok = facts = facts_ok = 0
     reg_p = reg_r = reg_j = 0.0
+    cited_calls = 0
     per_call = []
+    evidence: list[tuple[str, list[Any], set[str]]] = []
     for call in calls:
         ref = call["reference_summary"]
-        out = summarizer.summarize(call_turns(call))
+        # the call as the service lives it: the cards shown, then the summary that cites from them
+        played = play_call(assistant, call)
+        turns = call_turns(call)
+        out = summarizer.summarize(turns, played.cards)
+        masked = [Turn(t.channel, mask_text(t.text)) for t in turns]
+        evidence.append(
+            (
+                str(call.get("id")),
+                summarizer.confirmer.evidence(masked, played.cards),
+                set(ref.get("regulations_cited", [])),
+            )
+        )
         expected = category_from_label(call.get("topic", ""))
         cat_ok += 1 if out.category == expected and expected != OTHER else 0
         text = " ".join(
@@ -166,6 +229,7 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
         gold, pred = set(ref.get("regulations_cited", [])), set(out.regulations_cited)
         inter = len(gold & pred)
         reg_p += inter / len(pred) if pred else 0.0
+        cited_calls += bool(pred)
         reg_r += inter / len(gold) if gold else 0.0
         reg_j += inter / len(gold | pred) if gold | pred else 0.0
         per_call.append(
@@ -184,11 +248,67 @@ def evaluate_calls(assistant: Assistant, calls: list[dict[str, Any]]) -> dict[st
         "category_accuracy": _ratio(cat_ok, n),
         "key_fact_recall": _ratio(facts_ok, facts),
         "regulations": {
-            "precision": round(reg_p / n, 4) if n else None,
+            # precision over the calls whose summary cites something; recall over all calls
+            "precision": round(reg_p / cited_calls, 4) if cited_calls else None,
             "recall": round(reg_r / n, 4) if n else None,
             "jaccard": round(reg_j / n, 4) if n else None,
+            "calls_citing": cited_calls,
+            "threshold": assistant.settings.summary_confirm_min,
         },
+        "regulations_cv": regulations_cv(evidence),
         "per_call": per_call,
+    }
+
+
+def _reg_scores(evidence: list[tuple[str, list[Any], set[str]]], thr: float) -> tuple[float, float, int]:
+    from .summary_regs import RegulationConfirmer
+
+    p = r = 0.0
+    citing = 0
+    for _cid, ev, gold in evidence:
+        pred = set(RegulationConfirmer.confirmed(ev, thr))
+        if pred:
+            citing += 1
+            p += len(pred & gold) / len(pred)
+        r += len(pred & gold) / len(gold) if gold else 0.0
+    n = len(evidence)
+    return (p / citing if citing else 0.0), (r / n if n else 0.0), citing
+
+
+def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int = 5) -> dict[str, Any]:
+    """The summary's confirmation threshold chosen on the other folds (the best F0.5: precision
+    first) and judged on each held-out fold of calls."""
+    from assist.knowledge.rerank_train import fold_of
+
+    grid = [round(x, 3) for x in np.arange(0.2, 0.8, 0.01)]
+
+    def f05(p: float, r: float) -> float:
+        return 1.25 * p * r / (0.25 * p + r) if p + r else 0.0
+
+    per_fold = []
+    for f in range(folds):
+        train = [e for e in evidence if fold_of(e[0], folds) != f]
+        test = [e for e in evidence if fold_of(e[0], folds) == f]
+        if not train or not test:
+            continue
+        best = max(grid, key=lambda t: f05(*_reg_scores(train, t)[:2]))
+        p, r, citing = _reg_scores(test, best)
+        per_fold.append(
+            {
+                "fold": f,
+                "threshold": best,
+                "precision": round(p, 4),
+                "recall": round(r, 4),
+                "calls": len(test),
+                "citing": citing,
+            }
+        )
+    best_all = max(grid, key=lambda t: f05(*_reg_scores(evidence, t)[:2])) if evidence else None
+    return {
+        "per_fold": per_fold,
+        "mean_precision": round(float(np.mean([x["precision"] for x in per_fold])), 4) if per_fold else None,
+        "mean_recall": round(float(np.mean([x["recall"] for x in per_fold])), 4) if per_fold else None,
+        "threshold_on_all_calls": best_all,
     }
 
 
@@ -199,8 +319,13 @@ def evaluate(assistant: Assistant, paths: Sequence[Path]) -> dict[str, Any]:
     out: dict[str, Any] = {"generator": s.generator, "kb": assistant.kb.info()}
     if utterances:
         out["utterances"] = evaluate_utterances(assistant, utterances, checker)
-    if calls:
-        out["calls"] = evaluate_calls(assistant, calls)
+    summarised = [c for c in calls if "reference_summary" in c]
+    if summarised:
+        out["calls"] = evaluate_calls(assistant, summarised)
+    if any("relevant_article_ids" in t for c in calls for t in c["turns"]):
+        from .eval_turns import evaluate_turns
+
+        out["turns"] = evaluate_turns(assistant, calls)
     return out
 
 
@@ -221,6 +346,15 @@ def format_table(result: dict[str, Any]) -> str:
             f"  category accuracy   {u['category_accuracy']}",
             f"  latency p50 (ms)    {u['latency_ms_p50']}",
         ]
+        llm = u.get("llm")
+        if llm:
+            lines += [
+                f"  llm calls           {llm['model_calls']}  drafts {llm['drafts_by_generator']}",
+                f"  citation check      {llm['citation_check_pass_rate']} of {llm['model_sentences']} model sentences kept",
+                f"  fallback rate       {llm['fallback_rate']}  {llm['fallback_reasons']}",
+                f"  model abstained     {llm['model_abstention_rate']}",
+                f"  draft ms p50 / p95  {llm['draft_ms_p50']} / {llm['draft_ms_p95']}",
+            ]
     c = result.get("calls")
     if c:
         r = c["regulations"]
@@ -228,6 +362,18 @@ def format_table(result: dict[str, Any]) -> str:
             f"calls: {c['calls']}",
             f"  category accuracy   {c['category_accuracy']}",
             f"  key-fact recall     {c['key_fact_recall']}",
-            f"  regulations         P {r['precision']}  R {r['recall']}  Jaccard {r['jaccard']}",
+            f"  regulations         P {r['precision']}  R {r['recall']}  Jaccard {r['jaccard']}"
+            f"  (threshold {r['threshold']}; {r['calls_citing']} summaries cite)",
+            f"  regulations, CV     P {c['regulations_cv']['mean_precision']}  R {c['regulations_cv']['mean_recall']}"
+            f"  (mean of held-out folds; threshold on all calls {c['regulations_cv']['threshold_on_all_calls']})",
+        ]
+    t = result.get("turns")
+    if t:
+        lines += [
+            f"live cards in calls: {t['n']} labelled caller turns in {t['calls']} calls",
+            f"  top card right      {t['hit_at_1']}   within top 3 {t['hit_at_3']}",
+            f"  citation precision  {t['citation_precision']}  ({t['citations']} cited articles)",
+            f"  abstained (in scope) {t['abstained_in_scope']}",
+            f"  new card where none expected {t['shown_when_none_expected']} (n={t['none_expected']})",
         ]
     return "\n".join(lines)

@@ -26,7 +26,9 @@ def bar_progress() -> dict[str, Any]:
 
     try:
         with tqdm.get_lock():
-            bars = [b for b in tqdm._instances if not getattr(b, "disable", False)]
+            # tqdm's registry of open bars: private, and so not in its type stubs
+            open_bars = getattr(tqdm, "_instances", ())
+            bars = [b for b in open_bars if not getattr(b, "disable", False)]
     except RuntimeError:  # a bar opened or closed while we looked: report it on the next probe
         return {}
     if not bars:

@@ -52,6 +52,10 @@ STOPWORDS = frozenset(
         "지금",
         "이번",
         "혹시",
+        # conditionals (만약에 그 60일을 넘기면요?): the analyser tags them nouns
+        "만약",
+        "만일",
+        "가령",
         "어디",
         "얼마",
         "사람",

@@ -34,13 +34,19 @@ from streaming.events import Event, Suggestion
 from streaming.kafka import EventConsumer, EventProducer, Record, read_partitions
 from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
-from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS
+from streaming.topics import (
+    ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
+    CALL_EVENTS,
+    CALL_SUMMARIES,
+    CALL_TRANSCRIPTS,
+)
 
 from .assistant import Assistant, SuggestRequest, SuggestResult
 from .call_state import Due, SummaryRequest, SummaryResult
 from .settings import AssistSettings
 from .summary import Summarizer
-from .tracker import CallTracker
+from .tracker import CallTracker, namespaced
 
 log = logging.getLogger("dasan.assist.service")
 SERVICE = "assist"
@@ -56,6 +62,9 @@ def _where(exc: BaseException) -> str:
 
 
 class AssistService:
+    SHADOW_TOPIC = ASSIST_SUGGESTIONS_SHADOW
+    """Where a shadow (``DASAN_ASSIST_SHADOW``) writes all its output."""
+
     def __init__(
         self,
         assistant: Assistant,
@@ -74,8 +83,16 @@ class AssistService:
         self.instance = instance
         self.clock = clock
         self.summarizer = Summarizer(assistant)
-        # through self.assistant, so a knowledge-base switch reaches the tracker too
-        self.tracker = CallTracker(self.settings, lambda text: self.assistant.evidence_terms(text))
+        self.variant = self.settings.variant
+        # a shadow writes all its output to the shadow topic, and rebuilds from its own output there
+        self.shadow_topic = self.SHADOW_TOPIC if self.settings.shadow else None
+        self.outputs = (self.SHADOW_TOPIC,) if self.shadow_topic else OUTPUTS
+        # evidence through self.assistant, so a knowledge-base switch reaches the tracker too
+        self.tracker = CallTracker(
+            self.settings,
+            lambda text: self.assistant.evidence_terms(text),
+            provenance=assistant.provenance.model_copy(update={"variant": self.variant}),
+        )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
         self.published_suggestions = 0
@@ -83,7 +100,7 @@ class AssistService:
         self.producer = EventProducer(self.kafka)
         self.consumer = EventConsumer(
             INPUTS,
-            self.settings.group_id,
+            self.settings.consumer_group,
             self.handle,
             self.kafka,
             dlq_producer=self.producer,
@@ -143,11 +160,24 @@ class AssistService:
     def rebuild(self, partitions: list[int]) -> int:
         """Re-read the given partitions of the input and output topics and rebuild call state."""
         since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
-        read = read_partitions(self.kafka, (*INPUTS, *OUTPUTS), partitions, since_ms=since_ms)
+        read = read_partitions(self.kafka, (*INPUTS, *self.outputs), partitions, since_ms=since_ms)
+        mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
         with self._lock:
-            self.tracker.rebuild(((rec.partition, ev) for rec, ev in read), self.clock())
+            self.tracker.rebuild(((rec.partition, ev) for rec, ev in mine), self.clock())
         self._gauge()
         return len(read)
+
+    def _own(self, ev: Event) -> bool:
+        """An output event this variant published (other shadows share the shadow topic)."""
+        prov = getattr(ev, "provenance", None)
+        variant = prov.variant if prov is not None else "production"
+        return variant == self.variant or (self.shadow_topic is None and prov is None)
+
+    def _send(self, ev: Event) -> Any:
+        if self.shadow_topic is None:
+            return self.producer.send(ev)
+        # ids of its own: production's are derived from the same call and segment ids
+        return self.producer.send(namespaced(ev, self.variant, "sh-"), self.shadow_topic)
 
     # ------------------------------------------------------------------ event handling
     def handle(self, event: Event, record: Record) -> None:
@@ -174,6 +204,8 @@ class AssistService:
         with self._lock:
             self.assistant = assistant
             self.summarizer = Summarizer(assistant)
+            # every card from now on names the version that made it
+            self.tracker.provenance = assistant.provenance.model_copy(update={"variant": self.variant})
         log.info(
             "knowledge-base version switched",
             extra={"kb_version": key, "previous": old, "instance": self.instance},
@@ -227,13 +259,13 @@ class AssistService:
                 failures.append((res.request, exc))
         for _res, events in sends:
             for ev in events:
-                self.producer.send(ev)
+                self._send(ev)
         self.producer.flush()
         with self._lock:
             for res, events in sends:
                 self.tracker.record(res, events)
-            for req, exc in failures:
-                self._failed(req, exc)
+            for req, error in failures:
+                self._failed(req, error)
         for _res, events in sends:
             for ev in events:
                 if isinstance(ev, Suggestion):
@@ -280,7 +312,7 @@ class AssistService:
     def _summarize(self, req: SummaryRequest) -> None:
         t0 = time.perf_counter()
         try:
-            parts = self.summarizer.summarize(req.turns)
+            parts = self.summarizer.summarize(req.turns, req.cards)
             result = SummaryResult(req, parts, (time.perf_counter() - t0) * 1000)
             events = self.tracker.events_for(result)
         except Exception as exc:
@@ -288,7 +320,7 @@ class AssistService:
                 self._failed(req, exc)
             return
         for ev in events:
-            self.producer.send(ev).get(timeout=30)
+            self._send(ev).get(timeout=30)
         self.published_summaries += 1
         with self._lock:
             self.tracker.record(result, events)
@@ -301,6 +333,7 @@ class AssistService:
         broker = broker_answers(self.kafka)
         return polled and broker, {
             "instance": self.instance,
+            "variant": self.variant,
             "polled_recently": polled,
             "broker": "ok" if broker else "unreachable",
             "open_calls": len(self.tracker.calls),

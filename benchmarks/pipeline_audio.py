@@ -24,9 +24,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+from machine_info import machine
 from pipeline_common import (
     RESULTS,
     KafkaTap,
@@ -35,7 +37,6 @@ from pipeline_common import (
     Stack,
     follow_call,
     login,
-    machine,
     pct,
     save,
 )
@@ -63,7 +64,7 @@ def build_call_audio(out: Path, pause_s: float = 1.5) -> float:
 
 
 def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
-    settings = KafkaSettings(bootstrap=stack.broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[union-attr]
+    settings = KafkaSettings(bootstrap=stack.bootstrap, max_poll_interval_ms=3000)
     run = uuid.uuid4().hex[:6]
     call_ids = [f"abench-{run}-{i:03d}" for i in range(n)]
     ours = set(call_ids)
@@ -148,7 +149,7 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
         ws_lat = [(sugg_ws[s] - audio_end[s]) * 1000 for s in audio_end if s in sugg_ws]
         screen_lat = [(sugg_ws[s] - final_at[s]) * 1000 for s in audio_end if s in sugg_ws]
         summ_lat = [(summary_ws[c] - ended_at[c]) * 1000 for c in summary_ws if c in ended_at]
-        row = {
+        row: dict[str, Any] = {
             "calls": n,
             "wall_s": round(wall, 1),
             "caller_finals": len(audio_end),
@@ -207,6 +208,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--name", default="pipeline_audio", help="result file name (gpu_suite.py: pipeline_audio-cuda)"
+    )
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dasan-abench-"))
@@ -243,11 +247,11 @@ def main() -> None:
         )
     held = [r["calls"] for r in rows if r["holds"]]
     print(f"most concurrent audio calls that hold: {max(held) if held else 'none'}")
-    png = RESULTS / "pipeline_audio.png"
+    png = RESULTS / f"{args.name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(rows, png)
     path = save(
-        "pipeline_audio",
+        args.name,
         {
             "benchmark": "pipeline_audio",
             "machine": machine(),

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -28,15 +27,6 @@ from dasan.stack import Stack as LocalStack  # noqa: E402
 from streaming.broker import LocalBroker  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-
-
-def machine() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-    }
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -82,6 +72,11 @@ class Stack:
 
     def port(self, name: str) -> int:
         return self.services[name].port
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.broker is not None, "start the stack first"
+        return self.broker.bootstrap
 
     @property
     def console_port(self) -> int:

@@ -28,7 +28,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+from machine_info import machine
 from pipeline_common import (
     RESULTS,
     KafkaTap,
@@ -38,7 +40,6 @@ from pipeline_common import (
     follow_call,
     keep_calling,
     login,
-    machine,
     pct,
     save,
 )
@@ -68,7 +69,7 @@ def run_level(
     call hangs up, for ``level_s``: n calls are in progress at every moment after the ramp, as on a
     centre's floor. Only finals and hang-ups after the ramp are measured.
     """
-    settings = KafkaSettings(bootstrap=stack.broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[union-attr]
+    settings = KafkaSettings(bootstrap=stack.bootstrap, max_poll_interval_ms=3000)
     run = uuid.uuid4().hex[:6]
     prefix = f"bench-{run}-"
     final_sent: dict[str, float] = {}  # caller segment id → wall time the final was sent
@@ -168,7 +169,7 @@ def run_level(
         summ_kafka_lat = [
             (summary_kafka[c] - ended_at[c]) * 1000 for c in measured_calls if c in summary_kafka
         ]
-        row = {
+        row: dict[str, Any] = {
             "calls": n,
             "arrivals": arrivals,
             "calls_played": len(started_calls),
@@ -272,6 +273,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--name",
+        default="pipeline_transcripts",
+        help="result file name (gpu_suite.py: pipeline_transcripts-cuda)",
+    )
     ap.add_argument("--levels", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--max-turns", type=int, default=8, help="turns of each scripted call to play")
     ap.add_argument(
@@ -352,11 +358,11 @@ def main() -> None:
         )
     held = [r["calls"] for r in rows if r["holds"]]
     print(f"most concurrent calls with p95 on-screen latency ≤ 1 s: {max(held) if held else 'none'}")
-    png = RESULTS / "pipeline_transcripts.png"
+    png = RESULTS / f"{args.name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(rows, png)
     path = save(
-        "pipeline_transcripts",
+        args.name,
         {
             "benchmark": "pipeline_transcripts",
             "machine": machine(),

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,17 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def _machine() -> dict:
-    import psutil
-
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
-    }
+from machine_info import machine  # noqa: E402
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -74,7 +62,7 @@ def main() -> int:
     settings = KnowledgeSettings()
     items = load_items(paths.shared_dir() / "eval-dev" / "utterances.jsonl")
     result: dict = {
-        "machine": _machine(),
+        "machine": machine(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": settings.model_dump(
             mode="json",
@@ -148,7 +136,7 @@ def main() -> int:
     result["query_caps"] = rows
 
     # stage breakdown of one search at the default cap
-    stages = {"embed_ms": [], "lexical_ms": [], "total_ms": []}
+    stages: dict[str, list[float]] = {"embed_ms": [], "lexical_ms": [], "total_ms": []}
     for q in queries[: args.single]:
         t = time.perf_counter()
         kb.encode_queries([q])

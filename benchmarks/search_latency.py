@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import threading
@@ -25,9 +23,12 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine_info import machine  # noqa: E402
 
 # What counselors type while the caller speaks: a few words, often the legal term.
 QUERIES = [
@@ -65,19 +66,10 @@ QUERIES = [
 DISTRICTS = ["강남구", None]
 
 
-def _machine() -> dict:
-    import psutil
-
+def _machine() -> dict[str, Any]:
     from streaming.hardware import cpu_info
 
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_family": cpu_info().family,
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-    }
+    return machine() | {"cpu_family": cpu_info().family}
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -161,7 +153,7 @@ def main() -> int:
     wall = time.perf_counter() - t1
     server.stop()
 
-    result = {
+    result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "index": {"key": kb.key, "records": len(kb.records), "dense": kb.dense is not None},

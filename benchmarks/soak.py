@@ -24,7 +24,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from pipeline_common import RESULTS, Stack, follow_call, keep_calling, login, machine, pct, save
+from machine_info import machine
+from pipeline_common import RESULTS, Stack, follow_call, keep_calling, login, pct, save
 
 from dasan.simulator import ScriptedCall, load_script, play_scripted_call
 from streaming.events import TranscriptSegment
@@ -72,7 +73,7 @@ def main() -> None:
         password = stack.add_user("soak-qa", "qa", None)
         stack.add_user("soak", "counselor")
         cookie = login(f"http://127.0.0.1:{stack.console_port}", "soak-qa", password)
-        settings = KafkaSettings(bootstrap=stack.broker.bootstrap)  # type: ignore[union-attr]
+        settings = KafkaSettings(bootstrap=stack.bootstrap)
         base = f"127.0.0.1:{stack.console_port}"
         t_start = time.time()
         t_end = t_start + args.minutes * 60

@@ -8,7 +8,7 @@ list a user is shown and the calls that user may open cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,6 @@ def sees_review_history(user: User) -> bool:
     return role_of(user) is not Role.counselor
 
 
-def may_read_raw(user: User, raw_text_roles: Iterable[Role]) -> bool:
+def may_read_raw(user: User, raw_text_roles: Collection[Role]) -> bool:
     """Unmasked transcript text (each read is audited by the caller)."""
     return user.role in raw_text_roles

@@ -85,9 +85,6 @@ class Authenticated:
         return self.session.id
 
 
-_UNRESOLVED = object()
-
-
 def client_ip(conn: HTTPConnection) -> str:
     """The client's address (uvicorn resolves X-Forwarded-For from trusted proxies only)."""
     return conn.client.host if conn.client else "unknown"
@@ -99,9 +96,9 @@ def actor(conn: HTTPConnection, user: User) -> Actor:
 
 def resolve(conn: HTTPConnection) -> Authenticated | None:
     """The request's valid session, looked up once per request (``None`` if there is none)."""
-    cached = getattr(conn.state, "auth", _UNRESOLVED)
-    if cached is not _UNRESOLVED:
-        return cached  # type: ignore[return-value]
+    if hasattr(conn.state, "auth"):  # resolved before in this request
+        cached: Authenticated | None = conn.state.auth
+        return cached
     found: Authenticated | None = None
     token = conn.session.get("sid")
     if isinstance(token, str) and token:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from .vocabulary import Role
@@ -30,6 +31,21 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     mig = cs.add_parser("migrate", help="Create or upgrade the database schema (Alembic)")
     mig.add_argument("--revision", default="head", help="target revision (default head)")
     mig.set_defaults(func=_migrate)
+
+    fb = sub.add_parser("feedback", help="Counselors' judgements of suggestions as evaluation data")
+    fbs = fb.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
+    ex = fbs.add_parser(
+        "export",
+        help="Write judged suggestions (masked) as an utterances.jsonl eval file",
+        description="Each suggestion a counselor judged becomes one line in the format of "
+        "eval-dev/utterances.jsonl: the caller's words (masked) as the utterance, the articles of "
+        "👍 or copied cards as relevant, those of 👎 cards as known-wrong. --summaries also writes the "
+        "approved (possibly edited) summaries as reference summaries (calls.jsonl format).",
+    )
+    ex.add_argument("out", type=Path, help="the utterances.jsonl file to write")
+    ex.add_argument("--since", default=None, help="only feedback from this date on (YYYY-MM-DD)")
+    ex.add_argument("--summaries", type=Path, default=None, help="also write approved summaries here")
+    ex.set_defaults(func=_feedback_export)
 
     u = sub.add_parser("users", help="Create and list console users")
     us = u.add_subparsers(dest="users_command", metavar="ACTION", required=True)
@@ -101,6 +117,29 @@ def _store() -> Any:
     engine = make_engine(settings)
     migrate(engine, settings)
     return Store(engine, settings.timezone)
+
+
+def _feedback_export(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from .feedback_export import counts, eval_items, reference_summaries
+
+    since = datetime.fromisoformat(args.since).replace(tzinfo=UTC) if args.since else None
+    store = _store()
+    items = eval_items(store, since)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+    c = counts(items)
+    print(f"{c['items']} judged suggestions ({c['relevant']} 👍/copied, {c['known_wrong']} 👎) → {args.out}")
+    if args.summaries:
+        refs = reference_summaries(store, since)
+        args.summaries.parent.mkdir(parents=True, exist_ok=True)
+        args.summaries.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in refs), encoding="utf-8"
+        )
+        print(f"{len(refs)} approved summaries → {args.summaries}")
+    return 0
 
 
 def _operator() -> Any:
@@ -312,7 +351,7 @@ def _privacy_erase(args: argparse.Namespace) -> int:
             calls = []
         scope = "call"
     done = erase(store, calls, _operator(), scope=scope, dry_run=args.dry_run)
-    report = {
+    report: dict[str, Any] = {
         "erasure": done.erasure_id,
         "dry_run": done.dry_run,
         "calls": done.call_ids,

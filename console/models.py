@@ -203,6 +203,22 @@ class SummaryReview(Base):
     at: Mapped[datetime] = mapped_column(TS)
 
 
+class ShadowSuggestion(Base):
+    """A suggestion of a shadow assist (``assist.suggestions.shadow``): never in a call's log, never on
+    a websocket; kept only to measure its agreement with production (doc ids, no text)."""
+
+    __tablename__ = "shadow_suggestions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    variant: Mapped[str] = mapped_column(String(80), index=True)
+    suggestion_id: Mapped[str] = mapped_column(String(80))
+    trigger_segment_ids: Mapped[list[Any]] = mapped_column(JSON)
+    abstained: Mapped[bool] = mapped_column(Boolean)
+    cited: Mapped[list[Any]] = mapped_column(JSON, doc="doc ids the draft cites (the top passage if none)")
+    at: Mapped[datetime] = mapped_column(TS, index=True)
+
+
 class Feedback(Base):
     """👍/👎 (kind ``vote``, one per user and suggestion, last one counts) and draft copies (``copy``)."""
 

@@ -157,11 +157,17 @@ def _suggestion(ev: Suggestion) -> dict[str, Any]:
             ],
         },
         "latency_ms": round(ev.latency.total_ms, 1),
+        "provenance": ev.provenance.model_dump(mode="json") if ev.provenance else None,
     }
 
 
 def _summary(ev: CallSummary) -> dict[str, Any]:
-    return {"type": "summary", "summary_id": ev.summary_id, **summary_content(ev)}
+    return {
+        "type": "summary",
+        "summary_id": ev.summary_id,
+        **summary_content(ev),
+        "provenance": ev.provenance.model_dump(mode="json") if ev.provenance else None,
+    }
 
 
 PROJECTIONS: dict[type[Event], Callable[[Any], dict[str, Any]]] = {

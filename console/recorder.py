@@ -1,5 +1,6 @@
 """The recorder: consumer group ``console-recorder`` writing every topic to the store of record,
-then fanning each newly stored event out to the websockets of that call."""
+then fanning each newly stored event out to the websockets of that call. Shadow assists' output
+(``assist.suggestions.shadow``) is kept apart (``shadow_suggestions``) and never fanned out."""
 
 from __future__ import annotations
 
@@ -15,14 +16,21 @@ from streaming.codec import dead_letter_headers, encode
 from streaming.health import broker_reachable
 from streaming.kafka import EventConsumer, Record
 from streaming.settings import KafkaSettings
-from streaming.topics import ASSIST_SUGGESTIONS, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS, dlq_name
+from streaming.topics import (
+    ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
+    CALL_EVENTS,
+    CALL_SUMMARIES,
+    CALL_TRANSCRIPTS,
+    dlq_name,
+)
 
 from .hub import Hub
 from .store import OwnerConflict, Store
 
 log = logging.getLogger("dasan.console")
 
-TOPICS = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
+TOPICS = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES, ASSIST_SUGGESTIONS_SHADOW)
 RECORDED = Counter("dasan_console_recorded_total", "Events written to the store", ["type"])
 SKIPPED = Counter("dasan_console_redelivered_total", "Events already in the store (redelivery)")
 OWNER_CONFLICTS = Counter(
@@ -88,7 +96,10 @@ class Recorder:
         """
         if not self._pending:
             return
-        batch = self._pending
+        shadow = [e for e, rec in self._pending if rec.topic == ASSIST_SUGGESTIONS_SHADOW]
+        batch = [(e, rec) for e, rec in self._pending if rec.topic != ASSIST_SUGGESTIONS_SHADOW]
+        if shadow:
+            self.store.record_shadow(shadow)  # a database error raises: nothing is committed
         try:
             self._publish(self.store.record_many([e for e, _ in batch]), len(batch))
         except (OperationalError, InterfaceError):

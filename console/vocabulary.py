@@ -16,7 +16,11 @@ class LabelledEnum(StrEnum):
 
     label: str
 
-    def __new__(cls, value: str, label: str) -> Self:
+    # ``label`` has a default only for the type checker, which reads a lookup such as ``Role("qa")``
+    # as a call of this constructor; every member declares its label (checked here).
+    def __new__(cls, value: str, label: str | None = None) -> Self:
+        if label is None:
+            raise TypeError(f"{cls.__name__}.{value}: a member needs a label")
         member = str.__new__(cls, value)
         member._value_ = value
         member.label = label

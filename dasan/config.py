@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pydantic_settings import BaseSettings
+
 from streaming import paths
 
 # (service, module, class) — the one list of settings classes.
@@ -18,14 +20,14 @@ SETTINGS_CLASSES: list[tuple[str, str, str]] = [
 ]
 
 
-def settings_classes() -> list[tuple[str, type]]:
+def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     out = []
     for service, module, name in SETTINGS_CLASSES:
         out.append((service, getattr(importlib.import_module(module), name)))
     return out
 
 
-def env_names(cls: type) -> dict[str, Any]:
+def env_names(cls: type[BaseSettings]) -> dict[str, Any]:
     """{ENV_VAR: field info} for a pydantic-settings class."""
     prefix = cls.model_config.get("env_prefix", "")
     out = {}

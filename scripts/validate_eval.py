@@ -28,6 +28,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TypeGuard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +95,7 @@ def read_jsonl(path: Path, errors: list[str]) -> list[tuple[int, dict]]:
     return rows
 
 
-def _is_str(value: object) -> bool:
+def _is_str(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
@@ -244,7 +245,7 @@ def check_utterances(
             seen.add(uid)
             stats["items"][uid] = item
         if originals is not None:
-            clean = originals.get(item.get("variant_of"))
+            clean = originals.get(item.get("variant_of", ""))
             if clean is None:
                 errors.append(f"{where}: variant_of {item.get('variant_of')!r} is not an utterance id")
             elif (clean.get("topic"), clean.get("relevant_article_ids")) != (

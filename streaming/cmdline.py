@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 Register = Callable[[Any, dict[str, Any]], None]
@@ -37,7 +37,7 @@ class _Groups(dict[str, Any]):
 class CommandParser(argparse.ArgumentParser):
     """A parser with one level of commands; ``commands`` maps each name to its parser."""
 
-    commands: dict[str, argparse.ArgumentParser]
+    commands: Mapping[str, argparse.ArgumentParser]
 
 
 def build_parser(prog: str, description: str, registers: Sequence[Register]) -> CommandParser:

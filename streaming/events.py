@@ -259,6 +259,33 @@ class StageLatency(Contract):
     queue_ms: float = Field(default=0.0, description="Transcript on Kafka → picked up by assist")
 
 
+class Provenance(Contract):
+    """How a suggestion or summary was made: which index, encoder, generator and settings.
+
+    Optional on :class:`Suggestion` and :class:`CallSummary` (added within schema version 1: older
+    consumers drop it). Replay reports and the console's QA views compare it between runs.
+    """
+
+    index_key: str | None = Field(default=None, max_length=64, description="Knowledge index folder key")
+    corpus_version: str | None = Field(
+        default=None, max_length=64, description="Version (content hash) of the regulation corpus indexed"
+    )
+    encoder: str | None = Field(
+        default=None, max_length=200, description="Embedding model and backend (None: BM25 only)"
+    )
+    encoder_hash: str | None = Field(default=None, max_length=64, description="Fingerprint of its weights")
+    generator: str = Field(max_length=40, description="grounded | llm")
+    generator_model: str | None = Field(default=None, max_length=200, description="The LLM, for llm")
+    settings_hash: str = Field(
+        max_length=64, description="Hash of the assist and retrieval settings that change what is shown"
+    )
+    variant: str = Field(
+        default="production",
+        max_length=80,
+        description="production | shadow:<name> | replay:<run id> (who produced the event)",
+    )
+
+
 class KeywordsUpdated(Event):
     """The keyword chips for a call changed (published even when no new suggestion is due)."""
 
@@ -276,6 +303,7 @@ class Suggestion(Event):
     passages: list[RetrievedPassage] = Field(default_factory=list)
     draft: DraftAnswer
     latency: StageLatency = Field(default_factory=StageLatency)
+    provenance: Provenance | None = Field(default=None, description="How it was made (optional)")
 
     @model_validator(mode="after")
     def _citations_resolve(self) -> Suggestion:
@@ -319,6 +347,7 @@ class CallSummary(Event):
     keywords: list[str] = Field(default_factory=list)
     generator: str
     latency_ms: float = 0.0
+    provenance: Provenance | None = Field(default=None, description="How it was made (optional)")
 
 
 AnyEvent = Annotated[

@@ -41,6 +41,7 @@ CALL_AUDIO = "call.audio"
 CALL_TRANSCRIPTS = "call.transcripts"
 ASSIST_SUGGESTIONS = "assist.suggestions"
 CALL_SUMMARIES = "call.summaries"
+ASSIST_SUGGESTIONS_SHADOW = "assist.suggestions.shadow"
 KB_VERSIONS = "kb.versions"
 
 # Partition counts bound the parallelism of each consumer group (one partition → one member).
@@ -72,6 +73,14 @@ TOPICS: dict[str, TopicSpec] = {
             "Keywords and cited draft answers (masked)",
         ),
         TopicSpec(CALL_SUMMARIES, 12, 90 * DAY_MS, ("call_summary",), "Call summaries (masked)"),
+        # after the production topics: topic_for_event() finds those first
+        TopicSpec(
+            ASSIST_SUGGESTIONS_SHADOW,
+            12,
+            14 * DAY_MS,
+            ("suggestion", "keywords_updated", "call_summary"),
+            "Shadow assists' output (candidate configurations, masked): recorded for QA, shown to no counselor",
+        ),
         TopicSpec(
             KB_VERSIONS,
             1,

@@ -7,10 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from streaming.hardware import configure_threading
+
+if TYPE_CHECKING:
+    from streaming.broker import LocalBroker
+    from streaming.settings import KafkaSettings
 
 configure_threading()  # before any test imports torch or CTranslate2 (tests share the machine's cores)
 
@@ -33,25 +38,20 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[object]:
+def broker() -> Iterator[LocalBroker]:
     """A Tansu broker on a free loopback port for the whole test session."""
-    from streaming.broker import LocalBroker
+    from tests.kafka_util import running_broker
 
-    b = LocalBroker(log_path=ARTIFACTS / "tansu.log" if ARTIFACTS.exists() else None)
-    b.start()
-    yield b
-    b.stop()
+    with running_broker("tansu.log") as b:
+        yield b
 
 
 @pytest.fixture(scope="session")
-def kafka_settings(broker: object) -> object:
+def kafka_settings(broker: LocalBroker) -> KafkaSettings:
     """Settings pointing at the test broker, with a short group join (Tansu waits for it)."""
-    from streaming.admin import create_topics
-    from streaming.settings import KafkaSettings
+    from tests.kafka_util import broker_settings
 
-    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[attr-defined]
-    create_topics(s)
-    return s
+    return broker_settings(broker)
 
 
 @pytest.fixture()

@@ -7,12 +7,17 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Dialog, Page
 
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval: float = 0.2) -> T:
+def wait_for(
+    condition: Callable[[], T | None | Literal[False]], timeout_s: float, what: str, interval: float = 0.2
+) -> T:
     """Call ``condition`` every ``interval`` seconds until it returns something truthy; return that.
 
     Raises AssertionError naming ``what`` (and the last value seen) when ``timeout_s`` passes first.
@@ -50,3 +55,13 @@ def raw_ws_handshake(port: int, path: str, cookie: str) -> socket.socket:
         head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head
     return s
+
+
+def dismiss_dialogs(page: Page, messages: list[str]) -> None:
+    """Dismiss every dialog (alert, confirm) the page opens, noting its message in ``messages``."""
+
+    def on_dialog(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)

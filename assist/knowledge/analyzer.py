@@ -143,11 +143,21 @@ class KoreanAnalyzer:
         return out
 
     def expansions(self, text: str) -> list[str]:
-        """Legal terms for the colloquial variants found in ``text`` (matched without spaces)."""
+        """Legal terms for the colloquial variants found in ``text`` (matched without spaces).
+
+        A one-syllable variant (약, 차) matches only as a noun of its own: inside another word
+        (만약, 계약, 예약) it is not the colloquial word, and matching it there put 폐의약품 on a call
+        about a house purchase."""
         squashed = _SPACE.sub("", text).lower()
         found: list[str] = []
+        nouns: set[str] | None = None
         for key, terms in self.variants.items():
             if key in squashed:
+                if len(key) == 1:
+                    if nouns is None:
+                        nouns = set(self.nouns(text))
+                    if key not in nouns:
+                        continue
                 found.extend(terms)
         return found
 

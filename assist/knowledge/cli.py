@@ -1,4 +1,9 @@
-"""``dasan kb build|update|search|info`` and ``dasan eval retrieval`` (registered by assist/cli.py)."""
+"""``dasan kb build|update|search|info|list|activate|rollback|import``, ``dasan eval retrieval`` and
+``dasan eval rerank`` (registered by assist/cli.py).
+
+Why one module of ~430 lines: argument parsing and printing for each command, no logic of their own
+(that is in the modules beside it).
+"""
 
 from __future__ import annotations
 
@@ -91,6 +96,20 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--noisy", action="store_true", help="Also evaluate ASR-like noisy variants of the utterances"
     )
     p.set_defaults(func=cmd_eval_retrieval)
+
+    p = groups["eval"].add_parser(
+        "rerank", help="Cross-validate the learned second stage (and with --train, refit and save it)"
+    )
+    p.add_argument(
+        "--folds", type=int, default=5, help="Grouped folds (an item and its rewrite, a call: one fold)"
+    )
+    p.add_argument(
+        "--max-withheld", type=float, default=0.05, help="Most in-scope questions abstention may withhold"
+    )
+    p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
+    p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
+    p.add_argument("--out", default="benchmarks/results/rerank_cv.json", help="Where the report goes")
+    p.set_defaults(func=cmd_eval_rerank)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -220,6 +239,60 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         for k, v in info.items():
             print(f"{k:>20}: {v}")
+    return 0
+
+
+def cmd_eval_rerank(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from assist.assistant import Assistant
+    from assist.settings import AssistSettings
+
+    from .rerank import Reranker
+    from .rerank_train import cross_validate, default_sets, featurize, load_examples, train_and_save
+
+    kb = _open(_settings(args))
+    if kb is None:
+        return 1
+    if kb.dense is None:
+        print("the second stage needs the dense side", file=sys.stderr)
+        return 1
+    root = Path(__file__).resolve().parents[2]
+    assistant = Assistant(kb, AssistSettings(rerank=False))
+    reranker = Reranker(kb)
+    examples = load_examples(assistant, default_sets(root, root.parent / "shared"))
+    print(f"{len(examples)} labelled examples; computing candidates and features …", file=sys.stderr)
+    featurize(reranker, examples)
+    report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld)
+    report["index"] = kb.info()
+    if args.ablation:
+        from .rerank_train import ablation
+
+        report["ablation"] = ablation(reranker, examples, args.folds)
+    if args.train:
+        report["trained"] = train_and_save(reranker, examples, oof, max_withheld=args.max_withheld)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+    mean = report["mean_of_held_out_folds"]
+    print(f"mean of {args.folds} held-out folds (report: {out}):")
+    for name, row in mean.items():
+        if name == "abstain":
+            print(
+                f"  abstention: out of scope abstained {row['oos_abstained']}, in scope withheld {row['in_scope_withheld']}"
+            )
+            continue
+        a, b = row["first_stage"], row["reranked"]
+        print(
+            f"  {name:<11} n={a['n']:<4} first stage H@1 {a['hit_at_1']:.3f} H@5 {a['hit_at_5']:.3f} "
+            f"MRR {a['mrr_at_10']:.3f} → reranked H@1 {b['hit_at_1']:.3f} H@5 {b['hit_at_5']:.3f} MRR {b['mrr_at_10']:.3f}"
+        )
+    for name, ab in report.get("ablation", {}).items():
+        print(f"  without: {name}")
+        for set_name, row in ab["mean"].items():
+            print(
+                f"    {set_name:<11} H@1 {row['hit_at_1']:.3f} H@5 {row['hit_at_5']:.3f} MRR {row['mrr_at_10']:.3f}"
+            )
     return 0
 
 

@@ -14,7 +14,10 @@ Backends (``KnowledgeSettings.dense_backend``):
   quantised on the fly): about 2-5x faster on this CPU; vectors drift from fp32 (cosine about 0.94), so
   passages and queries must be embedded by the same backend (the backend is part of the index key).
 - ``onnx``: sentence-transformers' ONNX Runtime backend when an exported model is present.
-- ``cuda``: bfloat16 on the GPU (falls back to the CPU choice, with a warning, when CUDA fails).
+- ``cuda``: bfloat16 on the GPU. When CUDA is not usable at start, the CPU choice (with a warning,
+  before the index key is made); when the model then fails to load onto the GPU (no memory, a
+  runtime mismatch), bf16 or fp32 on the CPU (:func:`load_with_cuda_fallback`: vectors of the same
+  numerics as the ``cuda`` index, never int8's), with a structured warning.
 
 Passages are embedded as ``title: <law> <article title> | text: <passage>`` (EmbeddingGemma's document
 format with a real title), queries with the model's ``query`` prompt. Vectors are L2-normalised float32;
@@ -35,16 +38,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from streaming.hardware import CpuInfo, cpu_info, cuda_usable
 
 if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
     from .settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,14 @@ def choose_backend(cpu: CpuInfo, cuda: tuple[bool, str]) -> BackendChoice:
     )
 
 
-def resolve_backend(requested: str) -> str:
+def resolve_backend(requested: str, cuda: Callable[[], tuple[bool, str]] = cuda_usable) -> str:
     """The concrete backend for a configured one: ``auto`` → this machine's choice; ``cuda`` on a
-    machine where CUDA is not usable → the CPU choice, with a warning (never an exception)."""
+    machine where CUDA is not usable → the CPU choice, with a warning (never an exception).
+    ``cuda``: the probe (:func:`streaming.hardware.cuda_usable`; a test passes its own)."""
     if requested == "auto":
-        return backend_choice().backend
+        return backend_choice().backend if cuda is cuda_usable else choose_backend(cpu_info(), cuda()).backend
     if requested == "cuda":
-        ok, why = cuda_usable()
+        ok, why = cuda()
         if not ok:
             fallback = choose_backend(cpu_info(), (False, why))
             log.warning(
@@ -100,6 +107,73 @@ def backend_choice() -> BackendChoice:
         extra={"backend": choice.backend, "reason": choice.reason, "cpu": choice.cpu},
     )
     return choice
+
+
+def cuda_fallback_backend(cpu: CpuInfo) -> str:
+    """The CPU backend that replaces ``cuda`` when the model fails to load onto the GPU *after* the
+    index was keyed ``cuda``: bf16 where the CPU has it in hardware, else fp32 (``torch``). Both give
+    vectors equal to the GPU's bf16 ones to cosine 0.999+, so the ``cuda`` index stays valid; int8
+    would drift (cosine ~0.94) from the passages it is searched against."""
+    return "bf16" if cpu.bf16 else "torch"
+
+
+def load_with_cuda_fallback(
+    backend: str, load: Callable[[str], M], cpu: CpuInfo | None = None
+) -> tuple[M, str, str]:
+    """``load(backend)``; when ``backend`` is ``cuda`` and that raises (no driver, a runtime
+    mismatch, out of GPU memory), ``load`` of :func:`cuda_fallback_backend` instead, with one
+    structured warning (``event=encoder_cuda_fallback``). Returns (model, backend, device)."""
+    if backend != "cuda":
+        return load(backend), backend, "cpu"
+    try:
+        return load("cuda"), "cuda", "cuda"
+    except Exception as exc:
+        fallback = cuda_fallback_backend(cpu or cpu_info())
+        log.warning(
+            "encoder cannot run on CUDA: falling back to the CPU (slower; fix the GPU or set "
+            "DASAN_KB_DENSE_BACKEND)",
+            extra={
+                "event": "encoder_cuda_fallback",
+                "requested": "cuda",
+                "backend": fallback,
+                "device": "cpu",
+                "error": repr(exc)[:300],
+            },
+        )
+        return load(fallback), fallback, "cpu"
+
+
+def load_sentence_model(model_path: Path, backend: str) -> SentenceTransformer:
+    """EmbeddingGemma as one concrete backend (``cuda``, ``bf16``, ``torch``, ``int8``, ``onnx``)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if backend == "onnx":
+        return SentenceTransformer(
+            str(model_path),
+            device="cpu",
+            backend="onnx",
+            model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
+            local_files_only=True,
+        )
+    if backend in ("bf16", "cuda"):
+        model = SentenceTransformer(
+            str(model_path),
+            device="cuda" if backend == "cuda" else "cpu",
+            local_files_only=True,
+            model_kwargs={"torch_dtype": torch.bfloat16},
+        )
+        model.eval()
+        return model
+    model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+    model.eval()
+    if backend == "int8":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
+    return model
 
 
 class DenseModelMissing(RuntimeError):
@@ -125,6 +199,7 @@ class Encoder:
         max_seq_length: int = 160,
         query_max_length: int = 64,
         threads: int = 2,
+        cuda: Callable[[], tuple[bool, str]] = cuda_usable,  # the CUDA probe (a test passes its own)
     ) -> None:
         if not (Path(model_path) / "modules.json").is_file():
             raise DenseModelMissing(
@@ -134,42 +209,19 @@ class Encoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        from sentence_transformers import SentenceTransformer
 
-        backend = resolve_backend(backend)
-        device = "cuda" if backend == "cuda" else "cpu"
+        backend = resolve_backend(backend, cuda)
         torch.set_num_threads(threads)
-        self.backend = backend
-        self.device = device
+        self.requested_backend = backend  # what the index is keyed by (resolved at start)
         self.max_seq_length = max_seq_length
         self.query_max_length = query_max_length
         self._lock = threading.Lock()
         t0 = time.perf_counter()
-        if backend == "onnx":
-            model = SentenceTransformer(
-                str(model_path),
-                device="cpu",
-                backend="onnx",
-                model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
-                local_files_only=True,
-            )
-        elif backend in ("bf16", "cuda"):
-            model = SentenceTransformer(
-                str(model_path),
-                device=device,
-                local_files_only=True,
-                model_kwargs={"torch_dtype": torch.bfloat16},
-            )
-            model.eval()
-        else:
-            model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
-            model.eval()
-            if backend == "int8":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model = torch.ao.quantization.quantize_dynamic(
-                        model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
-                    )
+        model, backend, device = load_with_cuda_fallback(
+            backend, lambda b: load_sentence_model(model_path, b)
+        )
+        self.backend = backend
+        self.device = device
         self.model = model
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 768)

@@ -24,6 +24,9 @@ class EvalItem(BaseModel):
     id: str
     utterance: str
     relevant_article_ids: list[str] = Field(default_factory=list)
+    known_wrong_article_ids: list[str] = Field(
+        default_factory=list, description="Articles a counselor judged wrong for it (dasan feedback export)"
+    )
     topic: str | None = None
 
 
@@ -104,7 +107,9 @@ def evaluate(
     queries = [it.utterance for it in items]
     qvecs = kb.encode_queries(queries) if kb.dense is not None else None
     in_scope = [i for i, it in enumerate(items) if it.relevant_article_ids]
-    oos = [i for i, it in enumerate(items) if not it.relevant_article_ids]
+    # an item with known-wrong articles only (a 👎 card) is not out of scope: the answer is unknown
+    oos = [i for i, it in enumerate(items) if not it.relevant_article_ids and not it.known_wrong_article_ids]
+    wrong = [i for i, it in enumerate(items) if it.known_wrong_article_ids]
     report: dict[str, Any] = {"items": len(items), "in_scope": len(in_scope), "out_of_scope": len(oos)}
     table: dict[str, dict[str, float]] = {}
     per_item: dict[str, list[list[str]]] = {}
@@ -117,6 +122,27 @@ def evaluate(
         ranked = [[h.doc_id for h in hits[i]] for i in in_scope]
         per_item[m] = ranked
         table[m] = metrics_for(ranked, [items[i].relevant_article_ids for i in in_scope])
+    reranker = _reranker(kb)
+    if reranker is not None:
+        # the product's order: the learned second stage over the first stage's candidates
+        hits = reranker.rank([_conversation(it.utterance) for it in items], 10)
+        ranked = [[h.doc_id for h in hits[i]] for i in in_scope]
+        per_item["reranked"] = ranked
+        methods = [*methods, "reranked"]
+        table["reranked"] = metrics_for(ranked, [items[i].relevant_article_ids for i in in_scope])
+        if reranker.abstainer is not None:
+            thr = reranker.threshold
+            shown = [items[i].id for i in oos if hits[i] and hits[i][0].scores["out_of_scope"] < thr]
+            held = [items[i].id for i in in_scope if not hits[i] or hits[i][0].scores["out_of_scope"] >= thr]
+            report["abstention_reranked"] = {
+                "rule": "out-of-scope probability of the learned stage < threshold (cross-validated)",
+                "threshold": round(thr, 4),
+                "out_of_scope_shown": len(shown),
+                "out_of_scope_total": len(oos),
+                "out_of_scope_shown_ids": shown,
+                "in_scope_withheld": len(held),
+                "in_scope_withheld_ids": held,
+            }
     report["methods"] = table
     assert hybrid_hits is not None
     shown_oos = [items[i].id for i in oos if kb.is_confident(hybrid_hits[i])]
@@ -148,11 +174,54 @@ def evaluate(
         for j, i in enumerate(in_scope)
     ]
     report["oos_top_scores"] = {items[i].id: top_scores[i] for i in oos}
+    if wrong:
+        top1 = [
+            i
+            for i in wrong
+            if hybrid_hits[i]
+            and kb.is_confident(hybrid_hits[i])
+            and hybrid_hits[i][0].doc_id in items[i].known_wrong_article_ids
+        ]
+        report["known_wrong"] = {
+            "items": len(wrong),
+            "still_first": len(top1),
+            "still_first_ids": [items[i].id for i in top1],
+        }
     return report
 
 
+def _reranker(kb: KnowledgeBase) -> Any:
+    """The shipped second stage over this index (None without a dense side or a model)."""
+    if kb.dense is None:
+        return None
+    from .rerank import Reranker
+
+    r = Reranker.load(kb)
+    return r if r.model is not None else None
+
+
+def _conversation(utterance: str) -> Any:
+    """A single utterance as the service would retrieve for it (masked, its district's rules)."""
+    from assist.assistant import district_of
+    from streaming.privacy import mask_text
+
+    from .records import SearchFilters
+    from .rerank import Conversation
+
+    text = mask_text(utterance)
+    district = district_of([text])
+    filters = SearchFilters(applies_in=f"서울특별시 {district}") if district else None
+    return Conversation(text[:300], district=district, filters=filters)
+
+
 def format_table(report: dict[str, Any]) -> str:
-    names = {"bm25_ws": "BM25 whitespace", "bm25": "BM25 morphemes", "dense": "dense", "hybrid": "hybrid"}
+    names = {
+        "bm25_ws": "BM25 whitespace",
+        "bm25": "BM25 morphemes",
+        "dense": "dense",
+        "hybrid": "hybrid",
+        "reranked": "hybrid+rerank *",
+    }
     cols = METRICS
     lines = [f"in scope: {report['in_scope']} items, out of scope: {report['out_of_scope']}", ""]
     lines.append(f"{'method':<18}" + "".join(f"{c:>9}" for c in cols))
@@ -164,4 +233,16 @@ def format_table(report: dict[str, Any]) -> str:
         f"out of scope: {a['out_of_scope_shown']}/{a['out_of_scope_total']} would still be shown a source "
         f"({a['rule']}, threshold {a['threshold']}); in scope withheld: {a['in_scope_withheld']}/{report['in_scope']}"
     )
+    if "abstention_reranked" in report:
+        a = report["abstention_reranked"]
+        lines.append(
+            f"* the product's order (learned second stage): out of scope shown {a['out_of_scope_shown']}/"
+            f"{a['out_of_scope_total']}, in scope withheld {a['in_scope_withheld']}/{report['in_scope']} "
+            f"(out-of-scope probability < {a['threshold']})"
+        )
+    if "known_wrong" in report:
+        w = report["known_wrong"]
+        lines.append(
+            f"known wrong (counselor 👎): {w['still_first']}/{w['items']} still shown first with confidence"
+        )
     return "\n".join(lines)

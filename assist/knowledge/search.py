@@ -177,7 +177,7 @@ class Searcher:
             raise ValueError(f"unknown method {method!r}; one of {METHODS}")
         mask = self.mask(filters)
         dense_all = self.dense.scores(qvecs) if (qvecs is not None and self.dense is not None) else None
-        results = []
+        results: list[list[SearchHit]] = []
         for qi, query in enumerate(queries):
             if not query.strip() or top_k <= 0:
                 results.append([])

@@ -148,8 +148,8 @@ class IndexStore:
             for p in index.passages:
                 fh.write(p.model_dump_json() + "\n")
         (tmp / "tokens.json").write_text(json.dumps(index.tokens, ensure_ascii=False), encoding="utf-8")
-        dense = index.embeddings is not None
-        if dense:
+        dense = index.embeddings is not None and index.unit_of is not None  # set together by build
+        if index.embeddings is not None and index.unit_of is not None:
             np.save(tmp / "embeddings.npy", index.embeddings)
             np.save(tmp / "unit_of.npy", index.unit_of)
             (tmp / "embed_hashes.json").write_text(json.dumps(index.embed_hashes))

@@ -4,6 +4,7 @@ passing its connection in ``config.attributes["connection"]``."""
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from console.models import Base
 
@@ -24,11 +25,11 @@ def run_migrations_online() -> None:
     _run(connection)
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
+        render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
     with context.begin_transaction():

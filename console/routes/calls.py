@@ -50,7 +50,7 @@ def api_calls(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
-    filters = {
+    filters: dict[str, Any] = {
         "active": active,
         "day_from": day_from,
         "day_to": day_to,
@@ -59,7 +59,7 @@ def api_calls(
         "keyword": keyword,
         "q": q,
     }
-    calls, total = store.list_calls(user, offset=offset, limit=limit, **filters)  # type: ignore[arg-type]
+    calls, total = store.list_calls(user, offset=offset, limit=limit, **filters)
     audit(AuditAction.search, target=search_target(filters), detail=f"total={total} offset={offset}")
     return {"items": calls, "total": total, "offset": offset, "limit": limit}
 

@@ -6,6 +6,7 @@ The pages' own JavaScript reads the JSON API and the live websocket for everythi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import schemas
-from ..access import can_read_summary, owns_call, sees_review_history
+from ..access import OPERATORS, can_read_summary, owns_call, sees_review_history
 from ..auth import CSRF_FIELD, check_csrf, generate_password, hash_password
 from ..deps import (
     Admin,
@@ -211,7 +212,10 @@ def search_page(
 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request, user: Overseer, store: StoreDep, day: str = "") -> HTMLResponse:
-    return page(request, "stats.html", user, m=store.metrics(user, parse_day(day) or store.today()))
+    shadow = store.shadow_agreement(store.now() - timedelta(hours=24)) if user.role in OPERATORS else []
+    return page(
+        request, "stats.html", user, m=store.metrics(user, parse_day(day) or store.today()), shadow=shadow
+    )
 
 
 def _users_page(request: Request, user: Any, store: Any, **ctx: Any) -> HTMLResponse:
@@ -237,7 +241,7 @@ def users_add(
     csrf_token_: Annotated[str, Form(alias=CSRF_FIELD)] = "",
 ) -> HTMLResponse:
     check_csrf(request, csrf_token_)
-    body = schemas.UserIn(username=username.strip(), role=role, team=team.strip() or None)  # type: ignore[arg-type]
+    body = schemas.UserIn(username=username.strip(), role=role, team=team.strip() or None)
     password = generate_password()
     created = store.add_user(body.username, hash_password(password), body.role, body.team)
     audit(AuditAction.user_create, target=created.username, detail=f"role={created.role} team={created.team}")

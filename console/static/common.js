@@ -162,7 +162,7 @@ const Dasan = (() => {
       const byId = new Map(ev.passages.map((p, i) => [p.passage_id, { p, n: i + 1 }]));
       const card = el("article", { class: `sugg latest${ev.draft.abstained ? " abstain" : ""}`, "data-suggestion-id": ev.suggestion_id });
       if (ev.draft.abstained) {
-        card.append(el("p", { class: "draft", text: `근거가 충분한 자료를 찾지 못했습니다. ${ev.draft.abstain_reason || ""}` }));
+        card.append(el("p", { class: "draft", text: ev.draft.abstain_reason || "근거가 충분한 자료를 찾지 못했습니다." }));
       } else {
         const p = el("p", { class: "draft" });
         for (const s of ev.draft.sentences) {
@@ -177,12 +177,21 @@ const Dasan = (() => {
         card.append(p);
       }
       if (ev.passages.length) {
-        const ol = el("ol", { class: "sources" });
-        ev.passages.forEach((ps) => ol.append(el("li", {},
+        // one primary citation (what the draft rests on); the rest as related articles
+        const source = (ps) => el("li", {},
           el("button", { type: "button", text: ps.citation, onclick: () => openArticle(ps.doc_id, ps.citation, ps.effective_date) }),
-          ps.effective_date ? el("small", { class: "muted", text: ` · 시행 ${ps.effective_date}` }) : null)));
-        card.append(ol);
+          ps.effective_date ? el("small", { class: "muted", text: ` · 시행 ${ps.effective_date}` }) : null);
+        const [primary, ...related] = ev.passages;
+        card.append(el("p", { class: "primary-source" }, el("strong", { text: "근거 조문 " }),
+          el("button", { type: "button", class: "cite-primary", text: primary.citation, onclick: () => openArticle(primary.doc_id, primary.citation, primary.effective_date) }),
+          primary.effective_date ? el("small", { class: "muted", text: ` · 시행 ${primary.effective_date}` }) : null));
+        if (related.length) {
+          const ol = el("ol", { class: "sources related", start: 2 });
+          related.forEach((ps) => ol.append(source(ps)));
+          card.append(el("details", { class: "related-sources" }, el("summary", { text: `관련 조문 ${related.length}건` }), ol));
+        }
       }
+      if (this.opts.readonly) card.append(provenanceLine(ev.provenance));
       if (!this.opts.readonly && !ev.draft.abstained) card.append(this.feedbackBar(ev));
       else if (!this.opts.readonly) card.append(this.feedbackBar(ev, true));
       for (const old of this.suggestions.querySelectorAll(".sugg.latest")) old.classList.remove("latest");
@@ -221,6 +230,17 @@ const Dasan = (() => {
       const wrap = el("div", {}, bar, reasonBox);
       return wrap;
     }
+  }
+
+  // "How this was made" under a card, for QA and supervisors (read-only views): index, corpus
+  // version, encoder, generator and the hash of the settings (streaming.events.Provenance).
+  function provenanceLine(p) {
+    if (!p) return el("p", { class: "prov muted", text: "만든 방법: 기록 없음" });
+    const short = (x) => (x ? String(x).slice(0, 10) : "-");
+    const parts = [`색인 ${short(p.index_key)}`, `말뭉치 ${short(p.corpus_version)}`, `인코더 ${p.encoder || "BM25만"}`,
+      `생성 ${p.generator}${p.generator_model ? `(${p.generator_model})` : ""}`, `설정 ${short(p.settings_hash).slice(0, 8)}`];
+    if (p.variant && p.variant !== "production") parts.push(p.variant);
+    return el("p", { class: "prov muted", text: `만든 방법: ${parts.join(" · ")}`, title: JSON.stringify(p) });
   }
 
   function formatTimestamps(root = document) {

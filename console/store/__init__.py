@@ -11,6 +11,7 @@
 ``audit``           the audit log (append-only)
 ``retention``       retention (purges by age) and erasure of calls on request
 ``metrics``         a day's figures
+``shadow``          shadow assists' cards and their agreement with production, per hour
 ==================  =========================================================================
 
 :class:`Store` puts them together; the access policy they filter with is :mod:`console.access`,
@@ -28,10 +29,11 @@ from .recording import Recording
 from .retention import Retention
 from .reviews import Reviews
 from .sessions import Sessions
+from .shadow import Shadow
 from .users import Users
 
 __all__ = ["Actor", "Clock", "Conflict", "NotFound", "OwnerConflict", "Recorded", "Store", "system_clock"]
 
 
-class Store(Recording, CallQueries, FeedbackStore, Reviews, Users, Sessions, Retention, Metrics):
+class Store(Recording, CallQueries, FeedbackStore, Reviews, Users, Sessions, Retention, Metrics, Shadow):
     """The console's database: ``Store(engine, tz="Asia/Seoul", clock=system_clock)``."""

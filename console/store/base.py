@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Select, text
+from sqlalchemy import CursorResult, Engine, Select, text
 
 from ..db import make_sessionmaker
 from ..models import utc
@@ -20,6 +20,13 @@ Row = TypeVar("Row")
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched: ``Session.execute`` is typed as returning a plain
+    ``Result``, and for these statements it is a ``CursorResult``."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount or 0)
 
 
 class NotFound(LookupError):
@@ -83,7 +90,7 @@ class StoreBase:
         """Midnight of ``day`` in the site's time zone, as the UTC instant stored values compare with."""
         return datetime.combine(day, time.min, self.tz).astimezone(UTC)
 
-    def one(self, stmt: Select[tuple[Row]], key: str) -> Row:
+    def one(self, stmt: Select[Row], key: str) -> Row:
         """The row ``stmt`` selects; :class:`NotFound` (naming ``key``) if there is none."""
         with self.sessions() as db:
             row = db.scalar(stmt)

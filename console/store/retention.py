@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -33,6 +32,7 @@ from ..models import (
     SummaryReview,
 )
 from .audit import Audit
+from .base import rowcount
 
 CHUNK = 500
 
@@ -44,10 +44,6 @@ def call_hash(call_id: str) -> str:
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
     for i in range(0, len(items), CHUNK):
         yield items[i : i + CHUNK]
-
-
-def _rows(res: Any) -> int:
-    return int(res.rowcount or 0)
 
 
 def _delete_calls(db: Session, ids: Sequence[str]) -> dict[str, int]:
@@ -68,14 +64,14 @@ def _delete_calls(db: Session, ids: Sequence[str]) -> dict[str, int]:
     for part in _chunks(list(ids)):
         summaries = select(Summary.summary_id).where(Summary.call_id.in_(part))
         suggestions = select(SuggestionRow.suggestion_id).where(SuggestionRow.call_id.in_(part))
-        counts["feedback"] += _rows(
+        counts["feedback"] += rowcount(
             db.execute(
                 delete(Feedback).where(
                     or_(Feedback.call_id.in_(part), Feedback.suggestion_id.in_(suggestions))
                 )
             )
         )
-        counts["summary_reviews"] += _rows(
+        counts["summary_reviews"] += rowcount(
             db.execute(delete(SummaryReview).where(SummaryReview.summary_id.in_(summaries)))
         )
         for name, model in (
@@ -86,7 +82,7 @@ def _delete_calls(db: Session, ids: Sequence[str]) -> dict[str, int]:
             ("call_events", CallEvent),
             ("calls", Call),
         ):
-            counts[name] += _rows(db.execute(delete(model).where(model.call_id.in_(part))))  # type: ignore[attr-defined]
+            counts[name] += rowcount(db.execute(delete(model).where(model.call_id.in_(part))))
     return counts
 
 
@@ -95,7 +91,7 @@ class Retention(Audit):
     def purge_raw(self, cutoff: datetime) -> int:
         """Erase unmasked transcript text recorded before ``cutoff``; returns rows erased."""
         with self.sessions.begin() as db:
-            return _rows(
+            return rowcount(
                 db.execute(
                     update(Segment)
                     .where(Segment.at < cutoff, Segment.text_raw != "")
@@ -110,16 +106,18 @@ class Retention(Audit):
         with self.sessions.begin() as db:
             old = select(SuggestionRow.suggestion_id).where(SuggestionRow.at < cutoff)
             return {
-                "feedback": _rows(db.execute(delete(Feedback).where(Feedback.suggestion_id.in_(old)))),
-                "suggestions": _rows(db.execute(delete(SuggestionRow).where(SuggestionRow.at < cutoff))),
-                "keyword_updates": _rows(db.execute(delete(KeywordUpdate).where(KeywordUpdate.at < cutoff))),
-                "segments": _rows(db.execute(delete(Segment).where(Segment.at < cutoff))),
-                "call_events": _rows(db.execute(delete(CallEvent).where(CallEvent.recorded_at < cutoff))),
+                "feedback": rowcount(db.execute(delete(Feedback).where(Feedback.suggestion_id.in_(old)))),
+                "suggestions": rowcount(db.execute(delete(SuggestionRow).where(SuggestionRow.at < cutoff))),
+                "keyword_updates": rowcount(
+                    db.execute(delete(KeywordUpdate).where(KeywordUpdate.at < cutoff))
+                ),
+                "segments": rowcount(db.execute(delete(Segment).where(Segment.at < cutoff))),
+                "call_events": rowcount(db.execute(delete(CallEvent).where(CallEvent.recorded_at < cutoff))),
             }
 
     def purge_feedback(self, cutoff: datetime) -> int:
         with self.sessions.begin() as db:
-            return _rows(db.execute(delete(Feedback).where(Feedback.at < cutoff)))
+            return rowcount(db.execute(delete(Feedback).where(Feedback.at < cutoff)))
 
     def forget_caller_keys(self, cutoff: datetime) -> int:
         """Calls started before ``cutoff`` lose their caller key and masked number (they leave
@@ -155,12 +153,12 @@ class Retention(Audit):
 
     def purge_audit(self, cutoff: datetime) -> int:
         with self.unlocked_audit("retention") as db:
-            return _rows(db.execute(delete(AuditLog).where(AuditLog.at < cutoff)))
+            return rowcount(db.execute(delete(AuditLog).where(AuditLog.at < cutoff)))
 
     def purge_erased(self, cutoff: datetime) -> int:
         """Tombstones of erased calls older than the longest topic retention (Kafka no longer has them)."""
         with self.sessions.begin() as db:
-            return _rows(db.execute(delete(ErasedCall).where(ErasedCall.erased_at < cutoff)))
+            return rowcount(db.execute(delete(ErasedCall).where(ErasedCall.erased_at < cutoff)))
 
     # ------------------------------------------------------------------ erasure
     def calls_of_caller(self, key: str) -> list[Call]:
@@ -181,7 +179,7 @@ class Retention(Audit):
                     db.add(ErasedCall(call_hash=call_hash(cid), erased_at=now))
             rewritten = 0
             for part in _chunks(list(ids)):
-                rewritten += _rows(
+                rewritten += rowcount(
                     db.execute(update(AuditLog).where(AuditLog.call_id.in_(part)).values(call_id=tag))
                 )
             # Ids named in other columns (a caller history read lists the calls it showed).

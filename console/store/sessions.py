@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, or_, select, update
 
 from ..models import SessionRecord, User
-from .base import StoreBase
+from .base import StoreBase, rowcount
 
 # last_seen_at is written at most this often (not on every request).
 TOUCH_EVERY = timedelta(seconds=60)
@@ -67,13 +67,13 @@ class Sessions(StoreBase):
 
     def delete_session(self, sid_hash: str) -> bool:
         with self.sessions.begin() as db:
-            return bool(db.execute(delete(SessionRecord).where(SessionRecord.id == sid_hash)).rowcount)  # type: ignore[attr-defined]
+            return bool(rowcount(db.execute(delete(SessionRecord).where(SessionRecord.id == sid_hash))))
 
     def revoke_sessions(self, user_id: int) -> int:
         """End every session of a user; returns how many there were."""
         with self.sessions.begin() as db:
             res = db.execute(delete(SessionRecord).where(SessionRecord.user_id == user_id))
-            return int(res.rowcount or 0)  # type: ignore[attr-defined]
+            return rowcount(res)
 
     def session_counts(self) -> dict[int, int]:
         """Open sessions per user id (for the users page)."""
@@ -98,4 +98,4 @@ class Sessions(StoreBase):
                     )
                 )
             )
-            return int(res.rowcount or 0)  # type: ignore[attr-defined]
+            return rowcount(res)

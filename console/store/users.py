@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..models import SessionRecord, User
 from ..vocabulary import Role
-from .base import Conflict, NotFound, StoreBase
+from .base import Conflict, NotFound, StoreBase, rowcount
 
 
 class Users(StoreBase):
@@ -68,9 +68,7 @@ class Users(StoreBase):
             user.active = active
             ended = 0
             if not active:
-                ended = int(
-                    db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)).rowcount or 0  # type: ignore[attr-defined]
-                )
+                ended = rowcount(db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)))
             db.flush()
             return user, ended
 
@@ -79,9 +77,7 @@ class Users(StoreBase):
         with self.sessions.begin() as db:
             user = self._user(db, username)
             user.password_hash = password_hash
-            ended = int(
-                db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)).rowcount or 0  # type: ignore[attr-defined]
-            )
+            ended = rowcount(db.execute(delete(SessionRecord).where(SessionRecord.user_id == user.id)))
             db.flush()
             return user, ended
 

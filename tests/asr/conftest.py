@@ -12,6 +12,7 @@ import pytest
 from asr.settings import AsrSettings
 from streaming.codec import decode
 from streaming.events import Event
+from streaming.settings import KafkaSettings
 
 AUDIO_DEV = "audio-dev"
 
@@ -47,7 +48,7 @@ def load_mono(path: Path) -> tuple[np.ndarray, int]:
 
 
 def read_events(
-    kafka_settings: object,
+    kafka_settings: KafkaSettings,
     topic: str,
     call_id: str,
     until: Callable[[list[Event]], bool],
@@ -56,7 +57,7 @@ def read_events(
     """Events of one call on ``topic`` (from the beginning), until ``until(events)`` or timeout."""
     from kafka import KafkaConsumer, TopicPartition
 
-    cfg = kafka_settings.common_config()  # type: ignore[attr-defined]
+    cfg = kafka_settings.common_config()
     consumer = KafkaConsumer(**cfg, enable_auto_commit=False, group_id=None)
     try:
         parts = consumer.partitions_for_topic(topic) or set()

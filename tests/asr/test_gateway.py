@@ -13,10 +13,11 @@ from starlette.websockets import WebSocketDisconnect
 
 from asr.audio import encode_mulaw
 from asr.gateway import create_gateway_app
-from asr.session import caller_key, mask_caller_number, normalize_number
 from asr.settings import AsrSettings
+from streaming.callers import caller_key, mask_caller_number, normalize_number
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, EndReason
 from streaming.ingest import INGEST_PATH
+from streaming.settings import KafkaSettings
 from streaming.topics import CALL_AUDIO, CALL_EVENTS
 
 from .conftest import read_events
@@ -30,8 +31,8 @@ def gw_settings() -> AsrSettings:
 
 
 @pytest.fixture()
-def client(gw_settings: AsrSettings, kafka_settings: object) -> Iterator[TestClient]:
-    app = create_gateway_app(gw_settings, kafka_settings)  # type: ignore[arg-type]
+def client(gw_settings: AsrSettings, kafka_settings: KafkaSettings) -> Iterator[TestClient]:
+    app = create_gateway_app(gw_settings, kafka_settings)
     with TestClient(app) as c:
         yield c
 
@@ -64,7 +65,9 @@ def test_caller_number_masking_and_key() -> None:
     assert k1 is not None and len(k1) == 64
 
 
-def test_stereo_mulaw_call_publishes_events(client: TestClient, kafka_settings: object, unique: str) -> None:
+def test_stereo_mulaw_call_publishes_events(
+    client: TestClient, kafka_settings: KafkaSettings, unique: str
+) -> None:
     call_id = f"gw-ok-{unique}"
     rate, n = 8000, 400  # 50 ms frames
     t = np.arange(n * 6) / rate
@@ -93,9 +96,10 @@ def test_stereo_mulaw_call_publishes_events(client: TestClient, kafka_settings: 
     assert ended[0].reason == EndReason.hangup and ended[0].duration_s == pytest.approx(0.3)
 
     frames = read_events(kafka_settings, CALL_AUDIO, call_id, lambda ev: len(ev) >= 12)
-    assert all(isinstance(f, AudioFrame) for f in frames)
+    audio = [f for f in frames if isinstance(f, AudioFrame)]
+    assert audio == frames
     for ch, ref in ((Channel.caller, caller), (Channel.counselor, counselor)):
-        mine = sorted((f for f in frames if f.channel == ch), key=lambda f: f.seq)  # type: ignore[attr-defined]
+        mine = sorted((f for f in audio if f.channel == ch), key=lambda f: f.seq)
         assert [f.seq for f in mine] == list(range(6))
         assert [f.capture_ts for f in mine] == pytest.approx([i * 0.05 for i in range(6)])
         assert all(f.codec == Codec.mulaw and f.sample_rate == 8000 for f in mine)
@@ -125,7 +129,7 @@ def test_audio_before_start_is_out_of_order(client: TestClient) -> None:
         expect_error(ws, "out_of_order", 1008)
 
 
-def test_frame_errors_end_the_call(client: TestClient, kafka_settings: object, unique: str) -> None:
+def test_frame_errors_end_the_call(client: TestClient, kafka_settings: KafkaSettings, unique: str) -> None:
     # Odd byte count for stereo PCM16 (4 bytes per sample frame).
     cid = f"gw-frame-{unique}"
     with client.websocket_connect(INGEST_PATH) as ws:
@@ -163,7 +167,7 @@ def test_frame_errors_end_the_call(client: TestClient, kafka_settings: object, u
             expect_error(ws, code, close)
 
 
-def test_idle_timeout_ends_call(client: TestClient, kafka_settings: object, unique: str) -> None:
+def test_idle_timeout_ends_call(client: TestClient, kafka_settings: KafkaSettings, unique: str) -> None:
     cid = f"gw-idle-{unique}"
     with client.websocket_connect(INGEST_PATH) as ws:
         ws.send_text(start_msg(cid, codec="alaw", channels=1))

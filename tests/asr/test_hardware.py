@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
 
-from asr.hardware import auto_threads, choose_placement, cuda_device_count
+from asr.hardware import Placement, auto_threads, choose_placement, cuda_device_count
 from asr.settings import AsrSettings
 from asr.types import DecodeRequest
 from streaming.hardware import CpuInfo
@@ -60,17 +61,35 @@ def test_settings_accept_auto_and_numbers(monkeypatch: pytest.MonkeyPatch) -> No
 
 @pytest.mark.slow
 @pytest.mark.skipif(cuda_device_count() > 0, reason="needs a machine where CUDA cannot load the model")
-def test_cuda_that_fails_to_load_falls_back_to_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
-    """Asked for CUDA on a machine without a usable one: a warning and a CPU model, not an error."""
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_cuda_that_fails_to_load_falls_back_to_the_cpu(device: str, caplog: pytest.LogCaptureFixture) -> None:
+    """CUDA set, or ``auto`` on a machine whose CTranslate2 reports a device (the probe is told one
+    is there): the real CUDA load fails here, and the worker gets a CPU model, a structured warning
+    and a reason, never an error."""
     from asr.decoder import WhisperDecoder
+    from asr.weights import load_whisper, warm_up
 
-    with caplog.at_level(logging.INFO, logger="dasan.asr.models"):
-        dec = WhisperDecoder.load(AsrSettings(device="cuda", cpu_threads=1))
-    assert dec.placement is not None and dec.placement.device == "cpu"
-    assert dec.placement.reason.startswith("CUDA failed to load")
+    tried: list[str] = []
+
+    def loader(target: str, placement: Placement, index: int | None) -> Any:
+        from asr.weights import _whisper
+
+        tried.append(placement.device)
+        return _whisper(target, placement, index)
+
+    settings = AsrSettings(device=device, cpu_threads=1)
+    with caplog.at_level(logging.INFO, logger="dasan.asr.weights"):
+        model, name, placement = load_whisper(settings, loader=loader, cuda_devices=lambda: 1)
+    assert tried == ["cuda", "cpu"] and placement.device == "cpu"
+    assert placement.reason.startswith("CUDA failed to load")
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert warned and "falling back to the CPU" in warned[0].getMessage()
+    assert len(warned) == 1 and "falling back to the CPU" in warned[0].getMessage()
+    assert getattr(warned[0], "event", None) == "asr_cuda_fallback"
+    assert getattr(warned[0], "requested", None) == device and getattr(warned[0], "device", None) == "cpu"
+    assert getattr(warned[0], "compute_type", None) == placement.compute_type
     loaded = [r for r in caplog.records if r.getMessage() == "whisper loaded"]
-    assert loaded and loaded[0].reason == dec.placement.reason  # type: ignore[attr-defined]
+    assert loaded and getattr(loaded[0], "reason", None) == placement.reason
+    warm_up(model)  # the warm-up a CUDA load runs works on the real model
+    dec = WhisperDecoder(model, name, settings.decoder_options(), placement)
     silence = DecodeRequest("s", "s:0", np.zeros(16_000, np.float32), True, 1, 0.0, 1.0, speech_s=1.0)
     assert len(dec.decode([silence])) == 1  # the CPU model works

@@ -16,7 +16,7 @@ from asr.guards import collapse_repeats, compression_ratio, guard_text, strip_ha
 from asr.options import GuardOptions, PolicyOptions
 from asr.policy import StreamingPolicy
 from asr.scheduler import DecodeScheduler
-from asr.types import DecodeRequest, DecodeResult
+from asr.types import DecodeRequest, DecodeResult, SegmentUpdate
 from asr.vad import WINDOW
 
 from .conftest import load_mono
@@ -40,8 +40,11 @@ def speech(audio_dev: list[dict]) -> np.ndarray:
     return np.concatenate([*parts, np.zeros(SR, np.float32)])
 
 
-def run(policy: StreamingPolicy, audio: np.ndarray, chunk: int = 1600) -> list:
-    updates, requests = [], []
+def run(
+    policy: StreamingPolicy, audio: np.ndarray, chunk: int = 1600
+) -> tuple[list[SegmentUpdate], list[tuple[int, DecodeRequest]]]:
+    updates: list[SegmentUpdate] = []
+    requests: list[tuple[int, DecodeRequest]] = []
     for i in range(0, len(audio), chunk):
         policy.insert_audio_chunk(audio[i : i + chunk])
         updates += policy.take_ready()
@@ -277,13 +280,13 @@ def test_a_failed_speculative_decode_still_gives_the_final(speech: np.ndarray) -
             elif p.utt is None or p.time_of(p.utt.last_speech_end) > r.end_s:  # speech went on
                 held.remove(r)
                 answer(r)
-        while (r := p.next_request()) is not None:
-            held.append(r) if r.speculative else answer(r)
+        while (req := p.next_request()) is not None:
+            held.append(req) if req.speculative else answer(req)
     for r in held:
         answer(r)
     p.finish()
-    while (r := p.next_request()) is not None:
-        answer(r)
+    while (req := p.next_request()) is not None:
+        answer(req)
     assert failed  # the failure happened
     assert len([u for u in finals if u.is_final]) == 3  # every utterance has its final …
     for r in failed:
@@ -319,8 +322,8 @@ def test_unsettled_point_never_passes_audio_without_a_final(speech: np.ndarray) 
         assert here >= last - 1e-9, "the unsettled point went backwards"
         if pol.utt is not None:
             assert here <= pol.time_of(pol.utt.start_sample)
-        for r in pol._finals:  # closed, final not decoded yet
-            assert here <= r.start_s
+        for closed in pol._finals:  # closed, final not decoded yet
+            assert here <= closed.start_s
         last = here
         while (r := pol.next_request()) is not None:
             (res,) = scripted([r])

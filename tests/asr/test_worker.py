@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,7 +19,9 @@ from asr.worker import AsrWorker, create_health_app
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, TranscriptSegment
 from streaming.ingest import INGEST_PATH
 from streaming.kafka import EventProducer
+from streaming.settings import KafkaSettings
 from streaming.topics import CALL_TRANSCRIPTS
+from tests.util import wait_for
 
 from .conftest import load_mono, read_events
 
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture()
 def worker(
-    kafka_settings: object, whisper_decoder, asr_settings: AsrSettings, unique: str
+    kafka_settings: KafkaSettings, whisper_decoder, asr_settings: AsrSettings, unique: str
 ) -> Iterator[AsrWorker]:
     w = AsrWorker(
         asr_settings,
@@ -36,7 +38,7 @@ def worker(
         whisper_decoder.decode,
         whisper_decoder.model_name,
         group_id=f"asr-{unique}",
-    )  # type: ignore[arg-type]
+    )
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
     yield w
@@ -49,7 +51,7 @@ def finals_of(events: list) -> list[TranscriptSegment]:
 
 
 def test_call_through_gateway_and_worker(
-    worker: AsrWorker, kafka_settings: object, audio_dev: list[dict], unique: str
+    worker: AsrWorker, kafka_settings: KafkaSettings, audio_dev: list[dict], unique: str
 ) -> None:
     row = next(r for r in audio_dev if r["id"] == "zeroth_104_003_0294")
     audio, rate = load_mono(row["path"])
@@ -57,7 +59,7 @@ def test_call_through_gateway_and_worker(
     caller = (np.clip(np.concatenate([np.zeros(4000), x8, np.zeros(8000)]), -1, 1) * 32767).astype(np.int16)
     counselor = np.zeros_like(caller)  # the counselor stays silent: no text on that channel
     call_id = f"e2e-{unique}"
-    app = create_gateway_app(AsrSettings(max_frame_ms=200), kafka_settings)  # type: ignore[arg-type]
+    app = create_gateway_app(AsrSettings(max_frame_ms=200), kafka_settings)
     with TestClient(app) as client, client.websocket_connect(INGEST_PATH) as ws:
         ws.send_text(
             json.dumps(
@@ -84,7 +86,7 @@ def test_call_through_gateway_and_worker(
     )
     finals = finals_of(events)
     assert finals, f"no final segment; got {events}"
-    assert {f.channel for f in events} == {Channel.caller}  # type: ignore[attr-defined]
+    assert all(isinstance(f, TranscriptSegment) and f.channel == Channel.caller for f in events)
     assert cer([row["text"]], [" ".join(f.text for f in finals)]) <= 0.25
     f = finals[0]
     assert f.asr_model == "whisper-base" and f.confidence is not None and 0 < f.confidence <= 1
@@ -95,7 +97,7 @@ def test_call_through_gateway_and_worker(
 
 
 def test_worker_joins_a_call_mid_stream(
-    worker: AsrWorker, kafka_settings: object, audio_dev: list[dict], unique: str
+    worker: AsrWorker, kafka_settings: KafkaSettings, audio_dev: list[dict], unique: str
 ) -> None:
     """Takeover: audio of a call whose CallStarted this worker never saw, starting at seq 300 / 60 s."""
     row = next(r for r in audio_dev if r["id"] == "zeroth_104_003_0374")
@@ -103,31 +105,23 @@ def test_worker_joins_a_call_mid_stream(
     pcm = (np.clip(np.concatenate([audio, np.zeros(rate)]), -1, 1) * 32767).astype("<i2")
     call_id = f"takeover-{unique}"
     n = rate // 5
-    with EventProducer(kafka_settings) as prod:  # type: ignore[arg-type]
+
+    def frame(k: int, i: int) -> AudioFrame:  # a new event id each time
+        return AudioFrame(
+            call_id=call_id,
+            channel=Channel.counselor,
+            seq=300 + k,
+            codec=Codec.pcm_s16le,
+            sample_rate=16000,
+            capture_ts=60.0 + i / rate,
+            audio=pcm[i : i + n].tobytes(),
+        )
+
+    with EventProducer(kafka_settings) as prod:
         for k, i in enumerate(range(0, len(pcm), n)):
-            prod.send(
-                AudioFrame(
-                    call_id=call_id,
-                    channel=Channel.counselor,
-                    seq=300 + k,
-                    codec=Codec.pcm_s16le,
-                    sample_rate=16000,
-                    capture_ts=60.0 + i / rate,
-                    audio=pcm[i : i + n].tobytes(),
-                )
-            )
-            if k == 5:  # a redelivered frame is ignored
-                prod.send(
-                    AudioFrame(
-                        call_id=call_id,
-                        channel=Channel.counselor,
-                        seq=300 + k,
-                        codec=Codec.pcm_s16le,
-                        sample_rate=16000,
-                        capture_ts=60.0 + i / rate,
-                        audio=pcm[i : i + n].tobytes(),
-                    )
-                )
+            prod.send(frame(k, i))
+            if k == 5:  # a frame sent again (its seq again, a new event id) is ignored
+                prod.send(frame(k, i))
         prod.send(CallEnded(call_id=call_id))
     events = read_events(
         kafka_settings, CALL_TRANSCRIPTS, call_id, lambda ev: bool(finals_of(ev)), timeout_s=40
@@ -171,16 +165,12 @@ def _send_frames(
     prod.flush()
 
 
-def _wait(cond: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_rebalance_mid_utterance_loses_no_audio(
-    kafka_settings: object, whisper_decoder, asr_settings: AsrSettings, audio_dev: list[dict], unique: str
+    kafka_settings: KafkaSettings,
+    whisper_decoder,
+    asr_settings: AsrSettings,
+    audio_dev: list[dict],
+    unique: str,
 ) -> None:
     """A second worker joins the group and leaves again while an utterance is open.
 
@@ -202,26 +192,33 @@ def test_rebalance_mid_utterance_loses_no_audio(
     def start_worker() -> tuple[AsrWorker, threading.Thread]:
         w = AsrWorker(
             asr_settings, kafka_settings, whisper_decoder.decode, whisper_decoder.model_name, group_id=group
-        )  # type: ignore[arg-type]
+        )
         t = threading.Thread(target=w.run, daemon=True)
         t.start()
         return w, t
 
     worker_a, thread_a = start_worker()
     try:
-        with EventProducer(kafka_settings) as prod:  # type: ignore[arg-type]
+        with EventProducer(kafka_settings) as prod:
             _send_frames(prod, call_id, pcm, rate, 0, cut)
             # Utterance a is final; b is open (its second half is not sent yet).
             read_events(kafka_settings, CALL_TRANSCRIPTS, call_id, lambda ev: bool(finals_of(ev)), 120)
-            _wait(lambda: len(worker_a.consumer.assignment()) == 24, "worker a's assignment")
+            wait_for(lambda: len(worker_a.consumer.assignment()) == 24, 120, "worker a's assignment", 0.1)
             worker_b, thread_b = start_worker()
-            _wait(
+            wait_for(
                 lambda: len(worker_a.consumer.assignment()) == len(worker_b.consumer.assignment()) == 12,
+                120,
                 "the partitions to be shared by two workers",
+                0.1,
             )
             worker_b.stop()
             thread_b.join(60)
-            _wait(lambda: len(worker_a.consumer.assignment()) == 24, "worker a to hold every partition again")
+            wait_for(
+                lambda: len(worker_a.consumer.assignment()) == 24,
+                120,
+                "worker a to hold every partition again",
+                0.1,
+            )
             _send_frames(prod, call_id, pcm, rate, cut, frames)
             prod.send(CallEnded(call_id=call_id, duration_s=round(len(pcm) / rate, 3)))
         events = read_events(
@@ -250,7 +247,11 @@ def test_rebalance_mid_utterance_loses_no_audio(
 
 
 def test_whole_call_in_kafka_before_the_worker_starts(
-    kafka_settings: object, whisper_decoder, asr_settings: AsrSettings, audio_dev: list[dict], unique: str
+    kafka_settings: KafkaSettings,
+    whisper_decoder,
+    asr_settings: AsrSettings,
+    audio_dev: list[dict],
+    unique: str,
 ) -> None:
     """A worker that gets a call's partitions after all of the call is in Kafka (a backlog after a
     rebalance or a restart) transcribes every utterance of both channels. Its CallEnded (on the
@@ -278,7 +279,7 @@ def test_whole_call_in_kafka_before_the_worker_starts(
     spans[Channel.caller].append((b0, b0 + len(b) / rate, "zeroth_104_003_0374"))
     call_id = f"backlog-{unique}"
     n = rate // 5
-    with EventProducer(kafka_settings) as prod:  # type: ignore[arg-type]
+    with EventProducer(kafka_settings) as prod:
         prod.send(
             CallStarted(call_id=call_id, counselor_id="c-1", channels=[Channel.caller, Channel.counselor])
         )
@@ -317,11 +318,13 @@ def test_whole_call_in_kafka_before_the_worker_starts(
     settings = asr_settings.model_copy(update={"end_grace_s": 0.5})
     w = AsrWorker(
         settings, kafka_settings, whisper_decoder.decode, whisper_decoder.model_name, group_id=f"asr-{unique}"
-    )  # type: ignore[arg-type]
+    )
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
     try:
-        _wait(lambda: call_done(w), "the worker to finish the call (both channels, every final out)", 600)
+        wait_for(
+            lambda: call_done(w), 600, "the worker to finish the call (both channels, every final out)", 0.1
+        )
     finally:
         w.stop()
         t.join(60)

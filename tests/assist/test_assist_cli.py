@@ -46,7 +46,7 @@ def test_suggest_json(slice_kb: Any, kb_env: dict[str, str]) -> None:
     assert all(set(s["citations"]) <= known for s in out["draft"]["sentences"])
     assert set(out["latency"]) >= {"masking_ms", "keywords_ms", "retrieval_ms", "draft_ms", "total_ms"}
     text = _run(["assist", "suggest", "여의도 불꽃축제 몇 시부터 해요?"], kb_env)
-    assert "관련 규정을 찾지 못했습니다" in text
+    assert "조문이 규정집에 없습니다" in text  # and says why: nothing matched
 
 
 def test_summarize_and_eval(slice_kb: Any, kb_env: dict[str, str], shared_dir: Path, tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ class FakeLLM:
                 fake.requests.append(body)
                 kind, payload = fake.script.pop(0) if fake.script else ("text", "")
                 if kind == "sleep":
-                    time.sleep(payload)
+                    time.sleep(float(payload))
                     payload, kind = "늦은 답변입니다 [1]", "text"
                 if kind == "error":
                     self.send_response(500)
@@ -229,9 +229,20 @@ def test_llm_keeps_supported_and_drops_unsupported_sentences(assistant: Any, fak
     assert draft.generator == "llm"
     assert [s.text for s in draft.sentences] == [supported]
     assert draft.sentences[0].citations == [top.passage_id]
-    assert gen.dropped_sentences == 2
+    assert gen.dropped_sentences == 2 and gen.model_sentences == 3 and gen.kept_sentences == 1
     msg = fake_llm.requests[0]["messages"][1]["content"]
     assert "[1]" in msg and top.citation in msg and fake_llm.requests[0]["model"] == "fake"
+
+
+def test_llm_drops_a_copied_heading_as_a_sentence(assistant: Any, fake_llm: FakeLLM) -> None:
+    # small models copy the passage's heading back with its marker: it names the source, claims nothing
+    hits = assistant.kb.search(METER, 3)
+    fake_llm.script.append(("text", f"[1] {hits[0].citation}\n{hits[1].citation} [2]"))
+    gen = _llm(assistant, fake_llm.url)
+    draft = gen.draft(METER, hits, True)
+    assert draft.generator == "grounded(llm-fallback)"
+    assert gen.model_sentences == 2 and gen.kept_sentences == 0
+    assert gen.fallback_reasons == {"check_failed": 1}
 
 
 def test_llm_falls_back_to_grounded(assistant: Any, fake_llm: FakeLLM) -> None:
@@ -252,6 +263,7 @@ def test_llm_falls_back_to_grounded(assistant: Any, fake_llm: FakeLLM) -> None:
         assert draft.generator == "grounded(llm-fallback)"
         assert draft.sentences == expected
     assert gen.fallbacks == 4
+    assert gen.fallback_reasons == {"http_error": 1, "unparsable": 1, "check_failed": 1, "timeout": 1}
 
 
 def test_llm_abstains_below_threshold_without_calling(assistant: Any, fake_llm: FakeLLM) -> None:

@@ -63,6 +63,9 @@ def test_publishes_masked_suggestions_keywords_and_a_summary(
         svc.handle(seg(call, "s3", Channel.caller, ID_CARD, 10.0), _rec())
         svc.handle(seg(call, "s4", Channel.caller, ID_FEE, 12.1), _rec())
         svc.tick()
+        # the counselor answers the card: the summary cites what the answer confirms
+        answer = "주민등록증 재발급은 주민센터에서 신청하시면 되고, 재발급 수수료도 거기서 안내해 드립니다."
+        svc.handle(seg(call, "c2", Channel.counselor, answer, 15.0), _rec())
         svc.handle(CallEnded(call_id=call), _rec())
         svc.tick()
         svc.producer.flush()
@@ -84,6 +87,8 @@ def test_publishes_masked_suggestions_keywords_and_a_summary(
     assert len(summaries) == 1 and isinstance(summaries[0], CallSummary)
     sm = summaries[0]
     assert sm.category in ("상수도요금", "주민등록") and sm.regulations_cited
+    # only articles of cards that were on screen
+    assert set(sm.regulations_cited) <= {p.doc_id for s in sugg for p in s.passages[:3]}
     assert "팔팔구구" not in sm.model_dump_json()
 
 
@@ -115,12 +120,12 @@ def test_a_call_that_keeps_failing_does_not_hold_back_the_others(
     before, before_sm = dropped._value.get(), summary_dropped._value.get()
     real_summarize = svc.summarizer.summarize
 
-    def summarize(turns: Any) -> Any:
+    def summarize(turns: Any, cards: Any = None) -> Any:
         if any("불법주차" in t.text for t in turns):  # the bad call's summary fails too
             raise RuntimeError("injected summary failure")
-        return real_summarize(turns)
+        return real_summarize(turns, cards)
 
-    svc.summarizer.summarize = summarize  # type: ignore[method-assign]
+    svc.summarizer.summarize = summarize  # type: ignore[method-assign]  # the injected failure
     try:
         with caplog.at_level("ERROR", logger="dasan.assist.service"):
             svc.handle(seg(bad, "b1", Channel.caller, PARKING, 0.0), _rec())
@@ -146,7 +151,7 @@ def test_a_call_that_keeps_failing_does_not_hold_back_the_others(
     assert [e.trigger_segment_ids for e in published if isinstance(e, Suggestion)] == [["g1"], ["g2"]]
     assert [e.call_id for e in read_events(kafka_settings, CALL_SUMMARIES, {bad, good})] == [good]
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert errors and all(r.call_id == bad for r in errors)
+    assert errors and all(getattr(r, "call_id", None) == bad for r in errors)
     assert all("불법" not in r.getMessage() and "불법" not in str(r.__dict__) for r in errors)
 
 

@@ -51,8 +51,8 @@ class Run:
             events = self.tr.events_for(res)
             self.tr.record(res, events)
             out += events
-        for req in plan.summarize:
-            result = SummaryResult(req, self.summarizer.summarize(req.turns), 1.0)
+        for sreq in plan.summarize:
+            result = SummaryResult(sreq, self.summarizer.summarize(sreq.turns, sreq.cards), 1.0)
             events = self.tr.events_for(result)
             self.tr.record(result, events)
             out += events
@@ -147,11 +147,18 @@ def test_summary_waits_for_the_grace_and_for_waiting_finals(assistant: Any) -> N
     tr.apply(CallEnded(call_id="a"), T0)
     tr.apply(seg("a", "s2", Channel.caller, ID_CARD, 3.0), T0 + 0.5)  # late transcript, inside the grace
     assert tr.due(T0 + 0.5).summarize == []  # finals waiting, and within the grace
-    run.tick(T0 + 0.5)  # the suggestion of s1 + s2
+    shown = suggestions(run.tick(T0 + 0.5))  # the suggestion of s1 + s2
+    # the counselor's answer to the card, late too: it confirms the card's articles for the summary
+    card = shown[0].passages
+    answer = f"네, 말씀하신 건은 {card[0].law_name} {card[0].article_no}에 따라 안내해 드리겠습니다. {card[0].snippet}"
+    tr.apply(seg("a", "c1", Channel.counselor, answer, 6.0), T0 + 0.6)
     assert tr.due(T0 + 0.9).summarize == []
     out = run.tick(T0 + 1.0)
     assert [type(e) for e in out] == [CallSummary]
-    assert out[0].category in ("불법주정차", "주민등록") and out[0].regulations_cited
+    assert isinstance(out[0], CallSummary)
+    assert out[0].category in ("불법주정차", "주민등록")
+    # regulations come from the cards shown, confirmed by the answer: never from elsewhere
+    assert out[0].regulations_cited and set(out[0].regulations_cited) <= {p.doc_id for p in card[:3]}
     assert "a" not in tr.calls and tr.is_finished("a")
     tr.apply(seg("a", "s9", Channel.caller, METER, 30.0), T0 + 2)  # after the summary: ignored
     assert "a" not in tr.calls and not tr.due(T0 + 2)

@@ -194,8 +194,9 @@ def test_a_new_version_is_used_mid_call_without_restart(
     before = {p.doc_id: p.effective_date for p in sugg[0].passages}
     after = {p.doc_id: p.effective_date for p in sugg[1].passages}
     assert before[FEE_TABLE] == "2025-09-26"
-    assert after[FEE_TABLE] == AMENDED_ON.isoformat()
-    assert date.fromisoformat(after[FEE_TABLE]) <= date.today()
+    amended = after[FEE_TABLE]
+    assert amended == AMENDED_ON.isoformat()
+    assert date.fromisoformat(amended) <= date.today()
 
 
 def test_kb_list_import_activate_and_rollback_commands(

@@ -25,6 +25,7 @@ from streaming.events import (
     DraftAnswer,
     DraftSentence,
     KeywordsUpdated,
+    Provenance,
     RetrievedPassage,
     Suggestion,
     SummaryAction,
@@ -80,6 +81,16 @@ class FrozenClock:
         return f"FrozenClock({self.instant.isoformat()})"
 
 
+class MovingClock(FrozenClock):
+    """A stopped clock the test moves forward (sessions' idle and absolute limits, retention)."""
+
+    def __init__(self, instant: datetime = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)) -> None:
+        super().__init__(instant)
+
+    def advance(self, **kw: float) -> None:
+        self.instant += timedelta(**kw)
+
+
 @pytest.fixture()
 def clock() -> Callable[[], datetime]:
     """The store's clock: the real one, unless a test parametrises ``clock`` with a FrozenClock."""
@@ -110,9 +121,19 @@ def users(store: Store) -> dict[str, Any]:
     return {name: store.add_user(name, pw, role, team) for name, (role, team) in spec.items()}
 
 
+def _found(pattern: str, html: str) -> str:
+    m = re.search(pattern, html)
+    assert m, f"no {pattern!r} in the page"
+    return m.group(1)
+
+
+def form_token(html: str) -> str:
+    """The CSRF token of a page's form (the log-in page, a review page)."""
+    return _found(r'name="csrf_token" value="([^"]+)"', html)
+
+
 def login(client: Any, username: str, password: str = PASSWORD) -> None:
-    r = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    token = form_token(client.get("/login").text)
     r = client.post(
         "/login",
         data={"username": username, "password": password, "csrf_token": token, "next": "/"},
@@ -122,8 +143,7 @@ def login(client: Any, username: str, password: str = PASSWORD) -> None:
 
 
 def csrf_of(client: Any, path: str = "/search") -> str:
-    r = client.get(path)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    return _found(r'<meta name="csrf-token" content="([^"]+)"', client.get(path).text)
 
 
 @pytest.fixture()
@@ -147,6 +167,17 @@ def client_factory(console_settings: ConsoleSettings, store: Store) -> Iterator[
 
 
 # --------------------------------------------------------------------------- events
+
+
+PROVENANCE = Provenance(
+    index_key="3490314ea2dd55ad6c9b",
+    corpus_version="d3d4f4f02bf65cf4",
+    encoder="embeddinggemma-300m/bf16/256tok",
+    encoder_hash="ca6c0ff69dbb8bc8",
+    generator="grounded",
+    settings_hash="47343fdc52225814",
+)
+"""How the scripted calls' cards say they were made (shown under each card in read-only views)."""
 
 
 class CallScript:
@@ -237,6 +268,7 @@ class CallScript:
                 ],
             ),
             produced_at=self.at(t),
+            provenance=PROVENANCE,
         )
 
     def ended(self, t: float) -> CallEnded:
@@ -331,3 +363,20 @@ def session_cookie(base_url: str, username: str, password: str = PASSWORD) -> st
     with httpx.Client(base_url=base_url) as c:
         login(c, username, password)
         return "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+
+
+def run_dasan(monkeypatch: pytest.MonkeyPatch, settings: ConsoleSettings, *argv: str) -> str:
+    """Run a ``dasan`` command against the test's database; its standard output (exit code 0)."""
+    import contextlib
+    import io
+
+    from dasan.cli import main
+
+    monkeypatch.setenv("DASAN_CONSOLE_DATABASE_URL", settings.database_url)
+    if settings.db_schema:
+        monkeypatch.setenv("DASAN_CONSOLE_DB_SCHEMA", settings.db_schema)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code in (0, None), buf.getvalue()
+    return buf.getvalue()

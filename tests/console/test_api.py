@@ -3,13 +3,12 @@ hostile transcript text rendered inert, review and feedback."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import pytest
 
 from console.store import Store
-from tests.console.conftest import PASSWORD, FrozenClock, csrf_of, login
+from tests.console.conftest import PASSWORD, FrozenClock, csrf_of, form_token, login
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'&lt;/textarea&gt;'
 
@@ -31,7 +30,7 @@ def test_login_required_and_bad_password(client_factory, users) -> None:
     r = c.get("/desk", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert c.get("/api/calls").status_code == 401
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+    token = form_token(c.get("/login").text)
     r = c.post("/login", data={"username": "kim", "password": "wrong-password", "csrf_token": token})
     assert r.status_code == 401 and "맞지 않습니다" in r.text
     r = c.post("/login", data={"username": "nobody", "password": PASSWORD, "csrf_token": token})
@@ -124,7 +123,7 @@ def test_supervisor_sees_team_and_reviews_with_csrf(client_factory, recorded) ->
     r = boss.post(f"/api/summaries/{sid}/review", json={"action": "approve"})
     assert r.status_code == 403
     page = boss.get(f"/reviews/{sid}").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = form_token(page)
     r = boss.post(
         f"/reviews/{sid}",
         data={

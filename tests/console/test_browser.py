@@ -19,6 +19,7 @@ from console.store import Store
 from streaming.events import Channel
 from streaming.kafka import EventProducer
 from tests.console.conftest import PASSWORD, CallScript, LiveServer
+from tests.util import dismiss_dialogs
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +112,7 @@ def test_live_call_review_and_replay(
     )
     page = ctx.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    dismiss_dialogs(page, dialogs)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 
@@ -221,6 +222,9 @@ def test_live_call_review_and_replay(
         spage.click(f'#board tr[data-call-id="{call.call_id}"]')
         spage.wait_for_selector(".sugg")
         assert spage.locator(".sugg .bar").count() == 0  # read-only: no feedback buttons
+        # how the card was made (provenance), for supervisors and QA only
+        assert "만든 방법: 색인 3490314ea2" in spage.inner_text(".sugg .prov")
+        assert page.locator(".sugg .prov").count() == 0
         spage.screenshot(path=str(shots / "07-supervisor-live-readonly.png"))
 
         # hang-up → summary, edited and submitted by the counselor
@@ -271,6 +275,7 @@ def test_live_call_review_and_replay(
     qa.click("#play")
     expect(qa.locator("#replay")).to_have_attribute("data-applied", str(total), timeout=60_000)
     assert qa.locator(".sugg").count() == 1
+    assert "설정 47343fdc" in qa.inner_text(".sugg .prov")
     assert "아쉬움" in qa.inner_text(".side-panel") and "승인" in qa.inner_text("#review-history")
     qa.screenshot(path=str(shots / "13-qa-replay.png"))
 

@@ -38,7 +38,7 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return int(exc.value.code or 0)
 
     assert run("console", "migrate") == 0
-    assert "revision 0002" in capsys.readouterr().out
+    assert "revision 0003" in capsys.readouterr().out
     assert run("users", "add", "kim", "--role", "counselor", "--team", "A") == 0
     out = capsys.readouterr().out
     assert "created kim" in out and "password: " in out
@@ -64,4 +64,5 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert run("users", "add", "kim", "--role", "counselor", "--team", "B", "--reset") == 0
     new_pw = capsys.readouterr().out.split("password: ")[1].strip()
     assert authenticate(store, "kim", generated).user is None
-    assert authenticate(store, "kim", new_pw).user.team == "B"
+    user = authenticate(store, "kim", new_pw).user
+    assert user is not None and user.team == "B"

@@ -18,10 +18,14 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dasan.stack import Service, Stack
+from streaming.broker import LocalBroker
+from streaming.settings import KafkaSettings
+from tests.kafka_util import broker_settings, running_broker
 
 REPO = Path(__file__).resolve().parents[2]
 # Index folders are keyed by corpus content, models and settings: a cache across sessions is safe,
@@ -47,26 +51,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def broker() -> Iterator[object]:
+def broker() -> Iterator[LocalBroker]:
     """A broker of the e2e tests' own: services here join new consumer groups that start at the
     earliest offset, and must not re-read (re-transcribe) the whole history of the other tests."""
-    from streaming.broker import LocalBroker
-
-    artifacts = REPO / "test-artifacts"
-    b = LocalBroker(log_path=artifacts / "tansu-e2e.log" if artifacts.exists() else None)
-    b.start()
-    yield b
-    b.stop()
+    with running_broker("tansu-e2e.log") as b:
+        yield b
 
 
 @pytest.fixture(scope="package")
-def kafka_settings(broker: object) -> object:
-    from streaming.admin import create_topics
-    from streaming.settings import KafkaSettings
-
-    s = KafkaSettings(bootstrap=broker.bootstrap, max_poll_interval_ms=3000)  # type: ignore[attr-defined]
-    create_topics(s)
-    return s
+def kafka_settings(broker: LocalBroker) -> KafkaSettings:
+    return broker_settings(broker)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +97,8 @@ def slice_indexes(corpus_slice: Path) -> dict[str, Path]:
     from assist.knowledge import KnowledgeBase, KnowledgeSettings
 
     out = {}
-    for name, over in (("hybrid", {}), ("lexical", {"dense_enabled": False})):
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (("hybrid", {}), ("lexical", {"dense_enabled": False}))
+    for name, over in variants:
         settings = KnowledgeSettings(
             corpus_paths=[corpus_slice], index_dir=KB_CACHE, max_seq_length=MAX_SEQ_LENGTH, **over
         )

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def capacity() -> ModuleType:
     return mod
 
 
-def traffic(capacity: ModuleType, **kw: object) -> object:
+def traffic(capacity: ModuleType, **kw: object) -> Any:  # infra/capacity.py's Traffic
     base = dict(
         concurrent_calls=500, calls_per_day=30_000, avg_call_s=240.0, retention_days=90,
         replication_factor=3, codec="mulaw", sample_rate=8000, frame_ms=100, channels=2,

@@ -261,6 +261,51 @@ def test_assist_scales_on_consumer_lag(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_asr_workers_scale_on_audio_lag(overlay: str) -> None:
+    """The ASR workers scale like assist: on their consumer group's lag on call.audio, at most one
+    replica per partition, with KEDA's read-only user taken from the worker's own container."""
+    from asr.settings import AsrSettings
+
+    res = render_overlay(overlay)
+    deployments = by_kind(res, "Deployment")
+    so = by_kind(res, "ScaledObject")["asr-worker"]
+    spec = so["spec"]
+    assert spec["scaleTargetRef"]["name"] == "asr-worker"
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= TOPICS["call.audio"].partitions
+    # the overlay's fixed replica count is within what KEDA may choose (no fight at roll-out)
+    assert spec["minReplicaCount"] <= deployments["asr-worker"]["spec"]["replicas"] <= spec["maxReplicaCount"]
+    # one GPU per replica: scale-down slower than scale-up, and never by more than one at a time
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert all(p["value"] == 1 for p in behavior["scaleDown"]["policies"])
+    (trigger,) = spec["triggers"]
+    ns = deployments["asr-worker"]["metadata"]["namespace"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "kafka" and meta["topic"] == "call.audio"
+    assert meta["consumerGroup"] == AsrSettings().group_id
+    assert meta["bootstrapServers"] == f"dasan-kafka-kafka-bootstrap.{ns}.svc:9093"
+    assert int(meta["lagThreshold"]) > 64  # more than one poll (max_poll_records) in flight
+    auth = by_kind(res, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]["spec"]
+    username = next(e for e in auth["env"] if e["parameter"] == "username")
+    assert username["containerName"] == "asr-worker"
+    env = {e["name"]: e.get("value") for c in containers(deployments["asr-worker"]) for e in c.get("env", [])}
+    assert env[username["name"]] == "dasan-keda"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_may_describe_every_group_and_topic_it_scales_on(overlay: str) -> None:
+    res = render_overlay(overlay)
+    keda = by_kind(res, "KafkaUser")["dasan-keda"]["spec"]["authorization"]["acls"]
+    described = {
+        (a["resource"]["type"], a["resource"]["name"]) for a in keda if "Describe" in a["operations"]
+    }
+    for so in by_kind(res, "ScaledObject").values():
+        for t in so["spec"]["triggers"]:
+            assert ("topic", t["metadata"]["topic"]) in described, so["metadata"]["name"]
+            assert ("group", t["metadata"]["consumerGroup"]) in described, so["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_deployment_has_a_pdb(overlay: str) -> None:
     res = render_overlay(overlay)
     pdbs = by_kind(res, "PodDisruptionBudget").values()

@@ -46,6 +46,7 @@ def _groups() -> dict[str, str]:
     return {
         "asr-worker": AsrSettings().group_id,
         "assist": AssistSettings().group_id,
+        "assist-shadow": AssistSettings(shadow=kafka_acls.SHADOW_NAME).consumer_group,
         "console": ConsoleSettings().recorder_group,
     }
 
@@ -55,15 +56,19 @@ def expected() -> dict[str, dict[str, Any]]:
     from console.recorder import TOPICS as RECORDER_TOPICS
 
     groups = _groups()
+    from assist.service import AssistService
+
     produces = {  # event types each service produces → their registry topics
         "asr-gateway": {topic_for_event(t) for t in ("call_started", "call_ended", "audio_frame")},
         "asr-worker": {topic_for_event("transcript_segment")},
         "assist": {topic_for_event(t) for t in ("suggestion", "keywords_updated", "call_summary")},
+        "assist-shadow": {AssistService.SHADOW_TOPIC},  # a shadow writes all its output there
         "console": set(),
     }
     consumes = {  # EventConsumer topics (asr/worker.py, assist/service.py, console/recorder.py)
         "asr-worker": {"call.events", "call.audio"},
         "assist": {"call.events", "call.transcripts"},
+        "assist-shadow": {"call.events", "call.transcripts"},
         "console": set(RECORDER_TOPICS),
     }
     # assist re-reads its own outputs without a group to rebuild call state (assist/service.py rebuild),
@@ -73,12 +78,16 @@ def expected() -> dict[str, dict[str, Any]]:
 
     kb_topic = AssistSettings().kb_topic
     produces["assist"].add(kb_topic)
-    reads_back = {"assist": {"assist.suggestions", "call.summaries", kb_topic}}
+    reads_back = {
+        "assist": {"assist.suggestions", "call.summaries", kb_topic},
+        "assist-shadow": {AssistService.SHADOW_TOPIC},
+    }
     out: dict[str, dict[str, Any]] = {}
     for principal, service in (
         ("dasan-gateway", "asr-gateway"),
         ("dasan-asr-worker", "asr-worker"),
         ("dasan-assist", "assist"),
+        ("dasan-assist-shadow", "assist-shadow"),
         ("dasan-console", "console"),
     ):
         inputs = consumes.get(service, set())
@@ -95,9 +104,9 @@ def expected() -> dict[str, dict[str, Any]]:
         "topics": {s.name: {"Create", "Describe", "DescribeConfigs"} for s in all_topic_specs()},
         "groups": {},
     }
-    out["dasan-keda"] = {  # KEDA's Kafka scaler on assist's lag (base/keda.yaml)
-        "topics": {"call.events": {"Describe"}, "call.transcripts": {"Describe"}},
-        "groups": {groups["assist"]: {"Describe"}},
+    out["dasan-keda"] = {  # KEDA's Kafka scaler on the lag of assist and the ASR workers (base/keda.yaml)
+        "topics": {"call.events": {"Describe"}, "call.transcripts": {"Describe"}, "call.audio": {"Describe"}},
+        "groups": {groups["assist"]: {"Describe"}, groups["asr-worker"]: {"Describe"}},
     }
     return out
 
@@ -171,7 +180,10 @@ def test_personal_data_topics_have_few_readers() -> None:
 
     assert readers("call.audio") == {"dasan-asr-worker"}  # raw audio
     assert readers("call.audio.dlq") == set()
-    assert readers("call.transcripts") == {"dasan-assist", "dasan-console"}  # unmasked text
+    # unmasked text: assist, its shadow (the same code with candidate settings) and the recorder
+    assert readers("call.transcripts") == {"dasan-assist", "dasan-assist-shadow", "dasan-console"}
+    assert writers("assist.suggestions") == {"dasan-assist"}  # a shadow never reaches a counselor
+    assert writers("assist.suggestions.shadow") == {"dasan-assist-shadow"}
     assert writers("call.events") == {"dasan-gateway"}  # who may start a call
     assert writers("call.audio") == {"dasan-gateway"}
     assert writers("call.transcripts") == {"dasan-asr-worker"}
@@ -198,14 +210,16 @@ def test_workloads_use_their_own_principal() -> None:
         "console": "dasan-console",
         "dasan-topics": "dasan-topics",
     }
-    assert set(used.values()) | {"dasan-keda"} == users
-    trigger = by_kind(res, "TriggerAuthentication")["dasan-kafka"]["spec"]
-    assert {"parameter": "password", "name": "dasan-keda", "key": "password"} in trigger["secretTargetRef"]
-    assistenv = {
-        e["name"]: e for c in containers(by_kind(res, "Deployment")["assist"]) for e in c.get("env", [])
-    }
-    username = next(e for e in trigger["env"] if e["parameter"] == "username")
-    assert assistenv[username["name"]]["value"] == "dasan-keda"
+    # the shadow assist's principal is deployed only while a candidate runs (docs/replay.md)
+    assert set(used.values()) | {"dasan-keda", "dasan-assist-shadow"} == users
+    for auth, target in (("dasan-kafka", "assist"), ("dasan-kafka-asr", "asr-worker")):
+        trigger = by_kind(res, "TriggerAuthentication")[auth]["spec"]
+        password = {"parameter": "password", "name": "dasan-keda", "key": "password"}
+        assert password in trigger["secretTargetRef"]
+        env = {e["name"]: e for c in containers(by_kind(res, "Deployment")[target]) for e in c.get("env", [])}
+        username = next(e for e in trigger["env"] if e["parameter"] == "username")
+        assert username["containerName"] == target
+        assert env[username["name"]]["value"] == "dasan-keda"
 
 
 def test_the_kafka_cluster_denies_what_no_acl_allows() -> None:
@@ -262,14 +276,10 @@ def test_compose_services_present_their_own_certificate() -> None:
         env = env_of(svc)
         assert _secret_file(svc, "kafka_client.crt") == f"./secrets/kafka/{principal}.crt", name
         assert _secret_file(svc, "kafka_client.key") == f"./secrets/kafka/{principal}.key", name
-        s = KafkaSettings(
-            **{"DASAN_ENV": env["DASAN_ENV"]},
-            **{
-                k.removeprefix("DASAN_KAFKA_").lower(): v
-                for k, v in env.items()
-                if k.startswith("DASAN_KAFKA_")
-            },
-        )
+        fields: dict[str, Any] = {
+            k.removeprefix("DASAN_KAFKA_").lower(): v for k, v in env.items() if k.startswith("DASAN_KAFKA_")
+        }
+        s = KafkaSettings(DASAN_ENV=env["DASAN_ENV"], **fields)
         assert s.env == "production" and s.common_config()["security_protocol"] == "SSL", name
         assert (
             s.ssl_certfile == "/run/secrets/kafka_client.crt"
@@ -328,19 +338,19 @@ def test_mutual_tls_with_the_site_certificates(site_certs: Path, tmp_path: Path)
         term.ctx.verify_mode = ssl.CERT_REQUIRED  # like KAFKA_SSL_CLIENT_AUTH=required
         term.ctx.load_verify_locations(site_certs / "ca.pem")
         with term:
-            common = {
+            common: dict[str, Any] = {
                 "bootstrap": f"127.0.0.1:{tls}",
                 "security_protocol": "SSL",
                 "ssl_cafile": str(site_certs / "ca.pem"),
             }
 
             def client(certs: Path | None, principal: str = "dasan-gateway") -> KafkaSettings:
-                extra = {} if certs is None else {
+                extra: dict[str, Any] = {} if certs is None else {
                     "ssl_certfile": str(certs / f"{principal}.crt"), "ssl_keyfile": str(certs / f"{principal}.key")
                 }  # fmt: skip
-                return KafkaSettings(**common, **extra)  # type: ignore[arg-type]
+                return KafkaSettings(**common, **extra)
 
-            topics = KafkaSettings(**{"DASAN_ENV": "production"}, **common, ssl_certfile=str(site_certs / "dasan-topics.crt"), ssl_keyfile=str(site_certs / "dasan-topics.key"))  # type: ignore[arg-type]  # fmt: skip
+            topics = KafkaSettings(DASAN_ENV="production", **common, ssl_certfile=str(site_certs / "dasan-topics.crt"), ssl_keyfile=str(site_certs / "dasan-topics.key"))  # fmt: skip
             assert create_topics(topics, partitions=1)["call.events"] in {"created", "exists"}
             producer = KafkaProducer(**client(site_certs).producer_config())
             try:

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -193,7 +193,7 @@ def test_tls_produce_and_consume_through_settings(tls_broker: TlsSetup) -> None:
         tp = TopicPartition("call.events", 0)
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
-        got = []
+        got: list[bytes] = []
         for _ in range(20):
             for records in consumer.poll(1000).values():
                 got.extend(r.value for r in records)
@@ -217,15 +217,15 @@ def test_tls_host_name_is_checked_unless_switched_off(
     tls_broker: TlsSetup, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A certificate from the right CA for another host is refused (DASAN_KAFKA_SSL_CHECK_HOSTNAME)."""
-    common = dict(
+    common: dict[str, Any] = dict(
         bootstrap=tls_broker.wrong_name_bootstrap, security_protocol="SSL", ssl_cafile=str(tls_broker.ca)
     )
-    strict = KafkaSettings(**common)  # type: ignore[arg-type]
+    strict = KafkaSettings(**common)
     assert strict.ssl_check_hostname is True
     with caplog.at_level(logging.DEBUG, logger="kafka"), pytest.raises(KafkaError):
         KafkaProducer(**strict.producer_config(), max_block_ms=3000, bootstrap_timeout_ms=4000)
     assert "mismatch" in caplog.text.lower()
-    lax = KafkaSettings(**common, ssl_check_hostname=False)  # type: ignore[arg-type]
+    lax = KafkaSettings(**common, ssl_check_hostname=False)
     from streaming.admin import create_topics, describe_topics
 
     create_topics(lax, partitions=1)

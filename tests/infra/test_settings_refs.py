@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from .manifests import REPO, referenced_dasan_env
 
@@ -27,7 +28,7 @@ PATH_VARS = {"DASAN_SHARED_DIR", "DASAN_MODEL_DIR", "DASAN_VAR_DIR"}
 ALIASES = {"DASAN_ENV": ("streaming.settings", "KafkaSettings")}
 
 
-def env_names(cls: type) -> set[str]:
+def env_names(cls: type[BaseSettings]) -> set[str]:
     """The environment variable names a pydantic-settings class reads."""
     prefix = cls.model_config.get("env_prefix", "")
     names = set()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -18,19 +19,23 @@ from pydantic import ValidationError
 from streaming.settings import KafkaSettings
 
 DASAN = str(Path(sys.executable).with_name("dasan"))
-PROD = {"DASAN_ENV": "production"}  # the alias every service reads
-SCRAM = {"sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "dasan-assist", "sasl_password": "x"}
+PROD: dict[str, Any] = {"DASAN_ENV": "production"}  # the alias every service reads
+SCRAM: dict[str, Any] = {
+    "sasl_mechanism": "SCRAM-SHA-512",
+    "sasl_username": "dasan-assist",
+    "sasl_password": "x",
+}
 
 
 @pytest.mark.parametrize(
     ("protocol", "extra"),
     [("PLAINTEXT", {}), ("SASL_PLAINTEXT", SCRAM)],
 )
-def test_production_refuses_clear_text(protocol: str, extra: dict) -> None:
+def test_production_refuses_clear_text(protocol: str, extra: dict[str, Any]) -> None:
     with pytest.raises(
         ValidationError, match=f"DASAN_ENV=production refuses DASAN_KAFKA_SECURITY_PROTOCOL={protocol}"
     ):
-        KafkaSettings(**PROD, security_protocol=protocol, **extra)  # type: ignore[arg-type]
+        KafkaSettings(**PROD, security_protocol=protocol, **extra)
 
 
 def test_production_refuses_tls_without_a_client_identity() -> None:
@@ -54,7 +59,8 @@ def test_production_accepts_authenticated_tls() -> None:
 
 
 def test_development_keeps_plaintext_for_the_local_broker() -> None:
-    assert KafkaSettings(**{"DASAN_ENV": "development"}).security_protocol == "PLAINTEXT"
+    dev: dict[str, Any] = {"DASAN_ENV": "development"}
+    assert KafkaSettings(**dev).security_protocol == "PLAINTEXT"
 
 
 def test_a_service_refuses_to_start_with_a_clear_error() -> None:

@@ -35,7 +35,7 @@ def test_line_mode_masks_each_line_on_its_own() -> None:
 
 
 def test_jsonl_carries_state_per_call_and_channel() -> None:
-    lines = [
+    lines: list[dict[str, object]] = [
         {
             "call_id": "c1",
             "channel": "caller",

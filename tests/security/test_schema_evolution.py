@@ -69,7 +69,7 @@ def test_new_fields_inside_nested_models_are_dropped_too() -> None:
 def test_producers_stay_strict() -> None:
     suggestion = next(e for e in examples() if e.type == "suggestion")
     with pytest.raises(ValidationError, match="Extra inputs"):
-        CallEnded(call_id="c-1", hold_time_s=3.0)  # type: ignore[call-arg]
+        CallEnded(call_id="c-1", hold_time_s=3.0)  # type: ignore[call-arg]  # the unknown field is the point
     with pytest.raises(ValidationError, match="Extra inputs"):
         RetrievedPassage.model_validate({**suggestion.passages[0].model_dump(), "typo_field": 1})
     # what this version writes never carries a field it does not declare

@@ -206,7 +206,7 @@ def test_invalid_events_are_rejected_at_construction() -> None:
             channel=Channel.caller,
             seq=0,
             codec=Codec.pcm_s16le,
-            sample_rate=11025,  # type: ignore[arg-type]
+            sample_rate=11025,
             capture_ts=0,
             audio=b"\0\0",
         )

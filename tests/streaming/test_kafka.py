@@ -17,7 +17,7 @@ from kafka.admin import NewTopic
 
 from streaming.admin import admin_client
 from streaming.codec import OversizedMessage, encode, read_dead_letter
-from streaming.events import AudioFrame, Channel, Codec, TranscriptSegment
+from streaming.events import AudioFrame, Channel, Codec, Event, TranscriptSegment
 from streaming.kafka import EventConsumer, EventProducer
 from streaming.topics import CALL_EVENTS, CALL_TRANSCRIPTS
 from tests.util import wait_for
@@ -25,6 +25,11 @@ from tests.util import wait_for
 from .test_contracts import examples
 
 HERE = Path(__file__).parent
+
+
+def revision(e: Event) -> int:
+    assert isinstance(e, TranscriptSegment)
+    return e.revision
 
 
 def make_topic(settings, name: str, partitions: int) -> None:
@@ -285,7 +290,7 @@ def test_redelivered_events_are_deduplicated(kafka_settings, unique) -> None:
             producer.send(e, topic=topic)  # the same event id three times (a producer retry, a replay)
         producer.send(segment(cid, 8), topic=topic)
     got: list = []
-    consumer = EventConsumer([topic], f"dup-{unique}", lambda ev, r: got.append(ev.revision), kafka_settings)
+    consumer = EventConsumer([topic], f"dup-{unique}", lambda ev, r: got.append(revision(ev)), kafka_settings)
     consume_until(consumer, lambda: 8 in got)
     consumer.close()
     assert got == [7, 8] and consumer.duplicates == 2
@@ -325,14 +330,14 @@ def test_committed_offsets_survive_a_restart_of_the_consumer(kafka_settings, uni
         for i in range(5):
             producer.send(segment(cid, i), topic=topic)
     first: list[int] = []
-    c1 = EventConsumer([topic], f"commit-{unique}", lambda e, r: first.append(e.revision), kafka_settings)
+    c1 = EventConsumer([topic], f"commit-{unique}", lambda e, r: first.append(revision(e)), kafka_settings)
     consume_until(c1, lambda: len(first) == 5)
     c1.close()  # commits and leaves
     with EventProducer(kafka_settings) as producer:
         for i in range(5, 8):
             producer.send(segment(cid, i), topic=topic)
     second: list[int] = []
-    c2 = EventConsumer([topic], f"commit-{unique}", lambda e, r: second.append(e.revision), kafka_settings)
+    c2 = EventConsumer([topic], f"commit-{unique}", lambda e, r: second.append(revision(e)), kafka_settings)
     consume_until(c2, lambda: len(second) >= 3)
     c2.close()
     assert second == [5, 6, 7]
@@ -414,7 +419,7 @@ def test_commit_limits_hold_back_offsets_until_the_work_is_done(kafka_settings, 
     assert c1._committed.get(tp) == 2, "the cap did not move up when the first records were done"
     c1.close()  # a clean stop also commits no further than the cap
     seen: list[int] = []
-    c2 = EventConsumer([topic], group, lambda e, r: seen.append(e.revision), kafka_settings)
+    c2 = EventConsumer([topic], group, lambda e, r: seen.append(revision(e)), kafka_settings)
     consume_until(c2, lambda: len(seen) >= 4)
     c2.close()
     assert seen == [2, 3, 4, 5]

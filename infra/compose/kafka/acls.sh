@@ -20,8 +20,16 @@ $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Write --topic call.transcripts.dlq
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --operation Write --topic kb.versions
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --group assist
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --operation Write --topic assist.suggestions.shadow
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --topic call.events
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Write --topic call.events.dlq
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --topic call.transcripts
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Write --topic call.transcripts.dlq
+$ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --group assist-shadow-candidate
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic assist.suggestions
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Write --topic assist.suggestions.dlq
+$ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic assist.suggestions.shadow
+$ACLS --add --allow-principal User:dasan-console --operation Describe --operation Write --topic assist.suggestions.shadow.dlq
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic call.events
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Write --topic call.events.dlq
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --topic call.summaries
@@ -31,6 +39,8 @@ $ACLS --add --allow-principal User:dasan-console --operation Describe --operatio
 $ACLS --add --allow-principal User:dasan-console --operation Describe --operation Read --group console-recorder
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions.dlq
+$ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions.shadow
+$ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic assist.suggestions.shadow.dlq
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.audio
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.audio.dlq
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.events
@@ -40,7 +50,9 @@ $ACLS --add --allow-principal User:dasan-topics --operation Create --operation D
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.transcripts
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic call.transcripts.dlq
 $ACLS --add --allow-principal User:dasan-topics --operation Create --operation Describe --operation DescribeConfigs --topic kb.versions
+$ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.audio
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.events
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.transcripts
+$ACLS --add --allow-principal User:dasan-keda --operation Describe --group asr-workers
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --group assist
 echo "ACLs in place"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from assist.knowledge.dense import choose_backend
 from assist.knowledge.settings import KnowledgeSettings
-from streaming.hardware import CpuInfo, cpu_flags
+from streaming.hardware import CpuInfo, cpu_flags, cuda_usable
 
 AVX2_EPYC = frozenset(["fpu", "sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"])  # the machine in issue 12
 SAPPHIRE = AVX2_EPYC | {"avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"}
@@ -76,3 +78,38 @@ def test_index_key_differs_by_concrete_backend(monkeypatch: pytest.MonkeyPatch, 
     finally:
         cpu_flags.cache_clear()
         dense.backend_choice.cache_clear()
+
+
+@pytest.mark.skipif(cuda_usable()[0], reason="needs a machine where CUDA cannot load a model")
+@pytest.mark.parametrize(("flags", "fallback"), [(SAPPHIRE, "bf16"), (AVX2_EPYC, "torch")])
+def test_a_model_that_fails_to_load_on_cuda_runs_on_the_cpu(
+    flags: frozenset[str], fallback: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The index was keyed ``cuda`` (the probe said yes) and the model then fails to go onto the GPU:
+    torch really fails here (no CUDA in this build or no device), and the encoder loads on the CPU
+    with vectors of the GPU's numerics (bf16/fp32, never int8), logged once with its reason."""
+    import torch
+
+    from assist.knowledge.dense import load_with_cuda_fallback
+
+    loaded: list[str] = []
+
+    def load(backend: str) -> torch.nn.Module:
+        loaded.append(backend)
+        dtype = torch.float32 if backend == "torch" else torch.bfloat16
+        return torch.nn.Linear(4, 4).to(device="cuda" if backend == "cuda" else "cpu", dtype=dtype)
+
+    with caplog.at_level(logging.INFO, logger="assist.knowledge.dense"):
+        model, backend, device = load_with_cuda_fallback("cuda", load, CpuInfo("x86_64", flags))
+    assert (backend, device, loaded) == (fallback, "cpu", ["cuda", fallback])
+    assert next(model.parameters()).device.type == "cpu"
+    assert model(torch.ones(1, 4, dtype=next(model.parameters()).dtype)).shape == (1, 4)  # it runs
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert getattr(warning, "event", None) == "encoder_cuda_fallback"
+    assert getattr(warning, "backend", None) == fallback and getattr(warning, "device", None) == "cpu"
+    assert "CUDA" in getattr(warning, "error", "")
+    # a CPU backend is loaded as asked, with no warning and no second try
+    caplog.clear()
+    loaded.clear()
+    _, backend, device = load_with_cuda_fallback("int8", load, CpuInfo("x86_64", flags))
+    assert (backend, device, loaded) == ("int8", "cpu", ["int8"]) and not caplog.records

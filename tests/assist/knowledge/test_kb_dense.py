@@ -102,6 +102,7 @@ def test_update_reembeds_only_changed_records(dense_kb, small) -> None:
     )
     assert new.build_stats["embedded"] == 2
     same = [i for i, r in enumerate(new.records) if i > 1 and r.id != "테스트/제1조"]
+    assert new.dense is not None and dense_kb.dense is not None
     assert np.allclose(new.dense.matrix[same], dense_kb.dense.matrix[same], atol=1e-6)
     assert new.key != dense_kb.key
 
@@ -130,3 +131,60 @@ def test_first_build_fits_its_budget_with_a_provisional_index(small, model_path,
     full.save()
     again = KnowledgeBase.open(s, build_if_missing=False, progress=False)
     assert again.path == full.path and again.provisional is None
+
+
+# -- the second stage (assist/knowledge/rerank.py) over the same small dense index ---------------
+
+
+def test_article_view_scores_an_article_by_its_best_allowed_passage(dense_kb) -> None:
+    from assist.knowledge.rerank import ArticleView
+
+    view = ArticleView(dense_kb)
+    x = np.random.default_rng(0).normal(size=len(dense_kb.passages)).astype(np.float32)
+    mask = np.ones(len(x), dtype=bool)
+    mask[::3] = False
+    got = view.max(x, mask)
+    for a, plist in enumerate(dense_kb.searcher.ranker.art_passages):
+        allowed = [x[p] for p in plist if mask[p]]
+        assert got[a] == (max(allowed) if allowed else -np.inf)
+
+
+def test_rerank_candidates_cover_the_first_stage_with_finite_features(dense_kb) -> None:
+    from assist.knowledge.rerank import FEATURES, Conversation, Reranker
+
+    r = Reranker(dense_kb)  # no model: the first stage's fused order over the candidates
+    conv = Conversation("아파트 앞 인도에 차가 올라와 있는데 이거 불법주차 맞죠?")
+    c = r.candidates([conv])[0]
+    assert c.X.shape == (len(c.articles), len(FEATURES)) and np.isfinite(c.X).all()
+    docs = {r.view.doc_id[int(a)] for a in c.articles}
+    assert {h.doc_id for h in dense_kb.search(conv.text, 5)} <= docs
+    hits = r.rank([conv], 5)[0]
+    assert [h.scores["rerank"] for h in hits] == sorted((h.scores["rerank"] for h in hits), reverse=True)
+    assert hits[0].doc_id.startswith("도로교통법")
+
+
+def test_the_counselors_last_turn_is_evidence_for_a_thin_follow_up(dense_kb) -> None:
+    from assist.knowledge.rerank import FEATURES, Conversation, Reranker
+
+    r = Reranker(dense_kb)
+    thin = Conversation("그럼 거기는 몇 미터까지 안 되는 거예요?")
+    told = Conversation(
+        "그럼 거기는 몇 미터까지 안 되는 거예요?",
+        counselor="소화전 같은 소방용수시설 주변에는 주차와 정차가 금지되어 있습니다.",
+    )
+    a, b = r.candidates([thin, told])
+    col = FEATURES.index("dense_c")
+    target = next(i for i, d in enumerate(r.view.doc_id) if d == "도로교통법/제32조")
+
+    def dense_c(c) -> float:
+        hit = np.flatnonzero(c.articles == target)
+        return float(c.X[hit[0], col]) if len(hit) else -1.0
+
+    # the counselor's words make the parking rule a candidate and raise its context score
+    assert dense_c(b) > dense_c(a)
+    # the caller's own words (variant T) are scored the same either way
+    t = FEATURES.index("dense_t")
+    common = np.intersect1d(a.articles, b.articles)
+    ia = [int(np.flatnonzero(a.articles == x)[0]) for x in common]
+    ib = [int(np.flatnonzero(b.articles == x)[0]) for x in common]
+    assert np.allclose(a.X[ia, t], b.X[ib, t], atol=1e-5)

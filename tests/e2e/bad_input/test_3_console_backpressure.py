@@ -138,8 +138,12 @@ def test_console_drops_a_client_that_never_reads(stack: BadInputStack) -> None:
             # that does not read can fall behind.
             for n in range(first, last + 1):
                 producer.send(_big_suggestion(call, n)).get(timeout=30)
+
+                def arrived(n: int = n) -> bool:
+                    return bool(normal_closed or (normal and normal[-1] >= n + 1))
+
                 wait_for(
-                    lambda n=n: normal_closed or (normal and normal[-1] >= n + 1),
+                    arrived,
                     60,
                     f"event {n + 1} at the normal client",
                     0.02,

@@ -15,6 +15,7 @@ from streaming.events import (
 from streaming.kafka import EventProducer
 from streaming.privacy import mask_text
 from tests.console.conftest import CallScript
+from tests.util import dismiss_dialogs
 
 from .harness import COUNSELOR, PASSWORD, BadInputStack
 
@@ -55,7 +56,7 @@ def test_hostile_transcripts_are_shown_literally(stack: BadInputStack, artifacts
             errors: list[str] = []
             console_msgs: list[str] = []
             frames: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            dismiss_dialogs(page, dialogs)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: console_msgs.append(m.text))
             page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(str(p))))

@@ -5,10 +5,7 @@ empties every table past its retention. Both databases."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,9 +13,8 @@ from sqlalchemy import MetaData, select
 
 from console.retention import run_retention
 from console.store import Actor, Store
-from dasan.cli import main
 from streaming.callers import caller_key
-from tests.console.conftest import csrf_of, login
+from tests.console.conftest import MovingClock, csrf_of, login, run_dasan
 
 SECRET = "erase-test-caller-key-secret"
 NUMBER = "010-2345-6789"
@@ -26,15 +22,8 @@ TRACES_OF_NUMBER = ("010-2345-6789", "01023456789", "2345-6789", "23456789")
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, settings: Any, *argv: str) -> str:
-    monkeypatch.setenv("DASAN_CONSOLE_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("DASAN_ASR_CALLER_KEY_SECRET", SECRET)
-    if settings.db_schema:
-        monkeypatch.setenv("DASAN_CONSOLE_DB_SCHEMA", settings.db_schema)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    assert exc.value.code in (0, None), buf.getvalue()
-    return buf.getvalue()
+    return run_dasan(monkeypatch, settings, *argv)
 
 
 def _every_value(store: Store, schema: str | None) -> list[tuple[str, str, str]]:
@@ -97,6 +86,7 @@ def test_erase_caller_leaves_no_trace_in_any_table(
 ) -> None:
     mine, other = _caller_calls(store, call_script, client_factory)
     key = caller_key(NUMBER, SECRET)
+    assert key is not None
     ids = [sc.call_id for sc in mine]
     schema = console_settings.db_schema
     assert _traces(store, schema, [key, *ids, *TRACES_OF_NUMBER])  # the scan does find them before
@@ -133,17 +123,6 @@ def test_erase_one_call(
     assert {r["topic"] for r in report["kafka"]} >= {"call.events", "call.transcripts", "assist.suggestions"}
     assert _traces(store, console_settings.db_schema, [mine[0].call_id]) == []
     assert store.get_call(mine[1].call_id) and store.get_call(other.call_id)
-
-
-class MovingClock:
-    def __init__(self) -> None:
-        self.instant = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.instant
-
-    def advance(self, **kw: float) -> None:
-        self.instant += timedelta(**kw)
 
 
 @pytest.mark.parametrize("clock", [MovingClock()], ids=["moving-clock"])

@@ -130,7 +130,7 @@ def test_access_log_in_process_has_no_query_string(client_factory, users, caplog
     caplog.set_level(logging.INFO, logger="dasan.console.access")
     assert c.get("/api/calls", params={"q": PHONE, "counselor": "kim"}).status_code == 200
     records = [r for r in caplog.records if r.name == "dasan.console.access"]
-    assert records and records[-1].path == "/api/calls"  # type: ignore[attr-defined]
+    assert records and records[-1].path == "/api/calls"
     assert all(PHONE not in r.getMessage() and PHONE not in repr(r.__dict__) for r in records)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from typing import Any
 
@@ -15,14 +14,14 @@ import httpx
 
 from console.app import create_app
 from console.store import Store
-from tests.console.conftest import PASSWORD, LiveServer, login, session_cookie
+from tests.console.conftest import PASSWORD, LiveServer, form_token, login, session_cookie
 
 FLOOD = 40
 
 
 async def _flood(base: str, n: int) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=base, timeout=120) as c:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', (await c.get("/login")).text).group(1)  # type: ignore[union-attr]
+        token = form_token((await c.get("/login")).text)
         data = {"username": "kim", "password": "not-the-password", "csrf_token": token}
         return list(await asyncio.gather(*(c.post("/login", data=data) for _ in range(n))))
 
@@ -64,7 +63,7 @@ def test_login_flood_is_throttled_while_a_logged_in_user_keeps_working(
     assert answers and set(answers) == {200}  # the logged-in user was served throughout
     # Failed log-ins are logged (pseudonym, address, reason; never the password) and audited.
     failed = [r for r in caplog.records if r.getMessage() == "login failed"]
-    assert failed and {"bad_password", "throttled_ip"} <= {r.reason for r in failed}  # type: ignore[attr-defined]
+    assert failed and {"bad_password", "throttled_ip"} <= {r.reason for r in failed}
     assert all("not-the-password" not in repr(r.__dict__) and "kim" not in repr(r.__dict__) for r in failed)
     reasons = {e["detail"] for e in store.audit_page(action="login_failed", limit=500)[0]}
     assert {"bad_password", "throttled_ip"} <= reasons
@@ -73,7 +72,7 @@ def test_login_flood_is_throttled_while_a_logged_in_user_keeps_working(
 def test_user_name_throttled_before_hashing(client_factory, users, store: Store, console_settings) -> None:
     c = client_factory()
     guard = c.app.state.login_guard
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+    token = form_token(c.get("/login").text)
     limit = console_settings.login_max_failures_per_user
     for _ in range(limit):
         r = c.post("/login", data={"username": "kim", "password": "wrong-password", "csrf_token": token})

@@ -5,51 +5,21 @@ event delivered again, or a start with the same owner, changes nothing and is no
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
-from kafka import KafkaConsumer, TopicPartition
-
 from console.hub import Hub
 from console.recorder import OWNER_CONFLICTS, Recorder
 from console.store import OwnerConflict, Store
 from streaming.codec import read_dead_letter
 from streaming.events import CallStarted
 from streaming.kafka import EventProducer
+from streaming.settings import KafkaSettings
 from streaming.topics import CALL_EVENTS, dlq_name
+from tests.kafka_util import read_records
+from tests.util import wait_for
 
 
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def _dead_letters(kafka: Any, topic: str, call_id: str) -> list[tuple[str, dict[str, str]]]:
-    """(event id header, dlq-* headers) of every dead letter of ``call_id`` on ``topic``."""
-    cfg = kafka.consumer_config(None)
-    cfg.update(enable_auto_commit=False)
-    c = KafkaConsumer(**cfg)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        out = []
-        idle = 0
-        while idle < 3:
-            batches = c.poll(timeout_ms=500)
-            idle = 0 if batches else idle + 1
-            for recs in batches.values():
-                for rec in recs:
-                    if rec.key and rec.key.decode() == call_id:
-                        headers = list(rec.headers or [])
-                        out.append((rec.value, read_dead_letter(headers)))
-        return out
-    finally:
-        c.close()
+def _dead_letters(kafka: KafkaSettings, topic: str, call_id: str) -> list[tuple[bytes, dict[str, str]]]:
+    """(value, dlq-* headers) of every dead letter of ``call_id`` on ``topic``."""
+    return [(r.value, read_dead_letter(list(r.headers or []))) for r in read_records(kafka, topic, {call_id})]
 
 
 def test_forged_call_started_is_dead_lettered_and_the_call_unchanged(
@@ -75,13 +45,13 @@ def test_forged_call_started_is_dead_lettered_and_the_call_unchanged(
         with EventProducer(kafka_settings) as p:
             p.send(real)
             p.send(script.segment(1, "첫 문장", t=1))
-        _wait(lambda: store.last_seq(script.call_id) == 2, "the real start")
+        wait_for(lambda: store.last_seq(script.call_id) == 2, 90, "the real start")
         with EventProducer(kafka_settings) as p:
             p.send(forged)
             p.send(real)  # the same event again: a redelivery
             p.send(same_owner)
             p.send(script.segment(2, "표시 문장", t=2))
-        _wait(lambda: store.last_seq(script.call_id) == 4, "the events after the forgery")
+        wait_for(lambda: store.last_seq(script.call_id) == 4, 90, "the events after the forgery")
     finally:
         rec.stop()
     call = store.get_call(script.call_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,21 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from console.app import create_app
 from console.auth import authenticate
 from console.store import Store
-from dasan.cli import main
-from tests.console.conftest import PASSWORD, csrf_of, login
-
-
-class MovingClock:
-    """The store's clock, moved forward by the test (sessions' idle and absolute limits)."""
-
-    def __init__(self) -> None:
-        self.instant = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.instant
-
-    def advance(self, **kw: float) -> None:
-        self.instant += timedelta(**kw)
+from tests.console.conftest import PASSWORD, MovingClock, csrf_of, login, run_dasan
 
 
 def _client(settings: Any, store: Store, **overrides: Any) -> TestClient:
@@ -115,17 +100,17 @@ def test_deactivated_user_refused_everywhere(
     login(kim, "kim")
     with kim.websocket_connect(f"/ws/calls/{script.call_id}") as ws:
         ws.receive_json()
-        _cli(monkeypatch, console_settings, "users", "deactivate", "kim")
+        run_dasan(monkeypatch, console_settings, "users", "deactivate", "kim")
         assert _wait_close(ws) == 1008
     assert kim.get("/api/me").status_code == 401
     # Cannot log in again, and `--reset` does not silently re-activate.
     assert authenticate(store, "kim", PASSWORD).reason == "inactive"
-    _cli(
+    run_dasan(
         monkeypatch, console_settings, "users", "add", "kim", "--role", "counselor", "--team", "A", "--reset"
     )
-    assert store.user_by_name("kim").active is False
-    _cli(monkeypatch, console_settings, "users", "activate", "kim")
-    assert store.user_by_name("kim").active is True
+    assert (user := store.user_by_name("kim")) is not None and user.active is False
+    run_dasan(monkeypatch, console_settings, "users", "activate", "kim")
+    assert (user := store.user_by_name("kim")) is not None and user.active is True
     cli_rows = [(e["action"], e["target"], e["role"]) for e in store.audit_entries() if e["role"] == "cli"]
     assert ("user_deactivate", "kim", "cli") in cli_rows and ("user_activate", "kim", "cli") in cli_rows
 
@@ -149,7 +134,7 @@ def test_password_change_ends_sessions(
 ) -> None:
     kim = client_factory()
     login(kim, "kim")
-    out = _cli(monkeypatch, console_settings, "users", "passwd", "kim")
+    out = run_dasan(monkeypatch, console_settings, "users", "passwd", "kim")
     assert "1 session(s) ended" in out
     new_password = out.split("password: ")[1].strip()
     assert kim.get("/api/me").status_code == 401
@@ -187,21 +172,6 @@ def test_idle_timeout_and_absolute_lifetime(
         from console.models import SessionRecord
 
         assert db.scalar(select(func.count()).select_from(SessionRecord)) == 0  # ended rows are deleted
-
-
-def _cli(monkeypatch: pytest.MonkeyPatch, settings: Any, *argv: str) -> str:
-    """Run a `dasan` command against the test's database; its standard output."""
-    import contextlib
-    import io
-
-    monkeypatch.setenv("DASAN_CONSOLE_DATABASE_URL", settings.database_url)
-    if settings.db_schema:
-        monkeypatch.setenv("DASAN_CONSOLE_DB_SCHEMA", settings.db_schema)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    assert exc.value.code in (0, None), buf.getvalue()
-    return buf.getvalue()
 
 
 def test_live_sockets_per_user_are_capped(console_settings, users, store: Store, call_script) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from asr.models import (
+from asr.settings import AsrSettings
+from asr.weights import (
     STAMP,
     WHISPER_BASE_SHA256,
     WHISPER_BASE_SIZE,
@@ -17,7 +18,6 @@ from asr.models import (
     resolve_model,
     verify_whisper_model,
 )
-from asr.settings import AsrSettings
 
 
 def test_assemble_verify_and_reuse(tmp_path: Path) -> None:
@@ -38,8 +38,8 @@ def test_assemble_verify_and_reuse(tmp_path: Path) -> None:
     assert model.stat().st_mtime_ns == mtime
 
     # A damaged file no longer matches its stamp: it is assembled again.
-    with model.open("r+b") as f:
-        f.truncate(1000)
+    with model.open("r+b") as fh:
+        fh.truncate(1000)
     ensure_whisper_model(tmp_path)
     assert model.stat().st_size == WHISPER_BASE_SIZE
     verify_whisper_model(target)

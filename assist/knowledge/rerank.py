@@ -1,0 +1,362 @@
+"""The second stage: a learned ranker over the first stage's candidate articles.
+
+The first stage (BM25 + dense, fused) finds the right article among its top 30 for nearly every
+question, but puts it first for barely half of them. What it ignores is what the reranker reads, per
+candidate article:
+
+- the same question three ways: the caller's words (``T``), with the counselor's last turn (``T+C``:
+  the counselor names the legal matter a caller does not — 취득세, 의견진술, 감경) and with the
+  conversation so far (``T+H``: the topic a follow-up such as "그럼 60일 넘기면요?" belongs to);
+- each side's score and rank, the gap to the best candidate, agreement between dense and lexical;
+- the article's structure: 법률 / 시행령 / 시행규칙 / 조례 / 별표, whether the title is generic
+  (목적, 정의), how much of its title the conversation says;
+- the call's district: a district ordinance of the district named, or of another one.
+
+The model is a LightGBM LambdaRank ensemble (a few hundred shallow trees) trained by
+``dasan eval rerank --train`` on the labelled utterances and call turns with grouped cross-validation
+(:mod:`.rerank_train`); its text file ships with the package, so serving needs no training. Scoring
+30–60 candidates costs well under a millisecond beyond the two extra query embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .fusion import minmax, top_indices
+from .records import SOURCE_FIELDS, SearchFilters, SearchHit
+
+if TYPE_CHECKING:
+    from .kb import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+MODEL_PATH = Path(__file__).with_name("rerank_model.txt")
+HISTORY_CHARS = 400  # how much of the earlier conversation the T+H query carries
+POOL = 20  # candidate articles taken from each side of each query variant
+
+VARIANTS = ("t", "c", "h")
+FEATURES: tuple[str, ...] = (
+    *(f"{side}_{v}" for v in VARIANTS for side in ("dense", "bm25", "fused")),
+    *(f"{side}_{v}_rank" for v in VARIANTS for side in ("dense", "bm25", "fused")),
+    *(f"{side}_{v}_gap" for v in VARIANTS for side in ("dense", "fused")),
+    "bm25_t_rel",
+    "agree_t",
+    "has_context",
+    "law_kind",
+    "is_table",
+    "generic_title",
+    "title_t",
+    "title_h",
+    "district_match",
+    "district_other",
+    "length",
+)
+ABSTAIN_FEATURES = ("top", "margin", "dense_t", "bm25_t_rel", "dense_h", "fused_t_best")
+_GENERIC = re.compile(r"^(목적|정의|시행일|적용\s*범위|다른\s*법률과의\s*관계|위임|권한의\s*위임)")
+
+
+def law_kind(law_name: str, jurisdiction: str) -> int:
+    """0 법률, 1 시행령, 2 시행규칙, 3 조례, 4 조례 시행규칙 (a local 규칙)."""
+    if jurisdiction != "대한민국":
+        return 4 if law_name.endswith("규칙") else 3
+    if law_name.endswith("시행규칙"):
+        return 2
+    if law_name.endswith("시행령"):
+        return 1
+    return 0
+
+
+@dataclass
+class Conversation:
+    """What one retrieval asks: the caller's question (``text``, what the first stage searched), the
+    counselor's last turn before it and the earlier conversation (both channels, masked)."""
+
+    text: str
+    counselor: str = ""
+    history: str = ""
+    district: str | None = None
+    filters: SearchFilters | None = None
+
+    def variants(self) -> dict[str, str]:
+        c = f"{self.text} {self.counselor}".strip() if self.counselor.strip() else self.text
+        h = f"{self.text} {self.history[-HISTORY_CHARS:]}".strip() if self.history.strip() else self.text
+        return {"t": self.text, "c": c, "h": h}
+
+
+@dataclass
+class Candidates:
+    """The candidate articles of one conversation and their feature rows."""
+
+    articles: np.ndarray  # article indices (ArticleView order)
+    passages: np.ndarray  # the passage shown for each article
+    X: np.ndarray  # (n, len(FEATURES))
+    passage_scores: dict[str, np.ndarray] = field(default_factory=dict)  # T's per-method scores
+
+
+class ArticleView:
+    """Article-level views of passage-level arrays (an article scores as its best allowed passage)."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        ranker = kb.searcher.ranker
+        self.art_of = ranker.art_of
+        self.n = len(ranker.art_passages)
+        self.order = np.argsort(self.art_of, kind="stable")
+        sorted_arts = self.art_of[self.order]
+        self.starts = np.flatnonzero(np.r_[True, sorted_arts[1:] != sorted_arts[:-1]])
+        first = [ranker.art_passages[a][0] for a in range(self.n)]
+        ps = [kb.passages[i] for i in first]
+        self.doc_id = [p.doc_id for p in ps]
+        self.kind = np.array([law_kind(p.law_name, p.jurisdiction) for p in ps], dtype=np.float32)
+        self.table = np.array(["별표" in p.article_no for p in ps], dtype=np.float32)
+        self.generic = np.array([bool(_GENERIC.match(p.article_title or "")) for p in ps], dtype=np.float32)
+        self.jurisdiction = [p.jurisdiction for p in ps]
+        lengths = np.zeros(self.n, dtype=np.float32)
+        np.add.at(lengths, self.art_of, np.array([len(p.text) for p in kb.passages], dtype=np.float32))
+        self.length = np.log1p(lengths)
+        self.title_terms = [{t for t in kb.analyzer.nouns(p.article_title or "") if len(t) >= 2} for p in ps]
+
+    def max(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        v = np.where(mask, x, -np.inf)[self.order]
+        return np.maximum.reduceat(v, self.starts)
+
+
+def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
+    """What the abstention decision reads: the top candidate's score and its margin over the second,
+    the top candidate's own evidence, and the first stage's best fused score."""
+    if not len(scores):
+        return np.zeros(len(ABSTAIN_FEATURES), dtype=np.float32)
+    order = np.argsort(-scores, kind="stable")
+    j = order[0]
+    x = dict(zip(FEATURES, c.X[j].tolist(), strict=True))
+    margin = float(scores[j] - scores[order[1]]) if len(order) > 1 else 1.0
+    best_fused = float(c.X[:, FEATURES.index("fused_t")].max())
+    return np.array(
+        [float(scores[j]), margin, x["dense_t"], x["bm25_t_rel"], x["dense_h"], best_fused], dtype=np.float32
+    )
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based rank of every entry (descending)."""
+    order = np.argsort(-x, kind="stable")
+    r = np.empty(len(x), dtype=np.float32)
+    r[order] = np.arange(1, len(x) + 1, dtype=np.float32)
+    return r
+
+
+class Reranker:
+    """Candidates, features and the learned order for conversations over one knowledge base."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        model: Any | None = None,
+        abstainer: Any | None = None,
+        threshold: float = 1.0,
+    ) -> None:
+        self.kb = kb
+        self.view = ArticleView(kb)
+        self.model = model
+        self.abstainer = abstainer  # P(out of scope) from abstain_features
+        self.threshold = threshold  # abstain at or above (tuned by cross-validation)
+
+    @classmethod
+    def load(cls, kb: KnowledgeBase, path: Path = MODEL_PATH) -> Reranker:
+        """The reranker with the shipped model (first-stage order when the model file is missing)."""
+        import lightgbm as lgb
+
+        model = abstainer = None
+        threshold = 1.0
+        if path.exists():
+            model = lgb.Booster(model_file=str(path))
+            if tuple(model.feature_name()) != FEATURES:
+                log.warning("rerank model %s has other features than this code; not used", path)
+                model = None
+        else:
+            log.warning("no rerank model at %s: first-stage order", path)
+        apath = path.with_name("abstain_model.txt")
+        tpath = path.with_name("abstain_threshold.json")
+        if model is not None and apath.exists() and tpath.exists():
+            abstainer = lgb.Booster(model_file=str(apath))
+            threshold = float(json.loads(tpath.read_text())["threshold"])
+        return cls(kb, model, abstainer, threshold)
+
+    # ------------------------------------------------------------------ features
+    def candidates(self, convs: Sequence[Conversation]) -> list[Candidates]:
+        """Score every conversation's three variants (one encoder pass for all) and collect features."""
+        kb = self.kb
+        s = kb.settings
+        texts: list[str] = []
+        slot: dict[str, int] = {}
+        var_idx: list[dict[str, int]] = []
+        for cv in convs:
+            m = {}
+            for v, q in cv.variants().items():
+                q = q or "-"
+                if q not in slot:
+                    slot[q] = len(texts)
+                    texts.append(q)
+                m[v] = slot[q]
+            var_idx.append(m)
+        qvecs = kb.searcher.encode_queries(texts) if kb.dense is not None and texts else None
+        dense_all = kb.dense.scores(qvecs) if qvecs is not None and kb.dense is not None else None
+        bm25_cache: dict[int, np.ndarray] = {}
+        out = []
+        for cv, m in zip(convs, var_idx, strict=True):
+            mask = kb.searcher.mask(cv.filters)
+            art_mask = self.view.max(mask.astype(np.float32), mask) > 0
+            per: dict[str, dict[str, np.ndarray]] = {}
+            passage_scores: dict[str, np.ndarray] = {}
+            for v in VARIANTS:
+                qi = m[v]
+                if qi not in bm25_cache:
+                    toks = kb.analyzer.query_tokens(texts[qi], s.query_expansion)
+                    bm25_cache[qi] = kb.bm25.scores(toks)
+                bm = bm25_cache[qi]
+                dn = (
+                    dense_all[qi][kb.unit_of]
+                    if dense_all is not None
+                    else np.zeros(len(kb.passages), dtype=np.float32)
+                )
+                if v == "t":
+                    passage_scores = {"bm25": bm, "dense": dn}
+                per[v] = {"dense": self.view.max(dn, mask), "bm25": self.view.max(bm, mask)}
+            out.append(self._features(cv, per, art_mask, passage_scores, mask))
+        return out
+
+    def _features(
+        self,
+        cv: Conversation,
+        per: dict[str, dict[str, np.ndarray]],
+        art_mask: np.ndarray,
+        passage_scores: dict[str, np.ndarray],
+        mask: np.ndarray,
+    ) -> Candidates:
+        s = self.kb.settings
+        weights = {"dense": s.weight_dense, "bm25": s.weight_bm25}
+        cand: list[int] = []
+        for v in VARIANTS:
+            for side in ("dense", "bm25"):
+                x = per[v][side]
+                if side == "bm25" and not np.any(x[art_mask] > 0):
+                    continue
+                cand.extend(int(i) for i in top_indices(x, POOL, art_mask))
+        arts = np.array(sorted(set(cand)), dtype=np.int64)
+        n = len(arts)
+        cols: dict[str, np.ndarray] = {}
+        for v in VARIANTS:
+            d = per[v]["dense"][arts].astype(np.float32)
+            b = per[v]["bm25"][arts].astype(np.float32)
+            b = np.where(np.isfinite(b), b, 0.0)
+            d = np.where(np.isfinite(d), d, 0.0)
+            f = weights["dense"] * minmax(d) + weights["bm25"] * minmax(b)
+            cols[f"dense_{v}"], cols[f"bm25_{v}"], cols[f"fused_{v}"] = d, b, f
+            for side, x in (("dense", d), ("bm25", b), ("fused", f)):
+                cols[f"{side}_{v}_rank"] = np.minimum(_ranks(x), 50.0) if n else x
+            cols[f"dense_{v}_gap"] = (d.max() - d) if n else d
+            cols[f"fused_{v}_gap"] = (f.max() - f) if n else f
+        bt = cols["bm25_t"]
+        cols["bm25_t_rel"] = bt / bt.max() if n and bt.max() > 0 else np.zeros(n, dtype=np.float32)
+        cols["agree_t"] = np.abs(cols["dense_t_rank"] - cols["bm25_t_rank"])
+        cols["has_context"] = np.full(n, float(bool(cv.counselor.strip() or cv.history.strip())))
+        cols["law_kind"] = self.view.kind[arts]
+        cols["is_table"] = self.view.table[arts]
+        cols["generic_title"] = self.view.generic[arts]
+        terms_t = set(self.kb.analyzer.nouns(cv.text))
+        terms_h = terms_t | set(self.kb.analyzer.nouns(f"{cv.counselor} {cv.history[-HISTORY_CHARS:]}"))
+        cols["title_t"] = np.array(
+            [len(self.view.title_terms[a] & terms_t) / max(1, len(self.view.title_terms[a])) for a in arts],
+            dtype=np.float32,
+        )
+        cols["title_h"] = np.array(
+            [len(self.view.title_terms[a] & terms_h) / max(1, len(self.view.title_terms[a])) for a in arts],
+            dtype=np.float32,
+        )
+        juris = [self.view.jurisdiction[a] for a in arts]
+        dist = cv.district
+        cols["district_match"] = np.array(
+            [float(bool(dist) and j.endswith(str(dist))) for j in juris], dtype=np.float32
+        )
+        cols["district_other"] = np.array(
+            [float(j.startswith("서울특별시 ") and not (dist and j.endswith(dist))) for j in juris],
+            dtype=np.float32,
+        )
+        cols["length"] = self.view.length[arts]
+        X = (
+            np.column_stack([cols[f] for f in FEATURES]).astype(np.float32)
+            if n
+            else np.zeros((0, len(FEATURES)))
+        )
+        shown = np.array([self._best_passage(int(a), passage_scores, mask) for a in arts], dtype=np.int64)
+        return Candidates(arts, shown, X, passage_scores)
+
+    def _best_passage(self, art: int, scores: dict[str, np.ndarray], mask: np.ndarray) -> int:
+        s = self.kb.settings
+        plist = [p for p in self.kb.searcher.ranker.art_passages[art] if mask[p]] or list(
+            self.kb.searcher.ranker.art_passages[art]
+        )
+        if len(plist) == 1:
+            return plist[0]
+        d = scores["dense"][plist]
+        b = scores["bm25"][plist]
+        v = s.weight_dense * minmax(d) + s.weight_bm25 * minmax(b)
+        return plist[int(np.argmax(v))]
+
+    # ------------------------------------------------------------------ ranking
+    def scores(self, c: Candidates) -> np.ndarray:
+        """The model's score of each candidate (the first stage's fused T score without a model)."""
+        if not len(c.articles):
+            return np.zeros(0, dtype=np.float32)
+        if self.model is None:
+            return c.X[:, FEATURES.index("fused_t")]
+        return np.asarray(self.model.predict(c.X, num_threads=1), dtype=np.float32)
+
+    def out_of_scope(self, c: Candidates, scores: np.ndarray) -> float:
+        """P(the question is out of scope), 0.0 without an abstention model."""
+        if self.abstainer is None or not len(scores):
+            return 0.0 if len(scores) else 1.0
+        return float(self.abstainer.predict(abstain_features(c, scores)[None, :], num_threads=1)[0])
+
+    def rank(self, convs: Sequence[Conversation], top_k: int) -> list[list[SearchHit]]:
+        """The ``top_k`` hits of each conversation in the learned order; every hit's ``scores`` carry
+        ``rerank`` and ``out_of_scope`` (the abstention model's probability for the question)."""
+        out = []
+        for cv, c in zip(convs, self.candidates(convs), strict=True):
+            sc = self.scores(c)
+            oos = self.out_of_scope(c, sc)
+            order = np.argsort(-sc, kind="stable")[:top_k]
+            qtokens = self.kb.analyzer.query_tokens(cv.text, False)
+            hits: list[SearchHit] = []
+            for j in order:
+                i = int(c.passages[j])
+                p = self.kb.passages[i]
+                feats = dict(zip(FEATURES, c.X[j].tolist(), strict=True))
+                hits.append(
+                    SearchHit(
+                        **{f: getattr(p, f) for f in SOURCE_FIELDS},
+                        text=p.text,
+                        snippet=self.kb.searcher.ranker.snippet(p.text, qtokens),
+                        score=float(sc[j]),
+                        ranks={
+                            "dense": int(feats["dense_t_rank"]),
+                            "bm25": int(feats["bm25_t_rank"]),
+                            "rerank": len(hits) + 1,
+                        },
+                        scores={
+                            "dense": float(c.passage_scores["dense"][i]),
+                            "bm25": float(c.passage_scores["bm25"][i]),
+                            "rerank": float(sc[j]),
+                            "out_of_scope": oos,
+                        },
+                    )
+                )
+            out.append(hits)
+        return out

@@ -1,0 +1,360 @@
+"""Training and cross-validating the second stage (``dasan eval rerank``).
+
+Labelled examples are what a retrieval is asked in the product: single utterances (the eval-dev set,
+``eval/utterances.jsonl`` and its ASR-noisy rewrites) and caller turns of whole calls
+(``eval/calls.jsonl``: each citizen turn carries the articles a card should cite), each turned into
+a :class:`~.rerank.Conversation` exactly as the assist service builds one (masked; the caller's
+recent turns; the counselor's last turn; the conversation so far; the district named).
+
+Cross-validation is grouped: an utterance and its noisy rewrite, and all turns of one call, fall in
+one fold (``sha256(group) % folds``), so nothing is scored by a model that saw its twin. The report
+gives, per fold and as the mean of held-out folds, Hit@1 / Hit@5 / MRR@10 of the first stage (the
+product's fused search) and of the reranked order, per set; and the abstention trade-off: out-of-scope
+questions abstained at the threshold that withholds at most ``max_withheld`` of in-scope questions in
+the training folds. ``--train`` then fits the model on every example and writes it beside this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .rerank import (
+    ABSTAIN_FEATURES,
+    FEATURES,
+    MODEL_PATH,
+    Candidates,
+    Conversation,
+    Reranker,
+    abstain_features,
+)
+
+log = logging.getLogger(__name__)
+
+PARAMS: dict[str, Any] = {
+    "objective": "lambdarank",
+    "num_leaves": 7,
+    "learning_rate": 0.05,
+    "n_estimators": 200,
+    "min_child_samples": 10,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "n_jobs": 1,
+    "random_state": 13,
+    "verbose": -1,
+}
+
+
+@dataclass
+class Example:
+    id: str
+    group: str
+    set: str  # dev | utterances | noisy | turns
+    conv: Conversation
+    relevant: list[str]
+    cand: Candidates | None = None
+    first_stage: list[str] = field(default_factory=list)  # doc ids, the product's first-stage order
+
+    @property
+    def candidates(self) -> Candidates:
+        """``cand``, which every example has once its candidates are built."""
+        assert self.cand is not None, f"{self.id}: no candidates yet"
+        return self.cand
+
+
+def fold_of(group: str, folds: int) -> int:
+    return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def conversations_of_call(assistant: Any, call: dict[str, Any]) -> list[tuple[int, Conversation]]:
+    """For each citizen turn: the conversation the service would retrieve for (masked)."""
+    from assist.assistant import conversation_for
+    from streaming.privacy import mask_text
+
+    turns = [
+        ("caller" if t["speaker"] == "citizen" else "counselor", mask_text(t["text"])) for t in call["turns"]
+    ]
+    out = []
+    for i, t in enumerate(call["turns"]):
+        if t["speaker"] == "citizen":
+            out.append((i, conversation_for(assistant, turns[: i + 1])))
+    return out
+
+
+def load_examples(assistant: Any, sets: dict[str, Path]) -> list[Example]:
+    """Examples of every labelled set (an in-scope item has articles; out-of-scope ones have none)."""
+    from assist.assistant import conversation_for
+    from streaming.privacy import mask_text
+
+    out: list[Example] = []
+    for name, path in sets.items():
+        if not path.exists():
+            raise FileNotFoundError(f"labelled set {name} not found at {path}")
+        for item in _jsonl(path):
+            if "turns" in item:
+                if not any("relevant_article_ids" in t for t in item["turns"]):
+                    continue
+                for i, conv in conversations_of_call(assistant, item):
+                    t = item["turns"][i]
+                    if "relevant_article_ids" not in t:
+                        continue
+                    out.append(
+                        Example(f"{item['id']}#{i}", item["id"], name, conv, list(t["relevant_article_ids"]))
+                    )
+            else:
+                group = item.get("variant_of") or item["id"]
+                conv = conversation_for(assistant, [("caller", mask_text(item["utterance"]))])
+                out.append(Example(item["id"], group, name, conv, list(item.get("relevant_article_ids", []))))
+    return out
+
+
+def featurize(reranker: Reranker, examples: list[Example], batch: int = 64) -> None:
+    """Candidates and features of every example, and the product's first-stage order beside them."""
+    kb = reranker.kb
+    for i in range(0, len(examples), batch):
+        chunk = examples[i : i + batch]
+        cands = reranker.candidates([e.conv for e in chunk])
+        first = kb.search_many([e.conv.text for e in chunk], 10, [e.conv.filters for e in chunk])
+        for e, c, hits in zip(chunk, cands, first, strict=True):
+            e.cand = c
+            e.first_stage = [h.doc_id for h in hits]
+        log.info("features: %d/%d", min(i + batch, len(examples)), len(examples))
+
+
+def labels(reranker: Reranker, e: Example) -> np.ndarray:
+    assert e.cand is not None
+    rel = set(e.relevant)
+    return np.array([reranker.view.doc_id[a] in rel for a in e.cand.articles], dtype=np.int32)
+
+
+def ranked_docs(reranker: Reranker, e: Example, scores: np.ndarray) -> list[str]:
+    assert e.cand is not None
+    order = np.argsort(-scores, kind="stable")
+    return [reranker.view.doc_id[int(e.cand.articles[j])] for j in order]
+
+
+def hit_metrics(ranked: list[list[str]], relevant: list[list[str]]) -> dict[str, float]:
+    n = len(ranked)
+    if not n:
+        return {"n": 0}
+    h1 = h5 = mrr = 0.0
+    for docs, rel in zip(ranked, relevant, strict=True):
+        rs = set(rel)
+        pos = next((k for k, d in enumerate(docs[:10]) if d in rs), None)
+        h1 += pos == 0
+        h5 += pos is not None and pos < 5
+        mrr += 1.0 / (pos + 1) if pos is not None else 0.0
+    return {
+        "n": n,
+        "hit_at_1": round(h1 / n, 4),
+        "hit_at_5": round(h5 / n, 4),
+        "mrr_at_10": round(mrr / n, 4),
+    }
+
+
+def fit(reranker: Reranker, train: list[Example]) -> Any:
+    import lightgbm as lgb
+
+    rows = [e for e in train if e.relevant and e.cand is not None and len(e.cand.articles)]
+    rows = [e for e in rows if labels(reranker, e).any()]
+    X = np.vstack([e.candidates.X for e in rows])
+    y = np.concatenate([labels(reranker, e) for e in rows])
+    group = [len(e.candidates.articles) for e in rows]
+    model = lgb.LGBMRanker(**PARAMS)
+    model.fit(X, y, group=group, feature_name=list(FEATURES))
+    return model.booster_
+
+
+def fit_abstain(feats: np.ndarray, oos: np.ndarray, max_withheld: float) -> tuple[Any, float]:
+    """A small classifier of out-of-scope vs in-scope on the abstention features, and the threshold
+    that withholds at most ``max_withheld`` of the in-scope examples it was fitted on."""
+    import lightgbm as lgb
+
+    clf = lgb.LGBMClassifier(
+        n_estimators=100,
+        num_leaves=4,
+        learning_rate=0.05,
+        min_child_samples=5,
+        n_jobs=1,
+        verbose=-1,
+        random_state=13,
+    )
+    clf.fit(feats, oos.astype(int), feature_name=list(ABSTAIN_FEATURES))
+    p = clf.booster_.predict(feats, num_threads=1)
+    inscope = np.sort(p[~oos])
+    k = int(np.floor((1 - max_withheld) * len(inscope)))
+    threshold = float(inscope[min(k, len(inscope) - 1)]) + 1e-6 if len(inscope) else 0.5
+    return clf.booster_, threshold
+
+
+def predict(booster: Any, e: Example) -> np.ndarray:
+    assert e.cand is not None
+    if not len(e.cand.articles):
+        return np.zeros(0, dtype=np.float32)
+    return np.asarray(booster.predict(e.cand.X, num_threads=1), dtype=np.float32)
+
+
+def abstain_rows(examples: list[Example], oof: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Abstention features (from out-of-fold ranker scores) and labels (out of scope) of the
+    single utterances: whole calls have no out-of-scope turns to learn from."""
+    rows = [e for e in examples if e.set in ("dev", "utterances")]
+    X = np.vstack([abstain_features(e.candidates, oof[e.id]) for e in rows])
+    return X, np.array([not e.relevant for e in rows])
+
+
+def cross_validate(
+    reranker: Reranker, examples: list[Example], folds: int = 5, max_withheld: float = 0.05
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Per-fold and mean held-out figures, and every example's out-of-fold ranker scores.
+
+    The abstention classifier of fold ``f`` learns from the other folds' out-of-fold scores (as a
+    served question's scores come from a model that never saw it) and is judged on fold ``f``."""
+    sets = sorted({e.set for e in examples})
+    per_fold: list[dict[str, Any]] = []
+    oof: dict[str, np.ndarray] = {}
+    for f in range(folds):
+        train = [e for e in examples if fold_of(e.group, folds) != f]
+        test = [e for e in examples if fold_of(e.group, folds) == f]
+        booster = fit(reranker, train)
+        for e in test:
+            oof[e.id] = predict(booster, e)
+        res: dict[str, Any] = {"fold": f}
+        for name in sets:
+            ts = [e for e in test if e.set == name and e.relevant]
+            first = hit_metrics([e.first_stage for e in ts], [e.relevant for e in ts])
+            rer = hit_metrics([ranked_docs(reranker, e, oof[e.id]) for e in ts], [e.relevant for e in ts])
+            res[name] = {"first_stage": first, "reranked": rer}
+        per_fold.append(res)
+        log.info("fold %d done", f)
+    for f, res in enumerate(per_fold):
+        train = [e for e in examples if fold_of(e.group, folds) != f]
+        test = [e for e in examples if fold_of(e.group, folds) == f]
+        Xa, ya = abstain_rows(train, oof)
+        Xb, yb = abstain_rows(test, oof)
+        if not len(yb) or not ya.any():
+            continue
+        clf, thr = fit_abstain(Xa, ya, max_withheld)
+        p = clf.predict(Xb, num_threads=1)
+        res["abstain"] = {
+            "threshold": round(thr, 4),
+            "oos_n": int(yb.sum()),
+            "oos_abstained": round(float((p[yb] >= thr).mean()), 4) if yb.any() else None,
+            "in_scope_n": int((~yb).sum()),
+            "in_scope_withheld": round(float((p[~yb] >= thr).mean()), 4) if (~yb).any() else None,
+        }
+    mean: dict[str, Any] = {}
+    for name in sets:
+        mean[name] = {}
+        for stage in ("first_stage", "reranked"):
+            vals = [r[name][stage] for r in per_fold if r[name][stage].get("n")]
+            mean[name][stage] = {
+                k: round(float(np.mean([v[k] for v in vals])), 4)
+                for k in ("hit_at_1", "hit_at_5", "mrr_at_10")
+            } | {"n": sum(v["n"] for v in vals)}
+    ab = [r["abstain"] for r in per_fold if "abstain" in r]
+    if ab:
+        mean["abstain"] = {
+            k: round(float(np.mean([a[k] for a in ab if a[k] is not None])), 4)
+            for k in ("oos_abstained", "in_scope_withheld", "threshold")
+        }
+    report = {"folds": folds, "per_fold": per_fold, "mean_of_held_out_folds": mean}
+    return report, oof
+
+
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "caller's words only (no T+C, T+H)": tuple(
+        f for f in FEATURES if "_c" in f or "_h" in f or f in ("has_context", "title_h")
+    ),
+    "no article structure or district": (
+        "law_kind",
+        "is_table",
+        "generic_title",
+        "district_match",
+        "district_other",
+        "length",
+        "title_t",
+        "title_h",
+    ),
+}
+
+
+def ablated(examples: list[Example], drop: tuple[str, ...]) -> list[Example]:
+    """The examples with the ``drop`` features held constant (the trees cannot split on them)."""
+    cols = [FEATURES.index(f) for f in drop]
+    out = []
+    for e in examples:
+        assert e.cand is not None
+        X = e.cand.X.copy()
+        X[:, cols] = 0.0
+        cand = Candidates(e.cand.articles, e.cand.passages, X, e.cand.passage_scores)
+        out.append(Example(e.id, e.group, e.set, e.conv, e.relevant, cand, e.first_stage))
+    return out
+
+
+def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dict[str, Any]:
+    """Mean held-out figures per set with each feature group removed (what each stage adds)."""
+    out: dict[str, Any] = {}
+    for name, drop in ABLATIONS.items():
+        report, _oof = cross_validate(reranker, ablated(examples, drop), folds)
+        out[name] = {
+            "per_fold": [
+                {k: v["reranked"] for k, v in f.items() if isinstance(v, dict) and "reranked" in v}
+                for f in report["per_fold"]
+            ],
+            "mean": {
+                k: v["reranked"]
+                for k, v in report["mean_of_held_out_folds"].items()
+                if isinstance(v, dict) and "reranked" in v
+            },
+        }
+    return out
+
+
+def default_sets(root: Path, shared: Path) -> dict[str, Path]:
+    return {
+        "dev": shared / "eval-dev" / "utterances.jsonl",
+        "utterances": root / "eval" / "utterances.jsonl",
+        "noisy": root / "eval" / "utterances_noisy.jsonl",
+        "turns": root / "eval" / "calls.jsonl",
+    }
+
+
+def train_and_save(
+    reranker: Reranker,
+    examples: list[Example],
+    oof: dict[str, np.ndarray],
+    path: Path = MODEL_PATH,
+    max_withheld: float = 0.05,
+) -> dict[str, Any]:
+    """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
+    scores; write both (and the threshold) beside the module."""
+    booster = fit(reranker, examples)
+    booster.save_model(str(path))
+    X, y = abstain_rows(examples, oof)
+    clf, thr = fit_abstain(X, y, max_withheld)
+    apath = path.with_name("abstain_model.txt")
+    clf.save_model(str(apath))
+    path.with_name("abstain_threshold.json").write_text(
+        json.dumps(
+            {"threshold": thr, "max_in_scope_withheld": max_withheld, "features": list(ABSTAIN_FEATURES)},
+            indent=1,
+        )
+        + "\n"
+    )
+    return {"model": str(path), "abstain_model": str(apath), "threshold": thr, "examples": len(examples)}
+
+
+def iter_sets(s: str) -> Iterable[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
