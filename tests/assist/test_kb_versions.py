@@ -197,6 +197,8 @@ def test_a_new_version_is_used_mid_call_without_restart(
     amended = after[FEE_TABLE]
     assert amended == AMENDED_ON.isoformat()
     assert date.fromisoformat(amended) <= date.today()
+    # each card names the index version that made it
+    assert [s.provenance.index_key if s.provenance else None for s in sugg] == [kb_v1.key, kb_v2.key]
 
 
 def test_kb_list_import_activate_and_rollback_commands(
