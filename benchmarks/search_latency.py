@@ -84,19 +84,19 @@ def open_assistant(bm25_only: bool) -> object:
     from assist.settings import AssistSettings
 
     settings = KnowledgeSettings()
-    if bm25_only:
-        settings = settings.model_copy(update={"dense_enabled": False})
-    active = VersionRegistry(settings.index_dir).active_path()
-    if active is not None:
-        return Assistant.open(AssistSettings(), settings, index=active)
-    return Assistant(KnowledgeBase.open(settings, build_if_missing=False, progress=False), AssistSettings())
+    path = VersionRegistry(settings.index_dir).active_path() or KnowledgeBase.index_path(settings)
+    if bm25_only:  # the same index folder, its vectors left unread: the lexical side alone
+        return Assistant(
+            KnowledgeBase.load(path, settings.model_copy(update={"dense_enabled": False})), AssistSettings()
+        )
+    return Assistant.open(AssistSettings(), settings, index=path)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--searchers", type=int, default=20, help="Concurrent searchers")
     ap.add_argument("--rounds", type=int, default=3, help="Passes of each searcher over the queries")
-    ap.add_argument("--bm25-only", action="store_true", help="Lexical side only (no encoder)")
+    ap.add_argument("--bm25-only", action="store_true", help="Lexical side only (the same index, no encoder)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "search_latency.json"))
     args = ap.parse_args()
 

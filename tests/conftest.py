@@ -58,3 +58,15 @@ def kafka_settings(broker: LocalBroker) -> KafkaSettings:
 def unique() -> str:
     """A short unique suffix for group ids, call ids and topic names within one test."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def waste_kbs(shared_dir: Path) -> tuple[object, object]:
+    """Two small knowledge-base versions (tests/assist/kb_data.py): the waste ordinances, and the
+    same with 강남구 별표1 amended. Shared by the version tests (tests/assist) and the search browser
+    test (tests/console); the second reuses the first's analyser (one kiwipiepy start)."""
+    from tests.assist.kb_data import amended, build, waste_records
+
+    records = waste_records(shared_dir)
+    v1 = build(records, "v1")
+    return v1, build(amended(records), "v2", like=v1)

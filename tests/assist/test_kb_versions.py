@@ -27,7 +27,7 @@ from streaming.health import HealthServer
 from streaming.kafka import Record
 from streaming.topics import ASSIST_SUGGESTIONS
 from tests.assist.call_script import seg
-from tests.assist.kb_data import AMENDED_ON, CACHE, FEE_TABLE, amended, build, waste_records
+from tests.assist.kb_data import AMENDED_ON, CACHE, FEE_TABLE, amended, waste_records
 from tests.kafka_util import read_topic
 from tests.util import wait_for
 
@@ -38,13 +38,13 @@ def waste(shared_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def kb_v1(waste: list[dict[str, Any]]) -> Any:
-    return build(waste, "v1")
+def kb_v1(waste_kbs: tuple[Any, Any]) -> Any:
+    return waste_kbs[0]
 
 
 @pytest.fixture(scope="session")
-def kb_v2(waste: list[dict[str, Any]], kb_v1: Any) -> Any:
-    return build(amended(waste), "v2", like=kb_v1)
+def kb_v2(waste_kbs: tuple[Any, Any]) -> Any:
+    return waste_kbs[1]
 
 
 def _built(base: Path, key: str, created: str) -> None:
@@ -197,6 +197,8 @@ def test_a_new_version_is_used_mid_call_without_restart(
     amended = after[FEE_TABLE]
     assert amended == AMENDED_ON.isoformat()
     assert date.fromisoformat(amended) <= date.today()
+    # each card names the index version that made it
+    assert [s.provenance.index_key if s.provenance else None for s in sugg] == [kb_v1.key, kb_v2.key]
 
 
 def test_kb_list_import_activate_and_rollback_commands(

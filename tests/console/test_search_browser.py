@@ -26,7 +26,7 @@ from console.settings import ConsoleSettings
 from console.store import Store
 from streaming.health import HealthServer
 from streaming.kafka import EventProducer
-from tests.assist.kb_data import AMENDED_ON, FEE_TABLE, amended, build, waste_records
+from tests.assist.kb_data import AMENDED_ON, FEE_TABLE
 from tests.console.conftest import CallScript, LiveServer
 from tests.console.test_browser import VIEWPORT, _login, _send, browser, shots  # noqa: F401 (fixtures)
 
@@ -35,9 +35,8 @@ QUERY = "대형폐기물 수수료"
 
 
 @pytest.fixture(scope="module")
-def assist_api(shared_dir: Path) -> Iterator[tuple[str, Any]]:
-    waste = waste_records(shared_dir)
-    kb = build(amended(waste), "v2", like=None)
+def assist_api(waste_kbs: tuple[Any, Any]) -> Iterator[tuple[str, Any]]:
+    kb = waste_kbs[1]  # the amended version
     assistant = Assistant(kb, AssistSettings())
     kb.search(QUERY, top_k=1)  # warm (the first query sets kiwipiepy up: seconds on a busy machine)
     server = HealthServer("127.0.0.1", 0, lambda: (True, {}), routes=internal_routes(lambda: assistant, 0.15))
