@@ -341,11 +341,17 @@ def test_network_policies_expose_only_the_console() -> None:
                 assert rule.get("from"), f"{p['metadata']['name']}: ingress from anywhere"
                 for peer in rule["from"]:
                     assert "ipBlock" not in peer, f"{p['metadata']['name']}: ipBlock"
+                    if "namespaceSelector" not in peer:  # pods of this namespace
+                        pods = peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                        sources.append(f"pod:{pods}")
+                        continue
                     ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
                     sources.append(ns.get("kubernetes.io/metadata.name") or next(iter(ns), None))
         expected = {"monitoring"} | {
             "console": {"ingress-nginx"},
             "asr-gateway": {"dasan.seoul.go.kr/telephony"},
+            # the console's regulation search (assist's /internal/* on its HTTP port)
+            "assist": {"pod:console"},
         }.get(name, set())
         assert set(sources) == expected, (name, sources)
 
