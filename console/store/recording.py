@@ -91,6 +91,19 @@ def _call_ended(new: NewEvent, ev: CallEnded) -> None:
 
 
 def _segment(new: NewEvent, ev: TranscriptSegment) -> None:
+    # The same segment revision again under a new event id (an ASR worker re-decoding after a
+    # takeover, a producer retrying with new ids): kept in the call's log, stored once. Checked
+    # by its natural key (autoflush makes an earlier copy in this batch visible too); inserting it
+    # failed the batch on uq_segments_revision, retried it, and dead-lettered a good event.
+    if new.db.scalar(
+        select(Segment.id).where(
+            Segment.call_id == ev.call_id,
+            Segment.segment_id == ev.segment_id,
+            Segment.revision == ev.revision,
+            Segment.is_final == ev.is_final,
+        )
+    ):
+        return
     new.db.add(
         Segment(
             event_id=ev.event_id,

@@ -64,6 +64,22 @@ def test_record_is_idempotent_and_seq_has_no_gaps(store: Store, call_script) -> 
     assert [e["seq"] for e in store.events_after(script.call_id, 4)] == list(range(5, len(events) + 1))
 
 
+def test_a_segment_published_again_under_new_event_ids_is_stored_once(store: Store, call_script) -> None:
+    """An ASR worker re-decoding after a takeover publishes the same final with a new event id: the
+    call's log keeps both events, the transcript the segment once — in one batch or in two (the
+    batch must not fail on the segment's natural key and dead-letter a good event)."""
+    script = call_script()
+    store.record(script.started())
+    seg = script.segment(1, "주차 문의요", t=1)
+    again = [seg.model_copy(update={"event_id": f"{seg.event_id}-redecoded-{k}"}) for k in range(2)]
+    assert len(store.record_many([seg, again[0]])) == 2  # one batch
+    assert store.record(again[1]) is not None  # a later batch
+    with store.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Segment)) == 1
+        assert s.scalar(select(func.count()).select_from(CallEvent)) == 4
+    assert [x.text_masked for x in store.final_segments(script.call_id)] == ["주차 문의요"]
+
+
 def test_text_is_masked_for_display_and_raw_kept_apart(store: Store, call_script) -> None:
     script = call_script()
     for e in script.full():

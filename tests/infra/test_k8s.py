@@ -335,7 +335,7 @@ def test_network_policies_expose_only_the_console() -> None:
         mine = [p for p in policies if _selects(p, labels)]
         deny = [p for p in mine if not p["spec"].get("ingress") and "Ingress" in p["spec"]["policyTypes"]]
         assert deny, f"{name} is not covered by a default-deny policy"
-        sources = []
+        sources: list[str | None] = []
         for p in mine:
             for rule in p["spec"].get("ingress", []):
                 assert rule.get("from"), f"{p['metadata']['name']}: ingress from anywhere"

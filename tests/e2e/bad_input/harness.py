@@ -15,7 +15,14 @@ from kafka import KafkaConsumer, TopicPartition
 from dasan.stack import Stack, console_login, cookie_header
 from streaming.codec import DecodeError, decode
 from streaming.ingest import INGEST_PATH
-from streaming.topics import ASSIST_SUGGESTIONS, CALL_AUDIO, CALL_EVENTS, CALL_SUMMARIES, CALL_TRANSCRIPTS
+from streaming.topics import (
+    ASSIST_SUGGESTIONS,
+    ASSIST_SUGGESTIONS_SHADOW,
+    CALL_AUDIO,
+    CALL_EVENTS,
+    CALL_SUMMARIES,
+    CALL_TRANSCRIPTS,
+)
 from tests.util import wait_for
 
 PASSWORD = "bad-input-password-0123"
@@ -30,6 +37,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     CALL_TRANSCRIPTS: ("assist", "console"),
     ASSIST_SUGGESTIONS: ("console",),
     CALL_SUMMARIES: ("console",),
+    ASSIST_SUGGESTIONS_SHADOW: ("console",),  # the recorder keeps shadow cards apart (a shadow assist writes)
 }
 
 
