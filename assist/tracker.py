@@ -1,5 +1,7 @@
 """The assist service's per-call rules: what to suggest and summarise, and when. No Kafka, no clock
 reads, no threads: time comes in as an argument, so every rule here is tested with a scripted clock.
+(One module of ~400 lines on purpose: the rules read each other's state — triggers, debounce,
+no-repeat, cards shown, summary timing, takeover rebuild — and split apart they were harder to follow.)
 
 Per call (keyed by call id; :class:`assist.call_state.CallState`) it keeps the masked final segments of both channels, the caller segments
 waiting for a suggestion, the segments already covered by a published suggestion, what is on screen,
