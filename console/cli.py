@@ -2,7 +2,9 @@
 add|list|deactivate|activate|passwd|logout`` and ``dasan privacy retention|erase``.
 
 Every command that changes a user or erases data writes an audit row in the name of the
-operating-system user who ran it (role ``cli``)."""
+operating-system user who ran it (role ``cli``). One module (~400 lines) because every command is a
+thin argparse registration plus its handler, and they share the operator, store and audit helpers.
+"""
 
 from __future__ import annotations
 
