@@ -306,6 +306,9 @@ def test_a_good_call_goes_through_after_the_bad_records(stack: BadInputStack, sh
     assert finals[0].source == TranscriptSource.asr and finals[0].channel == Channel.caller
     with EventProducer(stack.kafka) as producer:
         producer.send(KeywordsUpdated(call_id=call_id, keywords=["검증키워드"])).get(timeout=30)
+        # no shadow assist runs in this stack: a shadow's output for the call, after the bad records
+        shadow_kw = KeywordsUpdated(call_id=call_id, keywords=["섀도키워드"])
+        producer.send(shadow_kw, ASSIST_SUGGESTIONS_SHADOW).get(timeout=30)
     summaries = wait_for(
         lambda: stack.tail.events(CALL_SUMMARIES, call_id), 90, f"the summary of {call_id}", 0.1
     )
