@@ -69,18 +69,17 @@ class Shadow(StoreBase):
                 new += 1
             return new
 
-    def shadow_agreement(self, since: datetime, until: datetime | None = None) -> list[dict[str, Any]]:
+    def shadow_agreement(
+        self, since: datetime, until: datetime | None = None, call_ids: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Per shadow variant and hour (site time, of the production card): production cards compared,
-        shadow cards matched, agreeing, and the agreement rate."""
+        shadow cards matched, agreeing, and the agreement rate (of ``call_ids`` only, if given)."""
         until = until or self.now()
+        cond = [ShadowSuggestion.at >= since - timedelta(hours=1), ShadowSuggestion.at < until]
+        if call_ids is not None:
+            cond.append(ShadowSuggestion.call_id.in_(list(call_ids)))
         with self.sessions() as db:
-            shadow = list(
-                db.scalars(
-                    select(ShadowSuggestion).where(
-                        ShadowSuggestion.at >= since - timedelta(hours=1), ShadowSuggestion.at < until
-                    )
-                )
-            )
+            shadow = list(db.scalars(select(ShadowSuggestion).where(*cond)))
             calls = sorted({s.call_id for s in shadow})
             prod = (
                 list(

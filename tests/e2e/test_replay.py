@@ -95,7 +95,9 @@ def _shadow_checks(
         n_live = sum(len(v) for v in live.values())
 
         def agreement() -> list[dict[str, Any]] | None:
-            r = qa.http.get("/api/shadow/agreement", params={"hours": 2})
+            # this test's calls only: the package's broker holds other tests' calls, which the
+            # shadow follows too
+            r = qa.http.get("/api/shadow/agreement", params={"hours": 2, "call_id": list(calls)})
             assert r.status_code == 200, r.text
             rows = [x for x in r.json() if x["variant"] == "shadow:candidate"]
             return (
@@ -297,8 +299,10 @@ def test_replay_shadow_and_feedback_export_against_the_live_stack(
         cs = ConsoleSettings(database_url=e2e_env["DASAN_CONSOLE_DATABASE_URL"])
         audit_store = Store(make_engine(cs), cs.timezone)
         for cid in calls:
-            rows = audit_store.audit_entries(cid)
-            assert any(r["action"] == "replay_read" and r["username"].startswith("cli:") for r in rows), rows
+            audit_rows = audit_store.audit_entries(cid)
+            assert any(
+                r["action"] == "replay_read" and r["username"].startswith("cli:") for r in audit_rows
+            ), audit_rows
         assert any(r["action"] == "feedback_export" for r in audit_store.audit_entries(None, limit=500))
         # --last: a time window selects them too (every partition read; other tests' calls may be there)
         from dasan.replay import from_kafka
