@@ -77,8 +77,9 @@ def test_recorder_reports_unhealthy_and_recovers_after_broker_restart(store: Sto
         rec = Recorder(store, Hub(), ks, group_id="console-recorder-restart")
         rec.start()
         try:
+            first = script.started()
             with EventProducer(ks) as p:
-                p.send(script.started())
+                p.send(first)
             wait_for(lambda: store.last_seq(script.call_id) == 1, 90, "the first event")
             wait_for(rec.healthy, 90, "a healthy recorder")
             broker.stop()
@@ -86,7 +87,13 @@ def test_recorder_reports_unhealthy_and_recovers_after_broker_restart(store: Sto
             broker = LocalBroker(port=port)
             broker.start()
             create_topics(ks)
+            # Tansu keeps its log in memory, so the restarted broker is empty, where a real Kafka
+            # would still hold the first record. The recorder's fetch position (1) is then the end
+            # of the partition: a new record at offset 0 would be behind it and never fetched.
+            # Put back what a real broker would hold (the same event again: a redelivery the
+            # recorder absorbs), then send the new one.
             with EventProducer(ks) as p:
+                p.send(first)
                 p.send(script.segment(1, "브로커가 다시 살아난 뒤의 문장", t=1))
             wait_for(lambda: store.last_seq(script.call_id) == 2, 90, "the event after the restart")
             wait_for(rec.healthy, 90, "the recorder to report healthy again")
