@@ -127,6 +127,93 @@ async def keep_calling(start_after_s: float, until: float, play: Callable[[int],
     return k
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process (and its children) has used so far."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            procs = [proc, *proc.children(recursive=True)]
+            total = 0.0
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+            out[name] = total
+        except psutil.Error:
+            continue
+    return out
+
+
+class CpuMeter:
+    """CPU seconds per service over a stretch of a benchmark, and per call-minute of that stretch
+    (the unit a capacity plan needs: cores = call-minutes per minute × CPU-s per call-minute / 60).
+    ``bench`` is the benchmark process itself (the simulated callers and the screen followers)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.pids = {name: svc.pid for name, svc in stack.services.items() if svc.alive()}
+        if stack.broker is not None and stack.broker._proc is not None:
+            self.pids["broker"] = stack.broker._proc.pid
+        self.pids["bench"] = os.getpid()
+        self.start = cpu_seconds(self.pids)
+        self.t0 = time.monotonic()
+
+    def stop(self, call_minutes: float) -> dict[str, dict[str, float | None]]:
+        end = cpu_seconds(self.pids)
+        wall = time.monotonic() - self.t0
+        out: dict[str, dict[str, float | None]] = {}
+        for name, t in end.items():
+            used = t - self.start.get(name, 0.0)
+            out[name] = {
+                "cpu_s": round(used, 1),
+                "cores": round(used / wall, 2) if wall > 0 else None,
+                "cpu_s_per_call_minute": round(used / call_minutes, 2) if call_minutes > 0 else None,
+            }
+        return out
+
+
+class FlameGraphs:
+    """py-spy flame graphs (SVG) of some services over a stretch of a benchmark; a sampling
+    profiler from outside the process, so the services run unchanged. Needs ``py-spy`` (dev extra)
+    and the right to ptrace (root, or kernel.yama.ptrace_scope 0)."""
+
+    def __init__(
+        self, stack: Stack, names: list[str], prefix: str, duration_s: float, rate: int = 50
+    ) -> None:
+        import shutil
+
+        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.paths: dict[str, Path] = {}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for name in names:
+            svc = stack.services.get(name)
+            if svc is None or not svc.alive():
+                continue
+            path = RESULTS / f"{prefix}-{name}.svg"
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            cmd = [
+                exe,
+                "record",
+                "--pid",
+                str(svc.pid),
+                "--duration",
+                str(int(duration_s)),
+                "--rate",
+                str(rate),
+            ]
+            cmd += ["--output", str(path), "--format", "flamegraph", "--nonblocking"]
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.paths[name] = path
+
+    def wait(self, timeout_s: float = 60.0) -> dict[str, str]:
+        for p in self.procs:
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+        return {name: str(path.relative_to(REPO)) for name, path in self.paths.items() if path.exists()}
+
+
 class MemorySampler(threading.Thread):
     def __init__(self, stack: Stack, every_s: float = 2.0) -> None:
         super().__init__(daemon=True)

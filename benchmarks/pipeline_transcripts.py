@@ -33,6 +33,8 @@ from typing import Any
 from machine_info import machine
 from pipeline_common import (
     RESULTS,
+    CpuMeter,
+    FlameGraphs,
     KafkaTap,
     MemorySampler,
     ScreenLog,
@@ -61,6 +63,8 @@ def run_level(
     arrivals: str = "steady",
     level_s: float = 150.0,
     ramp_s: float = 60.0,
+    profile: list[str] | None = None,
+    name: str = "pipeline_transcripts",
 ) -> dict:
     """One concurrency level.
 
@@ -79,6 +83,7 @@ def run_level(
     lock = screen.lock
     sugg_ws, summary_ws, ended_at = screen.suggestion, screen.summary, screen.ended
     started_calls: list[str] = []
+    call_spans: list[tuple[float, float]] = []  # (start, hang-up) wall times of every call played
     measure_from = time.time() + (ramp_s if arrivals == "steady" else 0.0)
 
     def on_kafka(event, record) -> None:
@@ -127,7 +132,10 @@ def run_level(
             follow = asyncio.ensure_future(
                 follow_call(f"ws://{base}", cookie, call_id, on_ws(call_id), stop, f"http://{base}")
             )
+            began = time.time() - 0.5
             await play
+            with lock:
+                call_spans.append((began, time.time()))
 
             async def close_follower() -> None:  # once its summary is on screen, or 30 s after hang-up
                 deadline = time.monotonic() + 30
@@ -156,10 +164,20 @@ def run_level(
 
     sampler = MemorySampler(stack)
     sampler.start()
+    cpu = CpuMeter(stack)
+    flames = (
+        FlameGraphs(stack, profile, f"flame-{name}-{n}", level_s + (0 if arrivals == "steady" else 60))
+        if profile
+        else None
+    )
     started = time.monotonic()
     asyncio.run(main())
     wall = time.monotonic() - started
     peak = sampler.stop()
+    with lock:
+        call_minutes = sum(b - a for a, b in call_spans) / 60
+    cpu_use = cpu.stop(call_minutes)
+    flame_paths = flames.wait() if flames else {}
     tap.stop()
     with lock:
         kafka_lat = [(sugg_kafka[s] - t) * 1000 for s, t in final_sent.items() if s in sugg_kafka]
@@ -190,6 +208,9 @@ def run_level(
             "summary_ws_p50_ms": pct(summ_lat, 50),
             "summary_ws_p95_ms": pct(summ_lat, 95),
             "peak_rss_mb": peak,
+            "call_minutes": round(call_minutes, 1),
+            "cpu": cpu_use,
+            "flame_graphs": flame_paths,
         }
     row["holds"] = bool(
         row["sugg_ws_p95_ms"] is not None
@@ -298,6 +319,14 @@ def main() -> None:
     ap.add_argument("--ramp-s", type=float, default=60.0, help="steady: call starts spread over this")
     ap.add_argument("--speed", type=float, default=1.0, help="1 = real time")
     ap.add_argument(
+        "--profile",
+        nargs="*",
+        default=None,
+        metavar="SERVICE",
+        help="py-spy flame graphs of these services over each level (default with the flag: assist "
+        "console) → benchmarks/results/flame-NAME-LEVEL-SERVICE.svg",
+    )
+    ap.add_argument(
         "--database-url",
         default=None,
         help="console store (default SQLite); e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test "
@@ -335,6 +364,8 @@ def main() -> None:
                 arrivals=args.arrivals,
                 level_s=args.level_s,
                 ramp_s=args.ramp_s,
+                profile=(args.profile or ["assist", "console"]) if args.profile is not None else None,
+                name=args.name,
             )
             rows.append(row)
             print(f"  {row}")
@@ -356,6 +387,12 @@ def main() -> None:
             f"{r['summary_ws_p50_ms']!s:>8}/{r['summary_ws_p95_ms']!s:<8} "
             f"{r['peak_rss_mb'].get('assist', '-')!s:>9} {r['peak_rss_mb'].get('console', '-')!s:>10} {r['holds']}"
         )
+    print("\nCPU seconds per call-minute (cores used over the level):")
+    for r in rows:
+        parts = [f"{svc} {u['cpu_s_per_call_minute']} ({u['cores']})" for svc, u in sorted(r["cpu"].items())]
+        print(f"{r['calls']:>6} calls, {r['call_minutes']} call-minutes: " + ", ".join(parts))
+        if r["flame_graphs"]:
+            print("       flame graphs: " + ", ".join(r["flame_graphs"].values()))
     held = [r["calls"] for r in rows if r["holds"]]
     print(f"most concurrent calls with p95 on-screen latency ≤ 1 s: {max(held) if held else 'none'}")
     png = RESULTS / f"{args.name}.png"

@@ -7,14 +7,19 @@ What is timed is what the console waits for: an HTTP GET of the assist service's
 ``/internal/search`` (loopback, ``assist.kb_switch.internal_routes`` on the service's health
 server) over the index of the configured corpus (``dasan kb build``; the active version when one
 is activated). Each searcher sends the counselor-style queries below (two to five typed words, a
-district on half of them) one after another; the searchers start together. Prints a table and
-writes benchmarks/results/search_latency.json with the machine and its CPU family.
+district on half of them) one after another; the searchers start together. With ``--think-s``
+each searcher pauses between queries for a random time (exponential, that mean: a counselor
+reading the results before typing again), which is how a desk of counselors loads the service;
+without it the searchers send back to back, a stress test whose p95 is the queue of 20 waiting
+for the encoder. Prints a table and writes benchmarks/results/search_latency.json (or ``--out``)
+with the machine and its CPU family.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import threading
@@ -96,6 +101,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--searchers", type=int, default=20, help="Concurrent searchers")
     ap.add_argument("--rounds", type=int, default=3, help="Passes of each searcher over the queries")
+    ap.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="Mean pause between one searcher's queries (exponential; 0: back to back)",
+    )
+    ap.add_argument("--seed", type=int, default=7, help="Seed of the pauses")
     ap.add_argument("--bm25-only", action="store_true", help="Lexical side only (the same index, no encoder)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "search_latency.json"))
     args = ap.parse_args()
@@ -136,9 +148,12 @@ def main() -> int:
 
     def searcher(n: int) -> None:
         mine = []
+        rng = random.Random(args.seed * 1000 + n)
         start.wait()
         for r in range(args.rounds):
             for i in range(len(QUERIES)):
+                if args.think_s > 0:
+                    time.sleep(rng.expovariate(1.0 / args.think_s))
                 j = (i + n * 7 + r) % len(QUERIES)
                 mine.append(get(QUERIES[j], DISTRICTS[(j + n) % 2]))
         with lock:
@@ -162,6 +177,7 @@ def main() -> int:
         "single_ms": {"p50": round(statistics.median(single), 1), "p95": round(_pct(single, 0.95), 1)},
         "concurrent": {
             "searchers": args.searchers,
+            "think_s": args.think_s,
             "queries": len(latencies),
             "p50_ms": round(statistics.median(latencies), 1),
             "p95_ms": round(_pct(latencies, 0.95), 1),
@@ -174,8 +190,10 @@ def main() -> int:
     print("| figure | value |\n|---|---|")
     print(f"| one searcher, p50 / p95 | {result['single_ms']['p50']} / {result['single_ms']['p95']} ms |")
     c = result["concurrent"]
+    pace = f", {c['think_s']:g} s mean pause" if c["think_s"] else ", back to back"
     print(
-        f"| {c['searchers']} concurrent searchers, p50 / p95 | {c['p50_ms']} / {c['p95_ms']} ms (max {c['max_ms']}) |"
+        f"| {c['searchers']} concurrent searchers{pace}, p50 / p95 | {c['p50_ms']} / {c['p95_ms']} ms "
+        f"(max {c['max_ms']}) |"
     )
     print(f"| throughput | {c['queries_per_s']} queries/s over {c['queries']} queries |")
     out = Path(args.out)
