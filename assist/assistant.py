@@ -78,6 +78,13 @@ class SuggestRequest:
     conversation: list[tuple[str, str]] = field(default_factory=list)
 
 
+def district_filters(district: str | None) -> Any:
+    """The search filters of a call that named ``district`` (its rules and the nation's; None: all)."""
+    from assist.knowledge import SearchFilters
+
+    return SearchFilters(applies_in=f"서울특별시 {district}") if district else None
+
+
 def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_trigger: int = 1) -> Any:
     """The retrieval question of a conversation whose last turn(s) are the caller's trigger: the
     caller's recent turns (as the first stage searches them), the counselor's last turn before the
@@ -244,11 +251,7 @@ class Assistant:
         )
 
     def filters(self, district: str | None) -> Any:
-        from assist.knowledge import SearchFilters
-
-        if district:
-            return SearchFilters(applies_in=f"서울특별시 {district}")
-        return None
+        return district_filters(district)
 
     # ------------------------------------------------------------------ suggestions
     def suggest_many(self, requests: Sequence[SuggestRequest]) -> list[SuggestResult]:

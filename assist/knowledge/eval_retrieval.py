@@ -202,16 +202,14 @@ def _reranker(kb: KnowledgeBase) -> Any:
 
 def _conversation(utterance: str) -> Any:
     """A single utterance as the service would retrieve for it (masked, its district's rules)."""
-    from assist.assistant import district_of
+    from assist.assistant import district_filters, district_of
     from streaming.privacy import mask_text
 
-    from .records import SearchFilters
     from .rerank import Conversation
 
     text = mask_text(utterance)
     district = district_of([text])
-    filters = SearchFilters(applies_in=f"서울특별시 {district}") if district else None
-    return Conversation(text[:300], district=district, filters=filters)
+    return Conversation(text[:300], district=district, filters=district_filters(district))
 
 
 def format_table(report: dict[str, Any]) -> str:
