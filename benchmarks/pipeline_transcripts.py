@@ -38,10 +38,10 @@ from pipeline_common import (
     KafkaTap,
     MemorySampler,
     ScreenLog,
+    Screens,
     Stack,
     follow_call,
     keep_calling,
-    login,
     pct,
     save,
 )
@@ -55,7 +55,7 @@ from streaming.settings import KafkaSettings
 
 def run_level(
     stack: Stack,
-    cookie: str,
+    screens: Screens,
     scripts: list[ScriptedCall],
     n: int,
     max_turns: int,
@@ -112,7 +112,8 @@ def run_level(
         followers = []
         end_at = time.time() + level_s
 
-        async def play_one(call_id: str, script: ScriptedCall) -> None:
+        async def play_one(call_id: str, script: ScriptedCall, slot_no: int) -> None:
+            cookie = screens.cookie(slot_no)
             short = ScriptedCall(script.call_id, script.turns[:max_turns], script.topic)
             stop = asyncio.Event()
             with lock:
@@ -150,12 +151,12 @@ def run_level(
         async def slot(i: int) -> None:
             if arrivals == "burst":
                 await asyncio.sleep((i % 50) * 0.05)  # staggered start
-                await play_one(f"{prefix}{i:04d}", scripts[i % len(scripts)])
+                await play_one(f"{prefix}{i:04d}", scripts[i % len(scripts)], i)
                 return
             await keep_calling(
                 ramp_s * i / n,
                 end_at,
-                lambda k: play_one(f"{prefix}{i:04d}-{k}", scripts[(i + 7 * k) % len(scripts)]),
+                lambda k: play_one(f"{prefix}{i:04d}-{k}", scripts[(i + 7 * k) % len(scripts)], i),
             )
 
         await asyncio.gather(*(slot(i) for i in range(n)))
@@ -342,21 +343,20 @@ def main() -> None:
     try:
         print("starting broker, console and assist …")
         stack.start(["console", "assist"])
-        password = stack.add_user("bench-qa", "qa", None)
         stack.add_user("bench", "counselor")
-        cookie = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
+        screens = Screens(stack, max([*args.levels, args.warmup_calls]))
         warmup = None
         if args.warmup_calls:
             print(f"warm-up: {args.warmup_calls} calls (not reported as a level) …")
             warmup = run_level(
-                stack, cookie, scripts, args.warmup_calls, args.max_turns, args.speed, arrivals="burst"
+                stack, screens, scripts, args.warmup_calls, args.max_turns, args.speed, arrivals="burst"
             )
             print(f"  {warmup}")
         for n in args.levels:
             print(f"level: {n} concurrent calls …")
             row = run_level(
                 stack,
-                cookie,
+                screens,
                 scripts,
                 n,
                 args.max_turns,

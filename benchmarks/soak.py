@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import tempfile
 import threading
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from machine_info import machine
-from pipeline_common import RESULTS, Stack, follow_call, keep_calling, login, pct, save
+from pipeline_common import RESULTS, Screens, Stack, follow_call, keep_calling, pct, save
 
 from dasan.simulator import ScriptedCall, load_script, play_scripted_call
 from streaming.events import TranscriptSegment
@@ -70,9 +71,8 @@ def main() -> None:
     try:
         print("starting broker, console and assist …")
         stack.start(["console", "assist"])
-        password = stack.add_user("soak-qa", "qa", None)
         stack.add_user("soak", "counselor")
-        cookie = login(f"http://127.0.0.1:{stack.console_port}", "soak-qa", password)
+        screens = Screens(stack, args.concurrency, prefix="soak-qa")
         settings = KafkaSettings(bootstrap=stack.bootstrap)
         base = f"127.0.0.1:{stack.console_port}"
         t_start = time.time()
@@ -119,14 +119,19 @@ def main() -> None:
             counter = itertools.count()
             run_id = uuid.uuid4().hex[:6]
 
-            async def one_call(_k: int) -> None:
+            async def slot_call(slot_no: int, _k: int) -> None:
+                await one_call(slot_no)
+
+            async def one_call(slot_no: int) -> None:
                 nonlocal calls_done
                 i = next(counter)
                 script = scripts[i % len(scripts)]
                 short = ScriptedCall(script.call_id, script.turns[: args.max_turns], script.topic)
                 call_id = f"soak-{run_id}-{i:05d}"
                 follower = asyncio.ensure_future(
-                    follow_call(f"ws://{base}", cookie, call_id, on_ws, stop, f"http://{base}")
+                    follow_call(
+                        f"ws://{base}", screens.cookie(slot_no), call_id, on_ws, stop, f"http://{base}"
+                    )
                 )
                 await play_scripted_call(
                     producer, short, call_id=call_id, counselor_id="soak", team="1팀", on_final=on_final
@@ -136,7 +141,12 @@ def main() -> None:
                 calls_done += 1
 
             smp = asyncio.ensure_future(sampler())
-            await asyncio.gather(*(keep_calling(k * 0.7, t_end, one_call) for k in range(args.concurrency)))
+            await asyncio.gather(
+                *(
+                    keep_calling(k * 0.7, t_end, functools.partial(slot_call, k))
+                    for k in range(args.concurrency)
+                )
+            )
             stop.set()
             await smp
             producer.close()
