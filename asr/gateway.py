@@ -199,8 +199,9 @@ class Gateway:
         max_call_s = self.settings.max_call_s
         max_ahead_s = self.settings.max_ahead_s
         while True:
-            elapsed = time.monotonic() - session.started_mono
-            remaining = max_call_s - elapsed
+            remaining = max_call_s - (time.monotonic() - session.started_mono)
+            # Which limit a timeout is: decided before waiting (a timer may fire a hair early).
+            at_max_call = remaining <= self.settings.idle_timeout_s
             try:
                 if remaining <= 0:
                     raise TimeoutError
@@ -208,7 +209,7 @@ class Gateway:
                     ws.receive(), timeout=min(self.settings.idle_timeout_s, remaining)
                 )
             except TimeoutError:
-                if time.monotonic() - session.started_mono >= max_call_s:
+                if at_max_call:
                     log.warning("call reached max_call_s, ending it", extra=extra)
                     metrics.INGEST_REFUSED.labels(reason="max_duration").inc()
                     await self._end(session, EndReason.max_duration, f"call longer than {max_call_s:g} s")
