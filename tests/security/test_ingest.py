@@ -533,4 +533,18 @@ def test_a_call_longer_than_max_call_s_is_ended(
     assert gateway.refused("max_duration") == before + 1
     ended = [e for e in events(kafka_settings, call_id) if isinstance(e, CallEnded)]
     assert len(ended) == 1 and ended[0].reason == EndReason.max_duration
+
+    # A silent call reaches max_call_s (0.6 s) before its idle timeout (10 s): ended as max_duration.
+    silent = f"sec-long-silent-{unique}"
+
+    async def quiet() -> tuple[dict[str, Any], int | None]:
+        async with connect(gateway.url) as ws:
+            await ws.send(start(silent))
+            assert json.loads(await ws.recv())["type"] == "accepted"
+            return await reply_and_close(ws)
+
+    reply, code = asyncio.run(quiet())
+    assert reply["code"] == "max_duration" and code == 1008, reply
+    ended = [e for e in events(kafka_settings, silent) if isinstance(e, CallEnded)]
+    assert [e.reason for e in ended] == [EndReason.max_duration]
     gateway.wait_idle()
