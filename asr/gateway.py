@@ -9,8 +9,17 @@ codec they arrived in (μ-law/A-law stay one byte a sample on Kafka; the workers
 Errors follow the protocol: an ``IngestError`` with a code, then a close (1003 unsupported
 data, 1008 policy, 1013 busy, 1011 internal). A call that stops sending for
 ``idle_timeout_s`` is ended with ``CallEnded(reason=idle_timeout)``; a connection that drops
-without an end message gets ``CallEnded(reason=error)``. Admission control: at ``max_calls``
-open calls new connections get ``busy``.
+without an end message gets ``CallEnded(reason=error)``.
+
+Authentication: the start message carries a start token (:func:`streaming.ingest.sign_start`,
+HMAC-SHA256 under the site's ``ingest_secret``) over the call's identity; a start without a
+valid token for exactly those fields gets ``unauthorized`` (close 1008) and nothing is published.
+
+Admission control: a connection takes one of ``max_calls`` slots when it is accepted (before its
+start message) and frees it on every way out; with none free it gets ``busy``. Audio is paced
+against the wall clock: a call more than ``max_ahead_s`` of audio ahead of the time since its
+start is ended (``too_fast``, ``CallEnded(reason=too_fast)``), and one longer than ``max_call_s``
+is ended (``max_duration``).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +46,8 @@ from streaming.ingest import (
     IngestClosed,
     IngestEnd,
     IngestError,
+    StartTokenError,
+    verify_start,
 )
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
@@ -60,6 +72,9 @@ _CLOSE_FOR = {
     "busy": CLOSE_BUSY,
     "idle_timeout": CLOSE_POLICY,
     "internal": CLOSE_INTERNAL,
+    "unauthorized": CLOSE_POLICY,
+    "too_fast": CLOSE_POLICY,
+    "max_duration": CLOSE_POLICY,
 }
 
 
@@ -76,6 +91,7 @@ class Gateway:
         self.calls: dict[str, CallSession] = {}
         self.accepted = 0
         self.rejected_busy = 0
+        self.slots = 0  # connections holding an admission slot (accepted, start message or not)
 
     @property
     def producer(self) -> EventProducer:
@@ -90,12 +106,21 @@ class Gateway:
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
-        if len(self.calls) >= self.settings.max_calls:
+        # Check and take the slot with no await in between: parallel connects cannot all pass.
+        if self.slots >= self.settings.max_calls:
             self.rejected_busy += 1
+            metrics.INGEST_REFUSED.labels(reason="busy").inc()
             await self._error(
                 ws, "busy", f"gateway at capacity ({self.settings.max_calls} calls); try another"
             )
             return
+        self.slots += 1
+        try:
+            await self._handle(ws)
+        finally:
+            self.slots -= 1
+
+    async def _handle(self, ws: WebSocket) -> None:
         try:
             msg = await asyncio.wait_for(ws.receive(), timeout=self.settings.start_timeout_s)
         except TimeoutError:
@@ -110,6 +135,24 @@ class Gateway:
             start = parse_start(msg.get("text") or "")
         except ProtocolError as exc:
             await self._error(ws, exc.code, exc.message)
+            return
+        try:
+            verify_start(
+                self.settings.ingest_secrets(),
+                start.token,
+                start.call_id,
+                start.counselor_id,
+                start.team,
+                start.caller_number,
+                max_ttl_s=self.settings.ingest_token_max_ttl_s,
+            )
+        except StartTokenError as exc:
+            # The call id only: never the caller number or the token.
+            log.warning(
+                "start refused: %s", exc.reason, extra={"call_id": start.call_id, "reason": exc.reason}
+            )
+            metrics.INGEST_REFUSED.labels(reason=f"unauthorized_{exc.reason}").inc()
+            await self._error(ws, "unauthorized", exc.message)
             return
         if start.call_id in self.calls:
             await self._error(ws, "bad_start", f"call {start.call_id} is already streaming to this gateway")
@@ -136,6 +179,8 @@ class Gateway:
                 log.exception("cannot publish call start", extra=extra)
                 await self._error(ws, "internal", f"cannot publish to Kafka: {exc!r}"[:300])
                 return
+            # The wall clock of the call starts when it is accepted (pacing and max_call_s).
+            session.started_mono = time.monotonic()
             self.accepted += 1
             log.info("call accepted", extra={**extra, "codec": start.codec.value, "rate": start.sample_rate})
             await ws.send_text(
@@ -151,10 +196,25 @@ class Gateway:
     async def _stream(self, ws: WebSocket, session: CallSession) -> None:
         call_id = session.start.call_id
         extra = {"call_id": call_id}
+        max_call_s = self.settings.max_call_s
+        max_ahead_s = self.settings.max_ahead_s
         while True:
+            remaining = max_call_s - (time.monotonic() - session.started_mono)
+            # Which limit a timeout is: decided before waiting (a timer may fire a hair early).
+            at_max_call = remaining <= self.settings.idle_timeout_s
             try:
-                msg = await asyncio.wait_for(ws.receive(), timeout=self.settings.idle_timeout_s)
+                if remaining <= 0:
+                    raise TimeoutError
+                msg = await asyncio.wait_for(
+                    ws.receive(), timeout=min(self.settings.idle_timeout_s, remaining)
+                )
             except TimeoutError:
+                if at_max_call:
+                    log.warning("call reached max_call_s, ending it", extra=extra)
+                    metrics.INGEST_REFUSED.labels(reason="max_duration").inc()
+                    await self._end(session, EndReason.max_duration, f"call longer than {max_call_s:g} s")
+                    await self._error(ws, "max_duration", f"calls end after {max_call_s:g} s")
+                    return
                 log.warning("call idle, ending it", extra=extra)
                 await self._end(
                     session, EndReason.idle_timeout, f"no audio for {self.settings.idle_timeout_s:g} s"
@@ -171,9 +231,22 @@ class Gateway:
             if data is not None:
                 try:
                     frames = session.split(data)
+                    ahead = session.audio_s - (time.monotonic() - session.started_mono)
+                    if max_ahead_s and ahead > max_ahead_s:
+                        # Before publishing: audio beyond the pace never reaches call.audio.
+                        raise ProtocolError(
+                            "too_fast",
+                            f"audio is {ahead:.1f} s ahead of real time (limit {max_ahead_s:g} s)",
+                        )
                     for f in frames:
                         await self._send_event(f)
                 except ProtocolError as exc:
+                    if exc.code == "too_fast":
+                        log.warning("call streams faster than real time, ending it", extra=extra)
+                        metrics.INGEST_REFUSED.labels(reason="too_fast").inc()
+                        await self._end(session, EndReason.too_fast, exc.message)
+                        await self._error(ws, exc.code, exc.message)
+                        return
                     metrics.ERRORS.labels(service="asr-gateway", kind=exc.code).inc()
                     await self._end(session, EndReason.error, f"{exc.code}: {exc.message}")
                     await self._error(ws, exc.code, exc.message)
@@ -261,8 +334,13 @@ def create_gateway_app(
 
     def readiness() -> tuple[bool, dict[str, Any]]:
         ok = gw.ready()
-        busy = len(gw.calls) >= gw.settings.max_calls
-        return ok and not busy, {"broker": ok, "calls": len(gw.calls), "max_calls": gw.settings.max_calls}
+        busy = gw.slots >= gw.settings.max_calls
+        return ok and not busy, {
+            "broker": ok,
+            "calls": len(gw.calls),
+            "connections": gw.slots,
+            "max_calls": gw.settings.max_calls,
+        }
 
     app.include_router(health_router(readiness, alive=lambda: {"calls": len(gw.calls)}))
     return app

@@ -26,6 +26,7 @@ DEFAULT_HOTWORDS = (
 
 
 DEV_CALLER_KEY_SECRET = "dev-only-caller-key-secret"
+DEV_INGEST_SECRET = "dev-only-ingest-secret"
 
 
 class AsrSettings(BaseSettings):
@@ -149,13 +150,45 @@ class AsrSettings(BaseSettings):
     # ---------------------------------------------------------------- gateway
     gateway_host: str = Field(default="127.0.0.1", description="Gateway listen address")
     gateway_port: int = Field(default=8081, ge=0, le=65535, description="Gateway port")
-    max_calls: int = Field(default=64, ge=1, description="Concurrent calls per gateway before 'busy'")
+    max_calls: int = Field(
+        default=64,
+        ge=1,
+        description="Concurrent connections per gateway before 'busy' (a slot is taken at accept, "
+        "before the start message)",
+    )
     idle_timeout_s: float = Field(default=10.0, gt=0, description="No message for this long ends the call")
     max_frame_ms: int = Field(default=200, ge=10, le=1000, description="Largest binary frame, in ms of audio")
     start_timeout_s: float = Field(default=5.0, gt=0, description="Time allowed for the start message")
     caller_key_secret: SecretStr = Field(
         default=SecretStr(DEV_CALLER_KEY_SECRET),
         description="Site secret for caller_key (HMAC-SHA256 of the caller number); set it in production",
+    )
+    ingest_secret: SecretStr = Field(
+        default=SecretStr(DEV_INGEST_SECRET),
+        description="Site secret the telephony side (PBX adapter, simulator) signs start tokens with "
+        "(HMAC-SHA256, streaming.ingest.sign_start); set it in production",
+    )
+    ingest_secret_previous: SecretStr | None = Field(
+        default=None,
+        description="The previous ingest secret, still accepted while the PBX adapters move to the new "
+        "one (rotation); unset it once they have",
+    )
+    ingest_token_max_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Start tokens expiring further ahead than this are refused (a leaked token stays "
+        "useful at most this long)",
+    )
+    max_ahead_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A call whose audio runs more than this many seconds ahead of the wall clock since "
+        "its start is ended ('too_fast'). 0: no pacing check (offline benchmarks and tests only; "
+        "refused in production)",
+    )
+    max_call_s: float = Field(
+        default=4 * 3600.0, gt=0, description="The gateway ends a call this long ('max_duration')"
     )
 
     # ---------------------------------------------------------------- worker
@@ -185,7 +218,26 @@ class AsrSettings(BaseSettings):
             raise ValueError(
                 "set DASAN_ASR_CALLER_KEY_SECRET in production (caller keys must not use the dev secret)"
             )
+        if self.env == "production":
+            dev = [
+                s
+                for s in (self.ingest_secret, self.ingest_secret_previous)
+                if s is not None and s.get_secret_value() in {DEV_INGEST_SECRET, ""}
+            ]
+            if dev:
+                raise ValueError(
+                    "set DASAN_ASR_INGEST_SECRET in production (start tokens must not use the dev secret)"
+                )
+            if self.max_ahead_s == 0:
+                raise ValueError("DASAN_ASR_MAX_AHEAD_S=0 (no pacing check) is for tests, not production")
         return self
+
+    def ingest_secrets(self) -> list[str]:
+        """The secrets a start token may be signed with: the current one first."""
+        keys = [self.ingest_secret.get_secret_value()]
+        if self.ingest_secret_previous is not None:
+            keys.append(self.ingest_secret_previous.get_secret_value())
+        return [k for k in keys if k]
 
     @field_validator("hotwords")
     @classmethod

@@ -297,6 +297,9 @@ def bench_lag(settings: AsrSettings, rows: list[dict], args: argparse.Namespace)
             "DASAN_ASR_DEVICE": settings.device,
             "DASAN_ASR_CPU_THREADS": str(settings.cpu_threads),
             "DASAN_LOG_LEVEL": "WARNING",
+            # The warm-up call is streamed as fast as the socket takes it (not paced): switch the
+            # gateway's pacing check off for this private gateway. The measured call is real time.
+            "DASAN_ASR_MAX_AHEAD_S": "0",
         }
         if settings.compute_type:
             env["DASAN_ASR_COMPUTE_TYPE"] = settings.compute_type
@@ -321,6 +324,10 @@ def bench_lag(settings: AsrSettings, rows: list[dict], args: argparse.Namespace)
 
 def _lag_run(rows, ks, port, wk, websockets, KafkaConsumer, decode, TranscriptSegment, psutil, args) -> dict:
     from kafka import TopicPartition
+
+    from streaming.ingest import start_token
+
+    secret = AsrSettings().ingest_secret.get_secret_value()  # the gateway subprocess reads the same env
 
     call, refs = make_call(rows, pause_s=2.0)
     pcm = (np.clip(call, -1, 1) * 32767).astype("<i2")
@@ -363,6 +370,7 @@ def _lag_run(rows, ks, port, wk, websockets, KafkaConsumer, decode, TranscriptSe
                         "codec": "pcm_s16le",
                         "sample_rate": 16000,
                         "channels": 1,
+                        "token": start_token(secret, call_id, "bench", None, None),
                     }
                 )
             )

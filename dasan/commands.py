@@ -35,7 +35,13 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     sa.add_argument("--gateway", default="ws://127.0.0.1:8081", help="ASR gateway WebSocket base URL")
     sa.add_argument("--codec", default="pcm_s16le", choices=["pcm_s16le", "mulaw", "alaw"])
     sa.add_argument("--rate", type=int, default=8000, choices=[8000, 16000], help="sample rate to send")
-    sa.add_argument("--speed", type=float, default=1.0, help="1 = real time, 2 = twice as fast")
+    sa.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="1 = real time, 2 = twice as fast (above 1 the gateway must allow it: DASAN_ASR_MAX_AHEAD_S). "
+        "Starts are signed with DASAN_ASR_INGEST_SECRET, as the gateway's",
+    )
     _load_args(sa)
     sa.set_defaults(func=_simulate_audio)
     sc = ss.add_parser("script", help="Inject written calls at call.transcripts with real-time pacing")

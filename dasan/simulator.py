@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from streaming.events import CallEnded, CallStarted, Channel, EndReason, TranscriptSegment, TranscriptSource
-from streaming.ingest import INGEST_PATH, IngestEnd, IngestStart
+from streaming.ingest import INGEST_PATH, IngestEnd, IngestStart, start_token
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 
@@ -113,9 +113,20 @@ async def play_audio_call(
     caller_number: str | None = None,
     lead_silence_s: float = 0.5,
     tail_silence_s: float = 1.5,
+    ingest_secret: str | None = None,
 ) -> AudioCallResult:
-    """Stream one file as one call. Mono files become the caller channel of a mono call."""
+    """Stream one file as one call. Mono files become the caller channel of a mono call.
+
+    The start is signed as a site's PBX adapter signs it: with ``ingest_secret`` (default: the
+    gateway's own setting, ``DASAN_ASR_INGEST_SECRET``). A ``speed`` above 1 outruns the wall clock:
+    the gateway must allow it (``DASAN_ASR_MAX_AHEAD_S``), or it ends the call as ``too_fast``.
+    """
     import websockets
+
+    if ingest_secret is None:
+        from asr.settings import AsrSettings
+
+        ingest_secret = AsrSettings().ingest_secret.get_secret_value()
 
     pcm = load_audio(path, rate)
     channels = pcm.shape[1]
@@ -134,6 +145,7 @@ async def play_audio_call(
         sample_rate=rate,
         channels=channels,
         caller_number=caller_number,
+        token=start_token(ingest_secret, call_id, counselor_id, team, caller_number),
     )
     per_frame = rate * FRAME_MS // 1000
     frames = 0

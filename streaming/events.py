@@ -67,10 +67,17 @@ class TranscriptSource(StrEnum):
 
 
 class EndReason(StrEnum):
+    """Why a call ended. Values are added within the major version (``too_fast`` and
+    ``max_duration`` were): a consumer decoding a value it does not know reads it as ``error`` (see
+    :class:`CallEnded`) instead of dead-lettering the event. Consumers deployed before that rule
+    existed refuse new values, so roll out consumers before the gateway that sends them."""
+
     hangup = "hangup"
     idle_timeout = "idle_timeout"
     error = "error"
     gateway_shutdown = "gateway_shutdown"
+    too_fast = "too_fast"  # audio ran ahead of the wall clock (the gateway's max_ahead_s)
+    max_duration = "max_duration"  # the call reached the gateway's max_call_s
 
 
 class Contract(BaseModel):
@@ -142,6 +149,21 @@ class CallEnded(Event):
     reason: EndReason = EndReason.hangup
     detail: str | None = Field(default=None, max_length=500)
     duration_s: float | None = Field(default=None, ge=0)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _unknown_reason_is_error(cls, v: object, info: ValidationInfo) -> object:
+        """Decoding (tolerant context): a reason a newer producer added reads as ``error``; its name
+        is counted with the ignored fields. Built in code, an unknown reason stays an error."""
+        ctx = info.context
+        if not (isinstance(ctx, dict) and ctx.get(TOLERATE_UNKNOWN)) or not isinstance(v, str):
+            return v
+        if v in EndReason.__members__.values():
+            return v
+        ignored = ctx.get(IGNORED_FIELDS)
+        if isinstance(ignored, list):
+            ignored.append("CallEnded.reason")
+        return EndReason.error
 
 
 # --------------------------------------------------------------------------- call.audio

@@ -17,6 +17,12 @@ UNKNOWN_FIELDS = Counter(
     "Events of a known major version that carried fields this consumer does not know (dropped)",
     ["topic", "type"],
 )
+INGEST_REFUSED = Counter(
+    "dasan_ingest_refused_total",
+    "Ingest connections or calls the gateway refused or cut, by reason (unauthorized_<token reason>, "
+    "busy, too_fast, max_duration)",
+    ["reason"],
+)
 ERRORS = Counter("dasan_errors_total", "Errors by service and kind", ["service", "kind"])
 CONSUMER_LAG = Gauge("dasan_consumer_lag", "Records behind the end of the assigned partitions", ["group"])
 ACTIVE_CALLS = Gauge("dasan_active_calls", "Calls currently followed by this instance", ["service"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the site's secrets for docker compose, once (never overwrites existing ones):
 #   ./secrets/postgres_password, ./secrets/grafana_admin_password (0600)
-#   .env with POSTGRES_PASSWORD, DASAN_CONSOLE_SESSION_SECRET, DASAN_CALLER_KEY_SECRET, KAFKA_CLUSTER_ID
+#   .env with POSTGRES_PASSWORD, DASAN_CONSOLE_SESSION_SECRET, DASAN_CALLER_KEY_SECRET,
+#   DASAN_ASR_INGEST_SECRET, KAFKA_CLUSTER_ID
 #   ./secrets/kafka/: the site's Kafka CA, a key+certificate per broker (kafka-N.pem, for both
 #   listeners, server and client), one for the ACL job (kafka-admin.pem, a super user) and one per
 #   Dasan principal (dasan-<service>.crt/.key; the CN is the Kafka user of infra/kafka_acls.py).
@@ -21,9 +22,12 @@ if [ ! -s .env ]; then
     echo "POSTGRES_PASSWORD=$(cat secrets/postgres_password)"
     echo "DASAN_CONSOLE_SESSION_SECRET=$(rand 32)"
     echo "DASAN_CALLER_KEY_SECRET=$(rand 32)"
+    echo "DASAN_ASR_INGEST_SECRET=$(rand 32)"
     echo "KAFKA_CLUSTER_ID=${cluster_id}"
   } > .env
 fi
+# An .env made before start tokens existed gets the ingest secret added (nothing else changes).
+grep -q '^DASAN_ASR_INGEST_SECRET=' .env || echo "DASAN_ASR_INGEST_SECRET=$(rand 32)" >> .env
 
 # Kafka mutual TLS: a site CA, then one certificate per identity (2 years; re-run after deleting one).
 K=secrets/kafka

@@ -16,18 +16,25 @@ from asr.gateway import create_gateway_app
 from asr.settings import AsrSettings
 from streaming.callers import caller_key, mask_caller_number, normalize_number
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, EndReason
-from streaming.ingest import INGEST_PATH
+from streaming.ingest import INGEST_PATH, start_token
 from streaming.settings import KafkaSettings
 from streaming.topics import CALL_AUDIO, CALL_EVENTS
 
 from .conftest import read_events
 
 SECRET = "test-secret"
+INGEST_SECRET = "test-ingest-secret"
 
 
 @pytest.fixture()
 def gw_settings() -> AsrSettings:
-    return AsrSettings(max_calls=2, idle_timeout_s=0.8, max_frame_ms=100, caller_key_secret=SECRET)
+    return AsrSettings(
+        max_calls=2,
+        idle_timeout_s=0.8,
+        max_frame_ms=100,
+        caller_key_secret=SECRET,
+        ingest_secret=INGEST_SECRET,
+    )
 
 
 @pytest.fixture()
@@ -38,7 +45,12 @@ def client(gw_settings: AsrSettings, kafka_settings: KafkaSettings) -> Iterator[
 
 
 def start_msg(call_id: str, **kw: object) -> str:
+    """A start message signed with the gateway's ingest secret (as the PBX adapter signs it)."""
     msg = {"type": "start", "call_id": call_id, "counselor_id": "c-17", **kw}
+    team, number = msg.get("team"), msg.get("caller_number")
+    assert team is None or isinstance(team, str)
+    assert number is None or isinstance(number, str)
+    msg.setdefault("token", start_token(INGEST_SECRET, call_id, "c-17", team, number))
     return json.dumps(msg)
 
 
@@ -223,4 +235,4 @@ def test_production_refuses_the_dev_caller_secret(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("DASAN_ENV", "production")
     with pytest.raises(ValueError, match="CALLER_KEY_SECRET"):
         AsrSettings()
-    assert AsrSettings(caller_key_secret="site-secret").env == "production"
+    assert AsrSettings(caller_key_secret="site-secret", ingest_secret="site-ingest").env == "production"

@@ -17,7 +17,7 @@ from asr.gateway import create_gateway_app
 from asr.settings import AsrSettings
 from asr.worker import AsrWorker, create_health_app
 from streaming.events import AudioFrame, CallEnded, CallStarted, Channel, Codec, TranscriptSegment
-from streaming.ingest import INGEST_PATH
+from streaming.ingest import INGEST_PATH, start_token
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 from streaming.topics import CALL_TRANSCRIPTS
@@ -59,7 +59,9 @@ def test_call_through_gateway_and_worker(
     caller = (np.clip(np.concatenate([np.zeros(4000), x8, np.zeros(8000)]), -1, 1) * 32767).astype(np.int16)
     counselor = np.zeros_like(caller)  # the counselor stays silent: no text on that channel
     call_id = f"e2e-{unique}"
-    app = create_gateway_app(AsrSettings(max_frame_ms=200), kafka_settings)
+    # The recording is sent as fast as the socket takes it: the gateway's pacing check is off.
+    settings = AsrSettings(max_frame_ms=200, max_ahead_s=0, ingest_secret="worker-test-secret")
+    app = create_gateway_app(settings, kafka_settings)
     with TestClient(app) as client, client.websocket_connect(INGEST_PATH) as ws:
         ws.send_text(
             json.dumps(
@@ -70,6 +72,7 @@ def test_call_through_gateway_and_worker(
                     "codec": "mulaw",
                     "sample_rate": 8000,
                     "channels": 2,
+                    "token": start_token("worker-test-secret", call_id, "c-1", None, None),
                 }
             )
         )

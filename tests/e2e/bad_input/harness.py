@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
+from asr.settings import AsrSettings
 from dasan.stack import Stack, console_login, cookie_header
 from streaming.codec import DecodeError, decode
-from streaming.ingest import INGEST_PATH
+from streaming.ingest import INGEST_PATH, start_token
 from streaming.topics import (
     ASSIST_SUGGESTIONS,
     ASSIST_SUGGESTIONS_SHADOW,
@@ -171,5 +172,12 @@ class BadInputStack:
 
 
 def start_msg(call_id: str, **kw: Any) -> str:
-    """The gateway's start message of a call of the test counselor."""
-    return json.dumps({"type": "start", "call_id": call_id, "counselor_id": COUNSELOR, "team": "A", **kw})
+    """The gateway's start message of a call of the test counselor, signed with the ingest secret the
+    stack's gateway reads (the same environment)."""
+    msg: dict[str, Any] = {"type": "start", "call_id": call_id, "counselor_id": COUNSELOR, "team": "A", **kw}
+    if "token" not in msg:
+        secret = AsrSettings().ingest_secret.get_secret_value()
+        msg["token"] = start_token(
+            secret, call_id, msg["counselor_id"], msg.get("team"), msg.get("caller_number")
+        )
+    return json.dumps(msg)
