@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,22 @@ def _gateway(args: argparse.Namespace) -> int:
     setup_logging("asr-gateway")
     settings = _settings(args)
     app = create_gateway_app(settings)
+    host = args.host or settings.gateway_host
+    tls = settings.tls_certfile is not None
+    if not tls and not host.startswith("127.") and host not in ("localhost", "::1"):
+        logging.getLogger("dasan.asr.gateway").warning(
+            "serving plain ws:// on a non-loopback address: terminate TLS in front of the gateway or set "
+            "DASAN_ASR_TLS_CERTFILE and DASAN_ASR_TLS_KEYFILE",
+            extra={"host": host},
+        )
     uvicorn.run(
         app,
-        host=args.host or settings.gateway_host,
+        host=host,
         port=args.port if args.port is not None else settings.gateway_port,
         log_level="warning",
         ws_max_size=1 << 20,
+        ssl_certfile=str(settings.tls_certfile) if tls else None,
+        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
     )
     return 0
 

@@ -7,6 +7,7 @@ decoder) takes the frozen options of :mod:`asr.options`, built here (``policy_op
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -190,6 +191,19 @@ class AsrSettings(BaseSettings):
     max_call_s: float = Field(
         default=4 * 3600.0, gt=0, description="The gateway ends a call this long ('max_duration')"
     )
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="Gateway: serve wss:// with this certificate (PEM; with tls_keyfile). Unset: plain ws://, "
+        "for loopback or behind a TLS-terminating proxy",
+    )
+    tls_keyfile: Path | None = Field(
+        default=None, description="Gateway: the private key of tls_certfile (PEM)"
+    )
+    tls_cafile: Path | None = Field(
+        default=None,
+        description="Clients (simulator, benchmarks): trust this CA for a wss:// gateway (a site CA); unset: "
+        "the system's trust store",
+    )
 
     # ---------------------------------------------------------------- worker
     worker_host: str = Field(default="127.0.0.1", description="Worker health endpoint address")
@@ -230,7 +244,16 @@ class AsrSettings(BaseSettings):
                 )
             if self.max_ahead_s == 0:
                 raise ValueError("DASAN_ASR_MAX_AHEAD_S=0 (no pacing check) is for tests, not production")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("DASAN_ASR_TLS_CERTFILE and DASAN_ASR_TLS_KEYFILE go together (wss needs both)")
         return self
+
+    def client_ssl(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context a client of the gateway uses for ``url``: None for ws://; for wss:// one that
+        verifies the gateway's certificate against ``tls_cafile`` (or the system's trust store)."""
+        if not url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=str(self.tls_cafile) if self.tls_cafile else None)
 
     def ingest_secrets(self) -> list[str]:
         """The secrets a start token may be signed with: the current one first."""

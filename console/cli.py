@@ -58,7 +58,16 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     )
     add.add_argument("--team", help="team (counselors and supervisors; a supervisor sees the team's calls)")
     add.add_argument("--name", help="display name")
-    add.add_argument("--password", help="password (at least 10 characters); generated if left out")
+    add.add_argument(
+        "--password",
+        help="password (at least 10 characters); generated if left out. On a shared machine prefer "
+        "--password-stdin: a command line is visible to every local user (ps)",
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (not the command line)",
+    )
     add.add_argument(
         "--reset", action="store_true", help="if the user exists, set a new password (and this role and team)"
     )
@@ -225,6 +234,11 @@ def _users_add(args: argparse.Namespace) -> int:
     from .auth import generate_password, hash_password
     from .store import Conflict
 
+    if args.password_stdin:
+        if args.password is not None:
+            print("error: --password and --password-stdin exclude each other", file=sys.stderr)
+            return 2
+        args.password = sys.stdin.readline().rstrip("\r\n")
     if args.password is not None and len(args.password) < 10:
         print("error: the password needs at least 10 characters", file=sys.stderr)
         return 2

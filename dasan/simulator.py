@@ -123,10 +123,11 @@ async def play_audio_call(
     """
     import websockets
 
-    if ingest_secret is None:
-        from asr.settings import AsrSettings
+    from asr.settings import AsrSettings
 
-        ingest_secret = AsrSettings().ingest_secret.get_secret_value()
+    asr_settings = AsrSettings()
+    if ingest_secret is None:
+        ingest_secret = asr_settings.ingest_secret.get_secret_value()
 
     pcm = load_audio(path, rate)
     channels = pcm.shape[1]
@@ -151,7 +152,8 @@ async def play_audio_call(
     frames = 0
     t0 = time.perf_counter()
     url = gateway.rstrip("/") + INGEST_PATH
-    async with websockets.connect(url, max_size=2**20) as ws:
+    # wss:// verifies the gateway against DASAN_ASR_TLS_CAFILE (a site CA) or the system's store
+    async with websockets.connect(url, max_size=2**20, ssl=asr_settings.client_ssl(url)) as ws:
         await ws.send(start.model_dump_json())
         reply = json.loads(await ws.recv())
         if reply.get("type") != "accepted":

@@ -318,10 +318,13 @@ def add_user(
     """A console user, created with ``dasan users add`` (as an administrator would) in the database
     ``env`` names; returns the password (random by default)."""
     password = password or secrets.token_urlsafe(12)
-    cmd = [dasan_exe(), "users", "add", name, "--role", role, "--password", password]
+    # the password on standard input: a command line is visible to every local user (ps)
+    cmd = [dasan_exe(), "users", "add", name, "--role", role, "--password-stdin"]
     if team:
         cmd += ["--team", team]
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        cmd, env=env, check=True, input=password + "\n", text=True, stdout=subprocess.DEVNULL, timeout=120
+    )
     return password
 
 

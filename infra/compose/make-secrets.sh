@@ -54,4 +54,7 @@ cat "$K/kafka-admin.key" "$K/kafka-admin.crt" "$K/ca.pem" > "$K/kafka-admin.pem"
 for principal in dasan-gateway dasan-asr-worker dasan-assist dasan-console dasan-topics; do
   issue "$principal" clientAuth
 done
+# The ASR gateway serves wss:// with a server certificate of the same site CA (the PBX adapter,
+# Prometheus and the health check trust ca.pem).
+issue asr-gateway serverAuth "DNS:asr-gateway,DNS:localhost,IP:127.0.0.1"
 echo "secrets ready in $(pwd)/secrets and $(pwd)/.env (keep them out of git and backups you share)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -47,11 +48,21 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert run("users", "add", "qa1", "--role", "qa", "--password", "a-chosen-password") == 0
     assert "password:" not in capsys.readouterr().out
     assert run("users", "add", "x", "--role", "qa", "--password", "short") == 2
+    # The password on standard input keeps it off the command line (visible to every local user).
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-piped-password-123\n"))
+    assert run("users", "add", "qa2", "--role", "qa", "--password-stdin") == 0
+    assert "password:" not in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    assert run("users", "add", "qa3", "--role", "qa", "--password-stdin") == 2
+    assert (
+        run("users", "add", "qa3", "--role", "qa", "--password-stdin", "--password", "a-chosen-password") == 2
+    )
     assert run("users", "list", "--json") == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["username"], r["role"], r["team"]) for r in rows] == [
         ("kim", "counselor", "A"),
         ("qa1", "qa", None),
+        ("qa2", "qa", None),
     ]
     # The printed password works for log-in.
     from console.auth import authenticate
@@ -61,6 +72,7 @@ def test_migrate_and_users_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store = Store(make_engine(ConsoleSettings()))
     assert authenticate(store, "kim", generated).user is not None
     assert authenticate(store, "kim", "wrong").user is None
+    assert authenticate(store, "qa2", "a-piped-password-123").user is not None
     assert run("users", "add", "kim", "--role", "counselor", "--team", "B", "--reset") == 0
     new_pw = capsys.readouterr().out.split("password: ")[1].strip()
     assert authenticate(store, "kim", generated).user is None

@@ -18,11 +18,14 @@ import json
 import logging
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +33,7 @@ import pytest
 import uvicorn
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from asr.gateway import create_gateway_app
 from asr.settings import AsrSettings
@@ -206,9 +209,12 @@ class LiveGateway:
                 log_level="warning",
                 log_config=None,
                 lifespan="on",
+                ssl_certfile=str(self.settings.tls_certfile) if self.settings.tls_certfile else None,
+                ssl_keyfile=str(self.settings.tls_keyfile) if self.settings.tls_keyfile else None,
             )
         )
-        self.url = f"ws://127.0.0.1:{self.port}{INGEST_PATH}"
+        self.scheme = "https" if self.settings.tls_certfile else "http"
+        self.url = f"{'wss' if self.settings.tls_certfile else 'ws'}://127.0.0.1:{self.port}{INGEST_PATH}"
 
     def __enter__(self) -> LiveGateway:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -224,7 +230,8 @@ class LiveGateway:
         self.thread.join(20)
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+        ca = str(self.settings.tls_cafile) if self.settings.tls_cafile else True
+        return httpx.get(f"{self.scheme}://127.0.0.1:{self.port}{path}", timeout=5, verify=ca)
 
     def refused(self, reason: str) -> float:
         m = re.search(
@@ -548,3 +555,64 @@ def test_a_call_longer_than_max_call_s_is_ended(
     ended = [e for e in events(kafka_settings, silent) if isinstance(e, CallEnded)]
     assert [e.reason for e in ended] == [EndReason.max_duration]
     gateway.wait_idle()
+
+
+# --------------------------------------------------------------------------- wss
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA), made with the openssl command line."""
+    cert, key = tmp / "gateway.crt", tmp / "gateway.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_the_gateway_serves_wss_and_clients_verify_it(
+    live: Callable[..., LiveGateway], kafka_settings: KafkaSettings, tmp_path: Path, unique: str
+) -> None:
+    """With a certificate the gateway speaks only TLS: a client that trusts the site CA streams a
+    call; plain ws:// and a client that does not trust the certificate get nowhere."""
+    cert, key = self_signed(tmp_path)
+    gateway = live(tls_certfile=cert, tls_keyfile=key, tls_cafile=cert)
+    assert gateway.url.startswith("wss://")
+    client = gateway.settings.client_ssl(gateway.url)
+    assert client is not None and gateway.settings.client_ssl("ws://x") is None
+    call_id = f"sec-tls-{unique}"
+
+    async def run() -> dict[str, Any]:
+        async with connect(gateway.url, ssl=client) as ws:
+            await ws.send(start(call_id))
+            assert json.loads(await ws.recv())["type"] == "accepted"
+            await ws.send(FRAME)
+            await ws.send(json.dumps({"type": "end"}))
+            return dict(json.loads(await ws.recv()))
+
+    closed = asyncio.run(run())
+    assert closed["type"] == "closed" and closed["frames"] == 1, closed
+    assert any(isinstance(e, CallStarted) for e in events(kafka_settings, call_id))
+
+    async def plain() -> None:
+        async with connect(gateway.url.replace("wss://", "ws://"), open_timeout=10) as ws:
+            await ws.send(start(f"{call_id}-plain"))
+
+    with pytest.raises((OSError, InvalidHandshake, ConnectionClosed, TimeoutError)):
+        asyncio.run(plain())
+
+    async def untrusted() -> None:
+        async with connect(gateway.url, ssl=ssl.create_default_context(), open_timeout=10):
+            pass
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        asyncio.run(untrusted())
+
+
+def test_tls_settings_go_together(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        settings(tls_certfile=tmp_path / "a.crt")
