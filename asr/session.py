@@ -39,6 +39,8 @@ def parse_start(raw: str) -> IngestStart:
     if data.get("type") != "start":
         raise ProtocolError("out_of_order", f"expected a start message first, got type {data.get('type')!r}")
     codec = data.get("codec", Codec.pcm_s16le.value)
+    if not isinstance(codec, str):  # a list or object here is not hashable: refuse it, do not raise
+        raise ProtocolError("bad_start", f"codec must be a string, got {type(codec).__name__}")
     if codec not in {c.value for c in Codec}:
         raise ProtocolError("unknown_codec", f"codec {codec!r} is not one of {[c.value for c in Codec]}")
     try:

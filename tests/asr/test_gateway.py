@@ -127,7 +127,13 @@ def test_unknown_codec(client: TestClient, unique: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["not json", json.dumps({"type": "start", "call_id": "bad id!", "counselor_id": "c"}), json.dumps([1])],
+    [
+        "not json",
+        json.dumps({"type": "start", "call_id": "bad id!", "counselor_id": "c"}),
+        json.dumps([1]),
+        json.dumps({"type": "start", "call_id": "gw-codec-list", "counselor_id": "c", "codec": ["pcm"]}),
+        json.dumps({"type": "start", "call_id": "gw-long", "counselor_id": "c" * 100_000}),
+    ],
 )
 def test_bad_start(client: TestClient, raw: str) -> None:
     with client.websocket_connect(INGEST_PATH) as ws:
