@@ -63,19 +63,24 @@ class BackendChoice:
 def choose_backend(cpu: CpuInfo, cuda: tuple[bool, str]) -> BackendChoice:
     """The encoder backend for a machine (pure: the facts come in as arguments).
 
-    Measured (docs/benchmarks.md, EmbeddingGemma, 2 threads): on a CPU with AVX512-BF16/AMX bf16 is
-    the fastest and keeps fp32 quality; on an AVX2-only CPU bf16 is *emulated* (one query 809 ms vs
-    261 ms fp32 and 162 ms int8; 32 articles at 256 tokens 110 s vs 21 s and 14 s), so int8 is the
-    fastest there, at the recall cost docs/knowledge.md states."""
+    Measured (docs/knowledge.md "Which encoder backend", EmbeddingGemma, 2 threads): on a CPU with
+    AVX512-BF16/AMX bf16 is the fastest and gives fp32's vectors (cosine >= 0.999). On a CPU
+    without them bfloat16 is *emulated* (AMD EPYC AVX2: one query 809 ms vs 261 ms fp32 and 162 ms
+    int8; 32 articles at 256 tokens 110 s vs 21 s and 14 s). There fp32 is chosen, not the faster
+    int8: fp32 keeps bf16's vectors, so the confidence thresholds, the second-stage ranker and the
+    out-of-scope model (all calibrated on bf16 scores) hold; int8 drifts (cosine ~0.94; eval-dev
+    hybrid MRR@10 0.679 vs 0.748, and a right article's dense score fell under the calibrated
+    threshold). ``DASAN_KB_DENSE_BACKEND=int8`` trades that quality for speed explicitly."""
     ok, why = cuda
     if ok:
         return BackendChoice("cuda", f"{why}: bfloat16 on the GPU", cpu.family)
     if cpu.bf16:
         return BackendChoice("bf16", "CPU has AVX512-BF16/AMX: bfloat16 in hardware", cpu.family)
     return BackendChoice(
-        "int8",
-        "CPU lacks AVX512-BF16/AMX (bfloat16 would be emulated, 3-5x slower than fp32): "
-        f"dynamic int8, the fastest measured there ({why})",
+        "torch",
+        "CPU lacks AVX512-BF16/AMX (bfloat16 would be emulated, 3-5x slower than fp32): float32, the same "
+        "vectors as bf16, on which the thresholds and ranking models are calibrated (int8 is faster but "
+        f"drifts; ask for it with DASAN_KB_DENSE_BACKEND=int8) ({why})",
         cpu.family,
     )
 

@@ -42,9 +42,11 @@ class KnowledgeSettings(BaseSettings):
     dense_backend: Literal["auto", "bf16", "torch", "int8", "onnx", "cuda"] = Field(
         default="auto",
         description="auto: chosen per machine at start (cuda on a usable GPU; bf16 on a CPU with AVX512-BF16/AMX; "
-        "else int8), logged and recorded in the index manifest; bf16: bfloat16 (fp32 quality; fast only with "
-        "AVX512-BF16/AMX, 3-5x slower than fp32 without); torch: fp32; int8: dynamic int8 quantisation of the "
-        "linear layers (fast anywhere, lower recall); onnx: ONNX Runtime; cuda: bfloat16 on the GPU",
+        "else torch, i.e. fp32: the vectors the thresholds and ranking models are calibrated on), logged and "
+        "recorded in the index manifest; bf16: bfloat16 (fp32 quality; fast only with AVX512-BF16/AMX, 3-5x "
+        "slower than fp32 without); torch: fp32; int8: dynamic int8 quantisation of the linear layers (fastest "
+        "without bf16 hardware, but its scores drift from the calibrated ones: lower recall, more abstentions); "
+        "onnx: ONNX Runtime; cuda: bfloat16 on the GPU",
     )
     dense_unit: Literal["article", "passage"] = Field(
         default="article",

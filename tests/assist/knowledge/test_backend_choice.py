@@ -19,26 +19,27 @@ NO_CUDA = (False, "no CUDA device")
 @pytest.mark.parametrize(
     ("flags", "cuda", "backend"),
     [
-        (AVX2_EPYC, NO_CUDA, "int8"),
+        (AVX2_EPYC, NO_CUDA, "torch"),
         (SAPPHIRE, NO_CUDA, "bf16"),
         (ZEN4, NO_CUDA, "bf16"),
-        (frozenset({"avx512f"}), NO_CUDA, "int8"),  # AVX-512 without BF16: bf16 is still emulated
+        (frozenset({"avx512f"}), NO_CUDA, "torch"),  # AVX-512 without BF16: bf16 is still emulated
         (AVX2_EPYC, (True, "CUDA device H200"), "cuda"),
-        (AVX2_EPYC, (False, "CUDA present but unusable: RuntimeError('driver')"), "int8"),
+        (AVX2_EPYC, (False, "CUDA present but unusable: RuntimeError('driver')"), "torch"),
     ],
 )
 def test_choice_follows_the_hardware(flags: frozenset[str], cuda: tuple[bool, str], backend: str) -> None:
     choice = choose_backend(CpuInfo("x86_64", flags), cuda)
     assert choice.backend == backend
     assert choice.reason  # always says why
-    if backend == "int8" and not cuda[0]:
-        assert "emulated" in choice.reason and cuda[1] in choice.reason
+    if backend == "torch" and not cuda[0]:
+        # fp32, not the faster int8: the calibrated thresholds and models hold (and it says so)
+        assert "emulated" in choice.reason and "calibrated" in choice.reason and cuda[1] in choice.reason
 
 
 def test_auto_resolves_from_the_flags_the_process_sees(monkeypatch: pytest.MonkeyPatch) -> None:
     from assist.knowledge import dense
 
-    for flags, want in ((AVX2_EPYC, "int8"), (SAPPHIRE, "bf16")):
+    for flags, want in ((AVX2_EPYC, "torch"), (SAPPHIRE, "bf16")):
         monkeypatch.setenv("DASAN_CPU_FLAGS", " ".join(sorted(flags)))
         monkeypatch.setenv("DASAN_DISABLE_CUDA", "1")
         cpu_flags.cache_clear()
@@ -74,7 +75,7 @@ def test_index_key_differs_by_concrete_backend(monkeypatch: pytest.MonkeyPatch, 
     dense.backend_choice.cache_clear()
     try:
         auto = dense_key(KnowledgeSettings(dense_backend="auto", embedding_model_path=model))
-        assert auto == keys["int8"]
+        assert auto == keys["torch"]
     finally:
         cpu_flags.cache_clear()
         dense.backend_choice.cache_clear()
