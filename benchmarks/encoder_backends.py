@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/encoder_backends.py --backends int8 torch
 
 What ``dense_backend=auto`` chooses depends on the CPU (``streaming.hardware``): bf16 where the CPU
-has AVX512-BF16 or AMX, int8 elsewhere. This script shows why, per machine: the same queries (the
+has AVX512-BF16 or AMX, fp32 elsewhere (int8 is faster there but its scores drift from the calibrated
+ones: docs/knowledge.md). This script shows the speeds per machine: the same queries (the
 first 20 eval-dev utterances) and the same passages (the first 32 corpus articles, embedded as the
 index embeds them, at the index's 256-token cap) through each backend, two threads (the assist's
 default), after one warm-up. A CPU without AVX-512 can be approximated on one that has it:
