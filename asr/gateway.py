@@ -232,21 +232,11 @@ class Gateway:
                 try:
                     frames = session.split(data)
                     ahead = session.audio_s - (time.monotonic() - session.started_mono)
-                    if max_ahead_s and ahead > max_ahead_s:
-                        # Before publishing: audio beyond the pace never reaches call.audio.
-                        raise ProtocolError(
-                            "too_fast",
-                            f"audio is {ahead:.1f} s ahead of real time (limit {max_ahead_s:g} s)",
-                        )
-                    for f in frames:
-                        await self._send_event(f)
+                    too_fast = bool(max_ahead_s and ahead > max_ahead_s)
+                    if not too_fast:  # audio beyond the pace never reaches call.audio
+                        for f in frames:
+                            await self._send_event(f)
                 except ProtocolError as exc:
-                    if exc.code == "too_fast":
-                        log.warning("call streams faster than real time, ending it", extra=extra)
-                        metrics.INGEST_REFUSED.labels(reason="too_fast").inc()
-                        await self._end(session, EndReason.too_fast, exc.message)
-                        await self._error(ws, exc.code, exc.message)
-                        return
                     metrics.ERRORS.labels(service="asr-gateway", kind=exc.code).inc()
                     await self._end(session, EndReason.error, f"{exc.code}: {exc.message}")
                     await self._error(ws, exc.code, exc.message)
@@ -255,6 +245,13 @@ class Gateway:
                     log.exception("cannot publish audio", extra=extra)
                     await self._end(session, EndReason.error, "internal error")
                     await self._error(ws, "internal", repr(exc)[:300])
+                    return
+                if too_fast:
+                    detail = f"audio is {ahead:.1f} s ahead of real time (limit {max_ahead_s:g} s)"
+                    log.warning("call streams faster than real time, ending it", extra=extra)
+                    metrics.INGEST_REFUSED.labels(reason="too_fast").inc()
+                    await self._end(session, EndReason.too_fast, detail)
+                    await self._error(ws, "too_fast", detail)
                     return
                 continue
             text = msg.get("text") or ""
