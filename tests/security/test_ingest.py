@@ -294,6 +294,19 @@ async def reply_and_close(ws: ClientConnection) -> tuple[dict[str, Any], int | N
     return msg, ws.close_code
 
 
+async def send_audio(ws: ClientConnection, frames: int, speed: float = 1.0) -> int:
+    """Send ``frames`` FRAMEs at ``speed`` × real time (paced against the clock); returns how many were
+    sent before the gateway closed the socket."""
+    t0 = time.monotonic()
+    for k in range(frames):
+        try:
+            await ws.send(FRAME)
+        except ConnectionClosed:
+            return k
+        await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.1 / speed - time.monotonic()))
+    return frames
+
+
 def events(kafka: KafkaSettings, call_id: str) -> list[Event]:
     """The call's call.events, read until its CallEnded (everything published before it is there too:
     one call's events share a partition, in order)."""
@@ -473,14 +486,7 @@ def test_audio_at_50x_real_time_is_refused_as_too_fast(
         async with connect(gateway.url) as ws:
             await ws.send(start(call_id))
             assert json.loads(await ws.recv())["type"] == "accepted"
-            sent = 0
-            try:
-                for _ in range(100):  # 10 s of audio in 0.2 s: 50× real time
-                    await ws.send(FRAME)
-                    sent += 1
-                    await asyncio.sleep(0.1 / 50)
-            except ConnectionClosed:
-                pass
+            sent = await send_audio(ws, 100, speed=50)  # 10 s of audio in 0.2 s
             reply, code = await reply_and_close(ws)
             return reply, code, sent
 
@@ -502,10 +508,7 @@ def test_audio_at_real_time_is_not_refused(live: Callable[..., LiveGateway], uni
         async with connect(gateway.url) as ws:
             await ws.send(start(f"sec-paced-{unique}"))
             assert json.loads(await ws.recv())["type"] == "accepted"
-            t0 = time.monotonic()
-            for k in range(8):  # 0.8 s of audio at 1×
-                await ws.send(FRAME)
-                await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.monotonic()))
+            assert await send_audio(ws, 8) == 8  # 0.8 s of audio at 1×
             await ws.send(json.dumps({"type": "end"}))
             return dict(json.loads(await ws.recv()))
 
@@ -525,12 +528,7 @@ def test_a_call_longer_than_max_call_s_is_ended(
             await ws.send(start(call_id))
             assert json.loads(await ws.recv())["type"] == "accepted"
             t0 = time.monotonic()
-            try:  # audio keeps flowing at real time: the call is cut, not idle
-                for k in range(100):
-                    await ws.send(FRAME)
-                    await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.monotonic()))
-            except ConnectionClosed:
-                pass
+            await send_audio(ws, 100)  # audio keeps flowing at real time: the call is cut, not idle
             reply, code = await reply_and_close(ws)
             return reply, code, time.monotonic() - t0
 
