@@ -174,8 +174,8 @@ class CpuMeter:
 
     def __init__(self, stack: Stack) -> None:
         self.pids = {name: svc.pid for name, svc in stack.services.items() if svc.alive()}
-        if stack.broker is not None and stack.broker._proc is not None:
-            self.pids["broker"] = stack.broker._proc.pid
+        if stack.broker is not None and stack.broker.pid is not None:
+            self.pids["broker"] = stack.broker.pid
         self.pids["bench"] = os.getpid()  # its children are the services: counted alone
         self.start = cpu_seconds(self.pids, frozenset({"bench"}))
         self.t0 = time.monotonic()

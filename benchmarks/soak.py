@@ -119,10 +119,7 @@ def main() -> None:
             counter = itertools.count()
             run_id = uuid.uuid4().hex[:6]
 
-            async def slot_call(slot_no: int, _k: int) -> None:
-                await one_call(slot_no)
-
-            async def one_call(slot_no: int) -> None:
+            async def one_call(slot_no: int, _k: int) -> None:
                 nonlocal calls_done
                 i = next(counter)
                 script = scripts[i % len(scripts)]
@@ -143,7 +140,7 @@ def main() -> None:
             smp = asyncio.ensure_future(sampler())
             await asyncio.gather(
                 *(
-                    keep_calling(k * 0.7, t_end, functools.partial(slot_call, k))
+                    keep_calling(k * 0.7, t_end, functools.partial(one_call, k))
                     for k in range(args.concurrency)
                 )
             )

@@ -98,6 +98,11 @@ class LocalBroker:
         log.info("broker ready", extra={"bootstrap": self.bootstrap, "pid": self._proc.pid})
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (None before start and after stop)."""
+        return self._proc.pid if self._proc is not None else None
+
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
