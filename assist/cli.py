@@ -21,6 +21,12 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
 
     run = asub.add_parser("run", help="Run the assist service (consumes transcripts, publishes suggestions)")
     run.add_argument("--instance", default=None, help="Name of this instance in logs (default: host and pid)")
+    run.add_argument(
+        "--role",
+        choices=["all", "cards", "summaries"],
+        default=None,
+        help="cards, summaries (in their own consumer group), or all in one loop (default: DASAN_ASSIST_ROLE, all)",
+    )
     run.set_defaults(func=cmd_run)
 
     sug = asub.add_parser("suggest", help="Keywords, passages and a draft answer for one caller utterance")
@@ -180,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     setup_logging("assist")
     settings = AssistSettings()
+    if args.role:
+        settings = AssistSettings(role=args.role)
     kafka = KafkaSettings()
     startup = Startup(args.instance or f"{socket.gethostname()}-{os.getpid()}")
     holder: dict[str, Any] = {}

@@ -54,6 +54,21 @@ INPUTS = (CALL_EVENTS, CALL_TRANSCRIPTS)
 OUTPUTS = (ASSIST_SUGGESTIONS, CALL_SUMMARIES)
 
 
+def topics_of(settings: AssistSettings) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(what an instance consumes, what it publishes) in its role. The summaries role also reads the
+    cards published (its summaries cite only cards shown); a shadow publishes only to its topic."""
+    if settings.shadow:
+        outputs: tuple[str, ...] = (ASSIST_SUGGESTIONS_SHADOW,)
+        cards_topic = ASSIST_SUGGESTIONS_SHADOW
+    else:
+        outputs = tuple(
+            t for t, on in ((ASSIST_SUGGESTIONS, settings.cards), (CALL_SUMMARIES, settings.summaries)) if on
+        )
+        cards_topic = ASSIST_SUGGESTIONS
+    inputs = INPUTS if settings.cards else (*INPUTS, cards_topic)
+    return inputs, outputs
+
+
 def _where(exc: BaseException) -> str:
     """Where an exception was raised (file:line), for a log that must not carry its message (the
     message of a failed suggestion may quote the caller's words)."""
@@ -86,7 +101,8 @@ class AssistService:
         self.variant = self.settings.variant
         # a shadow writes all its output to the shadow topic, and rebuilds from its own output there
         self.shadow_topic = self.SHADOW_TOPIC if self.settings.shadow else None
-        self.outputs = (self.SHADOW_TOPIC,) if self.shadow_topic else OUTPUTS
+        self.role = self.settings.role
+        self.inputs, self.outputs = topics_of(self.settings)
         # evidence through self.assistant, so a knowledge-base switch reaches the tracker too
         self.tracker = CallTracker(
             self.settings,
@@ -99,7 +115,7 @@ class AssistService:
         self.published_summaries = 0
         self.producer = EventProducer(self.kafka)
         self.consumer = EventConsumer(
-            INPUTS,
+            self.inputs,
             self.settings.consumer_group,
             self.handle,
             self.kafka,
@@ -124,7 +140,7 @@ class AssistService:
 
     # ------------------------------------------------------------------ group membership
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        parts = {tp.partition for tp in revoked if tp.topic in INPUTS}
+        parts = {tp.partition for tp in revoked if tp.topic in self.inputs}
         with self._lock:
             self._to_rebuild -= parts
             gone = self.tracker.forget_partitions(parts)
@@ -134,7 +150,7 @@ class AssistService:
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         # The rebuild reads Kafka for seconds: not inside the rebalance callback (it would block the
         # heartbeats); it runs first thing in the next tick, before any suggestion is drafted.
-        parts = {tp.partition for tp in assigned if tp.topic in INPUTS}
+        parts = {tp.partition for tp in assigned if tp.topic in self.inputs}
         with self._lock:
             self._to_rebuild |= parts
 
@@ -160,7 +176,8 @@ class AssistService:
     def rebuild(self, partitions: list[int]) -> int:
         """Re-read the given partitions of the input and output topics and rebuild call state."""
         since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
-        read = read_partitions(self.kafka, (*INPUTS, *self.outputs), partitions, since_ms=since_ms)
+        topics = tuple(dict.fromkeys((*self.inputs, *self.outputs)))
+        read = read_partitions(self.kafka, topics, partitions, since_ms=since_ms)
         mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
         with self._lock:
             self.tracker.rebuild(((rec.partition, ev) for rec, ev in mine), self.clock())
@@ -181,6 +198,8 @@ class AssistService:
 
     # ------------------------------------------------------------------ event handling
     def handle(self, event: Event, record: Record) -> None:
+        if record.topic not in INPUTS and not self._own(event):
+            return  # the summaries role of a shadow: another shadow's card on the shared topic
         queue_ms = max(0.0, time.time() * 1000 - record.timestamp_ms)
         with self._lock:
             known = len(self.tracker.calls)
@@ -334,6 +353,7 @@ class AssistService:
         return polled and broker, {
             "instance": self.instance,
             "variant": self.variant,
+            "role": self.role,
             "polled_recently": polled,
             "broker": "ok" if broker else "unreachable",
             "open_calls": len(self.tracker.calls),

@@ -107,6 +107,19 @@ class AssistSettings(BaseSettings):
 
     # Kafka and service ---------------------------------------------------------------------------
     group_id: str = Field(default="assist", description="Consumer group on call.events + call.transcripts")
+    role: Literal["all", "cards", "summaries"] = Field(
+        default="all",
+        description="all: live cards and call summaries in one loop; cards: live cards only (a hang-up "
+        "only closes the call); summaries: call summaries only, in their own consumer group "
+        "(<GROUP_ID>-summaries) that also reads assist.suggestions for the cards shown — so a wave of "
+        "hang-ups never delays a card (run one cards and one summaries deployment)",
+    )
+    summary_cards_wait_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="Role summaries: after the grace, wait at most this long for the cards of the call's "
+        "last caller finals (the cards role publishes nothing for a card it does not repeat)",
+    )
     shadow: str = Field(
         default="",
         pattern=r"^[a-z0-9][a-z0-9-]{0,39}$|^$",
@@ -161,8 +174,20 @@ class AssistSettings(BaseSettings):
 
     @property
     def consumer_group(self) -> str:
-        """The consumer group: a shadow never joins production's (it would take its partitions)."""
-        return f"{self.group_id}-shadow-{self.shadow}" if self.shadow else self.group_id
+        """The consumer group: a shadow never joins production's (it would take its partitions); the
+        summaries role has its own (it must see every partition, beside the cards role's members)."""
+        group = f"{self.group_id}-summaries" if self.role == "summaries" else self.group_id
+        return f"{group}-shadow-{self.shadow}" if self.shadow else group
+
+    @property
+    def cards(self) -> bool:
+        """This instance publishes live cards (``Suggestion`` / ``KeywordsUpdated``)."""
+        return self.role in ("all", "cards")
+
+    @property
+    def summaries(self) -> bool:
+        """This instance writes call summaries."""
+        return self.role in ("all", "summaries")
 
     @model_validator(mode="after")
     def _keywords(self) -> AssistSettings:

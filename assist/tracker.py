@@ -165,6 +165,10 @@ class CallTracker:
             st.summary_at = NOW if replay else now + self.settings.summary_grace_ms / 1000
         elif isinstance(event, TranscriptSegment):
             self._segment(st, event, now, queue_ms, replay)
+        elif isinstance(event, Suggestion | KeywordsUpdated | CallSummary):
+            # what the cards role published (the summaries role reads assist.suggestions), or, on a
+            # rebuild, what this member's predecessor published
+            self._seen_published(st, event)
 
     def _segment(
         self, st: CallState, seg: TranscriptSegment, now: float, queue_ms: float | None, replay: bool
@@ -179,6 +183,8 @@ class CallTracker:
         if seg.channel != Channel.caller:
             return
         if len(self.evidence(masked)) < self.settings.min_evidence_terms or not masked.strip():
+            return
+        if seg.segment_id in st.covered:  # its card came first (the summaries role reads two topics)
             return
         st.first_segment_at.setdefault(seg.segment_id, now)
         st.mask_ms[seg.segment_id] = mask_ms
@@ -196,17 +202,26 @@ class CallTracker:
         (one batch, oldest first, at most ``batch_max``), and summaries of ended calls past their grace
         with no caller final waiting."""
         self.forget_idle(now)
+        s = self.settings
         # One batch per tick, oldest first: the consumer polls between batches, so a backlog never
         # holds the poll loop past max.poll.interval.ms (which would cost a rebalance and a rebuild).
         picked = sorted(
-            (st for st in self.calls.values() if st.pending and st.due_at <= now),
+            (st for st in self.calls.values() if s.cards and st.pending and st.due_at <= now),
             key=lambda st: st.due_at,
-        )[: self.settings.batch_max]
-        ended = [
-            SummaryRequest(st.call_id, st.turns(), st.card_positions())
-            for st in self.calls.values()
-            if st.ended and not st.pending and not st.summary_done and st.summary_at <= now
-        ]
+        )[: s.batch_max]
+        if not s.summaries:
+            # the cards role: a call is done once it ended, its grace ran out and no final waits
+            for st in [st for st in self.calls.values() if self._closed(st, now)]:
+                self._finish(st.call_id)
+            ended = []
+        else:
+            ended = [
+                SummaryRequest(st.call_id, st.turns(), st.card_positions())
+                for st in self.calls.values()
+                if self._closed(st, now) and not st.summary_done
+            ]
+        if not s.cards:  # the summaries role: nothing of its own to wait for
+            return Due(summarize=ended, summary_budget_s=TICK_BUDGET_S)
         # Summaries share the loop's time budget: when many calls hang up together the rest wait for
         # the next tick (a few hundred ms later) rather than hold the poll loop past its interval.
         # A summary may take "a few seconds", a suggestion 500 ms: while any caller final is still
@@ -220,6 +235,16 @@ class CallTracker:
             summarize=ended,
             summary_budget_s=0.0 if waiting else TICK_BUDGET_S,
         )
+
+    def _closed(self, st: CallState, now: float) -> bool:
+        """The call ended, its grace ran out and no caller final waits for a card. In the summaries
+        role, "waits" means its card has not been seen on assist.suggestions yet: for at most
+        ``summary_cards_wait_ms`` (a card the cards role did not repeat is never published)."""
+        if st.ended is None or st.summary_at > now:
+            return False
+        if not st.pending:
+            return True
+        return not self.settings.cards and now >= st.summary_at + self.settings.summary_cards_wait_ms / 1000
 
     def _request(self, st: CallState, now: float) -> SuggestRequest:
         trig = list(st.pending)
@@ -366,24 +391,32 @@ class CallTracker:
             self._apply(ev, now, part, None, replay=True)
         for ev in published:
             st = self.calls.get(ev.call_id)
-            if st is None:
-                continue
-            if isinstance(ev, Suggestion):
-                st.covered.update(ev.trigger_segment_ids)
-                st.shown.append(shown_key(ev.passages, ev.draft.abstained))
-                card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
-                if card is not None:
-                    st.cards.append(card)
-                st.pending = [s for s in st.pending if s not in st.covered]
-            elif isinstance(ev, KeywordsUpdated):
-                st.keywords = list(ev.keywords)
-            elif isinstance(ev, CallSummary):
-                st.summary_done = True
+            if st is not None:
+                self._seen_published(st, ev)
         for cid in [c for c, st in self.calls.items() if st.ended and st.summary_done]:
             self._finish(cid)
         for st in self.calls.values():
             if st.pending:
                 st.due_at = NOW
+
+    def _seen_published(self, st: CallState, ev: Event) -> None:
+        """A published event of the call: its trigger segments are covered, its card on screen, its
+        summary written (a call summarised and ended is finished)."""
+        if isinstance(ev, Suggestion):
+            st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+            card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
+            if card is not None and card not in st.cards:
+                st.cards.append(card)
+        elif isinstance(ev, KeywordsUpdated):
+            st.keywords = list(ev.keywords)
+        elif isinstance(ev, CallSummary):
+            st.summary_done = True
+            if st.ended is not None:
+                self._finish(st.call_id)
+            return
+        if isinstance(ev, Suggestion | KeywordsUpdated):  # both are published only with the segments covered
+            st.covered.update(ev.trigger_segment_ids)
+            st.pending = [s for s in st.pending if s not in st.covered]
 
     def forget_partitions(self, partitions: set[int]) -> list[str]:
         """Drop the calls of partitions handed to another member (it rebuilds them); their ids."""

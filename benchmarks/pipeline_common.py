@@ -45,7 +45,9 @@ class Stack:
     broker: LocalBroker | None = None
     local: LocalStack | None = None
 
-    def start(self, names: list[str]) -> None:
+    def start(self, names: list[str | Service]) -> None:
+        """Start the broker, then the services: a kind of ``dasan.stack.SERVICES`` by name, or a
+        ``Service`` (several of one kind: their own names and settings)."""
         # SIGTERM (pkill, a CI timeout) must run the caller's ``finally: stack.stop()`` too, or the
         # broker and services outlive the benchmark and skew whatever runs next.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -64,7 +66,7 @@ class Stack:
         )
         subprocess.check_call([dasan_exe(), "topics", "create"], env=env, stdout=subprocess.DEVNULL)
         self.local = LocalStack(env, self.workdir)
-        self.local.start(*(Service.of(name) for name in names), on_status=_print_ready)
+        self.local.start(*(Service.of(n) if isinstance(n, str) else n for n in names), on_status=_print_ready)
 
     @property
     def services(self) -> dict[str, Service]:
@@ -91,6 +93,22 @@ class Stack:
             self.local.stop()
         if self.broker:
             self.broker.stop()
+
+    def assist_services(self, members: int = 1, split_summaries: bool = False) -> list[str | Service]:
+        """The assist processes of a run: ``members`` of the main consumer group (role ``all``, or
+        ``cards`` when ``split_summaries`` adds one instance of role ``summaries`` in its own group)."""
+        if members == 1 and not split_summaries:
+            return ["assist"]
+        role = "cards" if split_summaries else "all"
+        out: list[str | Service] = [
+            Service.of(
+                "assist", name=f"assist-{i + 1}" if members > 1 else "assist", env={"DASAN_ASSIST_ROLE": role}
+            )
+            for i in range(members)
+        ]
+        if split_summaries:
+            out.append(Service.of("assist", name="assist-summaries", env={"DASAN_ASSIST_ROLE": "summaries"}))
+        return out
 
     def rss_mb(self) -> dict[str, float]:
         out = {}

@@ -333,6 +333,18 @@ def main() -> None:
         help="console store (default SQLite); e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test "
         "— then a schema of its own is used, its size per call reported, and dropped",
     )
+    ap.add_argument(
+        "--assist-members",
+        type=int,
+        default=1,
+        help="assist instances in the main consumer group (they share the partitions)",
+    )
+    ap.add_argument(
+        "--split-summaries",
+        action="store_true",
+        help="summaries in their own consumer group (one DASAN_ASSIST_ROLE=summaries instance; the "
+        "members above run role cards)",
+    )
     args = ap.parse_args()
     scripts = load_script(shared_dir() / "eval-dev" / "calls.jsonl")
     schema = f"bench_{uuid.uuid4().hex[:8]}" if args.database_url else None
@@ -341,8 +353,9 @@ def main() -> None:
     )
     rows = []
     try:
-        print("starting broker, console and assist …")
-        stack.start(["console", "assist"])
+        assists = stack.assist_services(args.assist_members, args.split_summaries)
+        print(f"starting broker, console and {len(assists)} assist instance(s) …")
+        stack.start(["console", *assists])
         stack.add_user("bench", "counselor")
         screens = Screens(stack, max([*args.levels, args.warmup_calls]))
         warmup = None
@@ -364,7 +377,7 @@ def main() -> None:
                 arrivals=args.arrivals,
                 level_s=args.level_s,
                 ramp_s=args.ramp_s,
-                profile=(args.profile or ["assist", "console"]) if args.profile is not None else None,
+                profile=(args.profile or [*stack.services]) if args.profile is not None else None,
                 name=args.name,
             )
             rows.append(row)
@@ -385,7 +398,8 @@ def main() -> None:
             f"{r['sugg_kafka_p50_ms']!s:>6}/{r['sugg_kafka_p95_ms']!s}/{r['sugg_kafka_p99_ms']!s:<6} "
             f"{r['sugg_ws_p50_ms']!s:>7}/{r['sugg_ws_p95_ms']!s}/{r['sugg_ws_p99_ms']!s:<6} "
             f"{r['summary_ws_p50_ms']!s:>8}/{r['summary_ws_p95_ms']!s:<8} "
-            f"{r['peak_rss_mb'].get('assist', '-')!s:>9} {r['peak_rss_mb'].get('console', '-')!s:>10} {r['holds']}"
+            f"{sum(v for k, v in r['peak_rss_mb'].items() if k.startswith('assist'))!s:>9} "
+            f"{r['peak_rss_mb'].get('console', '-')!s:>10} {r['holds']}"
         )
     print("\nCPU seconds per call-minute (cores used over the level):")
     for r in rows:
@@ -407,6 +421,7 @@ def main() -> None:
             "max_turns": args.max_turns,
             "speed": args.speed,
             "arrivals": args.arrivals,
+            "assist": {"members": args.assist_members, "split_summaries": args.split_summaries},
             "level_s": args.level_s,
             "ramp_s": args.ramp_s,
             "rows": rows,

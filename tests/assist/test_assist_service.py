@@ -197,6 +197,56 @@ def test_rebuild_reads_history_and_returns_while_calls_keep_talking(
     assert list(st.order) == [f"h{i}" for i in range(5)] and st.counselor_id == "c7"
 
 
+def test_cards_and_summaries_in_their_own_groups(assistant: Any, kafka_settings: Any, unique: str) -> None:
+    """Two roles, two consumer groups, one broker: the cards role publishes the card and no summary;
+    the summaries role reads the card from assist.suggestions and writes the summary, citing only it."""
+    group = f"assist-{unique}"
+    cards = AssistService(
+        assistant,
+        AssistSettings(group_id=group, role="cards", summary_grace_ms=0),
+        kafka_settings,
+        instance="c",
+    )
+    summ = AssistService(
+        assistant,
+        AssistSettings(group_id=group, role="summaries", summary_grace_ms=0, summary_cards_wait_ms=20_000),
+        kafka_settings,
+        instance="s",
+    )
+    assert summ.consumer.group_id == f"{group}-summaries"
+    call = f"roles-{unique}"
+    threads = [threading.Thread(target=svc.run, daemon=True) for svc in (cards, summ)]
+    try:
+        for t in threads:
+            t.start()
+        with EventProducer(kafka_settings) as p:
+            p.send(CallStarted(call_id=call, counselor_id="c7"))
+            p.send(seg(call, "s1", Channel.caller, ID_CARD, 0.0))
+            p.flush()
+            wait_for(lambda: cards.published_suggestions == 1, 60, "the card")
+            answer = (
+                "주민등록증 재발급은 주민센터에서 신청하시면 되고, 재발급 수수료도 거기서 안내해 드립니다."
+            )
+            p.send(seg(call, "c1", Channel.counselor, answer, 3.0))
+            p.send(CallEnded(call_id=call))
+            p.flush()
+        wait_for(lambda: summ.published_summaries == 1, 60, "the summary")
+        wait_for(lambda: call not in cards.calls, 20, "the cards role closing the call")
+    finally:
+        for svc in (cards, summ):
+            svc.stop()
+        for t in threads:
+            t.join(20)
+        for svc in (cards, summ):
+            svc.close()
+    assert cards.published_summaries == 0 and summ.published_suggestions == 0
+    sugg = [e for e in read_events(kafka_settings, ASSIST_SUGGESTIONS, {call}) if isinstance(e, Suggestion)]
+    summaries = read_events(kafka_settings, CALL_SUMMARIES, {call})
+    assert len(sugg) == 1 and len(summaries) == 1 and isinstance(summaries[0], CallSummary)
+    regs = summaries[0].regulations_cited
+    assert regs and set(regs) <= {p.doc_id for p in sugg[0].passages[:3]}
+
+
 # --------------------------------------------------------------------------- takeover
 
 

@@ -309,3 +309,90 @@ def test_no_transcript_text_in_logs(module: str) -> None:
     src = Path(__file__).resolve().parents[2].joinpath("assist", module).read_text()
     assert "seg.text" not in src.replace("self.mask(seg.text)", "")
     assert "log." not in src or module == "service.py"
+
+
+def test_split_roles_cards_and_summaries_give_the_one_loop_result(assistant: Any) -> None:
+    """The cards role publishes cards and only closes an ended call; the summaries role, fed the same
+    input plus the cards role's output (as it reads assist.suggestions), writes the summary the
+    single loop writes: the same regulations, from the cards shown and confirmed."""
+    both = Run(assistant, tracker(assistant, summary_grace_ms=1000))
+    cards = Run(assistant, tracker(assistant, summary_grace_ms=1000, role="cards"))
+    summ = Run(assistant, tracker(assistant, summary_grace_ms=1000, role="summaries"))
+    script: list[tuple[float, Event]] = [
+        (T0, CallStarted(call_id="a", counselor_id="c7")),
+        (T0, seg("a", "s1", Channel.caller, PARKING, 0.0)),
+    ]
+    for now, ev in script:
+        for r in (both, cards, summ):
+            r.tr.apply(ev, now)
+    assert summ.tr.due(T0).suggest == []  # the summaries role never drafts a card
+    shown = suggestions(cards.tick(T0))
+    same = suggestions(both.tick(T0))
+    assert shown and [(s.suggestion_id, s.passages) for s in same] == [
+        (s.suggestion_id, s.passages) for s in shown
+    ]
+    card = shown[0].passages
+    answer = f"네, 말씀하신 건은 {card[0].law_name} {card[0].article_no}에 따라 안내해 드리겠습니다. {card[0].snippet}"
+    late: list[tuple[float, Event]] = [
+        (T0 + 0.2, seg("a", "c1", Channel.counselor, answer, 3.0)),
+        (T0 + 0.3, CallEnded(call_id="a")),
+    ]
+    for now, ev in late:
+        for r in (both, cards, summ):
+            r.tr.apply(ev, now)
+    # the summaries role has not seen the card yet: the final s1 waits for it (not past the wait)
+    assert summ.tr.due(T0 + 1.5).summarize == []
+    for ev in cards.published:
+        summ.tr.apply(ev, T0 + 1.5)
+    written = summ.tick(T0 + 1.5)
+    single = both.tick(T0 + 1.5)
+    assert [type(e) for e in written] == [CallSummary] == [type(e) for e in single]
+    assert isinstance(written[0], CallSummary) and isinstance(single[0], CallSummary)
+    assert written[0].regulations_cited == single[0].regulations_cited != []
+    assert written[0].event_id == single[0].event_id  # one summary per call, whoever writes it
+    # the cards role writes no summary and forgets the call once its grace ran out
+    assert cards.tick(T0 + 1.5) == [] and cards.tr.is_finished("a") and "a" not in cards.tr.calls
+
+
+def test_summaries_role_waits_for_a_card_only_so_long(assistant: Any) -> None:
+    """A final whose card never comes (the cards role did not repeat what was on screen, or is
+    behind): the summary is written ``summary_cards_wait_ms`` after the grace, without it."""
+    tr = tracker(assistant, summary_grace_ms=1000, summary_cards_wait_ms=4000, role="summaries")
+    tr.apply(seg("a", "s1", Channel.caller, PARKING, 0.0), T0)
+    tr.apply(CallEnded(call_id="a"), T0)
+    assert tr.due(T0 + 4.9).summarize == []
+    plan = tr.due(T0 + 5.0)
+    assert [r.call_id for r in plan.summarize] == ["a"] and plan.suggest == []
+    assert plan.summarize[0].cards == [] and plan.summary_budget_s == TICK_BUDGET_S
+    # a card seen before its transcript (two topics): the segment never waits
+    tr2 = tracker(assistant, summary_grace_ms=0, role="summaries")
+    other = tracker(assistant)
+    other.apply(seg("b", "b1", Channel.caller, PARKING, 0.0), T0)
+    res = assistant.suggest_many(other.due(T0).suggest)[0]
+    for ev in other.events_for(res):
+        tr2.apply(ev, T0)
+    tr2.apply(seg("b", "b1", Channel.caller, PARKING, 0.0), T0)
+    tr2.apply(CallEnded(call_id="b"), T0)
+    assert [len(r.cards or []) for r in tr2.due(T0).summarize] == [1]
+
+
+def test_roles_have_their_groups_and_topics() -> None:
+    from assist.service import topics_of
+
+    assert AssistSettings().consumer_group == "assist"
+    assert AssistSettings(role="cards").consumer_group == "assist"
+    assert AssistSettings(role="summaries").consumer_group == "assist-summaries"
+    assert AssistSettings(role="summaries", shadow="t1").consumer_group == "assist-summaries-shadow-t1"
+    assert topics_of(AssistSettings()) == (
+        ("call.events", "call.transcripts"),
+        ("assist.suggestions", "call.summaries"),
+    )
+    assert topics_of(AssistSettings(role="cards"))[1] == ("assist.suggestions",)
+    assert topics_of(AssistSettings(role="summaries")) == (
+        ("call.events", "call.transcripts", "assist.suggestions"),
+        ("call.summaries",),
+    )
+    assert topics_of(AssistSettings(role="summaries", shadow="t1")) == (
+        ("call.events", "call.transcripts", "assist.suggestions.shadow"),
+        ("assist.suggestions.shadow",),
+    )
