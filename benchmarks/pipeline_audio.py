@@ -34,6 +34,7 @@ from pipeline_common import (
     KafkaTap,
     MemorySampler,
     ScreenLog,
+    Service,
     Stack,
     follow_call,
     login,
@@ -63,7 +64,57 @@ def build_call_audio(out: Path, pause_s: float = 1.5) -> float:
     return len(audio) / 16000
 
 
-def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
+STAGES = (
+    ("endpointing", "end of speech → the VAD's silence closes the utterance (the setting, a wait)"),
+    ("decode", "final decode beyond the end-pointing silence (work; speculative decode overlaps it)"),
+    ("kafka_to_assist", "final on Kafka → picked up by assist (queue_ms)"),
+    ("debounce_wait", "assist: waiting (debounce, or a batch in progress) before its work starts"),
+    ("analysis", "assist: masking + keywords"),
+    ("retrieval", "assist: retrieval (encoder, fusion, rerank)"),
+    ("draft", "assist: the draft answer and its citation check"),
+    ("to_screen", "card on Kafka → on the counselor's websocket (recorder, console fan-out)"),
+)
+
+
+def breakdown(
+    audio_end: dict[str, float],
+    final_at: dict[str, float],
+    sugg_of: dict[str, Suggestion],
+    on_screen: dict[str, float],
+    min_silence_ms: float,
+) -> dict[str, dict[str, float | None]]:
+    """Where speech-to-card time goes, per caller final that put a card on screen (the card's first
+    trigger segment): p50/p95 of each stage. The stages add up to the whole except for the producer's
+    send and clock differences between processes (``other``)."""
+    rows: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    rows["other"] = []
+    rows["total"] = []
+    for sid, ev in sugg_of.items():
+        if sid != ev.trigger_segment_ids[-1] or sid not in on_screen or sid not in audio_end:
+            continue  # one row per card: its last trigger (the one whose end the card waited for)
+        lat = ev.latency
+        asr = (final_at[sid] - audio_end[sid]) * 1000
+        stages = {
+            "endpointing": min(asr, min_silence_ms),
+            "decode": max(0.0, asr - min_silence_ms),
+            "kafka_to_assist": lat.queue_ms,
+            "analysis": lat.masking_ms + lat.keywords_ms,
+            "retrieval": lat.retrieval_ms,
+            "draft": lat.draft_ms,
+            "to_screen": (on_screen[sid] - ev.produced_at.timestamp()) * 1000,
+        }
+        stages["debounce_wait"] = max(
+            0.0, lat.total_ms - lat.masking_ms - lat.keywords_ms - lat.retrieval_ms - lat.draft_ms
+        )
+        total = (on_screen[sid] - audio_end[sid]) * 1000
+        for name, v in stages.items():
+            rows[name].append(v)
+        rows["other"].append(total - sum(stages.values()))
+        rows["total"].append(total)
+    return {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in rows.items()}
+
+
+def run_level(stack: Stack, cookie: str, wav: Path, n: int, min_silence_ms: float = 500.0) -> dict:
     settings = KafkaSettings(bootstrap=stack.bootstrap, max_poll_interval_ms=3000)
     run = uuid.uuid4().hex[:6]
     call_ids = [f"abench-{run}-{i:03d}" for i in range(n)]
@@ -71,6 +122,7 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
     audio_end: dict[str, float] = {}  # caller final segment id → end of the utterance (wall clock)
     final_at: dict[str, float] = {}  # → final transcript produced
     sugg_kafka: dict[str, float] = {}
+    sugg_of: dict[str, Suggestion] = {}  # caller final segment id → the card it triggered
     summary_kafka: dict[str, float] = {}
     screen = ScreenLog()
     lock = screen.lock
@@ -87,6 +139,7 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
             elif isinstance(event, Suggestion):
                 for sid in event.trigger_segment_ids:
                     sugg_kafka.setdefault(sid, event.produced_at.timestamp())
+                    sugg_of.setdefault(sid, event)
             elif isinstance(event, CallSummary):
                 summary_kafka.setdefault(event.call_id, event.produced_at.timestamp())
 
@@ -149,6 +202,7 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
         ws_lat = [(sugg_ws[s] - audio_end[s]) * 1000 for s in audio_end if s in sugg_ws]
         screen_lat = [(sugg_ws[s] - final_at[s]) * 1000 for s in audio_end if s in sugg_ws]
         summ_lat = [(summary_ws[c] - ended_at[c]) * 1000 for c in summary_ws if c in ended_at]
+        parts = breakdown(audio_end, final_at, sugg_of, sugg_ws, min_silence_ms)
         row: dict[str, Any] = {
             "calls": n,
             "wall_s": round(wall, 1),
@@ -168,6 +222,9 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int) -> dict:
             "summaries_on_screen": len(summary_ws),
             "summary_ws_p50_ms": pct(summ_lat, 50),
             "summary_ws_p95_ms": pct(summ_lat, 95),
+            "speech_to_card_p50_ms": pct(ws_lat, 50),
+            "speech_to_card_p95_ms": pct(ws_lat, 95),
+            "breakdown_ms": parts,
             "peak_rss_mb": peak,
             "errors": errors,
         }
@@ -212,7 +269,32 @@ def main() -> None:
         "--name", default="pipeline_audio", help="result file name (gpu_suite.py: pipeline_audio-cuda)"
     )
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
+    ap.add_argument(
+        "--min-silence-ms",
+        type=int,
+        default=None,
+        help="the ASR's end-pointing silence (DASAN_ASR_VAD_MIN_SILENCE_MS; default: the setting's)",
+    )
+    ap.add_argument(
+        "--debounce-ms", type=int, default=None, help="assist's debounce (DASAN_ASSIST_DEBOUNCE_MS)"
+    )
+    ap.add_argument(
+        "--keep-repeats",
+        action="store_true",
+        help="leave assist's no-repeat rule on: then a final whose card equals one on screen (often "
+        "an abstention, the recordings being news sentences) puts nothing on screen and is not timed",
+    )
     args = ap.parse_args()
+    from asr.settings import AsrSettings
+    from assist.settings import AssistSettings
+
+    min_silence = args.min_silence_ms or AsrSettings().vad_min_silence_ms
+    debounce = AssistSettings().debounce_ms if args.debounce_ms is None else args.debounce_ms
+    env = {
+        "DASAN_ASR_VAD_MIN_SILENCE_MS": str(min_silence),
+        "DASAN_ASSIST_DEBOUNCE_MS": str(debounce),
+        **({} if args.keep_repeats else {"DASAN_ASSIST_REPEAT_WINDOW": "0"}),
+    }
     work = Path(tempfile.mkdtemp(prefix="dasan-abench-"))
     wav = work / "call.wav"
     audio_s = build_call_audio(wav)
@@ -221,13 +303,20 @@ def main() -> None:
     rows = []
     try:
         print("starting broker, ASR gateway + worker, assist and console …")
-        stack.start(["console", "assist", "asr-gateway", "asr-worker"])
+        stack.start(
+            [
+                "console",
+                Service.of("assist", env=env),
+                "asr-gateway",
+                Service.of("asr-worker", env=env),
+            ]
+        )
         password = stack.add_user("bench-qa", "qa", None)
         stack.add_user("bench", "counselor")
         cookie = login(f"http://127.0.0.1:{stack.console_port}", "bench-qa", password)
         for n in args.levels:
             print(f"level: {n} concurrent audio calls …")
-            row = run_level(stack, cookie, wav, n)
+            row = run_level(stack, cookie, wav, n, min_silence)
             rows.append(row)
             print(f"  {row}")
     finally:
@@ -245,6 +334,12 @@ def main() -> None:
             f"{r['final_to_screen_p95_ms']!s:>17} {r['summary_ws_p50_ms']!s:>15} "
             f"{r['peak_rss_mb'].get('asr-worker', '-')!s:>9} {r['holds']}"
         )
+    print("\nSpeech to card, per stage (p50 / p95 ms, per card on screen):")
+    names = [name for name, _ in STAGES] + ["other", "total"]
+    print(f"{'calls':>6} " + " ".join(f"{n:>16}" for n in names))
+    for r in rows:
+        b = r["breakdown_ms"]
+        print(f"{r['calls']:>6} " + " ".join(f"{b[n]['p50']!s:>7}/{b[n]['p95']!s:<8}" for n in names))
     held = [r["calls"] for r in rows if r["holds"]]
     print(f"most concurrent audio calls that hold: {max(held) if held else 'none'}")
     png = RESULTS / f"{args.name}.png"
@@ -257,6 +352,12 @@ def main() -> None:
             "machine": machine(),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "call_audio_s": round(audio_s, 1),
+            "settings": {
+                "vad_min_silence_ms": min_silence,
+                "debounce_ms": debounce,
+                "repeats_shown": not args.keep_repeats,
+            },
+            "stages": dict(STAGES),
             "hold_rule": f"final→screen p95 ≤ {HOLD_SCREEN_MS} ms and final lag p95 ≤ {HOLD_ASR_MS} ms",
             "rows": rows,
             "max_calls_holding": max(held) if held else None,
