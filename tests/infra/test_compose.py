@@ -134,6 +134,8 @@ def test_assist_runs_cards_and_summaries_apart() -> None:
         roles[name] = build_parser().parse_args(svc["command"]).role
         assert svc["image"] == services()["assist"]["image"], name
     assert roles == {"assist": "cards", "assist-summaries": "summaries"}
+    # a new group where assist ran in role all: from the end, not call.events' 90 days
+    assert env_of(services()["assist-summaries"])["DASAN_KAFKA_AUTO_OFFSET_RESET"] == "latest"
     groups = {AssistSettings(role=r).consumer_group for r in roles.values()}
     assert len(groups) == 2
     reserved = {n: float(services()[n]["deploy"]["resources"]["reservations"]["cpus"]) for n in roles}
