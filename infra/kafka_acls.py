@@ -15,8 +15,13 @@ Rights are on literal topic and group names only (no prefixes, no wildcards, no 
 - a producer gets Write on the topics it produces. Since Kafka 3.0 (KIP-679) Write on a topic also
   allows initialising an idempotent producer, so no cluster-level IdempotentWrite is granted;
 - the topic job gets Create/Describe/DescribeConfigs on the registry's topics and nothing else;
-- KEDA (the autoscaler of assist and of the ASR workers) gets Describe on their groups and inputs:
-  it reads the lag.
+- KEDA (the autoscaler of assist's two roles and of the ASR workers) gets Describe on their groups
+  and inputs: it reads the lag.
+
+Assist runs as two deployments (assist/settings.py ``role``): ``cards`` (principal ``dasan-assist``,
+group ``assist``) publishes only the live cards; ``summaries`` (principal ``dasan-assist-summaries``,
+group ``assist-summaries``) also reads the cards published and writes only the call summaries. Each
+may write only what its role publishes.
 
 Raw audio (``call.audio``) is readable by the ASR workers only; unmasked transcripts
 (``call.transcripts``) by the assist service and the console's recorder (which masks them).
@@ -90,7 +95,10 @@ def _dlqs(*topics: str) -> tuple[str, ...]:
 
 
 ASR_WORKER_IN = (CALL_EVENTS, CALL_AUDIO)
-ASSIST_IN = (CALL_EVENTS, CALL_TRANSCRIPTS)
+ASSIST_IN = (CALL_EVENTS, CALL_TRANSCRIPTS)  # assist.service.INPUTS: what role cards consumes
+SUMMARIES_IN = (*ASSIST_IN, ASSIST_SUGGESTIONS)  # role summaries also reads the cards published
+ASSIST_GROUP = "assist"  # AssistSettings(role="cards").consumer_group (the test checks they agree)
+SUMMARIES_GROUP = "assist-summaries"  # AssistSettings(role="summaries").consumer_group
 ASR_GROUP = "asr-workers"  # AsrSettings.group_id (the test checks they agree)
 RECORDER_IN = (CALL_EVENTS, CALL_TRANSCRIPTS, ASSIST_SUGGESTIONS, CALL_SUMMARIES, ASSIST_SUGGESTIONS_SHADOW)
 SHADOW_NAME = "candidate"
@@ -112,12 +120,24 @@ ACCESS: dict[str, Access] = {
     ),
     "dasan-assist": Access(
         "assist",
-        # its own outputs are read back (no group) to rebuild call state after a rebalance;
+        # role cards (`dasan assist run --role cards`): publishes the live cards only, never a summary.
+        # Its own output is read back (no group) to rebuild call state after a rebalance;
         # kb.versions: read (no group) to switch versions, written by `dasan kb activate|rollback`
         # run in an assist pod
-        read=(*ASSIST_IN, ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS),
-        write=(ASSIST_SUGGESTIONS, CALL_SUMMARIES, KB_VERSIONS, *_dlqs(*ASSIST_IN)),
-        groups=("assist",),
+        read=(*ASSIST_IN, ASSIST_SUGGESTIONS, KB_VERSIONS),
+        write=(ASSIST_SUGGESTIONS, KB_VERSIONS, *_dlqs(*ASSIST_IN)),
+        groups=(ASSIST_GROUP,),
+        note="role cards: the live cards (suggestions, keywords)",
+    ),
+    "dasan-assist-summaries": Access(
+        "assist-summaries",
+        # role summaries (`dasan assist run --role summaries`): its own group on the cards' inputs
+        # and the cards published; call.summaries read back (no group) to rebuild; kb.versions read
+        # (no group) to switch versions, never written (kb commands run in an assist pod)
+        read=(*SUMMARIES_IN, CALL_SUMMARIES, KB_VERSIONS),
+        write=(CALL_SUMMARIES, *_dlqs(*SUMMARIES_IN)),
+        groups=(SUMMARIES_GROUP,),
+        note="role summaries: the call summaries, on hang-up",
     ),
     "dasan-assist-shadow": Access(
         "assist-shadow",
@@ -143,8 +163,8 @@ ACCESS: dict[str, Access] = {
     "dasan-keda": Access(
         "keda",
         describe=(*ASSIST_IN, CALL_AUDIO),
-        describe_groups=("assist", ASR_GROUP),
-        note="KEDA's Kafka scaler: the lag of assist's group and of the ASR workers' group",
+        describe_groups=(ASSIST_GROUP, SUMMARIES_GROUP, ASR_GROUP),
+        note="KEDA's Kafka scaler: the lag of assist's two groups and of the ASR workers' group",
     ),
 }
 

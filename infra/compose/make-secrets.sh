@@ -51,7 +51,7 @@ for n in 1 2 3; do
 done
 issue kafka-admin clientAuth
 cat "$K/kafka-admin.key" "$K/kafka-admin.crt" "$K/ca.pem" > "$K/kafka-admin.pem"
-for principal in dasan-gateway dasan-asr-worker dasan-assist dasan-console dasan-topics; do
+for principal in dasan-gateway dasan-asr-worker dasan-assist dasan-assist-summaries dasan-console dasan-topics; do
   issue "$principal" clientAuth
 done
 # The ASR gateway serves wss:// with a server certificate of the same site CA (the PBX adapter,

@@ -13,7 +13,13 @@ import pytest
 from .manifests import COMPOSE_FILE, SECRET_NAME, URL_CREDENTIALS, compose
 
 SCHEMA = Path(__file__).with_name("schemas") / "compose-spec.json"
-OUR_SERVICES = {"asr-gateway": 8081, "asr-worker": 8083, "assist": 8082, "console": 8000}
+OUR_SERVICES = {
+    "asr-gateway": 8081,
+    "asr-worker": 8083,
+    "assist": 8082,
+    "assist-summaries": 8082,
+    "console": 8000,
+}
 ONE_SHOT = {"kafka-init", "kafka-acls"}
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?+][^}]*)?\}")
 
@@ -113,6 +119,27 @@ def test_topics_are_provisioned_with_three_replicas_before_services_start() -> N
     assert init["command"] == ["topics", "create", "--replication-factor", "3"]
     for name in OUR_SERVICES:
         assert services()[name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_assist_runs_cards_and_summaries_apart() -> None:
+    """Two assist services, one role each, in their own consumer groups (role=all, one process, is
+    what `dasan demo` runs); the summaries service reserves less CPU than the cards'."""
+    from assist.settings import AssistSettings
+    from dasan.cli import build_parser
+
+    roles = {}
+    for name in ("assist", "assist-summaries"):
+        svc = services()[name]
+        assert "DASAN_ASSIST_ROLE" not in env_of(svc), name  # the role is in the command
+        roles[name] = build_parser().parse_args(svc["command"]).role
+        assert svc["image"] == services()["assist"]["image"], name
+    assert roles == {"assist": "cards", "assist-summaries": "summaries"}
+    # a new group where assist ran in role all: from the end, not call.events' 90 days
+    assert env_of(services()["assist-summaries"])["DASAN_KAFKA_AUTO_OFFSET_RESET"] == "latest"
+    groups = {AssistSettings(role=r).consumer_group for r in roles.values()}
+    assert len(groups) == 2
+    reserved = {n: float(services()[n]["deploy"]["resources"]["reservations"]["cpus"]) for n in roles}
+    assert reserved["assist-summaries"] < reserved["assist"]
 
 
 def test_gpu_workers_reserve_a_gpu() -> None:

@@ -26,7 +26,13 @@ from .manifests import (
 )
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-SERVICES = {"asr-gateway": 8081, "asr-worker": 8083, "assist": 8082, "console": 8000}
+SERVICES = {
+    "asr-gateway": 8081,
+    "asr-worker": 8083,
+    "assist": 8082,
+    "assist-summaries": 8082,
+    "console": 8000,
+}
 
 
 def by_kind(resources: tuple[dict[str, Any], ...], kind: str) -> dict[str, dict[str, Any]]:
@@ -223,6 +229,7 @@ def test_consumer_groups_fit_their_partitions(overlay: str) -> None:
     deployments = by_kind(render_overlay(overlay), "Deployment")
     assert deployments["asr-worker"]["spec"]["replicas"] <= TOPICS["call.audio"].partitions
     assert deployments["assist"]["spec"]["replicas"] <= TOPICS["call.transcripts"].partitions
+    assert deployments["assist-summaries"]["spec"]["replicas"] <= TOPICS["call.events"].partitions
 
 
 def test_asr_workers_are_on_gpu_nodes() -> None:
@@ -244,20 +251,81 @@ def test_asr_workers_are_on_gpu_nodes() -> None:
     )
 
 
+def test_assist_deployments_run_one_role_each() -> None:
+    """assist publishes the cards, assist-summaries the summaries, each in its own consumer group
+    (a wave of hang-ups never delays a card); `role=all` is for one process (dasan demo)."""
+    from dasan.cli import build_parser
+
+    for overlay in OVERLAYS:
+        res = render_overlay(overlay)
+        deployments = by_kind(res, "Deployment")
+        config = set(by_kind(res, "ConfigMap")["dasan-config"]["data"])
+        roles = {}
+        for name in ("assist", "assist-summaries"):
+            (c,) = containers(deployments[name])
+            env = {e["name"] for e in c.get("env", [])} | config
+            assert "DASAN_ASSIST_ROLE" not in env, name  # the role is in the args, where it shows
+            roles[name] = build_parser().parse_args(c["args"]).role
+            assert c["image"] == containers(deployments["assist"])[0]["image"], name
+        assert roles == {"assist": "cards", "assist-summaries": "summaries"}, overlay
+    # summaries are an encoder pass per hang-up: they reserve less than the cards' instances
+    prod = by_kind(render_overlay("production"), "Deployment")
+    cards_req = containers(prod["assist"])[0]["resources"]["requests"]
+    summaries_req = containers(prod["assist-summaries"])[0]["resources"]["requests"]
+    assert _cpu(summaries_req["cpu"]) < _cpu(cards_req["cpu"])
+
+
+def _cpu(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_assist_scales_on_consumer_lag(overlay: str) -> None:
+    from assist.settings import AssistSettings
+
     res = render_overlay(overlay)
     so = by_kind(res, "ScaledObject")["assist"]
     assert so["spec"]["scaleTargetRef"]["name"] == "assist"
     assert so["spec"]["maxReplicaCount"] <= TOPICS["call.transcripts"].partitions
     topics = set()
     for t in so["spec"]["triggers"]:
-        assert t["type"] == "kafka" and t["metadata"]["consumerGroup"] == "assist"
+        group = AssistSettings(role="cards").consumer_group
+        assert t["type"] == "kafka" and t["metadata"]["consumerGroup"] == group
         ns = by_kind(res, "Deployment")["assist"]["metadata"]["namespace"]
         assert t["metadata"]["bootstrapServers"] == f"dasan-kafka-kafka-bootstrap.{ns}.svc:9093"
         assert t["authenticationRef"]["name"] in by_kind(res, "TriggerAuthentication")
         topics.add(t["metadata"]["topic"])
     assert topics == {"call.events", "call.transcripts"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_assist_summaries_scale_on_hang_up_lag(overlay: str) -> None:
+    """The summaries role scales on its own group's lag on call.events (a hang-up is one record
+    there, and one summary), with KEDA's read-only user from its own container."""
+    from assist.settings import AssistSettings
+
+    res = render_overlay(overlay)
+    deployments = by_kind(res, "Deployment")
+    spec = by_kind(res, "ScaledObject")["assist-summaries"]["spec"]
+    assert spec["scaleTargetRef"]["name"] == "assist-summaries"
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= TOPICS["call.events"].partitions
+    replicas = deployments["assist-summaries"]["spec"]["replicas"]
+    assert spec["minReplicaCount"] <= replicas <= spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "kafka" and meta["topic"] == "call.events"
+    assert meta["consumerGroup"] == AssistSettings(role="summaries").consumer_group
+    ns = deployments["assist-summaries"]["metadata"]["namespace"]
+    assert meta["bootstrapServers"] == f"dasan-kafka-kafka-bootstrap.{ns}.svc:9093"
+    auth = by_kind(res, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]["spec"]
+    username = next(e for e in auth["env"] if e["parameter"] == "username")
+    assert username["containerName"] == "assist-summaries"
+    (c,) = containers(deployments["assist-summaries"])
+    assert {"name": username["name"], "value": "dasan-keda"} in c["env"]
+    # A new group (assist ran in role all before) starts at the end, not at call.events' first
+    # record (every retained call summarised again); KEDA counts its lag the same way.
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DASAN_KAFKA_AUTO_OFFSET_RESET"] == meta["offsetResetPolicy"] == "latest"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -45,7 +45,8 @@ def _groups() -> dict[str, str]:
 
     return {
         "asr-worker": AsrSettings().group_id,
-        "assist": AssistSettings().group_id,
+        "assist": AssistSettings(role="cards").consumer_group,
+        "assist-summaries": AssistSettings(role="summaries").consumer_group,
         "assist-shadow": AssistSettings(shadow=kafka_acls.SHADOW_NAME).consumer_group,
         "console": ConsoleSettings().recorder_group,
     }
@@ -53,40 +54,55 @@ def _groups() -> dict[str, str]:
 
 def expected() -> dict[str, dict[str, Any]]:
     """What each principal needs, from what the services do (not from infra/kafka_acls.py)."""
+    from assist.service import AssistService, topics_of
+    from assist.settings import AssistSettings
     from console.recorder import TOPICS as RECORDER_TOPICS
 
     groups = _groups()
-    from assist.service import AssistService
+    # assist runs as two deployments (infra/k8s/base/assist*.yaml): role cards and role summaries;
+    # what each consumes and publishes in its role (assist/service.py topics_of)
+    cards_in, cards_out = topics_of(AssistSettings(role="cards"))
+    summaries_in, summaries_out = topics_of(AssistSettings(role="summaries"))
+    shadow_in, shadow_out = topics_of(AssistSettings(shadow=kafka_acls.SHADOW_NAME))
+    # the roles split what one assist publishes: cards the suggestions and keywords, summaries the
+    # summaries, and neither anything of the other's
+    assert set(cards_out) == {topic_for_event(t) for t in ("suggestion", "keywords_updated")}
+    assert set(summaries_out) == {topic_for_event("call_summary")}
+    assert shadow_out == (AssistService.SHADOW_TOPIC,)  # a shadow writes all its output there
 
     produces = {  # event types each service produces → their registry topics
         "asr-gateway": {topic_for_event(t) for t in ("call_started", "call_ended", "audio_frame")},
         "asr-worker": {topic_for_event("transcript_segment")},
-        "assist": {topic_for_event(t) for t in ("suggestion", "keywords_updated", "call_summary")},
-        "assist-shadow": {AssistService.SHADOW_TOPIC},  # a shadow writes all its output there
+        "assist": set(cards_out),
+        "assist-summaries": set(summaries_out),
+        "assist-shadow": set(shadow_out),
         "console": set(),
     }
     consumes = {  # EventConsumer topics (asr/worker.py, assist/service.py, console/recorder.py)
         "asr-worker": {"call.events", "call.audio"},
-        "assist": {"call.events", "call.transcripts"},
-        "assist-shadow": {"call.events", "call.transcripts"},
+        "assist": set(cards_in),
+        "assist-summaries": set(summaries_in),
+        "assist-shadow": set(shadow_in),
         "console": set(RECORDER_TOPICS),
     }
+    assert consumes["assist"] == {"call.events", "call.transcripts"}
+    assert consumes["assist-summaries"] == {"call.events", "call.transcripts", "assist.suggestions"}
     # assist re-reads its own outputs without a group to rebuild call state (assist/service.py rebuild),
-    # and reads the knowledge-base version announcements without a group (assist/kb_switch.py), which
-    # `dasan kb activate|rollback` (run in an assist pod) writes
-    from assist.settings import AssistSettings
-
+    # and reads the knowledge-base version announcements without a group (assist/kb_switch.py, both
+    # roles), which `dasan kb activate|rollback` (run in an assist pod, role cards) writes
     kb_topic = AssistSettings().kb_topic
     produces["assist"].add(kb_topic)
     reads_back = {
-        "assist": {"assist.suggestions", "call.summaries", kb_topic},
-        "assist-shadow": {AssistService.SHADOW_TOPIC},
+        "assist": {*cards_out, kb_topic},
+        "assist-summaries": {*summaries_out, kb_topic},
+        "assist-shadow": set(shadow_out),
     }
     out: dict[str, dict[str, Any]] = {}
     for principal, service in (
         ("dasan-gateway", "asr-gateway"),
         ("dasan-asr-worker", "asr-worker"),
         ("dasan-assist", "assist"),
+        ("dasan-assist-summaries", "assist-summaries"),
         ("dasan-assist-shadow", "assist-shadow"),
         ("dasan-console", "console"),
     ):
@@ -104,9 +120,14 @@ def expected() -> dict[str, dict[str, Any]]:
         "topics": {s.name: {"Create", "Describe", "DescribeConfigs"} for s in all_topic_specs()},
         "groups": {},
     }
-    out["dasan-keda"] = {  # KEDA's Kafka scaler on the lag of assist and the ASR workers (base/keda.yaml)
+    # KEDA's Kafka scaler on the lag of assist's two roles and of the ASR workers (base/keda.yaml)
+    out["dasan-keda"] = {
         "topics": {"call.events": {"Describe"}, "call.transcripts": {"Describe"}, "call.audio": {"Describe"}},
-        "groups": {groups["assist"]: {"Describe"}, groups["asr-worker"]: {"Describe"}},
+        "groups": {
+            groups["assist"]: {"Describe"},
+            groups["assist-summaries"]: {"Describe"},
+            groups["asr-worker"]: {"Describe"},
+        },
     }
     return out
 
@@ -180,9 +201,16 @@ def test_personal_data_topics_have_few_readers() -> None:
 
     assert readers("call.audio") == {"dasan-asr-worker"}  # raw audio
     assert readers("call.audio.dlq") == set()
-    # unmasked text: assist, its shadow (the same code with candidate settings) and the recorder
-    assert readers("call.transcripts") == {"dasan-assist", "dasan-assist-shadow", "dasan-console"}
+    # unmasked text: assist's two roles, its shadow (the same code with candidate settings) and the recorder
+    assert readers("call.transcripts") == {
+        "dasan-assist",
+        "dasan-assist-summaries",
+        "dasan-assist-shadow",
+        "dasan-console",
+    }
     assert writers("assist.suggestions") == {"dasan-assist"}  # a shadow never reaches a counselor
+    assert writers("call.summaries") == {"dasan-assist-summaries"}  # role cards writes no summary
+    assert writers("kb.versions") == {"dasan-assist"}  # `dasan kb activate|rollback`, in an assist pod
     assert writers("assist.suggestions.shadow") == {"dasan-assist-shadow"}
     assert writers("call.events") == {"dasan-gateway"}  # who may start a call
     assert writers("call.audio") == {"dasan-gateway"}
@@ -207,12 +235,17 @@ def test_workloads_use_their_own_principal() -> None:
         "asr-gateway": "dasan-gateway",
         "asr-worker": "dasan-asr-worker",
         "assist": "dasan-assist",
+        "assist-summaries": "dasan-assist-summaries",
         "console": "dasan-console",
         "dasan-topics": "dasan-topics",
     }
     # the shadow assist's principal is deployed only while a candidate runs (docs/replay.md)
     assert set(used.values()) | {"dasan-keda", "dasan-assist-shadow"} == users
-    for auth, target in (("dasan-kafka", "assist"), ("dasan-kafka-asr", "asr-worker")):
+    for auth, target in (
+        ("dasan-kafka", "assist"),
+        ("dasan-kafka-summaries", "assist-summaries"),
+        ("dasan-kafka-asr", "asr-worker"),
+    ):
         trigger = by_kind(res, "TriggerAuthentication")[auth]["spec"]
         password = {"parameter": "password", "name": "dasan-keda", "key": "password"}
         assert password in trigger["secretTargetRef"]
@@ -240,6 +273,7 @@ COMPOSE_PRINCIPALS = {
     "asr-gateway": "dasan-gateway",
     "asr-worker": "dasan-asr-worker",
     "assist": "dasan-assist",
+    "assist-summaries": "dasan-assist-summaries",
     "console": "dasan-console",
     "kafka-init": "dasan-topics",
 }

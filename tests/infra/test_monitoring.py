@@ -81,14 +81,28 @@ def test_alert_rules_use_real_series_and_k8s_has_the_same() -> None:
     assert json.loads(cm["data"]["dasan-overview.json"]) == json.loads(DASHBOARD.read_text(encoding="utf-8"))
 
 
+def up_jobs(expr: str) -> set[str]:
+    """The jobs of an ``up{job=~"a|b"}`` selector."""
+    m = re.search(r'up\{job=~"([^"]+)"\}', expr)
+    assert m, expr
+    return set(m[1].split("|"))
+
+
 def test_prometheus_scrapes_each_service_on_its_port() -> None:
     prom = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     services = compose()["services"]
-    for name in ("asr-gateway", "asr-worker", "assist", "console"):
+    for name in ("asr-gateway", "asr-worker", "assist", "assist-summaries", "console"):
         sd = jobs[name]["dns_sd_configs"][0]
         assert sd["names"] == [name]
         assert str(sd["port"]) == services[name]["environment"]["HEALTHCHECK_PORT"]
     assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    # every long-running Dasan service is scraped, and alerted on when down
+    ours = {n for n, s in services.items() if str(s.get("image", "")).startswith("${DASAN_")} - {"kafka-init"}
+    assert ours <= set(jobs), sorted(ours - set(jobs))
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    down = next(r for g in rules["groups"] for r in g["rules"] if r["alert"] == "DasanServiceDown")
+    assert up_jobs(down["expr"]) == ours
+    assert up_jobs(next(e for e in dashboard_exprs() if "up{job=~" in e)) == ours
     mounted = {v.split(":")[1] for v in services["prometheus"]["volumes"]}
     assert "/etc/prometheus/alerts.yml" in mounted and "/etc/prometheus/prometheus.yml" in mounted

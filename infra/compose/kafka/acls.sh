@@ -15,11 +15,19 @@ $ACLS --add --allow-principal User:dasan-asr-worker --operation Describe --opera
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --operation Write --topic assist.suggestions
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --topic call.events
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Write --topic call.events.dlq
-$ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --operation Write --topic call.summaries
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --topic call.transcripts
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Write --topic call.transcripts.dlq
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --operation Write --topic kb.versions
 $ACLS --add --allow-principal User:dasan-assist --operation Describe --operation Read --group assist
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Read --topic assist.suggestions
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Write --topic assist.suggestions.dlq
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Read --topic call.events
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Write --topic call.events.dlq
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Read --operation Write --topic call.summaries
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Read --topic call.transcripts
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Write --topic call.transcripts.dlq
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Read --topic kb.versions
+$ACLS --add --allow-principal User:dasan-assist-summaries --operation Describe --operation Read --group assist-summaries
 $ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --operation Write --topic assist.suggestions.shadow
 $ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Read --topic call.events
 $ACLS --add --allow-principal User:dasan-assist-shadow --operation Describe --operation Write --topic call.events.dlq
@@ -55,4 +63,5 @@ $ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --topic call.transcripts
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --group asr-workers
 $ACLS --add --allow-principal User:dasan-keda --operation Describe --group assist
+$ACLS --add --allow-principal User:dasan-keda --operation Describe --group assist-summaries
 echo "ACLs in place"
