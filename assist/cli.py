@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("dasan.assist")
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
@@ -201,6 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     index_dir = KnowledgeSettings().index_dir
     active = VersionRegistry(index_dir).active_path()  # the version `dasan kb activate` chose, if any
     assistant = Assistant.open(settings, index=active)
+    startup.enter("warming up")  # the first caller's card must not pay for lazy set-up
+    log.info("assist warmed up", extra={"s": round(assistant.warm_up(), 2), "instance": startup.instance})
     startup.enter("connecting to Kafka")
     switch = None
     if settings.kb_watch:

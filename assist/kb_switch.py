@@ -28,7 +28,6 @@ from streaming.settings import KafkaSettings
 
 log = logging.getLogger("dasan.assist.kb")
 ANNOUNCE_KEY = b"active"
-WARM_UP = "대형폐기물 수수료 안내"
 
 
 def announce(kafka: KafkaSettings, topic: str, key: str, how: str, at: datetime | None = None) -> None:
@@ -59,8 +58,9 @@ def load_version(path: Path, settings: Any, current: Any | None = None) -> Any:
         encoder = old.encoder
     analyzer = old.analyzer if old is not None else None
     kb = KnowledgeBase.load(path, kb_settings, encoder=encoder, analyzer=analyzer)
-    kb.search(WARM_UP, top_k=1)  # the first query pays for lazy set-up: here, not in a tick
-    return Assistant(kb, settings)
+    assistant = Assistant(kb, settings)
+    assistant.warm_up()  # the first query pays for lazy set-up: here, on the loading thread, not in a tick
+    return assistant
 
 
 class KbSwitch:

@@ -82,6 +82,7 @@ def breakdown(
     sugg_of: dict[str, Suggestion],
     on_screen: dict[str, float],
     min_silence_ms: float,
+    seg_s: dict[str, float] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Where speech-to-card time goes, per caller final that put a card on screen (the card's first
     trigger segment): p50/p95 of each stage. The stages add up to the whole except for the producer's
@@ -89,6 +90,8 @@ def breakdown(
     rows: dict[str, list[float]] = {name: [] for name, _ in STAGES}
     rows["other"] = []
     rows["total"] = []
+    rows["utterance_s"] = []  # the trigger segment's audio length (the final decodes all of it)
+    rows["decode_ms_per_audio_s"] = []
     for sid, ev in sugg_of.items():
         if sid != ev.trigger_segment_ids[-1] or sid not in on_screen or sid not in audio_end:
             continue  # one row per card: its last trigger (the one whose end the card waited for)
@@ -111,6 +114,9 @@ def breakdown(
             rows[name].append(v)
         rows["other"].append(total - sum(stages.values()))
         rows["total"].append(total)
+        if seg_s and seg_s.get(sid):
+            rows["utterance_s"].append(seg_s[sid])
+            rows["decode_ms_per_audio_s"].append(stages["decode"] / seg_s[sid])
     return {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in rows.items()}
 
 
@@ -122,7 +128,10 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int, min_silence_ms: floa
     audio_end: dict[str, float] = {}  # caller final segment id → end of the utterance (wall clock)
     final_at: dict[str, float] = {}  # → final transcript produced
     sugg_kafka: dict[str, float] = {}
-    sugg_of: dict[str, Suggestion] = {}  # caller final segment id → the card it triggered
+    sugg_of: dict[str, Suggestion] = {}
+    seg_len: dict[
+        str, float
+    ] = {}  # caller final segment id → its audio length (s)  # caller final segment id → the card it triggered
     summary_kafka: dict[str, float] = {}
     screen = ScreenLog()
     lock = screen.lock
@@ -136,6 +145,7 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int, min_silence_ms: floa
                 if event.is_final and event.channel.value == "caller" and event.audio_end_at:
                     audio_end.setdefault(event.segment_id, event.audio_end_at.timestamp())
                     final_at.setdefault(event.segment_id, event.produced_at.timestamp())
+                    seg_len.setdefault(event.segment_id, event.end_s - event.start_s)
             elif isinstance(event, Suggestion):
                 for sid in event.trigger_segment_ids:
                     sugg_kafka.setdefault(sid, event.produced_at.timestamp())
@@ -202,7 +212,7 @@ def run_level(stack: Stack, cookie: str, wav: Path, n: int, min_silence_ms: floa
         ws_lat = [(sugg_ws[s] - audio_end[s]) * 1000 for s in audio_end if s in sugg_ws]
         screen_lat = [(sugg_ws[s] - final_at[s]) * 1000 for s in audio_end if s in sugg_ws]
         summ_lat = [(summary_ws[c] - ended_at[c]) * 1000 for c in summary_ws if c in ended_at]
-        parts = breakdown(audio_end, final_at, sugg_of, sugg_ws, min_silence_ms)
+        parts = breakdown(audio_end, final_at, sugg_of, sugg_ws, min_silence_ms, seg_len)
         row: dict[str, Any] = {
             "calls": n,
             "wall_s": round(wall, 1),
@@ -335,7 +345,7 @@ def main() -> None:
             f"{r['peak_rss_mb'].get('asr-worker', '-')!s:>9} {r['holds']}"
         )
     print("\nSpeech to card, per stage (p50 / p95 ms, per card on screen):")
-    names = [name for name, _ in STAGES] + ["other", "total"]
+    names = [name for name, _ in STAGES] + ["other", "total", "utterance_s", "decode_ms_per_audio_s"]
     print(f"{'calls':>6} " + " ".join(f"{n:>16}" for n in names))
     for r in rows:
         b = r["breakdown_ms"]

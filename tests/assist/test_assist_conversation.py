@@ -37,3 +37,25 @@ def test_two_trigger_turns_are_both_the_question(assistant: Any) -> None:
     cv = conversation_for(assistant, turns, n_trigger=2)
     assert "가산세" in cv.text and "60일을 넘기면요" in cv.text
     assert "만약에" not in cv.history and cv.counselor == CALL[2][1]
+
+
+def test_warm_up_runs_a_follow_up_through_every_stage(assistant: Any) -> None:
+    """The service's start-up warm-up (assist/cli.py): a real suggestion on a follow-up question, so
+    the first caller's card does not pay for lazy set-up; it leaves no call state behind."""
+    calls: list[Any] = []
+    original = assistant.suggest_many
+
+    def spy(requests: Any) -> Any:
+        out = original(requests)
+        calls.append(out)
+        return out
+
+    assistant.suggest_many = spy
+    try:
+        seconds = assistant.warm_up()
+    finally:
+        del assistant.suggest_many
+    assert seconds > 0 and len(calls) == 1
+    (result,) = calls[0]
+    assert result.request.call_id == "warm-up" and len(result.request.conversation) == 3
+    assert result.keywords and (result.passages or result.draft.abstained)

@@ -46,18 +46,21 @@ def test_stages_of_one_card_add_up_to_speech_to_card() -> None:
         sugg_of={"s1": card, "s2": card},
         on_screen={"s1": 101.75, "s2": 101.75},
         min_silence_ms=500,
+        seg_s={"s1": 3.0, "s2": 4.0},
     )
-    assert {name for name, _ in STAGES} | {"other", "total"} == set(out)
+    extra = {"other", "total", "utterance_s", "decode_ms_per_audio_s"}
+    assert {name for name, _ in STAGES} | extra == set(out)
     assert all(v["n"] == 1 for v in out.values())  # one row per card: its last trigger, s2
     p50 = {name: v["p50"] for name, v in out.items()}
     assert p50["endpointing"] == 500 and p50["decode"] == 400 and p50["kafka_to_assist"] == 20
     assert p50["debounce_wait"] == 600 and p50["analysis"] == 5 and p50["retrieval"] == 110
     assert p50["draft"] == 15 and p50["to_screen"] == 50 and p50["total"] == 1750
-    parts = sum(v for k, v in p50.items() if k != "total")
+    assert p50["utterance_s"] == 4.0 and p50["decode_ms_per_audio_s"] == 100
+    parts = sum(v for k, v in p50.items() if k not in extra or k == "other")
     assert abs(parts - p50["total"]) < 1  # the stages and "other" (the producer's send) add up
 
 
 def test_cards_not_on_screen_are_not_counted() -> None:
     card = _card(["s1"], produced_at=101.0, total_ms=100)
     out = breakdown({"s1": 100.0}, {"s1": 100.6}, {"s1": card}, {}, 500)
-    assert out["total"] == {"p50": None, "p95": None, "n": 0}
+    assert out["total"] == {"p50": None, "p95": None, "n": 0} == out["utterance_s"]
