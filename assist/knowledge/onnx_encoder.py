@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,9 @@ def export_onnx(
             torch.tensor(ids["attention_mask"], dtype=torch.long),
         )
         tmp = out / (FP32_FILE + ".tmp")
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # the TorchScript exporter is deprecated in favour of torch.export's, which needs onnxscript
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 module,
                 args,
