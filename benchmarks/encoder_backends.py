@@ -1,6 +1,6 @@
 """Encoder backends side by side on this machine: one query's latency and 32 articles at 256 tokens.
 
-    .venv/bin/python benchmarks/encoder_backends.py                      # bf16, int8, torch
+    .venv/bin/python benchmarks/encoder_backends.py                      # bf16, int8, torch, onnx, onnx-fp32
     .venv/bin/python benchmarks/encoder_backends.py --backends int8 torch
 
 What ``dense_backend=auto`` chooses depends on the CPU (``streaming.hardware``): bf16 where the CPU
@@ -13,7 +13,13 @@ default), after one warm-up. A CPU without AVX-512 can be approximated on one th
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 DASAN_CPU_FLAGS="avx2 fma f16c" \\
         .venv/bin/python benchmarks/encoder_backends.py --name encoder_backends_avx2
 
-(oneDNN and PyTorch's own kernels capped at AVX2; ``DASAN_CPU_FLAGS`` makes ``auto`` see that CPU).
+(oneDNN and PyTorch's own kernels capped at AVX2; ``DASAN_CPU_FLAGS`` makes ``auto`` see that CPU,
+and ``onnx`` load the ``avx2`` int8 file). ONNX Runtime's kernels (MLAS) have no such cap: they pick
+AVX-512/VNNI/AMX from ``cpuid`` whatever the environment says, so the ``onnx`` rows of an emulated run
+are *not* AVX2 figures (the JSON says so under ``emulation``).
+
+``onnx`` (int8) and ``onnx-fp32`` need ``dasan models onnx`` first. Each backend's query vectors are
+compared with fp32's (``torch``, when it is in the run): ``cos_to_fp32`` min/mean over the queries.
 Writes benchmarks/results/<name>.json with the machine, its CPU family and ``auto``'s choice.
 """
 
@@ -37,7 +43,7 @@ from machine_info import machine  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backends", nargs="+", default=["bf16", "int8", "torch"])
+    ap.add_argument("--backends", nargs="+", default=["bf16", "int8", "torch", "onnx", "onnx-fp32"])
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--articles", type=int, default=32)
     ap.add_argument("--cap", type=int, default=256, help="Token cap of an embedded article")
@@ -61,6 +67,7 @@ def main() -> int:
     docs = [document_text(f"{r.law_name} {r.article_title or ''}".strip(), r.text) for r in records]
     choice = backend_choice()
     rows: dict[str, Any] = {}
+    qvecs: dict[str, Any] = {}
     for backend in args.backends:
         t0 = time.perf_counter()
         enc = Encoder(
@@ -77,6 +84,7 @@ def main() -> int:
         t = time.perf_counter()
         enc.encode_documents(docs, batch_size=settings.embed_batch_size)
         docs_s = time.perf_counter() - t
+        qvecs[backend] = enc.encode_queries(utterances)
         rows[backend] = {
             "backend_loaded": enc.backend,
             "load_s": round(load_s, 1),
@@ -84,12 +92,23 @@ def main() -> int:
             "query_p95_ms": round(sorted(per_query)[int(0.95 * (len(per_query) - 1))], 1),
             "articles_s": round(docs_s, 2),
         }
+        model_file = getattr(enc.model, "file", None)  # the ONNX file an onnx backend runs
+        if model_file is not None:
+            rows[backend]["file"] = model_file.name
         print(
-            f"{backend:>6}: one query p50 {rows[backend]['query_p50_ms']} ms, "
+            f"{backend:>9}: one query p50 {rows[backend]['query_p50_ms']} ms, "
             f"{len(docs)} articles at {args.cap} tokens {rows[backend]['articles_s']} s",
             flush=True,
         )
         del enc
+    if "torch" in qvecs:
+        for backend, vecs in qvecs.items():
+            cos = (vecs * qvecs["torch"]).sum(axis=1)
+            rows[backend]["cos_to_fp32"] = {
+                "min": round(float(cos.min()), 4),
+                "mean": round(float(cos.mean()), 4),
+            }
+            print(f"{backend:>9}: query vectors vs fp32 cosine min {cos.min():.4f} mean {cos.mean():.4f}")
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine() | {"cpu_family": cpu_info().family},
@@ -97,7 +116,12 @@ def main() -> int:
             k: os.environ[k]
             for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "DASAN_CPU_FLAGS")
             if k in os.environ
-        },
+        }
+        | (
+            {"onnx_runtime": "not capped: MLAS picks its kernels from cpuid"}
+            if "DASAN_CPU_FLAGS" in os.environ
+            else {}
+        ),
         "auto_chooses": {"backend": choice.backend, "reason": choice.reason},
         "queries": len(utterances),
         "articles": len(docs),

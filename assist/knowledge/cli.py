@@ -96,6 +96,13 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument(
         "--noisy", action="store_true", help="Also evaluate ASR-like noisy variants of the utterances"
     )
+    p.add_argument(
+        "--query-backend",
+        choices=["bf16", "torch", "int8", "onnx", "onnx-fp32"],
+        default=None,
+        help="Embed the queries with this encoder backend against the built index's passage vectors "
+        "(made by the configured backend): a query-side comparison without re-embedding the corpus",
+    )
     p.set_defaults(func=cmd_eval_retrieval)
 
     p = groups["eval"].add_parser(
@@ -145,6 +152,30 @@ def _open(settings: Any) -> Any:
     except DenseModelMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+
+
+def _open_with_query_backend(settings: Any, backend: str) -> Any:
+    """The built index of ``settings`` (its passage vectors as its backend made them), with an
+    encoder of ``backend`` for the queries; None (and a message) when that index is not built."""
+    from .corpus import load_records
+    from .dense import Encoder
+    from .kb import KnowledgeBase
+    from .store import IndexStore, index_key
+
+    settings = settings.resolved()
+    store = IndexStore(settings.index_dir)
+    path = store.path_for(index_key(load_records(settings.corpus_paths), settings))
+    if not store.is_built(path):
+        print(f"error: no index built for these settings ({path}): run `dasan kb build`", file=sys.stderr)
+        return None
+    encoder = Encoder(
+        settings.embedding_model_path,
+        backend,
+        settings.max_seq_length,
+        settings.query_max_length,
+        settings.threads,
+    )
+    return KnowledgeBase.load(path, settings, encoder=encoder)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -344,11 +375,15 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     from .eval_retrieval import evaluate, format_table, load_items
 
-    kb = _open(_settings(args))
+    kb = _open_with_query_backend(_settings(args), args.query_backend) if args.query_backend else None
+    kb = kb or _open(_settings(args))
     if kb is None:
         return 1
     items = load_items(args.file)
     report = evaluate(kb, items)
+    if args.query_backend:
+        report["query_backend"] = kb.encoder.backend
+        report["index_backend"] = kb.settings.dense_backend
     noisy = evaluate(kb, items, noisy=True) if args.noisy else None
     if args.json:
         if not args.per_item:

@@ -13,7 +13,10 @@ Backends (``KnowledgeSettings.dense_backend``):
 - ``int8``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (weights int8, activations
   quantised on the fly): about 2-5x faster on this CPU; vectors drift from fp32 (cosine about 0.94), so
   passages and queries must be embedded by the same backend (the backend is part of the index key).
-- ``onnx``: sentence-transformers' ONNX Runtime backend when an exported model is present.
+- ``onnx``: ONNX Runtime, int8 (dynamic, per-channel ``MatMul`` weights) for this CPU's kernels
+  (AVX512-VNNI or AVX2), from the export ``dasan models onnx`` makes (:mod:`.onnx_encoder`); vectors
+  at cosine about 0.97 to fp32 (closer than ``int8``'s 0.94, still a drift: embed passages with it too).
+- ``onnx-fp32``: the same export in float32 (vectors equal to ``torch``'s, cosine 1.0000).
 - ``cuda``: bfloat16 on the GPU. When CUDA is not usable at start, the CPU choice (with a warning,
   before the index key is made); when the model then fails to load onto the GPU (no memory, a
   runtime mismatch), bf16 or fp32 on the CPU (:func:`load_with_cuda_fallback`: vectors of the same
@@ -149,18 +152,20 @@ def load_with_cuda_fallback(
 
 
 def load_sentence_model(model_path: Path, backend: str) -> SentenceTransformer:
-    """EmbeddingGemma as one concrete backend (``cuda``, ``bf16``, ``torch``, ``int8``, ``onnx``)."""
+    """EmbeddingGemma as one concrete backend (``cuda``, ``bf16``, ``torch``, ``int8``, ``onnx``, ``onnx-fp32``).
+
+    ``onnx``/``onnx-fp32``: the export ``dasan models onnx`` made next to the model folder
+    (:mod:`assist.knowledge.onnx_encoder`; int8 for this CPU's kernels, or fp32), on ONNX Runtime with
+    the threads torch was given."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    if backend == "onnx":
-        return SentenceTransformer(
-            str(model_path),
-            device="cpu",
-            backend="onnx",
-            model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
-            local_files_only=True,
-        )
+    if backend in ("onnx", "onnx-fp32"):
+        from .onnx_encoder import FP32_FILE, OnnxSentenceModel, int8_file, int8_variant, onnx_dir
+
+        file_name = FP32_FILE if backend == "onnx-fp32" else int8_file(int8_variant())
+        # duck-typed: the SentenceTransformer calls the Encoder makes
+        return OnnxSentenceModel(onnx_dir(model_path), file_name, threads=torch.get_num_threads())
     if backend in ("bf16", "cuda"):
         model = SentenceTransformer(
             str(model_path),

@@ -39,14 +39,15 @@ class KnowledgeSettings(BaseSettings):
         default_factory=_default_model_path, description="sentence-transformers folder of EmbeddingGemma-300M"
     )
     dense_enabled: bool = Field(default=True, description="Use the dense (embedding) side; False: BM25 only")
-    dense_backend: Literal["auto", "bf16", "torch", "int8", "onnx", "cuda"] = Field(
+    dense_backend: Literal["auto", "bf16", "torch", "int8", "onnx", "onnx-fp32", "cuda"] = Field(
         default="auto",
         description="auto: chosen per machine at start (cuda on a usable GPU; bf16 on a CPU with AVX512-BF16/AMX; "
         "else torch, i.e. fp32: the vectors the thresholds and ranking models are calibrated on), logged and "
         "recorded in the index manifest; bf16: bfloat16 (fp32 quality; fast only with AVX512-BF16/AMX, 3-5x "
         "slower than fp32 without); torch: fp32; int8: dynamic int8 quantisation of the linear layers (fastest "
         "without bf16 hardware, but its scores drift from the calibrated ones: lower recall, more abstentions); "
-        "onnx: ONNX Runtime; cuda: bfloat16 on the GPU",
+        "onnx: ONNX Runtime int8 for this CPU's kernels (run `dasan models onnx` first); onnx-fp32: the same in "
+        "float32; cuda: bfloat16 on the GPU",
     )
     dense_unit: Literal["article", "passage"] = Field(
         default="article",
