@@ -44,6 +44,8 @@ import numpy as np
 
 from streaming.hardware import CpuInfo, cpu_info, cuda_usable
 
+from .query_cache import QueryVectorCache
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -205,6 +207,7 @@ class Encoder:
         query_max_length: int = 64,
         threads: int = 2,
         cuda: Callable[[], tuple[bool, str]] = cuda_usable,  # the CUDA probe (a test passes its own)
+        query_cache: int = 0,  # query vectors kept (KnowledgeSettings.query_cache; 0: no cache)
     ) -> None:
         if not (Path(model_path) / "modules.json").is_file():
             raise DenseModelMissing(
@@ -219,7 +222,7 @@ class Encoder:
         torch.set_num_threads(threads)
         self.requested_backend = backend  # what the index is keyed by (resolved at start)
         self.max_seq_length = max_seq_length
-        self.query_max_length = query_max_length
+        self._query_max_length = query_max_length
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         model, backend, device = load_with_cuda_fallback(
@@ -242,6 +245,24 @@ class Encoder:
             },
         )
         self.fingerprint = f"{model_fingerprint(Path(model_path))}-{backend}"
+        # what the model was asked for queries: batches and texts (a summary's share is read off these)
+        self.query_batches = 0
+        self.query_texts = 0
+        # keyed by the text the model sees and what makes its vector: weights, backend, token cap
+        self.query_cache = QueryVectorCache(query_cache, self._query_key())
+
+    def _query_key(self) -> str:
+        return f"{self.fingerprint}-q{self._query_max_length}"
+
+    @property
+    def query_max_length(self) -> int:
+        return self._query_max_length
+
+    @query_max_length.setter
+    def query_max_length(self, cap: int) -> None:
+        """A new query token cap (an evaluation sweeps it): vectors cached at another cap no longer match."""
+        self._query_max_length = cap
+        self.query_cache.fingerprint = self._query_key()
 
     @classmethod
     def for_settings(cls, settings: KnowledgeSettings) -> Encoder:
@@ -252,6 +273,7 @@ class Encoder:
             settings.max_seq_length,
             settings.query_max_length,
             settings.threads,
+            query_cache=settings.query_cache,
         )
 
     def _encode(self, texts: list[str], cap: int, batch_size: int, progress: bool = False) -> np.ndarray:
@@ -277,7 +299,19 @@ class Encoder:
         return [len(ids) for ids in enc["input_ids"]]
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
+        """Query vectors, one row per query: those in the query cache reused, the others embedded in
+        one batch (and cached)."""
         texts = [self.query_prompt + q for q in queries]
+        return self.query_cache.encode(texts, self._embed_queries, self.dim)
+
+    def cached_query(self, query: str) -> np.ndarray | None:
+        """The cached vector of one query, if the cache holds it (no model call)."""
+        return self.query_cache.get(self.query_prompt + query)
+
+    def _embed_queries(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            self.query_batches += 1
+            self.query_texts += len(texts)
         return self._encode(texts, self.query_max_length, batch_size=max(1, len(texts)))
 
     def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
