@@ -38,7 +38,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -288,10 +288,7 @@ class Encoder:
                 convert_to_tensor=True,
                 show_progress_bar=progress,
             )
-        out = np.ascontiguousarray(vecs.float().cpu().numpy(), dtype=np.float32)
-        # normalise again in float32: a bf16 model normalises in bf16 (norms off by up to 0.5 %)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return _unit_float32(vecs)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Tokens of each text, untruncated (what a cap would cut), from the model's own tokenizer."""
@@ -309,16 +306,33 @@ class Encoder:
         return self.query_cache.get(self.query_prompt + query)
 
     def _embed_queries(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
+        """One batch of query texts through the model's modules directly: the tokenisation, modules
+        and normalisation of ``SentenceTransformer.encode``, without its per-call loop (length sort,
+        mode switch, progress bar and stacking; a query batch is one batch)."""
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        with self._lock, torch.inference_mode():
             self.query_batches += 1
             self.query_texts += len(texts)
-        return self._encode(texts, self.query_max_length, batch_size=max(1, len(texts)))
+            self.model.max_seq_length = self.query_max_length
+            features = batch_to_device(self.model.preprocess(texts), self.model.device)
+            vecs = torch.nn.functional.normalize(self.model(features)["sentence_embedding"], p=2, dim=1)
+        return _unit_float32(vecs)
 
     def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
         """Embed passage texts (already in document format). sentence-transformers sorts by length."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._encode(texts, self.max_seq_length, batch_size=batch_size, progress=progress)
+
+
+def _unit_float32(vecs: Any) -> np.ndarray:
+    """A model's output tensor as unit float32 rows: normalised again in float32 (a bf16 model
+    normalises in bf16, norms off by up to 0.5 %)."""
+    out = np.ascontiguousarray(vecs.float().cpu().numpy(), dtype=np.float32)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def document_text(title: str, text: str, with_title: bool = True) -> str:
