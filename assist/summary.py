@@ -7,6 +7,10 @@ are the caller's statements that carry numbers, places or domain terms; counselo
 counselor's informative sentences; actions are recognised from what the counselor says they will do
 (연결 → 이관, 접수 → 접수, 문자/연락 → 회신, explanations → 안내); regulations are the confident
 top passages for the counselor's answers and the caller's questions; entities are found by pattern.
+
+The summary's queries (caller turns, counselor answers) go through the encoder's query-vector cache
+(:mod:`assist.knowledge.query_cache`): a caller turn a live card already asked (its ``t`` variant) is
+not embedded again (benchmarks/summary_reuse.py measures how much a summary is spared).
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ reading the results before typing again), which is how a desk of counselors load
 without it the searchers send back to back, a stress test whose p95 is the queue of 20 waiting
 for the encoder. Prints a table and writes benchmarks/results/search_latency.json (or ``--out``)
 with the machine and its CPU family.
+
+The 30 queries repeat (every searcher sends each of them every round), so the query-vector cache
+(``DASAN_KB_QUERY_CACHE``) would answer all but the first of each from memory: the run keeps it off
+(``--query-cache 0``, the default here) and times the encoder for every query. ``--query-cache N``
+measures with it on, a figure of repeated searches only, to be reported beside the uncached one.
 """
 
 from __future__ import annotations
@@ -82,13 +87,13 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def open_assistant(bm25_only: bool) -> object:
+def open_assistant(bm25_only: bool, query_cache: int = 0) -> object:
     from assist.assistant import Assistant
     from assist.knowledge import KnowledgeBase, KnowledgeSettings
     from assist.knowledge.versions import VersionRegistry
     from assist.settings import AssistSettings
 
-    settings = KnowledgeSettings()
+    settings = KnowledgeSettings(query_cache=query_cache)
     path = VersionRegistry(settings.index_dir).active_path() or KnowledgeBase.index_path(settings)
     if bm25_only:  # the same index folder, its vectors left unread: the lexical side alone
         return Assistant(
@@ -109,6 +114,13 @@ def main() -> int:
     )
     ap.add_argument("--seed", type=int, default=7, help="Seed of the pauses")
     ap.add_argument("--bm25-only", action="store_true", help="Lexical side only (the same index, no encoder)")
+    ap.add_argument(
+        "--query-cache",
+        type=int,
+        default=0,
+        help="Query vectors cached (0, the default: every query embedded; the queries repeat, so a cache "
+        "would time memory look-ups)",
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "search_latency.json"))
     args = ap.parse_args()
 
@@ -119,7 +131,7 @@ def main() -> int:
 
     configure_threading()
     t0 = time.perf_counter()
-    assistant = open_assistant(args.bm25_only)
+    assistant = open_assistant(args.bm25_only, args.query_cache)
     load_s = time.perf_counter() - t0
     kb = assistant.kb  # type: ignore[attr-defined]
     boost = AssistSettings().search_district_boost
@@ -173,6 +185,10 @@ def main() -> int:
         "machine": _machine(),
         "index": {"key": kb.key, "records": len(kb.records), "dense": kb.dense is not None},
         "encoder": kb.settings.backend_report() if kb.dense is not None else None,
+        "settings": kb.settings.model_dump(
+            mode="json",
+            include={"query_max_length", "batch_window_ms", "batch_max", "threads", "query_cache"},
+        ),
         "load_s": round(load_s, 1),
         "single_ms": {"p50": round(statistics.median(single), 1), "p95": round(_pct(single, 0.95), 1)},
         "concurrent": {
@@ -185,6 +201,9 @@ def main() -> int:
             "queries_per_s": round(len(latencies) / wall, 1),
         },
     }
+    if kb.encoder is not None:
+        cache = kb.encoder.query_cache
+        result["query_cache"] = {"size": cache.size, "hits": cache.hits, "misses": cache.misses}
     print(f"index {kb.key} ({len(kb.records)} records, {'hybrid' if kb.dense is not None else 'BM25 only'})")
     print(f"machine: {result['machine']}")
     print("| figure | value |\n|---|---|")

@@ -41,11 +41,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from streaming.hardware import CpuInfo, cpu_info, cuda_usable
+
+from .query_cache import QueryVectorCache
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -210,6 +212,7 @@ class Encoder:
         query_max_length: int = 64,
         threads: int = 2,
         cuda: Callable[[], tuple[bool, str]] = cuda_usable,  # the CUDA probe (a test passes its own)
+        query_cache: int = 0,  # query vectors kept (KnowledgeSettings.query_cache; 0: no cache)
     ) -> None:
         if not (Path(model_path) / "modules.json").is_file():
             raise DenseModelMissing(
@@ -224,7 +227,7 @@ class Encoder:
         torch.set_num_threads(threads)
         self.requested_backend = backend  # what the index is keyed by (resolved at start)
         self.max_seq_length = max_seq_length
-        self.query_max_length = query_max_length
+        self._query_max_length = query_max_length
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         model, backend, device = load_with_cuda_fallback(
@@ -247,6 +250,24 @@ class Encoder:
             },
         )
         self.fingerprint = f"{model_fingerprint(Path(model_path))}-{backend}"
+        # what the model was asked for queries: batches and texts (a summary's share is read off these)
+        self.query_batches = 0
+        self.query_texts = 0
+        # keyed by the text the model sees and what makes its vector: weights, backend, token cap
+        self.query_cache = QueryVectorCache(query_cache, self._query_key())
+
+    def _query_key(self) -> str:
+        return f"{self.fingerprint}-q{self._query_max_length}"
+
+    @property
+    def query_max_length(self) -> int:
+        return self._query_max_length
+
+    @query_max_length.setter
+    def query_max_length(self, cap: int) -> None:
+        """A new query token cap (an evaluation sweeps it): vectors cached at another cap no longer match."""
+        self._query_max_length = cap
+        self.query_cache.fingerprint = self._query_key()
 
     @classmethod
     def for_settings(cls, settings: KnowledgeSettings) -> Encoder:
@@ -257,6 +278,7 @@ class Encoder:
             settings.max_seq_length,
             settings.query_max_length,
             settings.threads,
+            query_cache=settings.query_cache,
         )
 
     def _encode(self, texts: list[str], cap: int, batch_size: int, progress: bool = False) -> np.ndarray:
@@ -271,10 +293,7 @@ class Encoder:
                 convert_to_tensor=True,
                 show_progress_bar=progress,
             )
-        out = np.ascontiguousarray(vecs.float().cpu().numpy(), dtype=np.float32)
-        # normalise again in float32: a bf16 model normalises in bf16 (norms off by up to 0.5 %)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return _unit_float32(vecs)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Tokens of each text, untruncated (what a cap would cut), from the model's own tokenizer."""
@@ -282,14 +301,43 @@ class Encoder:
         return [len(ids) for ids in enc["input_ids"]]
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
+        """Query vectors, one row per query: those in the query cache reused, the others embedded in
+        one batch (and cached)."""
         texts = [self.query_prompt + q for q in queries]
-        return self._encode(texts, self.query_max_length, batch_size=max(1, len(texts)))
+        return self.query_cache.encode(texts, self._embed_queries, self.dim)
+
+    def cached_query(self, query: str) -> np.ndarray | None:
+        """The cached vector of one query, if the cache holds it (no model call)."""
+        return self.query_cache.get(self.query_prompt + query)
+
+    def _embed_queries(self, texts: list[str]) -> np.ndarray:
+        """One batch of query texts through the model's modules directly: the tokenisation, modules
+        and normalisation of ``SentenceTransformer.encode``, without its per-call loop (length sort,
+        mode switch, progress bar and stacking; a query batch is one batch)."""
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        with self._lock, torch.inference_mode():
+            self.query_batches += 1
+            self.query_texts += len(texts)
+            self.model.max_seq_length = self.query_max_length
+            features = batch_to_device(self.model.preprocess(texts), self.model.device)
+            vecs = torch.nn.functional.normalize(self.model(features)["sentence_embedding"], p=2, dim=1)
+        return _unit_float32(vecs)
 
     def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
         """Embed passage texts (already in document format). sentence-transformers sorts by length."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._encode(texts, self.max_seq_length, batch_size=batch_size, progress=progress)
+
+
+def _unit_float32(vecs: Any) -> np.ndarray:
+    """A model's output tensor as unit float32 rows: normalised again in float32 (a bf16 model
+    normalises in bf16, norms off by up to 0.5 %)."""
+    out = np.ascontiguousarray(vecs.float().cpu().numpy(), dtype=np.float32)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def document_text(title: str, text: str, with_title: bool = True) -> str:

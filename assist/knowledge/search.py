@@ -105,19 +105,32 @@ class Searcher:
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         if self.encoder is None:
             raise DenseModelMissing("this index has no dense side")
-        queries = [self.dense_query_text(q) for q in queries]
+        return self._encode_texts([self.dense_query_text(q) for q in queries])
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Vectors of texts already as the encoder sees them (:meth:`dense_query_text`), ``batch_max``
+        at a time."""
+        assert self.encoder is not None
         out = []
         step = self.settings.batch_max
-        for i in range(0, len(queries), step):
-            out.append(self.encoder.encode_queries(queries[i : i + step]))
+        for i in range(0, len(texts), step):
+            out.append(self.encoder.encode_queries(texts[i : i + step]))
         return np.vstack(out) if out else np.zeros((0, self.encoder.dim), dtype=np.float32)
 
     def _encode_one(self, query: str) -> np.ndarray:
+        """One query's vector: from the encoder's query cache when it holds it (no wait for a batch),
+        else through the micro-batcher (concurrent callers share one model call)."""
+        if self.encoder is None:
+            raise DenseModelMissing("this index has no dense side")
+        text = self.dense_query_text(query)
+        cached = self.encoder.cached_query(text)
+        if cached is not None:
+            return cached
         if self._batcher is None:
             self._batcher = MicroBatcher(
-                self.encode_queries, self.settings.batch_window_ms, self.settings.batch_max
+                self._encode_texts, self.settings.batch_window_ms, self.settings.batch_max
             )
-        return self._batcher.submit(query)
+        return self._batcher.submit(text)
 
     def uses_dense(self, method: str) -> bool:
         if method == "dense" and self.dense is None:

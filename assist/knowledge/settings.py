@@ -68,6 +68,13 @@ class KnowledgeSettings(BaseSettings):
         "`dasan kb build` makes the full one (0: no budget)",
     )
     query_max_length: int = Field(default=64, ge=8, description="Token cap of an embedded query")
+    query_cache: int = Field(
+        default=4096,
+        ge=0,
+        description="Query vectors kept in memory (least recently used dropped; keyed by the text the encoder "
+        "sees and the encoder's model, backend and token cap): a text embedded for a live card is not embedded "
+        "again for the call's summary or a repeated search (0: off)",
+    )
     doc_title_in_prompt: bool = Field(
         default=True, description="Embed passages as 'title: <law> <article title> | text: <passage>'"
     )

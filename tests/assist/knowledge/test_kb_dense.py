@@ -74,6 +74,10 @@ def test_search_many_equals_search(dense_kb) -> None:
 def test_concurrent_searches_share_batches(dense_kb, monkeypatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
+    from assist.knowledge.query_cache import QueryVectorCache
+
+    # micro-batching alone: the repeated queries would otherwise come from the query cache
+    monkeypatch.setattr(dense_kb.encoder, "query_cache", QueryVectorCache(0, dense_kb.encoder.fingerprint))
     sizes: list[int] = []
     real = dense_kb.encoder.encode_queries
 
@@ -90,6 +94,32 @@ def test_concurrent_searches_share_batches(dense_kb, monkeypatch) -> None:
     for hits, ref in zip(got, dense_kb.search_many(qs, top_k=3), strict=True):
         assert hits[0].doc_id in [h.doc_id for h in ref]
         assert abs(hits[0].scores["dense"] - ref[0].scores["dense"]) < 0.05
+
+
+def test_query_cache_reuses_vectors_of_the_model_that_made_them(dense_kb) -> None:
+    enc = dense_kb.encoder
+    enc.query_cache.clear()
+    q = "수도 계량기가 얼어서 터졌어요"
+    first = dense_kb.search(q, top_k=3)
+    batches, texts = enc.query_batches, enc.query_texts
+    again = dense_kb.search(q, top_k=3)
+    assert (enc.query_batches, enc.query_texts) == (batches, texts)  # no model call
+    assert [h.doc_id for h in again] == [h.doc_id for h in first]
+    # one batch for the texts not cached; the cached row is the model's vector for that text
+    vecs = dense_kb.encode_queries([q, "층간소음 상담 신청", q])
+    assert (enc.query_batches, enc.query_texts) == (batches + 1, texts + 1)
+    fresh = enc._embed_queries([enc.query_prompt + dense_kb.searcher.dense_query_text(q)])[0]
+    assert np.allclose(vecs[0], fresh, atol=1e-3) and np.array_equal(vecs[0], vecs[2])
+    # another token cap makes other vectors: nothing cached at 64 tokens is reused at 16
+    cap = enc.query_max_length
+    try:
+        enc.query_max_length = 16
+        dense_kb.encode_queries([q])
+        assert enc.query_texts == texts + 3
+    finally:
+        enc.query_max_length = cap
+    dense_kb.encode_queries([q])
+    assert enc.query_texts == texts + 3  # back at 64: the first vector again
 
 
 def test_update_reembeds_only_changed_records(dense_kb, small) -> None:
