@@ -317,6 +317,11 @@ class Encoder:
         import torch
         from sentence_transformers.util import batch_to_device
 
+        if not hasattr(self.model, "preprocess"):  # the ONNX Runtime backends: their own encode
+            with self._lock:
+                self.query_batches += 1
+                self.query_texts += len(texts)
+            return self._encode(texts, self.query_max_length, batch_size=max(1, len(texts)))
         with self._lock, torch.inference_mode():
             self.query_batches += 1
             self.query_texts += len(texts)
