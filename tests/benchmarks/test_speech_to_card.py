@@ -51,7 +51,7 @@ def test_stages_of_one_card_add_up_to_speech_to_card() -> None:
     extra = {"other", "total", "utterance_s", "decode_ms_per_audio_s"}
     assert {name for name, _ in STAGES} | extra == set(out)
     assert all(v["n"] == 1 for v in out.values())  # one row per card: its last trigger, s2
-    p50 = {name: v["p50"] for name, v in out.items()}
+    p50 = {name: float(v["p50"] or 0.0) for name, v in out.items()}
     assert p50["endpointing"] == 500 and p50["decode"] == 400 and p50["kafka_to_assist"] == 20
     assert p50["debounce_wait"] == 600 and p50["analysis"] == 5 and p50["retrieval"] == 110
     assert p50["draft"] == 15 and p50["to_screen"] == 50 and p50["total"] == 1750
