@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import machine  # noqa: E402
+from machine_info import machine, nearest_rank  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 REFUSED = 2
@@ -109,11 +109,6 @@ def gpu_ready(info: dict[str, Any]) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- encoder (in process)
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
-
-
 def load_texts(passages: int, queries: int) -> tuple[list[str], list[str]]:
     from assist.knowledge.dense import document_text
     from streaming import paths
@@ -167,7 +162,10 @@ def bench_encoder(
         t = time.perf_counter()
         enc.encode_queries([q])
         lat.append((time.perf_counter() - t) * 1000)
-    out["single_query_ms"] = {"p50": round(statistics.median(lat), 2), "p95": round(_pct(lat, 0.95), 2)}
+    out["single_query_ms"] = {
+        "p50": round(statistics.median(lat), 2),
+        "p95": round(nearest_rank(lat, 0.95), 2),
+    }
     t = time.perf_counter()
     enc.encode_queries(qs)
     out["batched_queries"] = {

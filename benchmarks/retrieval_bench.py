@@ -11,7 +11,6 @@ Queries are the eval-dev utterances cut or padded to 30 words (a long caller tur
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -23,12 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine_info import machine  # noqa: E402
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+from machine_info import machine, nearest_rank, write_result  # noqa: E402
 
 
 def thirty_words(utterances: list[str]) -> list[str]:
@@ -128,7 +122,7 @@ def main() -> int:
             {
                 "query_cap": cap,
                 "p50_ms": round(statistics.median(lat), 1),
-                "p95_ms": round(_pct(lat, 0.95), 1),
+                "p95_ms": round(nearest_rank(lat, 0.95), 1),
                 "dense_MRR@10": rep["methods"]["dense"]["MRR@10"],
                 "hybrid_R@5": rep["methods"]["hybrid"]["R@5"],
                 "hybrid_MRR@10": rep["methods"]["hybrid"]["MRR@10"],
@@ -152,7 +146,8 @@ def main() -> int:
         stages["lexical_ms"].append((t2 - t1) * 1000)
         stages["total_ms"].append((t3 - t2) * 1000)
     result["single_query"] = {
-        k: {"p50": round(statistics.median(v), 1), "p95": round(_pct(v, 0.95), 1)} for k, v in stages.items()
+        k: {"p50": round(statistics.median(v), 1), "p95": round(nearest_rank(v, 0.95), 1)}
+        for k, v in stages.items()
     }
     print("single 30-word query:", result["single_query"])
 
@@ -185,7 +180,7 @@ def main() -> int:
         "queries": done,
         "qps": round(done / elapsed, 1),
         "p50_ms": round(statistics.median(lat_c), 1),
-        "p95_ms": round(_pct(lat_c, 0.95), 1),
+        "p95_ms": round(nearest_rank(lat_c, 0.95), 1),
     }
     print("concurrent:", result["concurrent"])
 
@@ -195,10 +190,7 @@ def main() -> int:
     result["search_many_32_qps"] = round(32 / (time.perf_counter() - t0), 1)
     print("search_many(32):", result["search_many_32_qps"], "q/s")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

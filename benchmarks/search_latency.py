@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine_info import machine  # noqa: E402
+from machine_info import machine, nearest_rank, write_result  # noqa: E402
 
 # What counselors type while the caller speaks: a few words, often the legal term.
 QUERIES = [
@@ -80,11 +80,6 @@ def _machine() -> dict[str, Any]:
     from streaming.hardware import cpu_info
 
     return machine() | {"cpu_family": cpu_info().family}
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def open_assistant(bm25_only: bool, query_cache: int = 0) -> object:
@@ -190,13 +185,16 @@ def main() -> int:
             include={"query_max_length", "batch_window_ms", "batch_max", "threads", "query_cache"},
         ),
         "load_s": round(load_s, 1),
-        "single_ms": {"p50": round(statistics.median(single), 1), "p95": round(_pct(single, 0.95), 1)},
+        "single_ms": {
+            "p50": round(statistics.median(single), 1),
+            "p95": round(nearest_rank(single, 0.95), 1),
+        },
         "concurrent": {
             "searchers": args.searchers,
             "think_s": args.think_s,
             "queries": len(latencies),
             "p50_ms": round(statistics.median(latencies), 1),
-            "p95_ms": round(_pct(latencies, 0.95), 1),
+            "p95_ms": round(nearest_rank(latencies, 0.95), 1),
             "max_ms": round(max(latencies), 1),
             "queries_per_s": round(len(latencies) / wall, 1),
         },
@@ -215,10 +213,7 @@ def main() -> int:
         f"(max {c['max_ms']}) |"
     )
     print(f"| throughput | {c['queries_per_s']} queries/s over {c['queries']} queries |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

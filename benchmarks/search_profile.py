@@ -39,13 +39,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine_info import machine  # noqa: E402
+from machine_info import machine, nearest_rank, write_result  # noqa: E402
 from search_latency import DISTRICTS, QUERIES  # noqa: E402
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def main() -> int:
@@ -131,7 +126,7 @@ def main() -> int:
     server.stop()
 
     def row(xs: list[float]) -> dict[str, float | None]:
-        return {"p50": round(statistics.median(xs), 1), "p95": round(_pct(xs, 0.95), 1)}
+        return {"p50": round(statistics.median(xs), 1), "p95": round(nearest_rank(xs, 0.95), 1)}
 
     table: dict[str, dict[str, float | None]] = {k: row(v) for k, v in stages.items()}
     med = {k: statistics.median(v) for k, v in stages.items()}
@@ -169,10 +164,7 @@ def main() -> int:
     print("| stage | p50 ms | p95 ms |\n|---|---|---|")
     for k, v in table.items():
         print(f"| {k} | {v['p50']} | {v['p95']} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -32,13 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine_info import machine  # noqa: E402
+from machine_info import machine, nearest_rank  # noqa: E402
 from replay_throughput import call_events  # noqa: E402
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def main() -> int:
@@ -130,7 +125,7 @@ def main() -> int:
             "summary_ms": {
                 "mean": round(statistics.mean(ms), 1),
                 "p50": round(statistics.median(ms), 1),
-                "p95": round(_pct(ms, 0.95), 1),
+                "p95": round(nearest_rank(ms, 0.95), 1),
             },
         }
 
