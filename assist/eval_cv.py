@@ -24,7 +24,15 @@ from .citations import CitationChecker
 from .eval_assist import evaluate_calls, evaluate_utterances, regulations_cv
 from .eval_turns import evaluate_turns
 from .knowledge.rerank import Reranker
-from .knowledge.rerank_train import Example, abstain_rows, fit_abstain, fit_gated, fold_of
+from .knowledge.rerank_train import (
+    CALL_SETS,
+    UTTERANCE_SETS,
+    Example,
+    abstain_rows,
+    fit_abstain,
+    fit_gated,
+    fold_of,
+)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -43,9 +51,13 @@ def live_cv(
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
     utterances = [
-        (name, item) for name in ("dev", "utterances") for item in _jsonl(sets[name]) if "utterance" in item
+        (name, item)
+        for name in UTTERANCE_SETS
+        if name in sets
+        for item in _jsonl(sets[name])
+        if "utterance" in item
     ]
-    calls = _jsonl(sets["turns"])
+    calls = [c for name in CALL_SETS if name in sets for c in _jsonl(sets[name])]
     per_fold: list[dict[str, Any]] = []
     evidence: list[tuple[str, list[Any], set[str]]] = []
     saved = assistant.reranker

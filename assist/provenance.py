@@ -99,7 +99,11 @@ def encoder_identity(kb: Any) -> tuple[str | None, str | None]:
         fp = model_fingerprint(path)
     except OSError:
         fp = None
-    return f"{path.name}/{s.dense_backend}/{s.max_seq_length}tok", fp
+    name = f"{path.name}/{s.dense_backend}/{s.max_seq_length}tok"
+    query = getattr(kb.encoder, "query_backends", s.dense_backend)
+    if isinstance(query, str) and query != s.dense_backend:  # queries by fp32-equivalent other backends
+        name += f"/q:{query}"
+    return name, fp
 
 
 def provenance_of(kb: Any, settings: AssistSettings, variant: str = "production") -> Provenance:

@@ -180,6 +180,7 @@ def main() -> int:
         "machine": _machine(),
         "index": {"key": kb.key, "records": len(kb.records), "dense": kb.dense is not None},
         "encoder": kb.settings.backend_report() if kb.dense is not None else None,
+        "query_backend": kb.encoder.query_backends if kb.encoder is not None else None,
         "settings": kb.settings.model_dump(
             mode="json",
             include={"query_max_length", "batch_window_ms", "batch_max", "threads", "query_cache"},
@@ -202,7 +203,8 @@ def main() -> int:
     if kb.encoder is not None:
         cache = kb.encoder.query_cache
         result["query_cache"] = {"size": cache.size, "hits": cache.hits, "misses": cache.misses}
-    print(f"index {kb.key} ({len(kb.records)} records, {'hybrid' if kb.dense is not None else 'BM25 only'})")
+    side = f"hybrid, queries by {result['query_backend']}" if kb.dense is not None else "BM25 only"
+    print(f"index {kb.key} ({len(kb.records)} records, {side})")
     print(f"machine: {result['machine']}")
     print("| figure | value |\n|---|---|")
     print(f"| one searcher, p50 / p95 | {result['single_ms']['p50']} / {result['single_ms']['p95']} ms |")

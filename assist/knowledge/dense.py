@@ -213,6 +213,8 @@ class Encoder:
         threads: int = 2,
         cuda: Callable[[], tuple[bool, str]] = cuda_usable,  # the CUDA probe (a test passes its own)
         query_cache: int = 0,  # query vectors kept (KnowledgeSettings.query_cache; 0: no cache)
+        small_batch_backend: str | None = None,  # another fp32-equivalent backend for small query batches
+        small_batch_max: int = 0,  # query batches of at most this many texts go to it
     ) -> None:
         if not (Path(model_path) / "modules.json").is_file():
             raise DenseModelMissing(
@@ -249,6 +251,26 @@ class Encoder:
                 "seconds": round(self.load_seconds, 2),
             },
         )
+        # a second model for small query batches (one counselor's search, one card): ONNX Runtime's
+        # fp32 answers one short query in half bf16's time on CPUs whose bf16 is AVX512-BF16, not AMX,
+        # while bf16 wins from about four texts a batch (docs/knowledge.md, "Query encoder")
+        self.small_model: Any = None
+        self.small_backend: str | None = None
+        self.small_batch_max = 0
+        if small_batch_backend and small_batch_max > 0 and small_batch_backend != backend and device == "cpu":
+            t1 = time.perf_counter()
+            self.small_model = load_sentence_model(model_path, small_batch_backend)
+            self.small_backend = small_batch_backend
+            self.small_batch_max = small_batch_max
+            log.info(
+                "small query batches on a second backend",
+                extra={
+                    "backend": small_batch_backend,
+                    "at_most": small_batch_max,
+                    "seconds": round(time.perf_counter() - t1, 2),
+                },
+            )
+        self.small_batches = 0
         self.fingerprint = f"{model_fingerprint(Path(model_path))}-{backend}"
         # what the model was asked for queries: batches and texts (a summary's share is read off these)
         self.query_batches = 0
@@ -280,6 +302,41 @@ class Encoder:
             settings.threads,
             query_cache=settings.query_cache,
         )
+
+    @classmethod
+    def for_queries(cls, settings: KnowledgeSettings) -> Encoder:
+        """The query encoder of an index built with ``settings`` (resolved):
+        :meth:`KnowledgeSettings.query_encoders` — one backend, or the index's backend with ONNX fp32
+        for small batches (every choice gives vectors that match the index's)."""
+        backend, small = settings.query_encoders()
+        if backend == settings.dense_backend and small is None:
+            return cls.for_settings(settings)
+        log.info(
+            "query encoder",
+            extra={
+                "backend": backend,
+                "small_batches": small,
+                "index_backend": settings.dense_backend,
+                "setting": settings.query_backend,
+            },
+        )
+        return cls(
+            settings.embedding_model_path,
+            backend,
+            settings.max_seq_length,
+            settings.query_max_length,
+            settings.threads,
+            query_cache=settings.query_cache,
+            small_batch_backend=small,
+            small_batch_max=settings.query_small_batch if small else 0,
+        )
+
+    @property
+    def query_backends(self) -> str:
+        """What embeds queries, for reports: ``bf16``, or ``onnx-fp32 (≤ 3 a batch) + bf16``."""
+        if self.small_backend is None:
+            return self.backend
+        return f"{self.small_backend} (≤ {self.small_batch_max} a batch) + {self.backend}"
 
     def _encode(self, texts: list[str], cap: int, batch_size: int, progress: bool = False) -> np.ndarray:
         import torch
@@ -317,6 +374,16 @@ class Encoder:
         import torch
         from sentence_transformers.util import batch_to_device
 
+        if self.small_model is not None and len(texts) <= self.small_batch_max:
+            with self._lock:
+                self.query_batches += 1
+                self.query_texts += len(texts)
+                self.small_batches += 1
+                self.small_model.max_seq_length = self.query_max_length
+                vecs = self.small_model.encode(
+                    texts, batch_size=max(1, len(texts)), normalize_embeddings=True
+                )
+            return np.ascontiguousarray(vecs, dtype=np.float32)
         if not hasattr(self.model, "preprocess"):  # the ONNX Runtime backends: their own encode
             with self._lock:
                 self.query_batches += 1

@@ -144,7 +144,7 @@ class KnowledgeBase:
         if index.embeddings is None:
             encoder = None
         elif encoder is None:
-            encoder = Encoder.for_settings(settings)
+            encoder = Encoder.for_queries(settings)
         if analyzer is None or analyzer.fingerprint() != read_manifest(Path(path)).get("analyzer"):
             analyzer = make_analyzer(index.records, settings)
         return cls(index, analyzer, encoder, Path(path))
@@ -290,6 +290,7 @@ class KnowledgeBase:
             "dense": self.dense is not None,
             "dense_backend": self.settings.dense_backend if self.dense is not None else None,
             "encoder": self.settings.backend_report() if self.dense is not None else None,
+            "query_backend": self.encoder.query_backends if self.encoder is not None else None,
             "max_seq_length": self.settings.max_seq_length if self.dense is not None else None,
             "provisional": self.provisional,
             "embedding_matrix_mb": round(self.dense.matrix.nbytes / 2**20, 1)

@@ -72,6 +72,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def fp32_export_ready(model_path: Path) -> bool:
+    """Whether ``dasan models onnx`` has exported the fp32 graph of the model now at ``model_path``
+    (the file is there and its manifest names this folder's weights)."""
+    from .dense import model_fingerprint
+
+    out = onnx_dir(Path(model_path))
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+        return (out / FP32_FILE).is_file() and manifest.get("source_fingerprint") == model_fingerprint(
+            Path(model_path)
+        )
+    except (OSError, ValueError):
+        return False
+
+
 class OnnxModelMissing(RuntimeError):
     """The ONNX export is not there (run ``dasan models onnx``)."""
 
@@ -115,11 +130,16 @@ def _pooled_module(model_path: Path) -> Any:
 
 
 def export_onnx(
-    model_path: Path, out_dir: Path | None = None, variant: str | None = None, force: bool = False
+    model_path: Path,
+    out_dir: Path | None = None,
+    variant: str | None = None,
+    force: bool = False,
+    int8: bool = True,
 ) -> dict[str, Any]:
     """Export the model at ``model_path`` to ONNX (fp32) and quantise it to int8 for ``variant``
     (default: this CPU's, :func:`int8_variant`). Idempotent: files already made from the same model
-    folder are kept unless ``force``. Returns the manifest (also written to ``out_dir/manifest.json``)."""
+    folder are kept unless ``force``. ``int8=False``: the fp32 graph only (the query encoder
+    ``query_backend=auto`` picks needs nothing else). Returns the manifest (also written to ``out_dir/manifest.json``)."""
     import torch
 
     from .dense import model_fingerprint
@@ -183,7 +203,7 @@ def export_onnx(
         del module, st
     qname = int8_file(variant)
     qpath = out / qname
-    if qname not in files or not qpath.is_file():
+    if int8 and (qname not in files or not qpath.is_file()):
         t0 = time.perf_counter()
         quantize_int8(fp32, qpath, variant)
         files[qname] = {"sha256": sha256_file(qpath), "bytes": qpath.stat().st_size, "variant": variant}

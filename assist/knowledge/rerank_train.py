@@ -56,11 +56,17 @@ PARAMS: dict[str, Any] = {
 }
 
 
+# the labelled sets of single questions (in scope and out of scope: what abstention learns from) and
+# of whole calls (caller turns labelled per turn), by their names in ``default_sets``
+UTTERANCE_SETS = ("dev", "utterances", "utterances_h1")
+CALL_SETS = ("turns", "turns_h1")
+
+
 @dataclass
 class Example:
     id: str
     group: str
-    set: str  # dev | utterances | noisy | turns
+    set: str  # a name of default_sets: dev | utterances | utterances_h1 | noisy | turns | turns_h1
     conv: Conversation
     relevant: list[str]
     cand: Candidates | None = None
@@ -234,7 +240,7 @@ def predict(booster: Any, e: Example) -> np.ndarray:
 def abstain_rows(examples: list[Example], oof: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Abstention features (from out-of-fold ranker scores) and labels (out of scope) of the
     single utterances: whole calls have no out-of-scope turns to learn from."""
-    rows = [e for e in examples if e.set in ("dev", "utterances")]
+    rows = [e for e in examples if e.set in UTTERANCE_SETS]
     X = np.vstack([abstain_features(e.candidates, oof[e.id]) for e in rows])
     return X, np.array([not e.relevant for e in rows])
 
@@ -346,11 +352,16 @@ def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dic
 
 
 def default_sets(root: Path, shared: Path) -> dict[str, Path]:
+    """Every labelled set the models learn from. The first held-out sets (``*_holdout.jsonl``,
+    measured once blind in session 5) are training data now; ``*_holdout2.jsonl`` stays out: it is
+    the set the shipped models are measured on after a change, never fitted to."""
     return {
         "dev": shared / "eval-dev" / "utterances.jsonl",
         "utterances": root / "eval" / "utterances.jsonl",
+        "utterances_h1": root / "eval" / "utterances_holdout.jsonl",
         "noisy": root / "eval" / "utterances_noisy.jsonl",
         "turns": root / "eval" / "calls.jsonl",
+        "turns_h1": root / "eval" / "calls_holdout.jsonl",
     }
 
 

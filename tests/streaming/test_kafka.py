@@ -489,3 +489,16 @@ def test_read_partitions_reads_a_range_and_stops_at_the_ends_it_saw(kafka_settin
         raw.close()
     assert still_talking, "the read waited for the producer to fall silent"
     assert len(live) >= 15 + 20
+
+
+@pytest.mark.parametrize("interval_ms", [3000, None, 300_000])
+def test_a_rebuild_read_ends_inside_the_poll_interval(interval_ms: int | None) -> None:
+    """A state rebuild runs inside the poll loop: its read budget must leave the batch after it
+    time before the group's max.poll.interval (the e2e tests run with 3 s, development 6 s,
+    production 300 s), or a loaded machine rejoins and re-reads forever."""
+    from streaming.kafka import read_budget_s
+    from streaming.settings import KafkaSettings
+
+    for env in ("development", "production"):
+        s = KafkaSettings(env=env, max_poll_interval_ms=interval_ms)
+        assert 0 < read_budget_s(s) <= s.poll_interval_ms / 1000 / 2

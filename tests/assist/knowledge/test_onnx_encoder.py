@@ -79,3 +79,78 @@ def test_onnx_vectors_match_torch_fp32(sliced_model: Path, exported: dict, corpu
     print(f"two-layer slice, cosine to torch fp32: {cosines}")
     assert cosines["onnx-fp32"] >= 0.99
     assert cosines["onnx"] >= 0.9  # int8: about 0.97 on the full model
+
+
+def test_a_loaded_index_is_queried_by_the_fp32_export(
+    sliced_model: Path, exported: dict, corpus_slice: list[dict], tmp_path: Path
+) -> None:
+    """``query_backend=auto``: an index built by torch (fp32) is searched with the ONNX fp32 query
+    encoder once the export exists: the index key stays the torch one, the hits are the torch ones."""
+    from assist.knowledge import KnowledgeBase, KnowledgeSettings
+
+    s = KnowledgeSettings(
+        embedding_model_path=sliced_model, index_dir=tmp_path, dense_backend="torch", max_seq_length=64
+    )
+    path = KnowledgeBase.build(corpus_slice[:60], s, progress=False).save()
+    auto = KnowledgeBase.load(path, s)
+    same = KnowledgeBase.load(path, s.model_copy(update={"query_backend": "same"}))
+    assert auto.key == same.key
+    assert auto.encoder is not None and same.encoder is not None
+    assert (auto.encoder.backend, same.encoder.backend) == ("onnx-fp32", "torch")
+    assert auto.info()["query_backend"] == "onnx-fp32"
+    for q in ("음식물 쓰레기는 언제 버려요?", "인도에 주차된 차 신고", "수돗물 요금"):
+        a, b = auto.search(q, top_k=5), same.search(q, top_k=5)
+        assert [h.doc_id for h in a] == [h.doc_id for h in b]
+        assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
+
+
+def test_a_bf16_index_gives_small_query_batches_to_onnx_fp32(
+    sliced_model: Path, exported: dict, corpus_slice: list[dict], tmp_path: Path
+) -> None:
+    """``query_backend=auto`` over a bf16 index: batches of at most ``query_small_batch`` queries run
+    on ONNX fp32, larger ones on bf16; both give the index's vectors (cosine ≥ 0.999)."""
+    from assist.knowledge import KnowledgeBase, KnowledgeSettings
+
+    s = KnowledgeSettings(
+        embedding_model_path=sliced_model, index_dir=tmp_path, dense_backend="bf16", max_seq_length=64
+    )
+    path = KnowledgeBase.build(corpus_slice[:40], s, progress=False).save()
+    kb = KnowledgeBase.load(path, s)
+    enc = kb.encoder
+    assert enc is not None and (enc.backend, enc.small_backend, enc.small_batch_max) == (
+        "bf16",
+        "onnx-fp32",
+        3,
+    )
+    assert kb.info()["query_backend"] == "onnx-fp32 (≤ 3 a batch) + bf16"
+    queries = ["음식물 쓰레기는 언제 버려요?", "인도에 주차된 차 신고", "수돗물 요금", "층간소음 신고"]
+    one = np.vstack([enc.encode_queries([q]) for q in queries])  # four batches of one: ONNX
+    assert enc.small_batches == 4
+    four = enc._embed_queries([enc.query_prompt + q for q in queries])  # one batch of four: bf16
+    assert enc.small_batches == 4
+    assert (one * four).sum(1).min() >= 0.999
+    plain = KnowledgeBase.load(path, s.model_copy(update={"query_small_batch": 0}))
+    assert plain.encoder is not None and plain.encoder.small_model is None
+
+
+def test_the_query_backend_never_mixes_drifted_vectors(sliced_model: Path, exported: dict, tmp_path) -> None:
+    from assist.knowledge import KnowledgeSettings
+
+    s = KnowledgeSettings(embedding_model_path=sliced_model, index_dir=tmp_path)
+    pick = {
+        (index, query): s.model_copy(update={"dense_backend": index, "query_backend": query}).query_encoders()
+        for index in ("bf16", "torch", "int8", "onnx")
+        for query in ("auto", "same", "onnx-fp32")
+    }
+    assert pick[("bf16", "auto")] == ("bf16", "onnx-fp32")  # small batches on ONNX fp32
+    assert pick[("torch", "auto")] == ("onnx-fp32", None)
+    assert pick[("bf16", "same")] == ("bf16", None) and pick[("bf16", "onnx-fp32")] == ("onnx-fp32", None)
+    # int8 indexes (torch's or ONNX's) are queried by their own backend whatever is asked
+    assert {pick[("int8", q)] for q in ("auto", "same", "onnx-fp32")} == {("int8", None)}
+    assert {pick[("onnx", q)] for q in ("auto", "same", "onnx-fp32")} == {("onnx", None)}
+    # no export of this model: auto keeps the index's backend
+    bare = tmp_path / "other-model"
+    bare.mkdir()
+    (bare / "modules.json").write_text("[]")
+    no_export = s.model_copy(update={"embedding_model_path": bare, "dense_backend": "bf16"})
+    assert no_export.query_encoders() == ("bf16", None)
