@@ -115,6 +115,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--max-withheld", type=float, default=0.05, help="Most in-scope questions abstention may withhold"
     )
     p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
+    p.add_argument(
+        "--with-holdout1",
+        action="store_true",
+        help="Also learn from eval/*_holdout.jsonl (an experiment of session 8; the shipped models do not)",
+    )
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument(
         "--live",
@@ -309,7 +314,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[2]
     assistant = Assistant(kb, AssistSettings(rerank=False))
     reranker = Reranker(kb)
-    sets = default_sets(root, root.parent / "shared")
+    sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1)
     examples = load_examples(assistant, sets)
     cache = features_cache(kb, sets)
     if cache.exists() and not args.no_cache:
