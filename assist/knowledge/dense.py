@@ -338,12 +338,17 @@ class Encoder:
             return self.backend
         return f"{self.small_backend} (≤ {self.small_batch_max} a batch) + {self.backend}"
 
-    def _encode(self, texts: list[str], cap: int, batch_size: int, progress: bool = False) -> np.ndarray:
+    def _encode(
+        self, texts: list[str], cap: int, batch_size: int, progress: bool = False, model: Any = None
+    ) -> np.ndarray:
+        """``texts`` through ``model.encode`` (default: the main model; the small-batch one for small
+        query batches) at token cap ``cap``, as unit float32 rows."""
         import torch
 
+        model = self.model if model is None else model
         with self._lock, torch.inference_mode():
-            self.model.max_seq_length = cap
-            vecs = self.model.encode(
+            model.max_seq_length = cap
+            vecs = model.encode(
                 texts,
                 batch_size=batch_size,
                 normalize_embeddings=True,
@@ -374,24 +379,19 @@ class Encoder:
         import torch
         from sentence_transformers.util import batch_to_device
 
-        if self.small_model is not None and len(texts) <= self.small_batch_max:
-            with self._lock:
-                self.query_batches += 1
-                self.query_texts += len(texts)
-                self.small_batches += 1
-                self.small_model.max_seq_length = self.query_max_length
-                vecs = self.small_model.encode(
-                    texts, batch_size=max(1, len(texts)), normalize_embeddings=True
-                )
-            return np.ascontiguousarray(vecs, dtype=np.float32)
-        if not hasattr(self.model, "preprocess"):  # the ONNX Runtime backends: their own encode
-            with self._lock:
-                self.query_batches += 1
-                self.query_texts += len(texts)
-            return self._encode(texts, self.query_max_length, batch_size=max(1, len(texts)))
-        with self._lock, torch.inference_mode():
+        small = self.small_model is not None and len(texts) <= self.small_batch_max
+        with self._lock:
             self.query_batches += 1
             self.query_texts += len(texts)
+            self.small_batches += small
+        if small or not hasattr(self.model, "preprocess"):  # ONNX Runtime models: their own encode
+            return self._encode(
+                texts,
+                self.query_max_length,
+                batch_size=max(1, len(texts)),
+                model=self.small_model if small else None,
+            )
+        with self._lock, torch.inference_mode():
             self.model.max_seq_length = self.query_max_length
             features = batch_to_device(self.model.preprocess(texts), self.model.device)
             vecs = torch.nn.functional.normalize(self.model(features)["sentence_embedding"], p=2, dim=1)
