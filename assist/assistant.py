@@ -76,6 +76,29 @@ class SuggestRequest:
     started: float = field(default_factory=time.perf_counter)
     # the whole conversation up to the trigger, both channels, masked: ("caller"|"counselor", text)
     conversation: list[tuple[str, str]] = field(default_factory=list)
+    # when it became due (debounce over), on the same timer as ``started``; None: at ``started``
+    ready: float | None = None
+    # load shedding: retrieve from the caller's words only (the service decides, see AssistService)
+    caller_only: bool = False
+
+    def waited_ms(self, now: float | None = None) -> float:
+        """How long this request has waited since it became due, Kafka wait included (the debounce,
+        a wait by design, is not)."""
+        now = time.perf_counter() if now is None else now
+        since = self.started if self.ready is None else self.ready
+        return self.queue_ms + max(0.0, now - since) * 1000
+
+
+def shed_late(requests: Sequence[SuggestRequest], limit_ms: float, now: float) -> list[SuggestRequest]:
+    """Load shedding: the requests that have waited longer than ``limit_ms`` (at ``now``, on their
+    timer) are marked to be retrieved from the caller's words only; returns them. ``limit_ms`` 0:
+    none."""
+    if limit_ms <= 0:
+        return []
+    late = [r for r in requests if r.waited_ms(now) > limit_ms]
+    for r in late:
+        r.caller_only = True
+    return late
 
 
 def district_filters(district: str | None) -> Any:
@@ -306,6 +329,9 @@ class Assistant:
             for cv, req in zip(convs, requests, strict=True):
                 if req.district and not cv.district:
                     cv.district, cv.filters = req.district, self.filters(req.district)
+                if req.caller_only or not s.context_views:
+                    # one query text instead of three; the ranker's caller-words model scores it
+                    cv.counselor, cv.history = "", ""
             hits_all = self.reranker.rank(convs, s.top_k)
         else:
             hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])

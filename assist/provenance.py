@@ -29,6 +29,7 @@ _ASSIST_NOT_OUTPUT = {
     "health_port",
     "call_idle_timeout_s",
     "max_failures",
+    "shed_context_after_ms",  # load shedding: each shed card says so itself (Suggestion.shed)
 }
 _KB_NOT_OUTPUT = {
     "index_dir",

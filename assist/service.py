@@ -42,7 +42,7 @@ from streaming.topics import (
     CALL_TRANSCRIPTS,
 )
 
-from .assistant import Assistant, SuggestRequest, SuggestResult
+from .assistant import Assistant, SuggestRequest, SuggestResult, shed_late
 from .call_state import Due, SummaryRequest, SummaryResult
 from .settings import AssistSettings
 from .summary import Summarizer
@@ -264,7 +264,20 @@ class AssistService:
                 bad.append((req, exc))
         return ok, bad
 
+    def _shed(self, requests: list[SuggestRequest]) -> None:
+        """Load shedding: a request that has already waited past ``shed_context_after_ms`` is
+        retrieved from the caller's words only (one query text, not three), so a backlog drains
+        instead of growing; its card says so (``Suggestion.shed``)."""
+        now = time.perf_counter()
+        for req in shed_late(requests, self.settings.shed_context_after_ms, now):
+            metrics.SHED.labels(service=SERVICE).inc()
+            log.info(
+                "suggestion shed to the caller's words",
+                extra={"call_id": req.call_id, "waited_ms": round(req.waited_ms(now))},
+            )
+
     def _suggest(self, plan: Due) -> None:
+        self._shed(plan.suggest + plan.alone)
         results, failures = self._run(plan.suggest) if plan.suggest else ([], [])
         for req in plan.alone:
             ok, bad = self._run([req])

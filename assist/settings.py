@@ -71,6 +71,19 @@ class AssistSettings(BaseSettings):
     abstain: bool = Field(
         default=True, description="Below the knowledge base's confidence threshold, say no source was found"
     )
+    context_views: bool = Field(
+        default=True,
+        description="The second stage reads the conversation (the counselor's last turn, the history) beside "
+        "the caller's words; off: the caller's words only (one query text a suggestion instead of three; "
+        "what load shedding does to a late request, and how its quality cost is measured)",
+    )
+    shed_context_after_ms: int = Field(
+        default=400,
+        ge=0,
+        description="Load shedding: a suggestion that has waited longer than this since it became due "
+        "(Kafka wait included, the debounce not) is retrieved from the caller's words only, and its "
+        "card says so; 0: never (docs/assist.md, 'Load shedding')",
+    )
 
     # Per-call behaviour -------------------------------------------------------------------------
     recent_turns: int = Field(default=3, ge=1, le=20, description="Caller turns that form a query")

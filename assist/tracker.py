@@ -250,6 +250,7 @@ class CallTracker:
         trig = list(st.pending)
         turns = st.caller_texts(upto=trig[-1])
         first_seen = min(st.first_segment_at.get(s, now) for s in trig)
+        due_since = max(first_seen, st.due_at)  # due_at is NOW (-inf) unless the debounce held it
         return SuggestRequest(
             st.call_id,
             turns,
@@ -260,6 +261,7 @@ class CallTracker:
             # total latency counts from the segment's arrival, debounce included
             started=self.timer() - (now - first_seen),
             conversation=st.conversation(upto=trig[-1]),
+            ready=self.timer() - (now - due_since),
         )
 
     def forget_idle(self, now: float) -> list[str]:
@@ -303,6 +305,7 @@ class CallTracker:
                 draft=result.draft,
                 latency=result.latency,
                 provenance=self.provenance,
+                shed=result.request.caller_only,
             )
         )
         return out

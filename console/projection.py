@@ -167,6 +167,7 @@ def _suggestion(ev: Suggestion) -> dict[str, Any]:
         },
         "latency_ms": round(ev.latency.total_ms, 1),
         "provenance": ev.provenance.model_dump(mode="json") if ev.provenance else None,
+        "shed": ev.shed,
     }
 
 

@@ -326,6 +326,11 @@ class Suggestion(Event):
     draft: DraftAnswer
     latency: StageLatency = Field(default_factory=StageLatency)
     provenance: Provenance | None = Field(default=None, description="How it was made (optional)")
+    shed: bool = Field(
+        default=False,
+        description="Retrieved from the caller's words only, without the conversation, because the "
+        "service was behind (load shedding; added within schema version 1)",
+    )
 
     @model_validator(mode="after")
     def _citations_resolve(self) -> Suggestion:

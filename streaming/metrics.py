@@ -23,6 +23,11 @@ INGEST_REFUSED = Counter(
     "busy, too_fast, max_duration)",
     ["reason"],
 )
+SHED = Counter(
+    "dasan_assist_shed_total",
+    "Suggestions retrieved from the caller's words only because they had waited too long (load shedding)",
+    ["service"],
+)
 ERRORS = Counter("dasan_errors_total", "Errors by service and kind", ["service", "kind"])
 CONSUMER_LAG = Gauge("dasan_consumer_lag", "Records behind the end of the assigned partitions", ["group"])
 ACTIVE_CALLS = Gauge("dasan_active_calls", "Calls currently followed by this instance", ["service"])

@@ -191,6 +191,7 @@ const Dasan = (() => {
           card.append(el("details", { class: "related-sources" }, el("summary", { text: `관련 조문 ${related.length}건` }), ol));
         }
       }
+      if (ev.shed) card.append(el("p", { class: "shed muted", text: "접수가 몰려 대화 맥락 없이 고객의 말만으로 찾은 결과입니다. 조문을 한 번 더 확인해 주세요." }));
       if (this.opts.readonly) card.append(provenanceLine(ev.provenance));
       if (!this.opts.readonly && !ev.draft.abstained) card.append(this.feedbackBar(ev));
       else if (!this.opts.readonly) card.append(this.feedbackBar(ev, true));

@@ -396,3 +396,23 @@ def test_roles_have_their_groups_and_topics() -> None:
         ("call.events", "call.transcripts", "assist.suggestions.shadow"),
         ("assist.suggestions.shadow",),
     )
+
+
+def test_a_request_waits_from_when_it_became_due_not_through_its_debounce(assistant: Any) -> None:
+    """Load shedding counts a request's wait from the end of its debounce (a wait by design), Kafka's
+    wait included; past ``shed_context_after_ms`` it is retrieved from the caller's words only."""
+    from assist.assistant import shed_late
+
+    clock = [50.0]
+    tr = CallTracker(AssistSettings(debounce_ms=600), assistant.evidence_terms, timer=lambda: clock[0])
+    tr.apply(seg("a", "s3", Channel.caller, ID_CARD, 10.0), T0, queue_ms=30.0)
+    assert suggestions(Run(assistant, tr).tick(T0))
+    tr.apply(seg("a", "s5", Channel.caller, PARKING, 12.2), T0 + 1, queue_ms=40.0)  # held by the debounce
+    (req,) = tr.due(T0 + 1.6).suggest
+    assert req.ready is not None and req.ready - req.started == pytest.approx(0.6)
+    assert req.waited_ms(now=req.ready) == pytest.approx(40.0)  # only Kafka's wait so far
+    assert shed_late([req], 400, now=req.ready + 0.3) == [] and not req.caller_only
+    assert shed_late([req], 0, now=req.ready + 9.0) == []  # 0: never
+    assert shed_late([req], 400, now=req.ready + 0.4) == [req] and req.caller_only
+    events = tr.events_for(assistant.suggest_many([req])[0])
+    assert [e.shed for e in suggestions(events)] == [True]

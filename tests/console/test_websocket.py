@@ -144,3 +144,13 @@ def test_client_that_never_reads_is_dropped_and_can_resume(
                     seqs += [i["seq"] for i in msg["items"]]
         assert seqs == list(range(1, total + 1))
         assert n >= settings.ws_queue_max
+
+
+def test_a_shed_card_tells_the_counselor_it_was_made_without_the_conversation(call_script) -> None:
+    """Load shedding (assist): the browser payload carries ``shed``, which common.js shows as a note."""
+    from console.projection import payload_of
+
+    call = call_script()
+    card = call.suggestion(1, "seg-1", 3.0)
+    assert payload_of(card)["shed"] is False
+    assert payload_of(card.model_copy(update={"shed": True}))["shed"] is True

@@ -218,3 +218,41 @@ def test_the_counselors_last_turn_is_evidence_for_a_thin_follow_up(dense_kb) -> 
     ia = [int(np.flatnonzero(a.articles == x)[0]) for x in common]
     ib = [int(np.flatnonzero(b.articles == x)[0]) for x in common]
     assert np.allclose(a.X[ia, t], b.X[ib, t], atol=1e-5)
+
+
+def test_a_shed_request_asks_the_caller_words_once_and_is_ranked_as_a_first_question(dense_kb) -> None:
+    """Load shedding (assist.service): a late request is retrieved from the caller's words only — one
+    query text instead of three, the ranker's caller-words model — and gives what a question with no
+    conversation gives."""
+    from assist.assistant import Assistant, SuggestRequest
+    from assist.knowledge.rerank import Conversation
+    from assist.settings import AssistSettings
+
+    assistant = Assistant(dense_kb, AssistSettings())
+    assert assistant.reranker is not None
+    conv = [
+        ("caller", "아파트 앞 인도에 차가 올라와 있어요."),
+        ("counselor", "소화전 같은 소방용수시설 주변에는 주차와 정차가 금지되어 있습니다."),
+        ("caller", "그럼 거기는 몇 미터까지 안 되는 거예요?"),
+    ]
+    seen: list[int] = []
+    original = dense_kb.searcher.encode_queries
+
+    def spy(texts):
+        seen.append(len(texts))
+        return original(texts)
+
+    dense_kb.searcher.encode_queries = spy
+    try:
+
+        def request(**kw):
+            return SuggestRequest("c", [t for w, t in conv if w == "caller"], ["s"], conversation=conv, **kw)
+
+        full = assistant.suggest_many([request()])[0]
+        shed = assistant.suggest_many([request(caller_only=True)])[0]
+        alone = assistant.reranker.rank([Conversation(shed.query)], assistant.settings.top_k)[0]
+    finally:
+        del dense_kb.searcher.encode_queries
+    assert seen == [3, 1, 1]
+    assert [h.doc_id for h in shed.hits] == [h.doc_id for h in alone]
+    assert full.request.caller_only is False and shed.request.caller_only is True
