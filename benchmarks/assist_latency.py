@@ -191,7 +191,7 @@ def main() -> int:
     e2e: list[float] = []
     total: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in ("masking", "keywords", "retrieval", "draft", "queue")}
-    abstained = 0
+    abstained = shed = 0
     for sid, t_sent in sent.items():
         got = received.get(sid)
         if got is None:
@@ -200,6 +200,7 @@ def main() -> int:
         e2e.append((t_recv - t_sent) * 1000)
         total.append(ev.latency.total_ms)
         abstained += 1 if ev.draft.abstained else 0
+        shed += 1 if ev.shed else 0
         for k in stages:
             stages[k].append(getattr(ev.latency, f"{k}_ms"))
     result = {
@@ -211,10 +212,14 @@ def main() -> int:
             "generator": "grounded",
             "kb": assistant.kb.info(),
             "kb_load_s": round(load_s, 1),
+            # load shedding: a late suggestion retrieved from the caller's words only (docs/assist.md)
+            "shed_context_after_ms": settings.shed_context_after_ms,
+            "context_views": settings.context_views,
         },
         "segments_sent": len(sent),
         "suggestions_received": len(e2e),
         "abstained": abstained,
+        "shed": shed,
         "throughput_per_s": round(len(sent) / args.duration, 2),
         "end_to_end_ms": {
             "p50": pct(e2e, 50),
@@ -232,7 +237,7 @@ def main() -> int:
         f"assist latency — {args.calls} concurrent calls, {args.duration:.0f} s, grounded, kb dense={result['config']['kb']['dense']}"
     )
     print(
-        f"segments sent {len(sent)} ({result['throughput_per_s']}/s), suggestions received {len(e2e)}, abstained {abstained}"
+        f"segments sent {len(sent)} ({result['throughput_per_s']}/s), suggestions received {len(e2e)}, abstained {abstained}, shed {shed}"
     )
     print(f"{'measure':<28}{'p50 ms':>10}{'p95 ms':>10}")
     print(

@@ -156,7 +156,8 @@ def test_live_call_review_and_replay(
             ),
             call.segment(3, HOSTILE, final=True, t=9),
             call.keywords(["불법주차", "횡단보도", "신고"], 7),
-            call.suggestion(1, seg1, 7.5),
+            # a card the assist shed under load (the caller's words only) says so
+            call.suggestion(1, seg1, 7.5).model_copy(update={"shed": True}),
         )
         page.wait_for_selector(f'[data-segment-id="{seg1}"].final', timeout=30_000)
         assert page.locator(f'[data-segment-id="{seg1}"]').count() == 1  # replaced in place
@@ -170,6 +171,7 @@ def test_live_call_review_and_replay(
         )
         assert page.evaluate("window.__pwned") is None and not dialogs
         assert page.locator(".chip").all_inner_texts() == ["불법주차", "횡단보도", "신고"]
+        assert "대화 맥락 없이" in page.inner_text(".sugg .shed")
         page.wait_for_selector("#history-box:not([hidden])", timeout=10_000)
         assert "주정차" in page.inner_text("#history")
         assert "스크립트 통화" in page.inner_text("#call-source")
