@@ -5,10 +5,13 @@ environment variables, on free loopback ports (``dasan.stack``), and waited for 
 ``/readyz`` for as long as it shows progress.
 
 The assist service uses a slice of the corpus (the articles the dev calls and utterances need,
-plus neighbours). Its indexes are built once, here in the test process (``slice_indexes``), and
-every assist process loads them: a service that found no matching index would build one, which the
-start helpers refuse (the index key covers the corpus, the analyser and every setting that changes
-a vector, so a mismatch there means the services and the tests disagree on a setting).
+plus neighbours), BM25 only; the bad-input stack's assist runs hybrid (BM25 and vectors) on a
+smaller slice of that slice (``hybrid_env``: its tests check what bad input does to the services,
+not retrieval, and embedding is what costs in a build). The indexes are built once, here in the
+test process (``slice_indexes``), and every assist process loads them: a service that found no
+matching index would build one, which the start helpers refuse (the index key covers the corpus,
+the analyser and every setting that changes a vector, so a mismatch there means the services and
+the tests disagree on a setting).
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ from tests.kafka_util import broker_settings, running_broker
 
 REPO = Path(__file__).resolve().parents[2]
 # Index folders are keyed by corpus content, models and settings: a cache across sessions is safe,
-# and spares the slice's build (1.5 min on a quiet 2-core AVX-512 machine, 4 under load).
+# and spares the slices' builds on a later run.
 KB_CACHE = REPO / "var" / "test-cache" / "e2e-kb"
 # These tests check behaviour, not retrieval quality: 64-token article vectors build the slice
 # about 3x faster than the 256-token default (docs/knowledge.md has both figures).
 MAX_SEQ_LENGTH = 64
+# The hybrid slice: the first articles of every law in ``corpus_slice`` (≈80 records: embedding all
+# ≈420 made the bad-input stack's first set-up 254 s instead of 170 s on a loaded 2-core machine).
+HYBRID_PER_LAW = 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -89,18 +95,44 @@ def corpus_slice(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
-def slice_indexes(corpus_slice: Path) -> dict[str, Path]:
-    """The slice's two indexes, built here once (or found in the cache): ``hybrid`` (BM25 and
-    64-token vectors, what the assist services of these tests load by default) and ``lexical``
-    (BM25 only, for tests that set ``DASAN_KB_DENSE_ENABLED=false``). The same environment reaches
-    the services, so they compute the same keys and load these folders."""
+def hybrid_slice(corpus_slice: Path) -> Path:
+    """The first ``HYBRID_PER_LAW`` articles of every law in ``corpus_slice`` (≈80 records)."""
+    out = corpus_slice.with_name("hybrid-slice.jsonl")
+    per_law: dict[str, int] = {}
+    kept = []
+    for line in corpus_slice.read_text(encoding="utf-8").splitlines():
+        law = json.loads(line)["law_name"]
+        if per_law.get(law, 0) < HYBRID_PER_LAW:
+            per_law[law] = per_law.get(law, 0) + 1
+            kept.append(line)
+    assert len(kept) > 50
+    out.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="session")
+def hybrid_env(hybrid_slice: Path) -> dict[str, str]:
+    """What an assist service needs over ``e2e_env`` to load the ``hybrid`` index (``slice_indexes``)."""
+    return {"DASAN_KB_CORPUS_PATHS": json.dumps([str(hybrid_slice)])}
+
+
+@pytest.fixture(scope="session")
+def slice_indexes(corpus_slice: Path, hybrid_slice: Path) -> dict[str, Path]:
+    """The slices' two indexes, built here once (or found in the cache): ``lexical`` (BM25 only, of
+    ``corpus_slice``: the assist services of tests that set ``DASAN_KB_DENSE_ENABLED=false``) and
+    ``hybrid`` (BM25 and 64-token vectors, the services' default, of ``hybrid_slice``: for services
+    started with ``hybrid_env``). The same environment reaches the services, so they compute the
+    same keys and load these folders."""
     from assist.knowledge import KnowledgeBase, KnowledgeSettings
 
     out = {}
-    variants: tuple[tuple[str, dict[str, Any]], ...] = (("hybrid", {}), ("lexical", {"dense_enabled": False}))
-    for name, over in variants:
+    variants: tuple[tuple[str, Path, dict[str, Any]], ...] = (
+        ("hybrid", hybrid_slice, {}),
+        ("lexical", corpus_slice, {"dense_enabled": False}),
+    )
+    for name, corpus, over in variants:
         settings = KnowledgeSettings(
-            corpus_paths=[corpus_slice], index_dir=KB_CACHE, max_seq_length=MAX_SEQ_LENGTH, **over
+            corpus_paths=[corpus], index_dir=KB_CACHE, max_seq_length=MAX_SEQ_LENGTH, **over
         )
         path = KnowledgeBase.index_path(settings)
         if not (path / "manifest.json").is_file():

@@ -127,9 +127,11 @@ def test_update_reembeds_only_changed_records(dense_kb, small) -> None:
     changed = [dict(r) for r in small]
     changed[0]["text"] = changed[0]["text"] + " 개정 문구 추가."
     added = {**changed[1], "id": "테스트/제1조", "text": "새 안내 항목입니다."}
-    new = KnowledgeBase.build(
-        [*changed, added], dense_kb.settings, reuse=KnowledgeBase.load(path, dense_kb.settings)
-    )
+    # the saved vectors, read back from disk; the model and analyser already loaded are dense_kb's
+    # (spares two model loads and a kiwipiepy start: neither is what is tested here)
+    enc = dense_kb.encoder
+    saved = KnowledgeBase.load(path, dense_kb.settings, encoder=enc, analyzer=dense_kb.analyzer)
+    new = KnowledgeBase.build([*changed, added], dense_kb.settings, reuse=saved, encoder=enc)
     assert new.build_stats["embedded"] == 2
     same = [i for i, r in enumerate(new.records) if i > 1 and r.id != "테스트/제1조"]
     assert new.dense is not None and dense_kb.dense is not None

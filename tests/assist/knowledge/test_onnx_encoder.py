@@ -91,9 +91,11 @@ def test_a_loaded_index_is_queried_by_the_fp32_export(
     s = KnowledgeSettings(
         embedding_model_path=sliced_model, index_dir=tmp_path, dense_backend="torch", max_seq_length=64
     )
-    path = KnowledgeBase.build(corpus_slice[:60], s, progress=False).save()
-    auto = KnowledgeBase.load(path, s)
-    same = KnowledgeBase.load(path, s.model_copy(update={"query_backend": "same"}))
+    built = KnowledgeBase.build(corpus_slice[:60], s, progress=False)
+    path = built.save()
+    # the build's analyser (the index's fingerprint): spares two kiwipiepy starts, picks no encoder
+    auto = KnowledgeBase.load(path, s, analyzer=built.analyzer)
+    same = KnowledgeBase.load(path, s.model_copy(update={"query_backend": "same"}), analyzer=built.analyzer)
     assert auto.key == same.key
     assert auto.encoder is not None and same.encoder is not None
     assert (auto.encoder.backend, same.encoder.backend) == ("onnx-fp32", "torch")
@@ -114,8 +116,9 @@ def test_a_bf16_index_gives_small_query_batches_to_onnx_fp32(
     s = KnowledgeSettings(
         embedding_model_path=sliced_model, index_dir=tmp_path, dense_backend="bf16", max_seq_length=64
     )
-    path = KnowledgeBase.build(corpus_slice[:40], s, progress=False).save()
-    kb = KnowledgeBase.load(path, s)
+    built = KnowledgeBase.build(corpus_slice[:40], s, progress=False)
+    path = built.save()
+    kb = KnowledgeBase.load(path, s, analyzer=built.analyzer)  # the build's analyser: one kiwipiepy start
     enc = kb.encoder
     assert enc is not None and (enc.backend, enc.small_backend, enc.small_batch_max) == (
         "bf16",
@@ -129,7 +132,7 @@ def test_a_bf16_index_gives_small_query_batches_to_onnx_fp32(
     four = enc._embed_queries([enc.query_prompt + q for q in queries])  # one batch of four: bf16
     assert enc.small_batches == 4
     assert (one * four).sum(1).min() >= 0.999
-    plain = KnowledgeBase.load(path, s.model_copy(update={"query_small_batch": 0}))
+    plain = KnowledgeBase.load(path, s.model_copy(update={"query_small_batch": 0}), analyzer=built.analyzer)
     assert plain.encoder is not None and plain.encoder.small_model is None
 
 

@@ -18,9 +18,13 @@ from .harness import COUNSELOR, IDLE_TIMEOUT_S, PASSWORD, WS_QUEUE_MAX, BadInput
 
 @pytest.fixture(scope="package")
 def stack(
-    e2e_env: dict[str, str], kafka_settings: Any, tmp_path_factory: pytest.TempPathFactory
+    e2e_env: dict[str, str],
+    hybrid_env: dict[str, str],
+    kafka_settings: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BadInputStack]:
-    """The four services, each with its own consumer group."""
+    """The four services, each with its own consumer group; assist hybrid (BM25 and vectors), as
+    production runs it, on the small hybrid slice (``tests/e2e/conftest.py``)."""
     u = uuid.uuid4().hex[:8]
     log_dir = tmp_path_factory.mktemp("bad-input-logs")
     groups = {
@@ -34,7 +38,7 @@ def stack(
     services = [
         Service.of("asr-gateway", env={"DASAN_ASR_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S)}),
         Service.of("asr-worker", env={"DASAN_ASR_GROUP_ID": groups["asr-worker"]}),
-        Service.of("assist", env={"DASAN_ASSIST_GROUP_ID": groups["assist"]}),
+        Service.of("assist", env={**hybrid_env, "DASAN_ASSIST_GROUP_ID": groups["assist"]}),
         Service.of(
             "console",
             env={
