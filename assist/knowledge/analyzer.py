@@ -12,6 +12,8 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Any
 
 from .lexicon import DOMAIN_TERMS, VARIANTS
 
@@ -39,6 +41,24 @@ def _fingerprint(terms: Iterable[str], variants: dict[str, list[str]], typo_tole
     return h.hexdigest()[:16]
 
 
+_PLAIN_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _plain_kiwi() -> Any:
+    """One kiwipiepy without a user dictionary per process (a start costs seconds): it only splits
+    dictionary terms into their nouns, which every analyser does for the same domain terms."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi()
+
+
+@lru_cache(maxsize=65_536)
+def _noun_parts(term: str) -> tuple[str, ...]:
+    with _PLAIN_LOCK:
+        return tuple(t.form for t in _plain_kiwi().tokenize(term) if t.tag in NOUN_TAGS or t.tag == "XR")
+
+
 def analyzer_fingerprint(extra_terms: Iterable[str] = (), typo_tolerant: bool = False) -> str:
     """The fingerprint of ``KoreanAnalyzer(extra_terms, typo_tolerant)`` without building it (an index
     key is computed on every start; building the analyser loads kiwipiepy twice and takes seconds)."""
@@ -53,7 +73,6 @@ class KoreanAnalyzer:
         from kiwipiepy import Kiwi
 
         self._lock = threading.Lock()
-        self._base = Kiwi()
         self._kiwi = Kiwi(typos="basic") if typo_tolerant else Kiwi()
         self.typo_tolerant = typo_tolerant
         self.terms: set[str] = set()
@@ -69,7 +88,7 @@ class KoreanAnalyzer:
         for term in _dictionary_terms(terms):
             if term in self.terms:
                 continue
-            parts = [t.form for t in self._base.tokenize(term) if t.tag in NOUN_TAGS or t.tag == "XR"]
+            parts = list(_noun_parts(term))
             self._kiwi.add_user_word(term, "NNG", 0.0)
             self.terms.add(term)
             if len(parts) > 1:
