@@ -99,8 +99,12 @@ def test_a_window_decodes_the_same_whatever_it_is_batched_with(
         req = DecodeRequest("a", "a:0", x, True, 1, 0.0, len(x) / SR, speech_s=len(x) / SR)
         twin = DecodeRequest("b", "b:0", x[::-1].copy(), True, 1, 0.0, len(x) / SR, speech_s=len(x) / SR)
         (alone,) = whisper_decoder.decode([req])
-        assert whisper_decoder.decode([req, other])[0] == alone, name
-        assert whisper_decoder.decode([twin, req])[1] == alone, name
+        for got in (whisper_decoder.decode([req, other])[0], whisper_decoder.decode([twin, req])[1]):
+            # the text exactly; the scores to float noise: on a CPU without AVX-512 CTranslate2's
+            # int8 kernels round differently by batch shape (seen: -0.1843330 alone vs -0.1843333)
+            assert got.text == alone.text, name
+            assert got.avg_logprob == pytest.approx(alone.avg_logprob, abs=1e-4), name
+            assert got.no_speech_prob == pytest.approx(alone.no_speech_prob, abs=1e-4), name
 
 
 def test_long_call_no_drift_no_repeats(
