@@ -268,6 +268,8 @@ class AssistService:
         """Load shedding: a request that has already waited past ``shed_context_after_ms`` is
         retrieved from the caller's words only (one query text, not three), so a backlog drains
         instead of growing; its card says so (``Suggestion.shed``)."""
+        if self.assistant.reranker is None:
+            return  # without the second stage a card already asks one text: nothing to shed
         now = time.perf_counter()
         for req in shed_late(requests, self.settings.shed_context_after_ms, now):
             metrics.SHED.labels(service=SERVICE).inc()
