@@ -61,7 +61,7 @@ def _noun_parts(term: str) -> tuple[str, ...]:
 
 def analyzer_fingerprint(extra_terms: Iterable[str] = (), typo_tolerant: bool = False) -> str:
     """The fingerprint of ``KoreanAnalyzer(extra_terms, typo_tolerant)`` without building it (an index
-    key is computed on every start; building the analyser loads kiwipiepy twice and takes seconds)."""
+    key is computed on every start; building the analyser starts kiwipiepy and takes seconds)."""
     terms = {*_dictionary_terms(DOMAIN_TERMS), *_dictionary_terms(extra_terms)}
     return _fingerprint(terms, {k.lower(): v for k, v in VARIANTS.items()}, typo_tolerant)
 
