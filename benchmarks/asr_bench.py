@@ -98,13 +98,21 @@ def bench_cer(dec: WhisperDecoder, settings: AsrSettings, rows: list[dict]) -> d
     out: dict[str, Any] = {}
     for band in ("16k", "8k", "mulaw"):
         refs, stream, offline = [], [], []
+        finals = 0  # pieces the end-pointing cut the recordings into (one sentence each: 1 is ideal)
         for r in rows:
             x, rate = telephone(r["x"], r["rate"], band)
             refs.append(r["text"])
             res = transcribe_array(x, rate, dec.decode, settings.policy_options(), partials=False)
             stream.append(res["caller"].text)
+            finals += len(res["caller"].finals)
             offline.append(offline_transcribe(dec.model, x, rate, settings))
-        out[band] = {"streaming": round(cer(refs, stream), 4), "offline": round(cer(refs, offline), 4)}
+        out[band] = {
+            "streaming": round(cer(refs, stream), 4),
+            "offline": round(cer(refs, offline), 4),
+            "finals": finals,
+            "recordings": len(rows),
+            "vad_min_silence_ms": settings.vad_min_silence_ms,
+        }
     return out
 
 

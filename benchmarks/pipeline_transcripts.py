@@ -79,6 +79,7 @@ def run_level(
     final_sent: dict[str, float] = {}  # caller segment id → wall time the final was sent
     sugg_kafka: dict[str, float] = {}  # segment id → suggestion produced_at
     summary_kafka: dict[str, float] = {}
+    shed: set[str] = set()  # segment ids whose card was retrieved from the caller's words only
     screen = ScreenLog()
     lock = screen.lock
     sugg_ws, summary_ws, ended_at = screen.suggestion, screen.summary, screen.ended
@@ -93,6 +94,8 @@ def run_level(
             if isinstance(event, Suggestion):
                 for sid in event.trigger_segment_ids:
                     sugg_kafka.setdefault(sid, event.produced_at.timestamp())
+                    if event.shed:  # load shedding (docs/assist.md)
+                        shed.add(sid)
             elif isinstance(event, CallSummary):
                 summary_kafka.setdefault(event.call_id, event.produced_at.timestamp())
 
@@ -197,6 +200,7 @@ def run_level(
             "caller_finals": len(final_sent),
             "suggestions": len(kafka_lat),
             "suggestions_on_screen": len(ws_lat),
+            "shed": sum(1 for s in final_sent if s in shed),
             "sugg_kafka_p50_ms": pct(kafka_lat, 50),
             "sugg_kafka_p95_ms": pct(kafka_lat, 95),
             "sugg_kafka_p99_ms": pct(kafka_lat, 99),
