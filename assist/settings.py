@@ -93,6 +93,11 @@ class AssistSettings(BaseSettings):
     min_evidence_terms: int = Field(
         default=1, ge=0, description="A caller segment triggers only if it adds this many content nouns"
     )
+    skip_closings: bool = Field(
+        default=True,
+        description="A caller turn that only closes (thanks, acknowledges, says what they will do; no "
+        "question) puts no new card up (assist/dialogue.py)",
+    )
     debounce_ms: int = Field(
         default=600,
         ge=0,

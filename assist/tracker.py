@@ -7,7 +7,8 @@ Per call (keyed by call id; :class:`assist.call_state.CallState`) it keeps the m
 waiting for a suggestion, the segments already covered by a published suggestion, what is on screen,
 and the keywords shown.
 
-- Only **final caller** segments that add evidence (content nouns) trigger; partials never do.
+- Only **final caller** segments that add evidence (content nouns) trigger; partials never do, nor
+  a closing (thanks, "일단 의견서부터 내 볼게요"; :func:`assist.dialogue.is_closing`).
 - **Debounce** on the audio clock: a final caller segment that starts within ``debounce_ms`` of the
   previous trigger's end waits that long, so a sentence the recogniser cut in two yields one
   suggestion with both segment ids. Segments of several calls due at the same moment are retrieved
@@ -58,6 +59,7 @@ from streaming.privacy import mask_text
 
 from .assistant import SuggestRequest, SuggestResult, district_of
 from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, card_of, shown_key
+from .dialogue import is_closing
 from .settings import AssistSettings
 from .summary import SummaryParts
 
@@ -183,6 +185,8 @@ class CallTracker:
         if seg.channel != Channel.caller:
             return
         if len(self.evidence(masked)) < self.settings.min_evidence_terms or not masked.strip():
+            return
+        if self.settings.skip_closings and is_closing(masked):  # thanks, "그렇게 할게요": no new card
             return
         if seg.segment_id in st.covered:  # its card came first (the summaries role reads two topics)
             return

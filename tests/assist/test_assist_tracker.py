@@ -416,3 +416,21 @@ def test_a_request_waits_from_when_it_became_due_not_through_its_debounce(assist
     assert shed_late([req], 400, now=req.ready + 0.4) == [req] and req.caller_only
     events = tr.events_for(assistant.suggest_many([req])[0])
     assert [e.shed for e in suggestions(events)] == [True]
+
+
+def test_a_closing_puts_no_new_card_up_but_stays_in_the_conversation(assistant: Any) -> None:
+    closing = "네, 알겠어요. 일단 계량기 검사 신청부터 해 볼게요. 감사합니다."
+    for skip, expected in ((True, []), (False, [["s2"]])):
+        tr = tracker(assistant, skip_closings=skip)
+        tr.apply(CallStarted(call_id="a", counselor_id="c7"), T0)
+        tr.apply(seg("a", "s1", Channel.caller, METER, 0.0), T0)
+        assert [r.trigger_segment_ids for r in tr.due(T0).suggest] == [["s1"]]
+        tr.calls["a"].pending.clear()  # as if its card were published
+        tr.apply(seg("a", "s2", Channel.caller, closing, 20.0), T0 + 20)
+        assert [r.trigger_segment_ids for r in tr.due(T0 + 20).suggest] == expected
+        assert "s2" in tr.calls["a"].segments  # the next question still reads it
+    # a question after thanks is a question
+    tr = tracker(assistant)
+    tr.apply(CallStarted(call_id="b", counselor_id="c7"), T0)
+    tr.apply(seg("b", "s1", Channel.caller, "감사합니다. 그런데 계량기 검사 수수료는 얼마예요", 0.0), T0)
+    assert [r.trigger_segment_ids for r in tr.due(T0).suggest] == [["s1"]]
