@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,17 +179,30 @@ def start_ready(stack: Stack, *services: Service) -> None:
     )
 
 
-@pytest.fixture()
-def start_service(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """start_service(kind, name=kind, env=None, args=()) → a ready Service (stopped after the test)."""
-    stack = Stack(e2e_env, tmp_path)
+class ServiceStarter:
+    """Starts services of a test in one :class:`Stack` (stopped, newest first, after the test)."""
 
-    def start(
-        kind: str, name: str | None = None, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def __call__(
+        self, kind: str, name: str | None = None, env: dict[str, str] | None = None, args: Sequence[str] = ()
     ) -> Service:
-        svc = Service.of(kind, name=name, env=env, args=args)
-        start_ready(stack, svc)
+        """(kind, name=kind, env=None, args=()) → a ready Service."""
+        (svc,) = self.together(Service.of(kind, name=name, env=env, args=args))
         return svc
 
-    yield start
+    def together(self, *services: Service) -> list[Service]:
+        """Start all of them at once and wait until every one is ready: their starts (model loads,
+        group joins) overlap instead of adding up."""
+        start_ready(self.stack, *services)
+        return list(services)
+
+
+@pytest.fixture()
+def start_service(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceStarter]:
+    """start_service(kind, name=kind, env=None, args=()) → a ready Service;
+    start_service.together(Service.of(...), ...) → several, started at once."""
+    stack = Stack(e2e_env, tmp_path)
+    yield ServiceStarter(stack)
     stack.stop()

@@ -46,6 +46,7 @@ from streaming.events import (
 from streaming.kafka import EventProducer
 from streaming.settings import KafkaSettings
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_TRANSCRIPTS
+from tests.e2e.conftest import ServiceStarter
 from tests.kafka_util import read_topic
 from tests.util import wait_for
 
@@ -267,7 +268,7 @@ def producer(kafka_settings: KafkaSettings) -> Iterator[EventProducer]:
 
 @pytest.mark.timeout(300)
 def test_assist_killed_mid_call_every_caller_segment_gets_exactly_one_card(
-    start_service: Callable[..., Service],
+    start_service: ServiceStarter,
     e2e_env: dict[str, str],
     assist_env: dict[str, str],
     kafka_settings: KafkaSettings,
@@ -280,9 +281,11 @@ def test_assist_killed_mid_call_every_caller_segment_gets_exactly_one_card(
     is SIGKILLed (no commit, no goodbye) and a fresh instance is started in the same group. At the
     end every final caller segment of the call is named by exactly one card on the console — none
     lost, none twice — and the cards on screen are exactly the suggestions on Kafka."""
-    console_svc = start_service("console", env=console_env(unique))
+    console_svc, assist_a = start_service.together(
+        Service.of("console", env=console_env(unique)),
+        Service.of("assist", name="assist-a", env=assist_env, args=["--instance", "A"]),
+    )
     name, password = new_counselor(e2e_env, unique)
-    assist_a = start_service("assist", "assist-a", assist_env, ["--instance", "A"])
     console = Console(console_svc.port, name, password)
     script = next(s for s in load_script(shared_dir / "eval-dev" / "calls.jsonl") if s.call_id == "DCALL03")
     caller_turns = [t for t in script.turns if t["speaker"] != "counselor"]
@@ -385,7 +388,7 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_asr_worker_killed_mid_utterance_call_resumes_without_gap_or_duplicate(
-    start_service: Callable[..., Service],
+    start_service: ServiceStarter,
     kafka_settings: KafkaSettings,
     joined_call_audio: tuple[Path, list[dict]],
     unique: str,
@@ -409,8 +412,10 @@ def test_asr_worker_killed_mid_utterance_call_resumes_without_gap_or_duplicate(
     from asr.evaluate import cer
 
     wav, spans = joined_call_audio
-    gateway = start_service("asr-gateway", env=asr_env(unique))
-    worker_a = start_service("asr-worker", "asr-worker-a", asr_env(unique))
+    gateway, worker_a = start_service.together(
+        Service.of("asr-gateway", env=asr_env(unique)),
+        Service.of("asr-worker", name="asr-worker-a", env=asr_env(unique)),
+    )
     call_id = f"fault-asr-{unique}"
     tail = TopicTail(kafka_settings, CALL_TRANSCRIPTS, call_id)
     tail.start()
@@ -518,7 +523,7 @@ OUTAGE_S = 20.0  # well past the consumers' 6 s session timeout: the groups must
 @pytest.mark.timeout(300)
 def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
     own_broker: Any,  # first: set up before the services, torn down after them
-    start_service: Callable[..., Service],
+    start_service: ServiceStarter,
     e2e_env: dict[str, str],
     assist_env: dict[str, str],
     shared_dir: Path,
@@ -547,10 +552,12 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
     """
     kafka = KafkaSettings(bootstrap=own_broker.bootstrap, max_poll_interval_ms=3000)
     env = {"DASAN_KAFKA_BOOTSTRAP": own_broker.bootstrap}
-    console_svc = start_service("console", env={**console_env(unique), **env})
-    assist = start_service("assist", env={**assist_env, **env})
-    gateway = start_service("asr-gateway", env={**asr_env(unique), **env})
-    services = [console_svc, assist, gateway]
+    services = start_service.together(
+        Service.of("console", env={**console_env(unique), **env}),
+        Service.of("assist", env={**assist_env, **env}),
+        Service.of("asr-gateway", env={**asr_env(unique), **env}),
+    )
+    console_svc, assist, gateway = services
     pids = {s.name: s.pid for s in services}
     name, password = new_counselor(e2e_env, unique)
     console = Console(console_svc.port, name, password)
@@ -617,19 +624,9 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
         # ---- back: ready again without a restart
         wait_for(lambda: all(s.readiness()[0] == 200 for s in services), 60, "every /readyz to be 200 again")
         assert {s.name: s.pid for s in services} == pids
-        wait_for(
-            lambda: any(m.get("recorder_ok") is True for m in f1.status_since(resumed_at)),
-            30,
-            "the console websocket to report the recorder up again",
-        )
 
-        # ---- nothing sent around the outage was lost
-        sim1.join(90)
-        assert not sim1.is_alive() and "error" not in box1, f"call 1 failed: {box1.get('error')!r}"
-        wait_for(lambda: f1.of_type("summary"), 90, "the summary of the call that spanned the outage")
-        wait_for(lambda: set(cards(f1)) >= set(caller1), 60, "a card for every caller segment of call 1")
-
-        # ---- new calls flow end to end: a scripted call, and a call through the ASR gateway
+        # ---- new calls flow end to end: a scripted call, and a call through the ASR gateway, started
+        # as soon as every service is ready again (call 1 is still running: they overlap its end)
         call2 = f"fault-after-{unique}"
         caller2: list[str] = []
         sim2, box2 = play("DCALL05", call2, 10.0, caller2)
@@ -644,10 +641,22 @@ def test_broker_outage_readiness_follows_the_broker_and_calls_flow_after_it(
                 speed=4.0,
             )
         )
+        wait_for(
+            lambda: any(m.get("recorder_ok") is True for m in f1.status_since(resumed_at)),
+            30,
+            "the console websocket to report the recorder up again",
+        )
         f2 = wait_for(
             lambda: console.follow(call2) if console.events(call2) else None, 60, "call 2 on the console"
         )
         followers.append(f2)
+
+        # ---- nothing sent around the outage was lost
+        sim1.join(90)
+        assert not sim1.is_alive() and "error" not in box1, f"call 1 failed: {box1.get('error')!r}"
+        wait_for(lambda: f1.of_type("summary"), 90, "the summary of the call that spanned the outage")
+        wait_for(lambda: set(cards(f1)) >= set(caller1), 60, "a card for every caller segment of call 1")
+
         sim2.join(60)
         ingest.join(60)
         assert "error" not in box2 and "error" not in box3, (box2.get("error"), box3.get("error"))
