@@ -53,7 +53,8 @@ _QUESTION_WORDS = (
     "어때",
 )
 # interrogative endings (with or without a question mark)
-_QUESTION_ENDINGS = ("나요", "까요", "가요", "는지", "을지", "죠", "을까", "습니까", "니까요")
+# (…ㄹ지 after any ㄹ-final syllable, 을지 included, is _rieul_question's)
+_QUESTION_ENDINGS = ("나요", "까요", "가요", "는지", "죠", "을까", "습니까", "니까요")
 _TRAILING = " \t\r\n.,!~…·-ㅎㅋ"
 
 
