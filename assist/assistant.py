@@ -108,6 +108,22 @@ def district_filters(district: str | None) -> Any:
     return SearchFilters(applies_in=f"서울특별시 {district}") if district else None
 
 
+def turns_before_trigger(turns: Sequence[tuple[str, str]], n_trigger: int = 1) -> list[tuple[str, str]]:
+    """The conversation before the trigger: the last ``n_trigger`` caller turns are the question,
+    everything before them is context."""
+    k = len(turns)
+    seen = 0
+    while k > 0 and seen < n_trigger:
+        k -= 1
+        if turns[k][0] == "caller":
+            seen += 1
+    return list(turns[:k])
+
+
+def last_counselor_turn(turns: Sequence[tuple[str, str]]) -> str:
+    return next((t for who, t in reversed(turns) if who == "counselor"), "")
+
+
 def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_trigger: int = 1) -> Any:
     """The retrieval question of a conversation whose last turn(s) are the caller's trigger: the
     caller's recent turns (as the first stage searches them), the counselor's last turn before the
@@ -116,15 +132,8 @@ def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_t
 
     caller = [t for who, t in turns if who == "caller"]
     text = assistant.build_query(assistant.context_turns(caller, n_trigger)) if caller else ""
-    # the trigger's own caller turns are the question; everything before them is context
-    k = len(turns)
-    seen = 0
-    while k > 0 and seen < n_trigger:
-        k -= 1
-        if turns[k][0] == "caller":
-            seen += 1
-    before = list(turns[:k])
-    counselor = next((t for who, t in reversed(before) if who == "counselor"), "")
+    before = turns_before_trigger(turns, n_trigger)
+    counselor = last_counselor_turn(before)
     history = " ".join(t for _w, t in before)
     district = district_of([t for _w, t in turns])
     return Conversation(text, counselor, history, district, assistant.filters(district))
@@ -341,7 +350,12 @@ class Assistant:
             hits = hits_all[i]
             t0 = time.perf_counter()
             confident = self.confident(hits)
-            draft = self.generator.draft(queries[i], hits, confident)
+            context = (
+                last_counselor_turn(turns_before_trigger(req.conversation, len(req.trigger_segment_ids) or 1))
+                if req.conversation
+                else ""
+            )
+            draft = self.generator.draft(queries[i], hits, confident, context)
             if draft.abstained:
                 draft = draft.model_copy(update={"abstain_reason": self.abstain_reason(hits, confident)})
             draft_ms = (time.perf_counter() - t0) * 1000

@@ -56,6 +56,20 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     ev.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
     ev.set_defaults(func=cmd_eval)
 
+    sen = groups["eval"].add_parser(
+        "sentences",
+        help="Which statute sentence the grounded draft reads, against the counselor's next turn "
+        "(cross-validates draft_context_weight)",
+    )
+    sen.add_argument(
+        "--train", type=Path, nargs="+", required=True, help="calls.jsonl files to cross-validate on"
+    )
+    sen.add_argument("--unseen", type=Path, nargs="*", default=[], help="calls.jsonl files only measured")
+    sen.add_argument("--folds", type=int, default=5, help="Folds of calls (default 5)")
+    sen.add_argument("--save", type=Path, default=None, help="Also write the JSON result to this file")
+    sen.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
+    sen.set_defaults(func=cmd_eval_sentences)
+
     from assist.knowledge import cli as knowledge_cli
 
     knowledge_cli.register(sub, groups)
@@ -167,6 +181,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     else:
         print(format_table(result))
+    return 0
+
+
+def _read_calls(paths: list[Path]) -> list[dict[str, Any]]:
+    return [json.loads(line) for p in paths for line in p.read_text().splitlines() if line.strip()]
+
+
+def cmd_eval_sentences(args: argparse.Namespace) -> int:
+    from . import eval_sentences as es
+
+    assistant = _assistant("grounded", args.index)
+    cases, tried = es.collect(assistant, _read_calls(args.train))
+    print(
+        f"train: {tried} labelled caller turns, {len(cases)} with a right top article of ≥ 2 sentences",
+        file=sys.stderr,
+    )
+    result: dict[str, Any] = {"train": es.cross_validate(assistant, cases, args.folds), "train_turns": tried}
+    cv = result["train"]
+    chosen = max(cv["by_weight"], key=lambda w: (cv["by_weight"][w]["agreement"], -abs(float(w) - 0.5)))
+    result["chosen_on_all_training"] = float(chosen)
+    if args.unseen:
+        u_cases, u_tried = es.collect(assistant, _read_calls(args.unseen))
+        result["unseen"] = es.evaluate(assistant, u_cases, es.WEIGHTS) | {"turns": u_tried}
+    for fold in cv["held_out"]:
+        print(
+            f"fold {fold['fold']}: weight {fold['weight']}  held-out agreement {fold['agreement']} "
+            f"({fold['cases']} cases)"
+        )
+    print(
+        f"held-out mean {cv['held_out_mean']}; by weight (all folds): "
+        + ", ".join(f"{w}: {v['agreement']}" for w, v in cv["by_weight"].items())
+    )
+    if "unseen" in result:
+        print("unseen: " + json.dumps(result["unseen"]))
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     return 0
 
 

@@ -60,7 +60,10 @@ class Hit(Protocol):
 class DraftGenerator(Protocol):
     name: str
 
-    def draft(self, query: str, hits: Sequence[Hit], confident: bool) -> DraftAnswer: ...
+    def draft(self, query: str, hits: Sequence[Hit], confident: bool, context: str = "") -> DraftAnswer:
+        """``context``: what was said just before the question (the counselor's last words), which
+        a follow-up such as "그 60일을 넘기면요?" leans on."""
+        ...
 
 
 def abstention(generator: str, reason: str = ABSTAIN_TEXT) -> DraftAnswer:
@@ -93,7 +96,21 @@ class GroundedGenerator:
             out.append(score)
         return out
 
-    def select(self, query: str, hits: Sequence[Hit]) -> list[tuple[Hit, list[str]]]:
+    def terms(self, query: str, context: str = "") -> dict[str, float]:
+        """Weighted terms a statute sentence is chosen by: the question's content morphemes at their
+        idf, and those of ``context`` (the counselor's last words) that the question lacks at
+        ``draft_context_weight`` × idf."""
+        texts = [query, context] if context and self.settings.draft_context_weight > 0 else [query]
+        toks = self.morphs(texts)
+        out = {t: max(self.idf(t), 0.05) for t in toks[0] if len(t) > 1 or t.isdigit()}
+        if len(toks) > 1:
+            w = self.settings.draft_context_weight
+            for t in toks[1]:
+                if (len(t) > 1 or t.isdigit()) and t not in out:
+                    out[t] = w * max(self.idf(t), 0.05)
+        return out
+
+    def select(self, query: str, hits: Sequence[Hit], context: str = "") -> list[tuple[Hit, list[str]]]:
         """For each passage drafted from, the statute sentences chosen (in reading order)."""
         s = self.settings
         if not hits:
@@ -102,8 +119,7 @@ class GroundedGenerator:
         chosen = [
             h for h in hits[: s.draft_passages] if h.score >= s.draft_relative_score * top or h is hits[0]
         ]
-        qtoks = self.morphs([query])[0]
-        query_terms = {t: max(self.idf(t), 0.05) for t in qtoks if len(t) > 1 or t.isdigit()}
+        query_terms = self.terms(query, context)
         out: list[tuple[Hit, list[str]]] = []
         for hit in chosen:
             units = split_units(hit.text)
@@ -131,11 +147,11 @@ class GroundedGenerator:
             out.append((hit, picked))
         return out
 
-    def draft(self, query: str, hits: Sequence[Hit], confident: bool) -> DraftAnswer:
+    def draft(self, query: str, hits: Sequence[Hit], confident: bool, context: str = "") -> DraftAnswer:
         if not hits or (self.settings.abstain and not confident):
             return abstention(self.name)
         sentences: list[DraftSentence] = []
-        for hit, picked in self.select(query, hits):
+        for hit, picked in self.select(query, hits, context):
             first = True
             for raw in picked:
                 if raw.startswith("ITEM:"):
@@ -241,14 +257,18 @@ class LlmGenerator:
         data: dict[str, Any] = resp.json()
         return str(data["choices"][0]["message"]["content"] or "")
 
-    def _fallback(self, query: str, hits: Sequence[Hit], confident: bool, why: str, kind: str) -> DraftAnswer:
+    def _fallback(
+        self, query: str, hits: Sequence[Hit], confident: bool, why: str, kind: str, context: str = ""
+    ) -> DraftAnswer:
         self.fallbacks += 1
         self.fallback_reasons[kind] = self.fallback_reasons.get(kind, 0) + 1
         log.warning("llm draft fell back to grounded", extra={"reason": why, "kind": kind})
-        ans = self.fallback.draft(query, hits, confident)
+        ans = self.fallback.draft(query, hits, confident, context)
         return ans.model_copy(update={"generator": "grounded(llm-fallback)"})
 
-    def draft(self, query: str, hits: Sequence[Hit], confident: bool) -> DraftAnswer:
+    def draft(self, query: str, hits: Sequence[Hit], confident: bool, context: str = "") -> DraftAnswer:
+        """The model sees the caller's words only (its prompt is measured as it is); ``context``
+        reaches the grounded fallback's sentence choice."""
         if not hits or (self.settings.abstain and not confident):
             return abstention(self.name)
         # the model sees a few passages to choose from; the citation check keeps it honest
@@ -257,11 +277,11 @@ class LlmGenerator:
         try:
             answer = self.complete(build_messages(query, use))
         except httpx.TimeoutException as exc:
-            return self._fallback(query, hits, confident, repr(exc), "timeout")
+            return self._fallback(query, hits, confident, repr(exc), "timeout", context)
         except httpx.HTTPError as exc:
-            return self._fallback(query, hits, confident, repr(exc), "http_error")
+            return self._fallback(query, hits, confident, repr(exc), "http_error", context)
         except (KeyError, IndexError, ValueError, TypeError) as exc:
-            return self._fallback(query, hits, confident, repr(exc), "unparsable")
+            return self._fallback(query, hits, confident, repr(exc), "unparsable", context)
         kept: list[DraftSentence] = []
         headings = [_squash(f"{h.citation}{h.article_title or ''}") for h in use]
         for text, nums in parse_cited_sentences(answer, len(use)):
@@ -286,7 +306,7 @@ class LlmGenerator:
             if "찾지 못했" in answer:
                 self.model_abstentions += 1
                 return abstention(self.name)
-            return self._fallback(query, hits, confident, "no supported sentence", "check_failed")
+            return self._fallback(query, hits, confident, "no supported sentence", "check_failed", context)
         return DraftAnswer(generator=self.name, sentences=kept)
 
 

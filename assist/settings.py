@@ -35,6 +35,13 @@ class AssistSettings(BaseSettings):
         default=1, ge=1, le=10, description="Passages a draft may draw on (1: the best)"
     )
     draft_max_sentences: int = Field(default=4, ge=1, le=10, description="Most sentences in one draft")
+    draft_context_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=2,
+        description="Grounded drafts: weight of the counselor's last words (before the caller's question) "
+        "beside the question's own terms when choosing the statute sentence (0: the question alone)",
+    )
     draft_relative_score: float = Field(
         default=0.8,
         ge=0,

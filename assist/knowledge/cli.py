@@ -120,6 +120,18 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         action="store_true",
         help="Also learn from eval/*_holdout.jsonl (an experiment of session 8; the shipped models do not)",
     )
+    p.add_argument(
+        "--with-holdouts",
+        default="",
+        metavar="N,N",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–4: *_holdoutN.jsonl), e.g. 1,2,3,4",
+    )
+    p.add_argument(
+        "--call-turns",
+        action="store_true",
+        help="The out-of-scope model also learns from call turns: labelled ones in scope, "
+        "questions labelled [] out of scope",
+    )
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument(
         "--live",
@@ -314,7 +326,8 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[2]
     assistant = Assistant(kb, AssistSettings(rerank=False))
     reranker = Reranker(kb)
-    sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1)
+    holdouts = [k.strip() for k in (args.with_holdouts or "").split(",") if k.strip()]
+    sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1, holdouts=holdouts)
     examples = load_examples(assistant, sets)
     cache = features_cache(kb, sets)
     if cache.exists() and not args.no_cache:
@@ -325,7 +338,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         featurize(reranker, examples)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(examples))
-    report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld)
+    report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld, args.call_turns)
     report["index"] = kb.info()
     if args.ablation:
         from .rerank_train import ablation
@@ -337,7 +350,9 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         live_assistant = Assistant(kb, AssistSettings())
         report["live"] = live_cv(live_assistant, reranker, examples, oof, sets, args.folds, args.max_withheld)
     if args.train:
-        report["trained"] = train_and_save(reranker, examples, oof, max_withheld=args.max_withheld)
+        report["trained"] = train_and_save(
+            reranker, examples, oof, max_withheld=args.max_withheld, call_turns=args.call_turns
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
@@ -346,7 +361,9 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     for name, row in mean.items():
         if name == "abstain":
             print(
-                f"  abstention: out of scope abstained {row['oos_abstained']}, in scope withheld {row['in_scope_withheld']}"
+                f"  abstention: out of scope abstained {row['oos_abstained']}, in scope withheld {row['in_scope_withheld']}; "
+                f"in-call questions abstained {row.get('call_questions_abstained')}, "
+                f"labelled call turns withheld {row.get('call_turns_in_scope_withheld')}"
             )
             continue
         a, b = row["first_stage"], row["reranked"]

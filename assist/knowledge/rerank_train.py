@@ -58,19 +58,36 @@ PARAMS: dict[str, Any] = {
 
 # the labelled sets of single questions (in scope and out of scope: what abstention learns from) and
 # of whole calls (caller turns labelled per turn), by their names in ``default_sets``
-UTTERANCE_SETS = ("dev", "utterances", "utterances_h1")
-CALL_SETS = ("turns", "turns_h1")
+UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "utterances_h3", "utterances_h4")
+CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
+# the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
+HOLDOUT_SUFFIX = {"1": "_holdout", "2": "_holdout2", "3": "_holdout3", "4": "_holdout4"}
 
 
 @dataclass
 class Example:
     id: str
     group: str
-    set: str  # a name of default_sets: dev | utterances | utterances_h1 | noisy | turns | turns_h1
+    set: str  # a name of default_sets: dev | utterances | utterances_hN | noisy | turns | turns_hN
     conv: Conversation
     relevant: list[str]
     cand: Candidates | None = None
     first_stage: list[str] = field(default_factory=list)  # doc ids, the product's first-stage order
+    trigger: str = ""  # a call turn's own words (masked): what decides whether it asks something
+
+    @property
+    def in_call_question(self) -> bool:
+        """A caller turn that asks something (no closing) and is labelled with no article: a
+        question inside a call that the corpus cannot answer."""
+        from assist.dialogue import is_closing, is_question
+
+        return (
+            self.set in CALL_SETS
+            and not self.relevant
+            and bool(self.trigger)
+            and not is_closing(self.trigger)
+            and is_question(self.trigger)
+        )
 
     @property
     def candidates(self) -> Candidates:
@@ -120,7 +137,14 @@ def load_examples(assistant: Any, sets: dict[str, Path]) -> list[Example]:
                     if "relevant_article_ids" not in t:
                         continue
                     out.append(
-                        Example(f"{item['id']}#{i}", item["id"], name, conv, list(t["relevant_article_ids"]))
+                        Example(
+                            f"{item['id']}#{i}",
+                            item["id"],
+                            name,
+                            conv,
+                            list(t["relevant_article_ids"]),
+                            trigger=mask_text(t["text"]),
+                        )
                     )
             else:
                 group = item.get("variant_of") or item["id"]
@@ -237,16 +261,31 @@ def predict(booster: Any, e: Example) -> np.ndarray:
     return np.asarray(booster.predict(e.cand.X, num_threads=1), dtype=np.float32)
 
 
-def abstain_rows(examples: list[Example], oof: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def abstain_rows(
+    examples: list[Example], oof: dict[str, np.ndarray], call_turns: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Abstention features (from out-of-fold ranker scores) and labels (out of scope) of the
-    single utterances: whole calls have no out-of-scope turns to learn from."""
-    rows = [e for e in examples if e.set in UTTERANCE_SETS]
+    single utterances; with ``call_turns`` also of the caller turns of calls: the labelled ones in
+    scope, the questions labelled with no article (:attr:`Example.in_call_question`) out of scope
+    (closings and plain statements are the tracker's business, not the out-of-scope model's)."""
+    rows = [
+        e
+        for e in examples
+        if e.set in UTTERANCE_SETS
+        or (call_turns and e.set in CALL_SETS and (e.relevant or e.in_call_question))
+    ]
+    if not rows:
+        return np.zeros((0, len(ABSTAIN_FEATURES)), dtype=np.float32), np.zeros(0, dtype=bool)
     X = np.vstack([abstain_features(e.candidates, oof[e.id]) for e in rows])
     return X, np.array([not e.relevant for e in rows])
 
 
 def cross_validate(
-    reranker: Reranker, examples: list[Example], folds: int = 5, max_withheld: float = 0.05
+    reranker: Reranker,
+    examples: list[Example],
+    folds: int = 5,
+    max_withheld: float = 0.05,
+    call_turns: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-fold and mean held-out figures, and every example's out-of-fold ranker scores.
 
@@ -272,12 +311,14 @@ def cross_validate(
     for f, res in enumerate(per_fold):
         train = [e for e in examples if fold_of(e.group, folds) != f]
         test = [e for e in examples if fold_of(e.group, folds) == f]
-        Xa, ya = abstain_rows(train, oof)
-        Xb, yb = abstain_rows(test, oof)
-        if not len(yb) or not ya.any():
+        Xa, ya = abstain_rows(train, oof, call_turns)
+        if not ya.any():
             continue
         clf, thr = fit_abstain(Xa, ya, max_withheld)
-        p = clf.predict(Xb, num_threads=1)
+        # judged on the held-out fold's single questions, and on its call turns (always: the
+        # in-call questions are measured whether or not the model learned from call turns)
+        Xb, yb = abstain_rows([e for e in test if e.set in UTTERANCE_SETS], oof)
+        p = clf.predict(Xb, num_threads=1) if len(yb) else np.zeros(0)
         res["abstain"] = {
             "threshold": round(thr, 4),
             "oos_n": int(yb.sum()),
@@ -285,6 +326,17 @@ def cross_validate(
             "in_scope_n": int((~yb).sum()),
             "in_scope_withheld": round(float((p[~yb] >= thr).mean()), 4) if (~yb).any() else None,
         }
+        Xc, yc = abstain_rows([e for e in test if e.set in CALL_SETS], oof, call_turns=True)
+        if len(yc):
+            pc = clf.predict(Xc, num_threads=1)
+            res["abstain"] |= {
+                "call_questions_n": int(yc.sum()),
+                "call_questions_abstained": round(float((pc[yc] >= thr).mean()), 4) if yc.any() else None,
+                "call_turns_in_scope_n": int((~yc).sum()),
+                "call_turns_in_scope_withheld": round(float((pc[~yc] >= thr).mean()), 4)
+                if (~yc).any()
+                else None,
+            }
     mean: dict[str, Any] = {}
     for name in sets:
         mean[name] = {}
@@ -296,9 +348,17 @@ def cross_validate(
             } | {"n": sum(v["n"] for v in vals)}
     ab = [r["abstain"] for r in per_fold if "abstain" in r]
     if ab:
+        keys = (
+            "oos_abstained",
+            "in_scope_withheld",
+            "threshold",
+            "call_questions_abstained",
+            "call_turns_in_scope_withheld",
+        )
         mean["abstain"] = {
-            k: round(float(np.mean([a[k] for a in ab if a[k] is not None])), 4)
-            for k in ("oos_abstained", "in_scope_withheld", "threshold")
+            k: round(float(np.mean(vals)), 4)
+            for k in keys
+            if (vals := [a[k] for a in ab if a.get(k) is not None])
         }
     report = {"folds": folds, "per_fold": per_fold, "mean_of_held_out_folds": mean}
     return report, oof
@@ -351,7 +411,9 @@ def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dic
     return out
 
 
-def default_sets(root: Path, shared: Path, with_holdout1: bool = False) -> dict[str, Path]:
+def default_sets(
+    root: Path, shared: Path, with_holdout1: bool = False, holdouts: Iterable[str] = ()
+) -> dict[str, Path]:
     """Every labelled set the shipped models learn from. ``with_holdout1``: the first held-out sets
     (``*_holdout.jsonl``) too — tried in session 8 (``dasan eval rerank --with-holdout1``): the
     cross-validated figures did not move and the second held-out set's live cards got worse (top card
@@ -363,10 +425,13 @@ def default_sets(root: Path, shared: Path, with_holdout1: bool = False) -> dict[
         "noisy": root / "eval" / "utterances_noisy.jsonl",
         "turns": root / "eval" / "calls.jsonl",
     }
-    if with_holdout1:
+    chosen = list(dict.fromkeys([*(["1"] if with_holdout1 else []), *holdouts]))
+    for k in chosen:
+        if k not in HOLDOUT_SUFFIX:
+            raise ValueError(f"no held-out set {k!r} (known: {', '.join(HOLDOUT_SUFFIX)})")
         sets |= {
-            "utterances_h1": root / "eval" / "utterances_holdout.jsonl",
-            "turns_h1": root / "eval" / "calls_holdout.jsonl",
+            f"utterances_h{k}": root / "eval" / f"utterances{HOLDOUT_SUFFIX[k]}.jsonl",
+            f"turns_h{k}": root / "eval" / f"calls{HOLDOUT_SUFFIX[k]}.jsonl",
         }
     return sets
 
@@ -390,6 +455,7 @@ def train_and_save(
     oof: dict[str, np.ndarray],
     path: Path = MODEL_PATH,
     max_withheld: float = 0.05,
+    call_turns: bool = False,
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
     scores; write both (and the threshold) beside the module."""
@@ -397,13 +463,19 @@ def train_and_save(
     gated.full.save_model(str(path))
     assert gated.t_only is not None
     gated.t_only.save_model(str(path.with_name(MODEL_T_PATH.name)))
-    X, y = abstain_rows(examples, oof)
+    X, y = abstain_rows(examples, oof, call_turns)
     clf, thr = fit_abstain(X, y, max_withheld)
     apath = path.with_name("abstain_model.txt")
     clf.save_model(str(apath))
     path.with_name("abstain_threshold.json").write_text(
         json.dumps(
-            {"threshold": thr, "max_in_scope_withheld": max_withheld, "features": list(ABSTAIN_FEATURES)},
+            {
+                "threshold": thr,
+                "max_in_scope_withheld": max_withheld,
+                "features": list(ABSTAIN_FEATURES),
+                "trained_on": sorted({e.set for e in examples}),
+                "call_turns": call_turns,
+            },
             indent=1,
         )
         + "\n"

@@ -303,3 +303,40 @@ def test_llm_writes_the_summary_reason_and_falls_back(slice_kb: Any, fake_llm: F
     second = summarizer.summarize(turns)
     assert second.generator == "grounded(llm-fallback)" and second.call_reason
     assert second.category == first.category and second.regulations_cited == first.regulations_cited
+
+
+def _words(texts: list[str]) -> list[list[str]]:
+    return [[w.strip(".,?①②") for w in t.split() if w.strip(".,?①②")] for t in texts]
+
+
+def test_sentence_choice_leans_on_what_the_counselor_just_said() -> None:
+    """A follow-up ("그 60일을 넘기면요?") shares few words with the article; the counselor's last
+    words (the 60-day duty to report and pay) pick the sentence the conversation is about."""
+    from types import SimpleNamespace
+
+    idf = {"등기": 2.0}.get
+    text = "① 취득세 60일 신고 납부하여야 한다.\n② 채권자 등기 대위하여 취득세를 낼 수 있다."
+    hit = SimpleNamespace(
+        passage_id="p1",
+        doc_id="지방세법/제20조",
+        citation="c",
+        law_name="지방세법",
+        article_no="제20조",
+        article_title=None,
+        text=text,
+        score=1.0,
+    )
+    query = "60일 넘기면 등기"
+    context = "취득세 60일 이내 신고 납부하셔야 합니다"
+
+    def chosen(weight: float, ctx: str) -> str:
+        gen = GroundedGenerator(_words, lambda t: idf(t, 1.0), AssistSettings(draft_context_weight=weight))
+        return gen.select(query, [hit], ctx)[0][1][0]
+
+    assert chosen(0.0, context).startswith("채권자")  # the question alone: 등기 outweighs 60일
+    assert chosen(0.5, "").startswith("채권자")  # no context, no change
+    assert chosen(0.5, context).startswith("취득세 60일")
+    # the question's own terms keep their full weight; context adds only what the question lacks
+    gen = GroundedGenerator(_words, lambda t: idf(t, 1.0), AssistSettings(draft_context_weight=0.5))
+    terms = gen.terms(query, context)
+    assert terms["60일"] == 1.0 and terms["등기"] == 2.0 and terms["신고"] == 0.5

@@ -4,6 +4,7 @@ candidates: grouped folds, out-of-fold scores and the abstention threshold's pro
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -64,3 +65,49 @@ def test_abstention_threshold_withholds_at_most_the_promised_share_of_in_scope()
     p = clf.predict(X, num_threads=1)
     assert (p[~y] >= thr).mean() <= 0.05
     assert (p[y] >= thr).mean() >= 0.9
+
+
+def _turn(i: int, relevant: list[str], trigger: str) -> Example:
+    cand = Candidates(np.arange(3), np.arange(3), np.zeros((3, len(FEATURES)), dtype=np.float32))
+    return Example(f"C1#{i}", "C1", "turns", Conversation("q"), relevant, cand, [], trigger=trigger)
+
+
+def test_in_call_questions_are_the_unlabelled_questions_of_calls() -> None:
+    asked = _turn(1, [], "그럼 그 택배는 어디로 찾으러 가요?")
+    closing = _turn(3, [], "네, 알겠습니다. 감사합니다.")
+    statement = _turn(5, [], "마포구 망원동이요.")
+    labelled = _turn(7, ["도로교통법/제32조"], "인도에 세워도 돼요?")
+    assert asked.in_call_question
+    assert not closing.in_call_question and not statement.in_call_question and not labelled.in_call_question
+    # a single utterance is never an in-call question, whatever it says
+    single = Example("U1", "U1", "utterances", Conversation("q"), [], None, [], trigger="어디로 가요?")
+    assert not single.in_call_question
+
+
+def test_abstain_rows_take_call_turns_only_when_asked() -> None:
+    from assist.knowledge.rerank_train import abstain_rows
+
+    turns = [
+        _turn(1, [], "그럼 그 택배는 어디로 찾으러 가요?"),
+        _turn(3, [], "네, 알겠습니다. 감사합니다."),
+        _turn(7, ["도로교통법/제32조"], "인도에 세워도 돼요?"),
+    ]
+    oof = {e.id: np.array([0.3, 0.2, 0.1], dtype=np.float32) for e in turns}
+    X, y = abstain_rows(turns, oof)
+    assert X.shape == (0, len(ABSTAIN_FEATURES)) and not len(y)
+    X, y = abstain_rows(turns, oof, call_turns=True)
+    # the question out of scope, the labelled turn in scope, the closing left out
+    assert X.shape == (2, len(ABSTAIN_FEATURES)) and y.tolist() == [True, False]
+
+
+def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
+    import pytest
+
+    from assist.knowledge.rerank_train import default_sets
+
+    sets = default_sets(tmp_path, tmp_path / "shared", holdouts=["1", "4"])
+    assert sets["turns_h1"].name == "calls_holdout.jsonl"
+    assert sets["utterances_h4"].name == "utterances_holdout4.jsonl"
+    assert "turns_h2" not in sets
+    with pytest.raises(ValueError):
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["5"])
