@@ -36,11 +36,12 @@ class AssistSettings(BaseSettings):
     )
     draft_max_sentences: int = Field(default=4, ge=1, le=10, description="Most sentences in one draft")
     draft_context_weight: float = Field(
-        default=0.5,
+        default=0.0,
         ge=0,
         le=2,
         description="Grounded drafts: weight of the counselor's last words (before the caller's question) "
-        "beside the question's own terms when choosing the statute sentence (0: the question alone)",
+        "beside the question's own terms when choosing the statute sentence (0: the question alone; "
+        "measured with dasan eval sentences: no gain, see docs/assist.md)",
     )
     draft_relative_score: float = Field(
         default=0.8,

@@ -32,11 +32,13 @@ def _case(i: int, context: str, reference: int) -> Case:
 
 
 def test_context_weight_is_chosen_on_other_folds_and_scored_on_the_held_out_one() -> None:
-    gen = GroundedGenerator(_words, lambda t: 2.0 if t == "등기" else 1.0, AssistSettings())
+    gen = GroundedGenerator(
+        _words, lambda t: 2.0 if t == "등기" else 1.0, AssistSettings(draft_context_weight=0.5)
+    )
     assistant = SimpleNamespace(generator=gen)
     # the counselor had explained the duty to report: the reference is the first sentence
     cases = [_case(i, "취득세 60일 이내 신고 납부하셔야 합니다", 0) for i in range(30)]
-    assert agrees(gen, cases[0])  # default weight 0.5 reads it
+    assert agrees(gen, cases[0])  # weight 0.5 reads it
     report = cross_validate(assistant, cases, folds=3)  # type: ignore[arg-type]
     assert report["by_weight"]["0.0"]["agreement"] == 0.0
     assert report["by_weight"]["0.5"]["agreement"] == 1.0
