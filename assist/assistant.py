@@ -274,7 +274,7 @@ class Assistant:
         top = hits[0].scores
         if "out_of_scope" in top and self.reranker is not None and self.reranker.abstainer is not None:
             # the learned stage's out-of-scope model, its threshold tuned by cross-validation
-            return top["out_of_scope"] < self.reranker.threshold
+            return top["out_of_scope"] < self.reranker.threshold_for(top)
         dense = top.get("dense")
         if dense is None:
             return self.kb.is_confident(list(hits))

@@ -32,6 +32,7 @@ from .knowledge.rerank_train import (
     fit_abstain,
     fit_gated,
     fold_of,
+    in_call_threshold,
 )
 
 
@@ -67,7 +68,11 @@ def live_cv(
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
-            assistant.reranker = Reranker(reranker.kb, gated, clf, thr, view=reranker.view)
+            Xt, yt = abstain_rows([e for e in train if e.set in CALL_SETS], oof, call_turns=True)
+            thr_call = in_call_threshold(clf, Xt, yt, max_withheld)
+            assistant.reranker = Reranker(
+                reranker.kb, gated, clf, thr, view=reranker.view, threshold_in_call=thr_call
+            )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]
             u = evaluate_utterances(assistant, items, checker)

@@ -362,8 +362,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         if name == "abstain":
             print(
                 f"  abstention: out of scope abstained {row['oos_abstained']}, in scope withheld {row['in_scope_withheld']}; "
-                f"in-call questions abstained {row.get('call_questions_abstained')}, "
-                f"labelled call turns withheld {row.get('call_turns_in_scope_withheld')}"
+                f"in-call questions abstained {row.get('call_questions_abstained_own_threshold')}, "
+                f"labelled call turns withheld {row.get('call_turns_in_scope_withheld_own_threshold')} "
+                f"(at the in-call threshold; at the single questions' {row.get('call_questions_abstained')} "
+                f"and {row.get('call_turns_in_scope_withheld')})"
             )
             continue
         a, b = row["first_stage"], row["reranked"]

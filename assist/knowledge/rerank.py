@@ -190,12 +190,20 @@ class Reranker:
         abstainer: Any | None = None,
         threshold: float = 1.0,
         view: ArticleView | None = None,
+        threshold_in_call: float | None = None,
     ) -> None:
         self.kb = kb
         self.view = view or ArticleView(kb)
         self.model = model
         self.abstainer = abstainer  # P(out of scope) from abstain_features
         self.threshold = threshold  # abstain at or above (tuned by cross-validation)
+        # the same promise for a question asked inside a call (calibrated on labelled caller turns)
+        self.threshold_in_call = threshold if threshold_in_call is None else threshold_in_call
+
+    def threshold_for(self, scores: dict[str, float]) -> float:
+        """The out-of-scope threshold of a hit's question: inside a call (the conversation before
+        it is known: ``scores["in_call"]``) or a single question."""
+        return self.threshold_in_call if scores.get("in_call") else self.threshold
 
     @classmethod
     def load(cls, kb: KnowledgeBase, path: Path = MODEL_PATH) -> Reranker:
@@ -205,6 +213,7 @@ class Reranker:
         model: Gated | None = None
         abstainer = None
         threshold = 1.0
+        threshold_in_call = None
         if path.exists():
             full = lgb.Booster(model_file=str(path))
             tpath = path.with_name(MODEL_T_PATH.name)
@@ -219,8 +228,11 @@ class Reranker:
         tpath = path.with_name("abstain_threshold.json")
         if model is not None and apath.exists() and tpath.exists():
             abstainer = lgb.Booster(model_file=str(apath))
-            threshold = float(json.loads(tpath.read_text())["threshold"])
-        return cls(kb, model, abstainer, threshold)
+            saved = json.loads(tpath.read_text())
+            threshold = float(saved["threshold"])
+            if saved.get("threshold_in_call") is not None:
+                threshold_in_call = float(saved["threshold_in_call"])
+        return cls(kb, model, abstainer, threshold, threshold_in_call=threshold_in_call)
 
     # ------------------------------------------------------------------ features
     def candidates(self, convs: Sequence[Conversation]) -> list[Candidates]:
@@ -360,11 +372,13 @@ class Reranker:
 
     def rank(self, convs: Sequence[Conversation], top_k: int) -> list[list[SearchHit]]:
         """The ``top_k`` hits of each conversation in the learned order; every hit's ``scores`` carry
-        ``rerank`` and ``out_of_scope`` (the abstention model's probability for the question)."""
+        ``rerank``, ``out_of_scope`` (the abstention model's probability for the question) and
+        ``in_call`` (1.0 when the question has a conversation before it)."""
         out = []
         for cv, c in zip(convs, self.candidates(convs), strict=True):
             sc = self.scores(c)
             oos = self.out_of_scope(c, sc)
+            in_call = float(bool(cv.counselor.strip() or cv.history.strip()))
             order = np.argsort(-sc, kind="stable")[:top_k]
             qtokens = self.kb.analyzer.query_tokens(cv.text, False)
             hits: list[SearchHit] = []
@@ -388,6 +402,7 @@ class Reranker:
                             "bm25": float(c.passage_scores["bm25"][i]),
                             "rerank": float(sc[j]),
                             "out_of_scope": oos,
+                            "in_call": in_call,
                         },
                     )
                 )

@@ -254,6 +254,21 @@ def fit_abstain(
     return clf, threshold
 
 
+def in_call_threshold(
+    clf: Any, X_calls: np.ndarray, oos_calls: np.ndarray, max_withheld: float
+) -> float | None:
+    """The out-of-scope threshold for questions asked inside a call: the probability above which at
+    most ``max_withheld`` of labelled caller turns fall. The model learned from single questions only,
+    so its probabilities on call turns are out of sample; they run higher than on single questions
+    (a caller turn is shorter and leans on the conversation), and the single questions' threshold
+    withheld a quarter of labelled turns. None without labelled turns."""
+    if not len(X_calls) or oos_calls.all():
+        return None
+    p = np.sort(np.asarray(clf.predict(X_calls[~oos_calls], num_threads=1)))
+    k = int(np.floor((1 - max_withheld) * len(p)))
+    return float(p[min(k, len(p) - 1)]) + 1e-6
+
+
 def predict(booster: Any, e: Example) -> np.ndarray:
     assert e.cand is not None
     if not len(e.cand.articles):
@@ -315,6 +330,8 @@ def cross_validate(
         if not ya.any():
             continue
         clf, thr = fit_abstain(Xa, ya, max_withheld)
+        Xt, yt = abstain_rows([e for e in train if e.set in CALL_SETS], oof, call_turns=True)
+        thr_call = in_call_threshold(clf, Xt, yt, max_withheld)
         # judged on the held-out fold's single questions, and on its call turns (always: the
         # in-call questions are measured whether or not the model learned from call turns)
         Xb, yb = abstain_rows([e for e in test if e.set in UTTERANCE_SETS], oof)
@@ -337,6 +354,33 @@ def cross_validate(
                 if (~yc).any()
                 else None,
             }
+            if thr_call is not None:
+                res["abstain"] |= {
+                    "threshold_in_call": round(thr_call, 4),
+                    "call_questions_abstained_own_threshold": round(float((pc[yc] >= thr_call).mean()), 4)
+                    if yc.any()
+                    else None,
+                    "call_turns_in_scope_withheld_own_threshold": round(
+                        float((pc[~yc] >= thr_call).mean()), 4
+                    )
+                    if (~yc).any()
+                    else None,
+                }
+            if (~yc).any():
+                # what a counselor sees on the labelled turns: top card right (shown and right, of all
+                # labelled turns) and the shown cards' precision, at either threshold
+                labelled = [e for e in test if e.set in CALL_SETS and e.relevant]
+                right = np.array(
+                    [bool(set(ranked_docs(reranker, e, oof[e.id])[:1]) & set(e.relevant)) for e in labelled]
+                )
+                for tag, t in (("single_threshold", thr), ("own_threshold", thr_call)):
+                    if t is None:
+                        continue
+                    shown = pc[~yc] < t
+                    res["abstain"][f"call_turns_top1_right_{tag}"] = round(float((right & shown).mean()), 4)
+                    res["abstain"][f"call_turns_shown_precision_{tag}"] = (
+                        round(float((right & shown).sum() / shown.sum()), 4) if shown.any() else None
+                    )
     mean: dict[str, Any] = {}
     for name in sets:
         mean[name] = {}
@@ -354,6 +398,13 @@ def cross_validate(
             "threshold",
             "call_questions_abstained",
             "call_turns_in_scope_withheld",
+            "threshold_in_call",
+            "call_questions_abstained_own_threshold",
+            "call_turns_in_scope_withheld_own_threshold",
+            "call_turns_top1_right_single_threshold",
+            "call_turns_shown_precision_single_threshold",
+            "call_turns_top1_right_own_threshold",
+            "call_turns_shown_precision_own_threshold",
         )
         mean["abstain"] = {
             k: round(float(np.mean(vals)), 4)
@@ -465,12 +516,15 @@ def train_and_save(
     gated.t_only.save_model(str(path.with_name(MODEL_T_PATH.name)))
     X, y = abstain_rows(examples, oof, call_turns)
     clf, thr = fit_abstain(X, y, max_withheld)
+    Xc, yc = abstain_rows([e for e in examples if e.set in CALL_SETS], oof, call_turns=True)
+    thr_call = in_call_threshold(clf, Xc, yc, max_withheld)
     apath = path.with_name("abstain_model.txt")
     clf.save_model(str(apath))
     path.with_name("abstain_threshold.json").write_text(
         json.dumps(
             {
                 "threshold": thr,
+                "threshold_in_call": thr_call,
                 "max_in_scope_withheld": max_withheld,
                 "features": list(ABSTAIN_FEATURES),
                 "trained_on": sorted({e.set for e in examples}),
@@ -480,7 +534,13 @@ def train_and_save(
         )
         + "\n"
     )
-    return {"model": str(path), "abstain_model": str(apath), "threshold": thr, "examples": len(examples)}
+    return {
+        "model": str(path),
+        "abstain_model": str(apath),
+        "threshold": thr,
+        "threshold_in_call": thr_call,
+        "examples": len(examples),
+    }
 
 
 def iter_sets(s: str) -> Iterable[str]:

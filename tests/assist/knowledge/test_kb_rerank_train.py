@@ -111,3 +111,36 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
     assert "turns_h2" not in sets
     with pytest.raises(ValueError):
         default_sets(tmp_path, tmp_path / "shared", holdouts=["5"])
+
+
+def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
+    """Call turns score higher than single questions: their own threshold withholds at most the
+    promised share of labelled turns, where the single questions' threshold withheld far more."""
+    from assist.knowledge.rerank_train import in_call_threshold
+
+    rng = np.random.default_rng(7)
+    inscope = rng.normal(1.0, 0.5, size=(300, len(ABSTAIN_FEATURES)))
+    oos = rng.normal(-1.0, 0.5, size=(60, len(ABSTAIN_FEATURES)))
+    X = np.vstack([inscope, oos]).astype(np.float32)
+    y = np.array([False] * 300 + [True] * 60)
+    clf, thr = fit_abstain(X, y, max_withheld=0.05)
+    turns = rng.normal(0.0, 0.6, size=(200, len(ABSTAIN_FEATURES))).astype(np.float32)  # between the two
+    asked = rng.normal(-1.2, 0.5, size=(20, len(ABSTAIN_FEATURES))).astype(np.float32)
+    Xc = np.vstack([turns, asked])
+    yc = np.array([False] * 200 + [True] * 20)
+    thr_call = in_call_threshold(clf, Xc, yc, 0.05)
+    assert thr_call is not None and thr_call > thr
+    p = clf.predict(Xc, num_threads=1)
+    assert (p[~yc] >= thr_call).mean() <= 0.05 < (p[~yc] >= thr).mean()
+    assert in_call_threshold(clf, Xc[200:], yc[200:], 0.05) is None  # no labelled turn: no threshold
+
+
+def test_reranker_uses_the_in_call_threshold_for_questions_with_a_conversation() -> None:
+    from assist.knowledge.rerank import Reranker
+
+    r = Reranker(SimpleNamespace(), None, None, 0.5, view=SimpleNamespace(), threshold_in_call=0.8)  # type: ignore[arg-type]
+    assert r.threshold_for({"out_of_scope": 0.6, "in_call": 1.0}) == 0.8
+    assert r.threshold_for({"out_of_scope": 0.6, "in_call": 0.0}) == 0.5
+    assert r.threshold_for({"out_of_scope": 0.6}) == 0.5
+    same = Reranker(SimpleNamespace(), None, None, 0.5, view=SimpleNamespace())  # type: ignore[arg-type]
+    assert same.threshold_for({"in_call": 1.0}) == 0.5  # an older model file: one threshold
