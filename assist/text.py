@@ -66,8 +66,21 @@ def split_units(passage_text: str) -> list[Unit]:
     return units
 
 
+def _open_brackets(text: str) -> int:
+    return sum(text.count(o) - text.count(c) for o, c in ("()", "[]", "「」", "『』"))
+
+
 def split_sentences(text: str) -> list[str]:
-    parts = [p.strip() for p in _SENT_END.split(text) if p and p.strip()]
+    pieces = [p.strip() for p in _SENT_END.split(text) if p and p.strip()]
+    # a full stop inside brackets ("등록[등재(登載)를 포함한다. 이하 같다]하려는 경우") ends no sentence
+    parts: list[str] = []
+    for p in pieces:
+        if parts and _open_brackets(parts[-1]) > 0:
+            # the split took the full stop after 다/요/까/죠 with it: give it back
+            sep = " " if parts[-1].endswith((".", "?", "!")) else ". "
+            parts[-1] = f"{parts[-1]}{sep}{p}"
+        else:
+            parts.append(p)
     out = []
     for p in parts:
         if not p.endswith((".", "?", "!", "다", "요")):

@@ -46,6 +46,19 @@ def test_counselor_register(legal: str, spoken: str) -> None:
     assert to_counselor_register(legal) == spoken
 
 
+def test_a_full_stop_inside_brackets_ends_no_sentence() -> None:
+    """지방세법 제20조 ④: the bracketed "[등재(登載)를 포함한다. 이하 같다]" is inside one sentence."""
+    text = (
+        "④ 신고ㆍ납부기한 이내에 공부(公簿)에 등기하거나 등록[등재(登載)를 포함한다. 이하 같다]하려는 경우에는 "
+        "접수하는 날까지 취득세를 신고ㆍ납부하여야 한다. 이 경우 확인서를 발급받을 수 있다."
+    )
+    units = split_units(text)
+    assert len(units) == 2 and units[1].text.startswith("이 경우"), units
+    assert "포함한다. 이하 같다]하려는" in units[0].text and units[0].text.endswith("신고ㆍ납부하여야 한다")
+    # an unbalanced bracket never swallows more than the line it is on
+    assert len(split_units("① 가[나. 다는 한다.\n② 라는 한다.")) == 2
+
+
 def test_split_units_keeps_items_under_their_sentence() -> None:
     text = (
         "① 모든 차의 운전자는 다음 각 호의 곳에서는 주차하여서는 아니 된다. <개정 2020.5.26>\n"
