@@ -350,9 +350,10 @@ class Assistant:
             hits = hits_all[i]
             t0 = time.perf_counter()
             confident = self.confident(hits)
+            # the counselor's last words, only where the sentence choice weighs them (off by default)
             context = (
                 last_counselor_turn(turns_before_trigger(req.conversation, len(req.trigger_segment_ids) or 1))
-                if req.conversation
+                if req.conversation and s.draft_context_weight > 0
                 else ""
             )
             draft = self.generator.draft(queries[i], hits, confident, context)

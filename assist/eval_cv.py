@@ -32,7 +32,7 @@ from .knowledge.rerank_train import (
     fit_abstain,
     fit_gated,
     fold_of,
-    in_call_threshold,
+    in_call_threshold_of,
 )
 
 
@@ -68,8 +68,7 @@ def live_cv(
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
-            Xt, yt = abstain_rows([e for e in train if e.set in CALL_SETS], oof, call_turns=True)
-            thr_call = in_call_threshold(clf, Xt, yt, max_withheld)
+            thr_call = in_call_threshold_of(clf, train, oof, max_withheld)
             assistant.reranker = Reranker(
                 reranker.kb, gated, clf, thr, view=reranker.view, threshold_in_call=thr_call
             )

@@ -27,7 +27,7 @@ from typing import Any
 
 from streaming.privacy import mask_text
 
-from .assistant import Assistant, SuggestRequest
+from .assistant import Assistant, SuggestRequest, last_counselor_turn
 from .drafts import GroundedGenerator
 from .text import split_units
 
@@ -68,7 +68,7 @@ def collect(assistant: Assistant, calls: Sequence[dict[str, Any]], batch: int = 
                 continue
             callers = [x for who, x in conv if who == "caller"]
             req = SuggestRequest(cid, callers, [f"{cid}-t{i}"], None, conversation=list(conv))
-            ctx = next((x for who, x in reversed(conv[:-1]) if who == "counselor"), "")
+            ctx = last_counselor_turn(conv[:-1])
             pending.append((req, ctx, mask_text(answer), labels, i))
     cases: list[Case] = []
     for k in range(0, len(pending), batch):
@@ -95,6 +95,13 @@ def _grounded(assistant: Assistant) -> GroundedGenerator:
     return g if isinstance(g, GroundedGenerator) else g.fallback  # type: ignore[attr-defined]
 
 
+def _weighted(base: GroundedGenerator, weight: float) -> GroundedGenerator:
+    """``base`` with the counselor's last words at ``weight``."""
+    return GroundedGenerator(
+        base.morphs, base.idf, base.settings.model_copy(update={"draft_context_weight": weight})
+    )
+
+
 def agrees(gen: GroundedGenerator, case: Case) -> bool:
     """Whether the draft of ``case`` reads its reference unit."""
     units = split_units(case.hit.text)
@@ -114,9 +121,7 @@ def cross_validate(
     base = _grounded(assistant)
     table: dict[float, list[tuple[int, int]]] = {}
     for w in weights:
-        gen = GroundedGenerator(
-            base.morphs, base.idf, base.settings.model_copy(update={"draft_context_weight": w})
-        )
+        gen = _weighted(base, w)
         per = [[0, 0] for _ in range(folds)]
         for c in cases:
             f = _fold_of(c.call_id, folds)
@@ -155,8 +160,6 @@ def evaluate(assistant: Assistant, cases: Sequence[Case], weights: Sequence[floa
     base = _grounded(assistant)
     out: dict[str, Any] = {"cases": len(cases)}
     for w in weights:
-        gen = GroundedGenerator(
-            base.morphs, base.idf, base.settings.model_copy(update={"draft_context_weight": w})
-        )
+        gen = _weighted(base, w)
         out[str(w)] = round(sum(agrees(gen, c) for c in cases) / len(cases), 4) if cases else None
     return out

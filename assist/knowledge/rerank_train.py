@@ -248,10 +248,16 @@ def fit_abstain(
             p[te] = clf.predict(feats[te], num_threads=1)
             continue
         p[te] = _abstain_classifier(feats[~te], oos[~te]).predict(feats[te], num_threads=1)
-    inscope = np.sort(p[~oos])
-    k = int(np.floor((1 - max_withheld) * len(inscope)))
-    threshold = float(inscope[min(k, len(inscope) - 1)]) + 1e-6 if len(inscope) else 0.5
+    threshold = withholding_threshold(p[~oos], max_withheld) if (~oos).any() else 0.5
     return clf, threshold
+
+
+def withholding_threshold(p_in_scope: np.ndarray, max_withheld: float) -> float:
+    """The out-of-scope probability at or above which at most ``max_withheld`` of these in-scope
+    probabilities fall."""
+    p = np.sort(np.asarray(p_in_scope))
+    k = int(np.floor((1 - max_withheld) * len(p)))
+    return float(p[min(k, len(p) - 1)]) + 1e-6
 
 
 def in_call_threshold(
@@ -264,9 +270,15 @@ def in_call_threshold(
     withheld a quarter of labelled turns. None without labelled turns."""
     if not len(X_calls) or oos_calls.all():
         return None
-    p = np.sort(np.asarray(clf.predict(X_calls[~oos_calls], num_threads=1)))
-    k = int(np.floor((1 - max_withheld) * len(p)))
-    return float(p[min(k, len(p) - 1)]) + 1e-6
+    return withholding_threshold(clf.predict(X_calls[~oos_calls], num_threads=1), max_withheld)
+
+
+def in_call_threshold_of(
+    clf: Any, examples: list[Example], oof: dict[str, np.ndarray], max_withheld: float
+) -> float | None:
+    """:func:`in_call_threshold` over the call turns among ``examples`` (their out-of-fold scores)."""
+    X, y = abstain_rows([e for e in examples if e.set in CALL_SETS], oof, call_turns=True)
+    return in_call_threshold(clf, X, y, max_withheld)
 
 
 def predict(booster: Any, e: Example) -> np.ndarray:
@@ -330,8 +342,7 @@ def cross_validate(
         if not ya.any():
             continue
         clf, thr = fit_abstain(Xa, ya, max_withheld)
-        Xt, yt = abstain_rows([e for e in train if e.set in CALL_SETS], oof, call_turns=True)
-        thr_call = in_call_threshold(clf, Xt, yt, max_withheld)
+        thr_call = in_call_threshold_of(clf, train, oof, max_withheld)
         # judged on the held-out fold's single questions, and on its call turns (always: the
         # in-call questions are measured whether or not the model learned from call turns)
         Xb, yb = abstain_rows([e for e in test if e.set in UTTERANCE_SETS], oof)
@@ -516,8 +527,7 @@ def train_and_save(
     gated.t_only.save_model(str(path.with_name(MODEL_T_PATH.name)))
     X, y = abstain_rows(examples, oof, call_turns)
     clf, thr = fit_abstain(X, y, max_withheld)
-    Xc, yc = abstain_rows([e for e in examples if e.set in CALL_SETS], oof, call_turns=True)
-    thr_call = in_call_threshold(clf, Xc, yc, max_withheld)
+    thr_call = in_call_threshold_of(clf, examples, oof, max_withheld)
     apath = path.with_name("abstain_model.txt")
     clf.save_model(str(apath))
     path.with_name("abstain_threshold.json").write_text(
