@@ -30,6 +30,7 @@ from .knowledge.rerank_train import (
     Example,
     abstain_rows,
     fit_abstain,
+    fit_call_abstain,
     fit_gated,
     fold_of,
     in_call_threshold_of,
@@ -48,6 +49,7 @@ def live_cv(
     sets: dict[str, Path],
     folds: int = 5,
     max_withheld: float = 0.05,
+    call_model: str | None = None,
 ) -> dict[str, Any]:
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
@@ -69,8 +71,16 @@ def live_cv(
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
             thr_call = in_call_threshold_of(clf, train, oof, max_withheld)
+            fitted = fit_call_abstain(train, oof, max_withheld, call_model) if call_model else None
             assistant.reranker = Reranker(
-                reranker.kb, gated, clf, thr, view=reranker.view, threshold_in_call=thr_call
+                reranker.kb,
+                gated,
+                clf,
+                thr,
+                view=reranker.view,
+                threshold_in_call=thr_call,
+                call_abstainer=fitted[0] if fitted else None,
+                threshold_call_model=fitted[1] if fitted else 1.0,
             )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]

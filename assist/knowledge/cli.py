@@ -132,6 +132,14 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         help="The out-of-scope model also learns from call turns: labelled ones in scope, "
         "questions labelled [] out of scope",
     )
+    p.add_argument(
+        "--call-model",
+        choices=("questions", "no_card"),
+        default=None,
+        help="Also cross-validate (and with --train ship) an in-call abstention model learned from call "
+        "turns alone, with the caller's words as features: it withholds a card from the unanswerable "
+        "in-call questions (questions) or from every non-closing turn labelled [] (no_card)",
+    )
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument(
         "--live",
@@ -340,6 +348,12 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         cache.write_bytes(pickle.dumps(examples))
     report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld, args.call_turns)
     report["index"] = kb.info()
+    if args.call_model:
+        from .rerank_train import call_model_cv
+
+        report["call_model"] = call_model_cv(
+            reranker, examples, oof, args.folds, args.max_withheld, args.call_model
+        )
     if args.ablation:
         from .rerank_train import ablation
 
@@ -348,10 +362,17 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         from assist.eval_cv import live_cv
 
         live_assistant = Assistant(kb, AssistSettings())
-        report["live"] = live_cv(live_assistant, reranker, examples, oof, sets, args.folds, args.max_withheld)
+        report["live"] = live_cv(
+            live_assistant, reranker, examples, oof, sets, args.folds, args.max_withheld, args.call_model
+        )
     if args.train:
         report["trained"] = train_and_save(
-            reranker, examples, oof, max_withheld=args.max_withheld, call_turns=args.call_turns
+            reranker,
+            examples,
+            oof,
+            max_withheld=args.max_withheld,
+            call_turns=args.call_turns,
+            call_model=args.call_model,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -373,6 +394,15 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             f"  {name:<11} n={a['n']:<4} first stage H@1 {a['hit_at_1']:.3f} H@5 {a['hit_at_5']:.3f} "
             f"MRR {a['mrr_at_10']:.3f} → reranked H@1 {b['hit_at_1']:.3f} H@5 {b['hit_at_5']:.3f} MRR {b['mrr_at_10']:.3f}"
         )
+    if "call_model" in report:
+        cm = report["call_model"]["mean_of_held_out_folds"]
+        for tag, label in (("call_model", "in-call model"), ("single_model", "single-question model")):
+            r = cm.get(tag, {})
+            print(
+                f"  call turns, {label}: labelled withheld {r.get('labelled_withheld')}, in-call questions "
+                f"withheld {r.get('questions_withheld')}, no-card turns withheld {r.get('no_card_withheld')}, "
+                f"top card right {r.get('top1_right')}, shown precision {r.get('shown_precision')}"
+            )
     if "live" in report:
         lm = report["live"]["mean_of_held_out_folds"]
         u, t, r = lm["utterances"], lm["turns"], lm["summary_regulations"]

@@ -67,7 +67,22 @@ T_ONLY_DROP: tuple[str, ...] = tuple(
 _T_ONLY_COLS = [FEATURES.index(f) for f in T_ONLY_DROP]
 _HAS_CONTEXT = FEATURES.index("has_context")
 MODEL_T_PATH = MODEL_PATH.with_name("rerank_model_t.txt")
+CALL_MODEL_FILE = "abstain_call_model.txt"
 ABSTAIN_FEATURES = ("top", "margin", "dense_t", "bm25_t_rel", "dense_h", "fused_t_best")
+# what the in-call abstention model reads beside ABSTAIN_FEATURES: whether the top candidate rests on
+# the caller's own words or on the conversation around them, and the caller's words themselves — how
+# many content nouns they carry and how many of those the conversation has not said yet (a question
+# on a new matter inside a call: "그 앱 이름이 뭐였더라", "번호가 어떻게 돼요?")
+TURN_FEATURES = ("turn_terms", "turn_novel")
+CALL_ABSTAIN_FEATURES = (
+    *ABSTAIN_FEATURES,
+    "top_fused_t_rank",
+    "top_title_t",
+    "top_dense_t_gap",
+    "dense_t_best",
+    "bm25_t_best",
+    *TURN_FEATURES,
+)
 _GENERIC = re.compile(r"^(목적|정의|시행일|적용\s*범위|다른\s*법률과의\s*관계|위임|권한의\s*위임)")
 
 
@@ -107,6 +122,7 @@ class Candidates:
     passages: np.ndarray  # the passage shown for each article
     X: np.ndarray  # (n, len(FEATURES))
     passage_scores: dict[str, np.ndarray] = field(default_factory=dict)  # T's per-method scores
+    turn: np.ndarray = field(default_factory=lambda: np.zeros(len(TURN_FEATURES), dtype=np.float32))
 
 
 class ArticleView:
@@ -172,6 +188,30 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     )
 
 
+def call_abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
+    """What the in-call abstention decision reads (``CALL_ABSTAIN_FEATURES``)."""
+    base = abstain_features(c, scores)
+    if not len(scores):
+        return np.zeros(len(CALL_ABSTAIN_FEATURES), dtype=np.float32)
+    j = int(np.argmax(scores))
+    x = dict(zip(FEATURES, c.X[j].tolist(), strict=True))
+    col = FEATURES.index
+    own = [
+        x["fused_t_rank"],
+        x["title_t"],
+        x["dense_t_gap"],
+        float(c.X[:, col("dense_t")].max()),
+        float(c.X[:, col("bm25_t")].max()),
+    ]
+    return np.concatenate([base, np.array(own, dtype=np.float32), c.turn.astype(np.float32)])
+
+
+def turn_features(terms_t: set[str], terms_ctx: set[str]) -> np.ndarray:
+    """``TURN_FEATURES`` of the caller's words (their content nouns) against the conversation's."""
+    novel = len(terms_t - terms_ctx) / len(terms_t) if terms_t else 0.0
+    return np.array([float(len(terms_t)), novel], dtype=np.float32)
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     """1-based rank of every entry (descending)."""
     order = np.argsort(-x, kind="stable")
@@ -191,6 +231,8 @@ class Reranker:
         threshold: float = 1.0,
         view: ArticleView | None = None,
         threshold_in_call: float | None = None,
+        call_abstainer: Any | None = None,
+        threshold_call_model: float = 1.0,
     ) -> None:
         self.kb = kb
         self.view = view or ArticleView(kb)
@@ -199,11 +241,18 @@ class Reranker:
         self.threshold = threshold  # abstain at or above (tuned by cross-validation)
         # the same promise for a question asked inside a call (calibrated on labelled caller turns)
         self.threshold_in_call = threshold if threshold_in_call is None else threshold_in_call
+        # a model of its own for questions inside a call, reading the caller's words beside the
+        # candidates (``CALL_ABSTAIN_FEATURES``), with its threshold; None: the single-question model
+        self.call_abstainer = call_abstainer
+        self.threshold_call_model = threshold_call_model
 
     def threshold_for(self, scores: dict[str, float]) -> float:
         """The out-of-scope threshold of a hit's question: inside a call (the conversation before
-        it is known: ``scores["in_call"]``) or a single question."""
-        return self.threshold_in_call if scores.get("in_call") else self.threshold
+        it is known: ``scores["in_call"]``) — the in-call model's when there is one — or a single
+        question."""
+        if not scores.get("in_call"):
+            return self.threshold
+        return self.threshold_call_model if self.call_abstainer is not None else self.threshold_in_call
 
     @classmethod
     def load(cls, kb: KnowledgeBase, path: Path = MODEL_PATH) -> Reranker:
@@ -214,6 +263,8 @@ class Reranker:
         abstainer = None
         threshold = 1.0
         threshold_in_call = None
+        call_abstainer = None
+        threshold_call_model = 1.0
         if path.exists():
             full = lgb.Booster(model_file=str(path))
             tpath = path.with_name(MODEL_T_PATH.name)
@@ -232,7 +283,25 @@ class Reranker:
             threshold = float(saved["threshold"])
             if saved.get("threshold_in_call") is not None:
                 threshold_in_call = float(saved["threshold_in_call"])
-        return cls(kb, model, abstainer, threshold, threshold_in_call=threshold_in_call)
+            cpath = path.with_name(CALL_MODEL_FILE)
+            if saved.get("threshold_call_model") is not None and cpath.exists():
+                booster = lgb.Booster(model_file=str(cpath))
+                if tuple(booster.feature_name()) == CALL_ABSTAIN_FEATURES:
+                    call_abstainer = booster
+                    threshold_call_model = float(saved["threshold_call_model"])
+                else:
+                    log.warning(
+                        "in-call abstention model %s has other features than this code; not used", cpath
+                    )
+        return cls(
+            kb,
+            model,
+            abstainer,
+            threshold,
+            threshold_in_call=threshold_in_call,
+            call_abstainer=call_abstainer,
+            threshold_call_model=threshold_call_model,
+        )
 
     # ------------------------------------------------------------------ features
     def candidates(self, convs: Sequence[Conversation]) -> list[Candidates]:
@@ -316,7 +385,8 @@ class Reranker:
         cols["is_table"] = self.view.table[arts]
         cols["generic_title"] = self.view.generic[arts]
         terms_t = set(self.kb.analyzer.nouns(cv.text))
-        terms_h = terms_t | set(self.kb.analyzer.nouns(f"{cv.counselor} {cv.history[-HISTORY_CHARS:]}"))
+        terms_ctx = set(self.kb.analyzer.nouns(f"{cv.counselor} {cv.history[-HISTORY_CHARS:]}"))
+        terms_h = terms_t | terms_ctx
         cols["title_t"] = np.array(
             [len(self.view.title_terms[a] & terms_t) / max(1, len(self.view.title_terms[a])) for a in arts],
             dtype=np.float32,
@@ -341,7 +411,8 @@ class Reranker:
             else np.zeros((0, len(FEATURES)))
         )
         shown = np.array([self._best_passage(int(a), passage_scores, mask) for a in arts], dtype=np.int64)
-        return Candidates(arts, shown, X, passage_scores)
+        turn = turn_features({t for t in terms_t if len(t) >= 2}, {t for t in terms_ctx if len(t) >= 2})
+        return Candidates(arts, shown, X, passage_scores, turn)
 
     def _best_passage(self, art: int, scores: dict[str, np.ndarray], mask: np.ndarray) -> int:
         s = self.kb.settings
@@ -364,10 +435,14 @@ class Reranker:
             return c.X[:, FEATURES.index("fused_t")]
         return np.asarray(self.model.predict(c.X, num_threads=1), dtype=np.float32)
 
-    def out_of_scope(self, c: Candidates, scores: np.ndarray) -> float:
-        """P(the question is out of scope), 0.0 without an abstention model."""
+    def out_of_scope(self, c: Candidates, scores: np.ndarray, in_call: bool = False) -> float:
+        """P(the question is out of scope), 0.0 without an abstention model; a question inside a
+        call is judged by the in-call model when there is one."""
         if self.abstainer is None or not len(scores):
             return 0.0 if len(scores) else 1.0
+        if in_call and self.call_abstainer is not None:
+            x = call_abstain_features(c, scores)[None, :]
+            return float(self.call_abstainer.predict(x, num_threads=1)[0])
         return float(self.abstainer.predict(abstain_features(c, scores)[None, :], num_threads=1)[0])
 
     def rank(self, convs: Sequence[Conversation], top_k: int) -> list[list[SearchHit]]:
@@ -377,8 +452,8 @@ class Reranker:
         out = []
         for cv, c in zip(convs, self.candidates(convs), strict=True):
             sc = self.scores(c)
-            oos = self.out_of_scope(c, sc)
             in_call = float(bool(cv.counselor.strip() or cv.history.strip()))
+            oos = self.out_of_scope(c, sc, bool(in_call))
             order = np.argsort(-sc, kind="stable")[:top_k]
             qtokens = self.kb.analyzer.query_tokens(cv.text, False)
             hits: list[SearchHit] = []

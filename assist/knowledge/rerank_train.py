@@ -28,6 +28,8 @@ import numpy as np
 
 from .rerank import (
     ABSTAIN_FEATURES,
+    CALL_ABSTAIN_FEATURES,
+    CALL_MODEL_FILE,
     FEATURES,
     MODEL_PATH,
     MODEL_T_PATH,
@@ -37,6 +39,7 @@ from .rerank import (
     Gated,
     Reranker,
     abstain_features,
+    call_abstain_features,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,19 @@ class Example:
             and bool(self.trigger)
             and not is_closing(self.trigger)
             and is_question(self.trigger)
+        )
+
+    @property
+    def needs_no_card(self) -> bool:
+        """A caller turn labelled with no article that is not a closing: an in-call question the
+        corpus cannot answer, or a statement that asks nothing ("번호판은 제가 찍어 놨어요")."""
+        from assist.dialogue import is_closing
+
+        return (
+            self.set in CALL_SETS
+            and not self.relevant
+            and bool(self.trigger)
+            and not is_closing(self.trigger)
         )
 
     @property
@@ -216,7 +232,7 @@ def fit_gated(reranker: Reranker, train: list[Example]) -> Gated:
     return Gated(fit(reranker, train), fit(reranker, ablated(train, T_ONLY_DROP)))
 
 
-def _abstain_classifier(feats: np.ndarray, oos: np.ndarray) -> Any:
+def _abstain_classifier(feats: np.ndarray, oos: np.ndarray, names: tuple[str, ...] = ABSTAIN_FEATURES) -> Any:
     import lightgbm as lgb
 
     clf = lgb.LGBMClassifier(
@@ -228,26 +244,31 @@ def _abstain_classifier(feats: np.ndarray, oos: np.ndarray) -> Any:
         verbose=-1,
         random_state=13,
     )
-    clf.fit(feats, oos.astype(int), feature_name=list(ABSTAIN_FEATURES))
+    clf.fit(feats, oos.astype(int), feature_name=list(names))
     return clf.booster_
 
 
 def fit_abstain(
-    feats: np.ndarray, oos: np.ndarray, max_withheld: float, inner_folds: int = 5
+    feats: np.ndarray,
+    oos: np.ndarray,
+    max_withheld: float,
+    inner_folds: int = 5,
+    names: tuple[str, ...] = ABSTAIN_FEATURES,
+    groups: np.ndarray | None = None,
 ) -> tuple[Any, float]:
     """A small classifier of out-of-scope vs in-scope on the abstention features, and the threshold
     that withholds at most ``max_withheld`` of in-scope questions it has *not* seen: the threshold
     comes from inner out-of-fold probabilities (a classifier's probabilities on its own training
     rows are over-confident, and a threshold set on them withheld twice the share promised)."""
-    clf = _abstain_classifier(feats, oos)
-    idx = np.arange(len(oos))
+    clf = _abstain_classifier(feats, oos, names)
+    idx = np.arange(len(oos)) if groups is None else np.asarray(groups)
     p = np.zeros(len(oos))
     for k in range(inner_folds):
         te = idx % inner_folds == k
         if te.all() or not oos[~te].any() or oos[~te].all():
             p[te] = clf.predict(feats[te], num_threads=1)
             continue
-        p[te] = _abstain_classifier(feats[~te], oos[~te]).predict(feats[te], num_threads=1)
+        p[te] = _abstain_classifier(feats[~te], oos[~te], names).predict(feats[te], num_threads=1)
     threshold = withholding_threshold(p[~oos], max_withheld) if (~oos).any() else 0.5
     return clf, threshold
 
@@ -305,6 +326,124 @@ def abstain_rows(
         return np.zeros((0, len(ABSTAIN_FEATURES)), dtype=np.float32), np.zeros(0, dtype=bool)
     X = np.vstack([abstain_features(e.candidates, oof[e.id]) for e in rows])
     return X, np.array([not e.relevant for e in rows])
+
+
+# which caller turns the in-call abstention model learns to withhold a card from
+CALL_MODEL_POSITIVES = ("questions", "no_card")
+
+
+def _call_positive(e: Example, positives: str) -> bool:
+    return e.in_call_question if positives == "questions" else e.needs_no_card
+
+
+def call_abstain_rows(
+    examples: list[Example], oof: dict[str, np.ndarray], positives: str = "questions"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The in-call abstention model's rows: caller turns labelled with articles (in scope) and those
+    that need no card (``positives``: the unanswerable in-call questions, or every non-closing turn
+    labelled with none); features from out-of-fold ranker scores; and each row's call (its group)."""
+    if positives not in CALL_MODEL_POSITIVES:
+        raise ValueError(f"positives must be one of {CALL_MODEL_POSITIVES}")
+    rows = [e for e in examples if e.set in CALL_SETS and (e.relevant or _call_positive(e, positives))]
+    if not rows:
+        return (
+            np.zeros((0, len(CALL_ABSTAIN_FEATURES)), dtype=np.float32),
+            np.zeros(0, dtype=bool),
+            np.zeros(0, dtype=np.int64),
+        )
+    X = np.vstack([call_abstain_features(e.candidates, oof[e.id]) for e in rows])
+    groups = np.array([fold_of(e.group, 1 << 30) for e in rows], dtype=np.int64)
+    return X, np.array([not e.relevant for e in rows]), groups
+
+
+def fit_call_abstain(
+    examples: list[Example], oof: dict[str, np.ndarray], max_withheld: float, positives: str = "questions"
+) -> tuple[Any, float] | None:
+    """The in-call abstention model and its threshold (at most ``max_withheld`` of labelled caller
+    turns withheld, from out-of-fold probabilities grouped by call); None without both kinds."""
+    X, y, groups = call_abstain_rows(examples, oof, positives)
+    if not y.any() or y.all():
+        return None
+    return fit_abstain(X, y, max_withheld, names=CALL_ABSTAIN_FEATURES, groups=groups)
+
+
+def call_model_cv(
+    reranker: Reranker,
+    examples: list[Example],
+    oof: dict[str, np.ndarray],
+    folds: int = 5,
+    max_withheld: float = 0.05,
+    positives: str = "questions",
+) -> dict[str, Any]:
+    """Per held-out fold of calls: the in-call model (fitted on the other folds) against the
+    single-question model at its in-call threshold — in-call questions and no-card turns withheld,
+    labelled turns withheld, top card right and the shown cards' precision."""
+    per_fold: list[dict[str, Any]] = []
+    for f in range(folds):
+        train = [e for e in examples if fold_of(e.group, folds) != f]
+        test = [e for e in examples if fold_of(e.group, folds) == f and e.set in CALL_SETS]
+        fitted = fit_call_abstain(train, oof, max_withheld, positives)
+        Xa, ya = abstain_rows(train, oof)
+        single = fit_abstain(Xa, ya, max_withheld) if ya.any() else None
+        labelled = [e for e in test if e.relevant]
+        questions = [e for e in test if e.in_call_question]
+        no_card = [e for e in test if e.needs_no_card]
+        if fitted is None or single is None or not labelled:
+            continue
+        clf, thr = fitted
+        thr_single = in_call_threshold_of(single[0], train, oof, max_withheld)
+        right = np.array(
+            [bool(set(ranked_docs(reranker, e, oof[e.id])[:1]) & set(e.relevant)) for e in labelled]
+        )
+        res: dict[str, Any] = {
+            "fold": f,
+            "threshold": round(thr, 4),
+            "labelled_n": len(labelled),
+            "questions_n": len(questions),
+            "no_card_n": len(no_card),
+        }
+
+        def withheld(es: list[Example], model: Any, t: float | None, call: bool) -> np.ndarray:
+            if not es or t is None:
+                return np.zeros(len(es), dtype=bool)
+            feats = call_abstain_features if call else abstain_features
+            X = np.vstack([feats(e.candidates, oof[e.id]) for e in es])
+            return np.asarray(model.predict(X, num_threads=1)) >= t
+
+        for tag, model, t, call in (
+            ("call_model", clf, thr, True),
+            ("single_model", single[0], thr_single, False),
+        ):
+            w = withheld(labelled, model, t, call)
+            shown = ~w
+            res[tag] = {
+                "labelled_withheld": round(float(w.mean()), 4),
+                "questions_withheld": round(float(withheld(questions, model, t, call).mean()), 4)
+                if questions
+                else None,
+                "no_card_withheld": round(float(withheld(no_card, model, t, call).mean()), 4)
+                if no_card
+                else None,
+                "top1_right": round(float((right & shown).mean()), 4),
+                "shown_precision": round(float((right & shown).sum() / shown.sum()), 4)
+                if shown.any()
+                else None,
+            }
+        per_fold.append(res)
+    mean: dict[str, Any] = {}
+    for tag in ("call_model", "single_model"):
+        mean[tag] = {
+            k: round(float(np.mean(vals)), 4)
+            for k in (
+                "labelled_withheld",
+                "questions_withheld",
+                "no_card_withheld",
+                "top1_right",
+                "shown_precision",
+            )
+            if (vals := [r[tag][k] for r in per_fold if r[tag].get(k) is not None])
+        }
+    return {"positives": positives, "folds": folds, "per_fold": per_fold, "mean_of_held_out_folds": mean}
 
 
 def cross_validate(
@@ -518,9 +657,11 @@ def train_and_save(
     path: Path = MODEL_PATH,
     max_withheld: float = 0.05,
     call_turns: bool = False,
+    call_model: str | None = None,
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
-    scores; write both (and the threshold) beside the module."""
+    scores; write both (and the threshold) beside the module. With ``call_model``, also the in-call
+    abstention model (``abstain_call_model.txt``; without it, a stale one is removed)."""
     gated = fit_gated(reranker, examples)
     gated.full.save_model(str(path))
     assert gated.t_only is not None
@@ -530,11 +671,22 @@ def train_and_save(
     thr_call = in_call_threshold_of(clf, examples, oof, max_withheld)
     apath = path.with_name("abstain_model.txt")
     clf.save_model(str(apath))
+    cpath = path.with_name(CALL_MODEL_FILE)
+    fitted = fit_call_abstain(examples, oof, max_withheld, call_model) if call_model else None
+    thr_call_model: float | None = None
+    if fitted is not None:
+        fitted[0].save_model(str(cpath))
+        thr_call_model = fitted[1]
+    elif cpath.exists():
+        cpath.unlink()
     path.with_name("abstain_threshold.json").write_text(
         json.dumps(
             {
                 "threshold": thr,
                 "threshold_in_call": thr_call,
+                "threshold_call_model": thr_call_model,
+                "call_model_positives": call_model if fitted is not None else None,
+                "call_model_features": list(CALL_ABSTAIN_FEATURES) if fitted is not None else None,
                 "max_in_scope_withheld": max_withheld,
                 "features": list(ABSTAIN_FEATURES),
                 "trained_on": sorted({e.set for e in examples}),
@@ -549,6 +701,7 @@ def train_and_save(
         "abstain_model": str(apath),
         "threshold": thr,
         "threshold_in_call": thr_call,
+        "threshold_call_model": thr_call_model,
         "examples": len(examples),
     }
 

@@ -144,3 +144,113 @@ def test_reranker_uses_the_in_call_threshold_for_questions_with_a_conversation()
     assert r.threshold_for({"out_of_scope": 0.6}) == 0.5
     same = Reranker(SimpleNamespace(), None, None, 0.5, view=SimpleNamespace())  # type: ignore[arg-type]
     assert same.threshold_for({"in_call": 1.0}) == 0.5  # an older model file: one threshold
+
+
+def test_turn_features_count_the_callers_nouns_the_conversation_has_not_said() -> None:
+    from assist.knowledge.rerank import turn_features
+
+    assert turn_features({"택배", "주소"}, {"택배", "주차"}).tolist() == [2.0, 0.5]
+    assert turn_features(set(), {"택배"}).tolist() == [0.0, 0.0]
+
+
+def test_call_abstain_features_read_the_top_candidate_and_the_turn() -> None:
+    from assist.knowledge.rerank import CALL_ABSTAIN_FEATURES, call_abstain_features
+
+    X = np.zeros((3, len(FEATURES)), dtype=np.float32)
+    X[:, FEATURES.index("dense_t")] = [0.2, 0.7, 0.4]
+    X[:, FEATURES.index("fused_t_rank")] = [1.0, 3.0, 2.0]
+    X[:, FEATURES.index("bm25_t")] = [5.0, 1.0, 2.0]
+    cand = Candidates(np.arange(3), np.arange(3), X, turn=np.array([4.0, 0.75], dtype=np.float32))
+    f = dict(
+        zip(
+            CALL_ABSTAIN_FEATURES,
+            call_abstain_features(cand, np.array([0.1, 0.9, 0.3])).tolist(),
+            strict=True,
+        )
+    )
+    assert f["top_fused_t_rank"] == 3.0  # the ranker's top is third on the caller's words alone
+    assert f["dense_t_best"] == np.float32(0.7) and f["bm25_t_best"] == 5.0
+    assert f["turn_terms"] == 4.0 and f["turn_novel"] == 0.75
+    assert call_abstain_features(cand, np.zeros(0)).shape == (len(CALL_ABSTAIN_FEATURES),)
+
+
+def test_needs_no_card_is_every_unlabelled_turn_but_a_closing() -> None:
+    assert _turn(1, [], "마포구 망원동이요.").needs_no_card
+    assert _turn(2, [], "그럼 그 택배는 어디로 찾으러 가요?").needs_no_card
+    assert not _turn(3, [], "네, 알겠습니다. 감사합니다.").needs_no_card
+    assert not _turn(4, ["도로교통법/제32조"], "인도에 세워도 돼요?").needs_no_card
+
+
+def _calls_with_a_turn_signal(rng: np.random.Generator) -> tuple[SimpleNamespace, list[Example]]:
+    """Calls whose unanswerable questions are told apart only by the caller's words (turn_novel);
+    every candidate-level feature is noise."""
+    docs = [f"law/제{i}조" for i in range(10)]
+    examples = []
+    for c in range(60):
+        for i in range(8):
+            asked = i % 4 == 3
+            X = rng.normal(size=(5, len(FEATURES))).astype(np.float32)
+            turn = np.array(
+                [3.0, rng.uniform(0.7, 1.0) if asked else rng.uniform(0.0, 0.4)], dtype=np.float32
+            )
+            cand = Candidates(np.arange(5), np.arange(5), X, turn=turn)
+            rel = [] if asked else [docs[i]]
+            trigger = "그건 어디로 가요?" if asked else "이건 되나요?"
+            examples.append(
+                Example(
+                    f"C{c}#{i}", f"C{c}", "turns", Conversation("q"), rel, cand, docs[:5], trigger=trigger
+                )
+            )
+    return SimpleNamespace(view=SimpleNamespace(doc_id=docs)), examples
+
+
+def test_call_model_withholds_in_call_questions_the_turn_gives_away_within_the_promise() -> None:
+    from assist.knowledge.rerank_train import call_model_cv, fit_call_abstain
+
+    reranker, examples = _calls_with_a_turn_signal(np.random.default_rng(11))
+    oof = {e.id: np.asarray(e.candidates.X[:, 0]) for e in examples}
+    # no single utterances: the comparison model cannot be fitted, the fold is skipped, not invented
+    assert call_model_cv(reranker, examples, oof, folds=3)["per_fold"] == []  # type: ignore[arg-type]
+    fitted = fit_call_abstain(examples, oof, 0.05)
+    assert fitted is not None
+    clf, thr = fitted
+    from assist.knowledge.rerank import call_abstain_features
+
+    p = np.array(
+        [
+            clf.predict(call_abstain_features(e.candidates, oof[e.id])[None, :], num_threads=1)[0]
+            for e in examples
+        ]
+    )
+    asked = np.array([e.in_call_question for e in examples])
+    assert (p[~asked] >= thr).mean() <= 0.06
+    assert (p[asked] >= thr).mean() >= 0.9
+    # only labelled turns: nothing to learn
+    assert fit_call_abstain([e for e in examples if e.relevant], oof, 0.05) is None
+
+
+def test_reranker_judges_in_call_questions_by_the_in_call_model_when_shipped() -> None:
+    from assist.knowledge.rerank import Reranker
+
+    class Const:
+        def __init__(self, p: float) -> None:
+            self.p = p
+
+        def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+            return np.full(len(X), self.p)
+
+    cand = Candidates(np.arange(2), np.arange(2), np.zeros((2, len(FEATURES)), dtype=np.float32))
+    sc = np.array([0.2, 0.1], dtype=np.float32)
+    r = Reranker(
+        SimpleNamespace(),
+        None,
+        Const(0.1),
+        0.5,
+        view=SimpleNamespace(),
+        threshold_in_call=0.8,  # type: ignore[arg-type]
+        call_abstainer=Const(0.9),
+        threshold_call_model=0.7,
+    )
+    assert r.out_of_scope(cand, sc, in_call=True) == 0.9
+    assert r.out_of_scope(cand, sc, in_call=False) == 0.1
+    assert r.threshold_for({"in_call": 1.0}) == 0.7 and r.threshold_for({"in_call": 0.0}) == 0.5
