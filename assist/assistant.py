@@ -136,7 +136,8 @@ def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_t
     counselor = last_counselor_turn(before)
     history = " ".join(t for _w, t in before)
     district = district_of([t for _w, t in turns])
-    return Conversation(text, counselor, history, district, assistant.filters(district))
+    trigger = " ".join(t for who, t in turns[len(before) :] if who == "caller")
+    return Conversation(text, counselor, history, district, assistant.filters(district), trigger)
 
 
 @dataclass

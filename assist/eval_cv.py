@@ -71,7 +71,7 @@ def live_cv(
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
             thr_call = in_call_threshold_of(clf, train, oof, max_withheld)
-            fitted = fit_call_abstain(train, oof, max_withheld, call_model) if call_model else None
+            fitted = fit_call_abstain(train, oof, max_withheld, call_model, clf) if call_model else None
             assistant.reranker = Reranker(
                 reranker.kb,
                 gated,

@@ -333,7 +333,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         return 1
     root = Path(__file__).resolve().parents[2]
     assistant = Assistant(kb, AssistSettings(rerank=False))
-    reranker = Reranker(kb)
+    reranker = Reranker(kb, turn_features=True)
     holdouts = [k.strip() for k in (args.with_holdouts or "").split(",") if k.strip()]
     sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1, holdouts=holdouts)
     examples = load_examples(assistant, sets)

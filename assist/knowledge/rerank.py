@@ -73,7 +73,7 @@ ABSTAIN_FEATURES = ("top", "margin", "dense_t", "bm25_t_rel", "dense_h", "fused_
 # the caller's own words or on the conversation around them, and the caller's words themselves — how
 # many content nouns they carry and how many of those the conversation has not said yet (a question
 # on a new matter inside a call: "그 앱 이름이 뭐였더라", "번호가 어떻게 돼요?")
-TURN_FEATURES = ("turn_terms", "turn_novel")
+TURN_FEATURES = ("turn_terms", "turn_novel", "turn_question")
 CALL_ABSTAIN_FEATURES = (
     *ABSTAIN_FEATURES,
     "top_fused_t_rank",
@@ -81,7 +81,10 @@ CALL_ABSTAIN_FEATURES = (
     "top_dense_t_gap",
     "dense_t_best",
     "bm25_t_best",
+    "turn_bm25_top_rel",
+    "turn_bm25_best",
     *TURN_FEATURES,
+    "p_single",  # the single-question model's P(out of scope): it learned from many more questions
 )
 _GENERIC = re.compile(r"^(목적|정의|시행일|적용\s*범위|다른\s*법률과의\s*관계|위임|권한의\s*위임)")
 
@@ -107,6 +110,7 @@ class Conversation:
     history: str = ""
     district: str | None = None
     filters: SearchFilters | None = None
+    trigger: str = ""  # the caller's newest turn(s) alone (``text`` may carry earlier caller turns)
 
     def variants(self) -> dict[str, str]:
         c = f"{self.text} {self.counselor}".strip() if self.counselor.strip() else self.text
@@ -123,6 +127,7 @@ class Candidates:
     X: np.ndarray  # (n, len(FEATURES))
     passage_scores: dict[str, np.ndarray] = field(default_factory=dict)  # T's per-method scores
     turn: np.ndarray = field(default_factory=lambda: np.zeros(len(TURN_FEATURES), dtype=np.float32))
+    turn_bm25: np.ndarray | None = None  # BM25 of the trigger's own words, per candidate article
 
 
 class ArticleView:
@@ -188,28 +193,41 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     )
 
 
-def call_abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
-    """What the in-call abstention decision reads (``CALL_ABSTAIN_FEATURES``)."""
+def call_abstain_features(c: Candidates, scores: np.ndarray, p_single: float = 0.0) -> np.ndarray:
+    """What the in-call abstention decision reads (``CALL_ABSTAIN_FEATURES``); ``p_single`` is the
+    single-question model's probability for the same question."""
     base = abstain_features(c, scores)
     if not len(scores):
         return np.zeros(len(CALL_ABSTAIN_FEATURES), dtype=np.float32)
     j = int(np.argmax(scores))
     x = dict(zip(FEATURES, c.X[j].tolist(), strict=True))
     col = FEATURES.index
+    tb = c.turn_bm25 if c.turn_bm25 is not None else c.X[:, col("bm25_t")]
+    best = float(tb.max())
     own = [
         x["fused_t_rank"],
         x["title_t"],
         x["dense_t_gap"],
         float(c.X[:, col("dense_t")].max()),
         float(c.X[:, col("bm25_t")].max()),
+        float(tb[j]) / best if best > 0 else 0.0,
+        best,
     ]
-    return np.concatenate([base, np.array(own, dtype=np.float32), c.turn.astype(np.float32)])
+    return np.concatenate(
+        [
+            base,
+            np.array(own, dtype=np.float32),
+            c.turn.astype(np.float32),
+            np.array([p_single], dtype=np.float32),
+        ]
+    )
 
 
-def turn_features(terms_t: set[str], terms_ctx: set[str]) -> np.ndarray:
-    """``TURN_FEATURES`` of the caller's words (their content nouns) against the conversation's."""
+def turn_features(terms_t: set[str], terms_ctx: set[str], question: bool = False) -> np.ndarray:
+    """``TURN_FEATURES`` of the caller's words (their content nouns) against the conversation's, and
+    whether they ask something."""
     novel = len(terms_t - terms_ctx) / len(terms_t) if terms_t else 0.0
-    return np.array([float(len(terms_t)), novel], dtype=np.float32)
+    return np.array([float(len(terms_t)), novel, float(question)], dtype=np.float32)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -233,6 +251,7 @@ class Reranker:
         threshold_in_call: float | None = None,
         call_abstainer: Any | None = None,
         threshold_call_model: float = 1.0,
+        turn_features: bool | None = None,
     ) -> None:
         self.kb = kb
         self.view = view or ArticleView(kb)
@@ -245,6 +264,9 @@ class Reranker:
         # candidates (``CALL_ABSTAIN_FEATURES``), with its threshold; None: the single-question model
         self.call_abstainer = call_abstainer
         self.threshold_call_model = threshold_call_model
+        # the caller's words' own features (nouns, BM25 of the trigger: a few ms a question) are
+        # computed only for the in-call model, or for training it
+        self.turn_features = call_abstainer is not None if turn_features is None else turn_features
 
     def threshold_for(self, scores: dict[str, float]) -> float:
         """The out-of-scope threshold of a hit's question: inside a call (the conversation before
@@ -411,8 +433,23 @@ class Reranker:
             else np.zeros((0, len(FEATURES)))
         )
         shown = np.array([self._best_passage(int(a), passage_scores, mask) for a in arts], dtype=np.int64)
-        turn = turn_features({t for t in terms_t if len(t) >= 2}, {t for t in terms_ctx if len(t) >= 2})
-        return Candidates(arts, shown, X, passage_scores, turn)
+        if not self.turn_features:
+            return Candidates(arts, shown, X, passage_scores)
+        from assist.dialogue import is_question
+
+        trigger = cv.trigger or cv.text
+        terms_turn = set(self.kb.analyzer.nouns(trigger)) if cv.trigger else terms_t
+        turn = turn_features(
+            {t for t in terms_turn if len(t) >= 2},
+            {t for t in terms_ctx if len(t) >= 2},
+            is_question(trigger),
+        )
+        turn_bm25 = None
+        if cv.trigger and cv.trigger != cv.text and n:
+            tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(cv.trigger, s.query_expansion))
+            tbm = self.view.max(tb, mask)[arts]
+            turn_bm25 = np.where(np.isfinite(tbm), tbm, 0.0).astype(np.float32)
+        return Candidates(arts, shown, X, passage_scores, turn, turn_bm25)
 
     def _best_passage(self, art: int, scores: dict[str, np.ndarray], mask: np.ndarray) -> int:
         s = self.kb.settings
@@ -440,10 +477,11 @@ class Reranker:
         call is judged by the in-call model when there is one."""
         if self.abstainer is None or not len(scores):
             return 0.0 if len(scores) else 1.0
+        p = float(self.abstainer.predict(abstain_features(c, scores)[None, :], num_threads=1)[0])
         if in_call and self.call_abstainer is not None:
-            x = call_abstain_features(c, scores)[None, :]
+            x = call_abstain_features(c, scores, p)[None, :]
             return float(self.call_abstainer.predict(x, num_threads=1)[0])
-        return float(self.abstainer.predict(abstain_features(c, scores)[None, :], num_threads=1)[0])
+        return p
 
     def rank(self, convs: Sequence[Conversation], top_k: int) -> list[list[SearchHit]]:
         """The ``top_k`` hits of each conversation in the learned order; every hit's ``scores`` carry

@@ -337,11 +337,15 @@ def _call_positive(e: Example, positives: str) -> bool:
 
 
 def call_abstain_rows(
-    examples: list[Example], oof: dict[str, np.ndarray], positives: str = "questions"
+    examples: list[Example],
+    oof: dict[str, np.ndarray],
+    positives: str = "questions",
+    single: Any | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The in-call abstention model's rows: caller turns labelled with articles (in scope) and those
     that need no card (``positives``: the unanswerable in-call questions, or every non-closing turn
-    labelled with none); features from out-of-fold ranker scores; and each row's call (its group)."""
+    labelled with none); features from out-of-fold ranker scores and the ``single`` question model's
+    probability (it never learned from call turns, so that is out of sample too); and each row's call."""
     if positives not in CALL_MODEL_POSITIVES:
         raise ValueError(f"positives must be one of {CALL_MODEL_POSITIVES}")
     rows = [e for e in examples if e.set in CALL_SETS and (e.relevant or _call_positive(e, positives))]
@@ -351,17 +355,27 @@ def call_abstain_rows(
             np.zeros(0, dtype=bool),
             np.zeros(0, dtype=np.int64),
         )
-    X = np.vstack([call_abstain_features(e.candidates, oof[e.id]) for e in rows])
+    X = np.vstack([call_abstain_features(e.candidates, oof[e.id], _p_single(single, e, oof)) for e in rows])
     groups = np.array([fold_of(e.group, 1 << 30) for e in rows], dtype=np.int64)
     return X, np.array([not e.relevant for e in rows]), groups
 
 
+def _p_single(single: Any | None, e: Example, oof: dict[str, np.ndarray]) -> float:
+    if single is None or not len(oof[e.id]):
+        return 0.0
+    return float(single.predict(abstain_features(e.candidates, oof[e.id])[None, :], num_threads=1)[0])
+
+
 def fit_call_abstain(
-    examples: list[Example], oof: dict[str, np.ndarray], max_withheld: float, positives: str = "questions"
+    examples: list[Example],
+    oof: dict[str, np.ndarray],
+    max_withheld: float,
+    positives: str = "questions",
+    single: Any | None = None,
 ) -> tuple[Any, float] | None:
     """The in-call abstention model and its threshold (at most ``max_withheld`` of labelled caller
     turns withheld, from out-of-fold probabilities grouped by call); None without both kinds."""
-    X, y, groups = call_abstain_rows(examples, oof, positives)
+    X, y, groups = call_abstain_rows(examples, oof, positives, single)
     if not y.any() or y.all():
         return None
     return fit_abstain(X, y, max_withheld, names=CALL_ABSTAIN_FEATURES, groups=groups)
@@ -382,16 +396,17 @@ def call_model_cv(
     for f in range(folds):
         train = [e for e in examples if fold_of(e.group, folds) != f]
         test = [e for e in examples if fold_of(e.group, folds) == f and e.set in CALL_SETS]
-        fitted = fit_call_abstain(train, oof, max_withheld, positives)
         Xa, ya = abstain_rows(train, oof)
         single = fit_abstain(Xa, ya, max_withheld) if ya.any() else None
+        fitted = fit_call_abstain(train, oof, max_withheld, positives, single[0] if single else None)
         labelled = [e for e in test if e.relevant]
         questions = [e for e in test if e.in_call_question]
         no_card = [e for e in test if e.needs_no_card]
         if fitted is None or single is None or not labelled:
             continue
         clf, thr = fitted
-        thr_single = in_call_threshold_of(single[0], train, oof, max_withheld)
+        single_clf = single[0]
+        thr_single = in_call_threshold_of(single_clf, train, oof, max_withheld)
         right = np.array(
             [bool(set(ranked_docs(reranker, e, oof[e.id])[:1]) & set(e.relevant)) for e in labelled]
         )
@@ -403,11 +418,19 @@ def call_model_cv(
             "no_card_n": len(no_card),
         }
 
-        def withheld(es: list[Example], model: Any, t: float | None, call: bool) -> np.ndarray:
+        def withheld(
+            es: list[Example], model: Any, t: float | None, call: bool, single_clf: Any = single_clf
+        ) -> np.ndarray:
             if not es or t is None:
                 return np.zeros(len(es), dtype=bool)
-            feats = call_abstain_features if call else abstain_features
-            X = np.vstack([feats(e.candidates, oof[e.id]) for e in es])
+            X = np.vstack(
+                [
+                    call_abstain_features(e.candidates, oof[e.id], _p_single(single_clf, e, oof))
+                    if call
+                    else abstain_features(e.candidates, oof[e.id])
+                    for e in es
+                ]
+            )
             return np.asarray(model.predict(X, num_threads=1)) >= t
 
         for tag, model, t, call in (
@@ -672,7 +695,7 @@ def train_and_save(
     apath = path.with_name("abstain_model.txt")
     clf.save_model(str(apath))
     cpath = path.with_name(CALL_MODEL_FILE)
-    fitted = fit_call_abstain(examples, oof, max_withheld, call_model) if call_model else None
+    fitted = fit_call_abstain(examples, oof, max_withheld, call_model, clf) if call_model else None
     thr_call_model: float | None = None
     if fitted is not None:
         fitted[0].save_model(str(cpath))

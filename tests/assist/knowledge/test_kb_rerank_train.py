@@ -149,8 +149,8 @@ def test_reranker_uses_the_in_call_threshold_for_questions_with_a_conversation()
 def test_turn_features_count_the_callers_nouns_the_conversation_has_not_said() -> None:
     from assist.knowledge.rerank import turn_features
 
-    assert turn_features({"택배", "주소"}, {"택배", "주차"}).tolist() == [2.0, 0.5]
-    assert turn_features(set(), {"택배"}).tolist() == [0.0, 0.0]
+    assert turn_features({"택배", "주소"}, {"택배", "주차"}, True).tolist() == [2.0, 0.5, 1.0]
+    assert turn_features(set(), {"택배"}).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_call_abstain_features_read_the_top_candidate_and_the_turn() -> None:
@@ -160,7 +160,7 @@ def test_call_abstain_features_read_the_top_candidate_and_the_turn() -> None:
     X[:, FEATURES.index("dense_t")] = [0.2, 0.7, 0.4]
     X[:, FEATURES.index("fused_t_rank")] = [1.0, 3.0, 2.0]
     X[:, FEATURES.index("bm25_t")] = [5.0, 1.0, 2.0]
-    cand = Candidates(np.arange(3), np.arange(3), X, turn=np.array([4.0, 0.75], dtype=np.float32))
+    cand = Candidates(np.arange(3), np.arange(3), X, turn=np.array([4.0, 0.75, 1.0], dtype=np.float32))
     f = dict(
         zip(
             CALL_ABSTAIN_FEATURES,
@@ -191,7 +191,7 @@ def _calls_with_a_turn_signal(rng: np.random.Generator) -> tuple[SimpleNamespace
             asked = i % 4 == 3
             X = rng.normal(size=(5, len(FEATURES))).astype(np.float32)
             turn = np.array(
-                [3.0, rng.uniform(0.7, 1.0) if asked else rng.uniform(0.0, 0.4)], dtype=np.float32
+                [3.0, rng.uniform(0.7, 1.0) if asked else rng.uniform(0.0, 0.4), 1.0], dtype=np.float32
             )
             cand = Candidates(np.arange(5), np.arange(5), X, turn=turn)
             rel = [] if asked else [docs[i]]
@@ -251,6 +251,8 @@ def test_reranker_judges_in_call_questions_by_the_in_call_model_when_shipped() -
         call_abstainer=Const(0.9),
         threshold_call_model=0.7,
     )
+    assert r.turn_features  # the in-call model reads them
+    assert not Reranker(SimpleNamespace(), None, None, 0.5, view=SimpleNamespace()).turn_features  # type: ignore[arg-type]
     assert r.out_of_scope(cand, sc, in_call=True) == 0.9
     assert r.out_of_scope(cand, sc, in_call=False) == 0.1
     assert r.threshold_for({"in_call": 1.0}) == 0.7 and r.threshold_for({"in_call": 0.0}) == 0.5
