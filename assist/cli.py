@@ -224,13 +224,22 @@ def cmd_eval_sentences(args: argparse.Namespace) -> int:
         views: dict[str, Any] = {}
         for ref in ("lexical", "dense", "both"):
             dcv = es.cross_validate(assistant, cases, args.folds, es.DENSE_WEIGHTS, es.DENSE, ref)
-            views[ref] = {"train": dcv, "chosen_on_all_training": es.chosen_on_all(dcv)}
+            chosen = es.chosen_on_all(dcv)
+            views[ref] = {
+                "train": dcv,
+                "chosen_on_all_training": chosen,
+                "paired_train": es.paired(assistant, cases, chosen, es.DENSE, ref),
+            }
             if u_cases:
                 views[ref]["unseen"] = es.evaluate(assistant, u_cases, es.DENSE_WEIGHTS, es.DENSE, ref)
+                views[ref]["paired_unseen"] = es.paired(assistant, u_cases, chosen, es.DENSE, ref)
             print(f"draft_dense_weight, {ref} reference{' (both agree)' if ref == 'both' else ''}:")
             _print_cv(dcv)
             if "unseen" in views[ref]:
                 print("  unseen: " + json.dumps(views[ref]["unseen"]))
+            for k in ("paired_train", "paired_unseen"):
+                if k in views[ref]:
+                    print(f"  {k}: " + json.dumps(views[ref][k]))
         result["dense"] = views
         result["dense_latency"] = es.dense_latency(
             assistant, cases + u_cases, assistant.settings.draft_dense_cache

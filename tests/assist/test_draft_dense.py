@@ -218,3 +218,16 @@ def test_the_three_reference_views() -> None:
     assert both == {"cases": 0, "0.0": None, "1.0": None}  # the references never agree here
     agreeing = [_case(i, 1, 1) for i in range(5)]
     assert evaluate(assistant, agreeing, (0.0,), DENSE, "both") == {"cases": 5, "0.0": 1.0}  # type: ignore[arg-type]
+
+
+def test_paired_counts_the_drafts_a_weight_turns_right_and_wrong() -> None:
+    from assist.eval_sentences import paired
+
+    assistant = SimpleNamespace(generator=_gen(0.0, FakeEncoder()))
+    # 12 cases the dense side turns right (reference ①), 2 it turns wrong (reference ②)
+    cases = [_case(i, 0, 0) for i in range(12)] + [_case(i, 1, 1) for i in range(12, 14)]
+    out = paired(assistant, cases, 0.8)  # type: ignore[arg-type]
+    assert (out["better"], out["worse"], out["same"]) == (12, 2, 0)
+    # two-sided sign test: 2·P(X ≤ 2), X ~ Bin(14, ½) = 2·106/16384
+    assert out["sign_test_p"] == round(2 * 106 / 2**14, 4)
+    assert paired(assistant, cases, 0.0)["sign_test_p"] == 1.0  # type: ignore[arg-type]
