@@ -59,7 +59,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     sen = groups["eval"].add_parser(
         "sentences",
         help="Which statute sentence the grounded draft reads, against the counselor's next turn "
-        "(cross-validates draft_context_weight)",
+        "(cross-validates draft_context_weight and draft_dense_weight)",
     )
     sen.add_argument(
         "--train", type=Path, nargs="+", required=True, help="calls.jsonl files to cross-validate on"
@@ -68,6 +68,17 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     sen.add_argument("--folds", type=int, default=5, help="Folds of calls (default 5)")
     sen.add_argument("--save", type=Path, default=None, help="Also write the JSON result to this file")
     sen.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
+    sen.add_argument(
+        "--no-dense",
+        action="store_true",
+        help="Skip the dense side (draft_dense_weight, the dense reference, the latency figures)",
+    )
+    sen.add_argument(
+        "--show",
+        type=int,
+        default=15,
+        help="Training cases to print with the lexical and the dense choice side by side (0: none)",
+    )
     sen.set_defaults(func=cmd_eval_sentences)
 
     from assist.knowledge import cli as knowledge_cli
@@ -192,33 +203,82 @@ def cmd_eval_sentences(args: argparse.Namespace) -> int:
     from . import eval_sentences as es
 
     assistant = _assistant("grounded", args.index)
-    cases, tried = es.collect(assistant, _read_calls(args.train))
+    dense = None if args.no_dense else es.with_dense(assistant)
+    cases, tried = es.collect(assistant, _read_calls(args.train), dense=dense)
     print(
         f"train: {tried} labelled caller turns, {len(cases)} with a right top article of ≥ 2 sentences",
         file=sys.stderr,
     )
     result: dict[str, Any] = {"train": es.cross_validate(assistant, cases, args.folds), "train_turns": tried}
     cv = result["train"]
-    chosen = max(cv["by_weight"], key=lambda w: (cv["by_weight"][w]["agreement"], -abs(float(w) - 0.5)))
-    result["chosen_on_all_training"] = float(chosen)
+    result["chosen_on_all_training"] = es.chosen_on_all(cv)
+    u_cases: list[Any] = []
     if args.unseen:
-        u_cases, u_tried = es.collect(assistant, _read_calls(args.unseen))
+        u_cases, u_tried = es.collect(assistant, _read_calls(args.unseen), dense=dense)
         result["unseen"] = es.evaluate(assistant, u_cases, es.WEIGHTS) | {"turns": u_tried}
-    for fold in cv["held_out"]:
-        print(
-            f"fold {fold['fold']}: weight {fold['weight']}  held-out agreement {fold['agreement']} "
-            f"({fold['cases']} cases)"
-        )
-    print(
-        f"held-out mean {cv['held_out_mean']}; by weight (all folds): "
-        + ", ".join(f"{w}: {v['agreement']}" for w, v in cv["by_weight"].items())
-    )
+    print("draft_context_weight (dense side off), lexical reference:")
+    _print_cv(cv)
     if "unseen" in result:
-        print("unseen: " + json.dumps(result["unseen"]))
+        print("  unseen: " + json.dumps(result["unseen"]))
+    if dense is not None:
+        views: dict[str, Any] = {}
+        for ref in ("lexical", "dense", "both"):
+            dcv = es.cross_validate(assistant, cases, args.folds, es.DENSE_WEIGHTS, es.DENSE, ref)
+            chosen = es.chosen_on_all(dcv)
+            views[ref] = {
+                "train": dcv,
+                "chosen_on_all_training": chosen,
+                "paired_train": es.paired(assistant, cases, chosen, es.DENSE, ref),
+            }
+            if u_cases:
+                views[ref]["unseen"] = es.evaluate(assistant, u_cases, es.DENSE_WEIGHTS, es.DENSE, ref)
+                views[ref]["paired_unseen"] = es.paired(assistant, u_cases, chosen, es.DENSE, ref)
+            print(f"draft_dense_weight, {ref} reference{' (both agree)' if ref == 'both' else ''}:")
+            _print_cv(dcv)
+            if "unseen" in views[ref]:
+                print("  unseen: " + json.dumps(views[ref]["unseen"]))
+            for k in ("paired_train", "paired_unseen"):
+                if k in views[ref]:
+                    print(f"  {k}: " + json.dumps(views[ref][k]))
+        result["dense"] = views
+        result["dense_latency"] = es.dense_latency(
+            assistant, cases + u_cases, assistant.settings.draft_dense_cache
+        )
+        print("dense side, added ms per draft: " + json.dumps(result["dense_latency"]))
+        if args.show:
+            weight = views["lexical"]["chosen_on_all_training"] or 0.5
+            result["examples_weight"] = weight
+            result["examples"] = es.examples(assistant, cases, weight, args.show)
+            for ex in result["examples"]:
+                print(
+                    f"--- {ex['call']} t{ex['turn']} {ex['article']}{'' if ex['differ'] else ' (same choice)'}\n"
+                    f"  question:      {ex['question']}\n"
+                    f"  lexical {_marks(ex, 'lexical_pick')}: {ex['lexical_pick'][:160]}\n"
+                    f"  dense@{weight} {_marks(ex, 'dense_pick')}: {ex['dense_pick'][:160]}\n"
+                    f"  answer:        {ex['counselor_answer'][:200]}"
+                )
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         args.save.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     return 0
+
+
+def _marks(ex: dict[str, Any], pick: str) -> str:
+    """[L D]: whether a pick is the lexical (L) and the dense (D) reference (lower case: it is not)."""
+    lex, den = ex[f"{pick}_refs"]
+    return f"[{'L' if lex else 'l'}{'D' if den else 'd'}]"
+
+
+def _print_cv(cv: dict[str, Any]) -> None:
+    for fold in cv["held_out"]:
+        print(
+            f"  fold {fold['fold']}: weight {fold['weight']}  held-out agreement {fold['agreement']} "
+            f"(at {cv['baseline_weight']}: {fold['baseline']}; {fold['cases']} cases)"
+        )
+    print(
+        f"  held-out mean {cv['held_out_mean']} (at {cv['baseline_weight']}: {cv['baseline_mean']}); "
+        "by weight (all folds): " + ", ".join(f"{w}: {v['agreement']}" for w, v in cv["by_weight"].items())
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ Both return a :class:`streaming.events.DraftAnswer` whose every sentence cites a
 ``passage_id``; below the knowledge base's confidence threshold they abstain and say so.
 
 - :class:`GroundedGenerator` picks, in each of the best passages, the sentence (or 호 item) that shares
-  most weighted query terms, rewrites it into the counselor register (``~하여서는 아니 된다`` →
+  most weighted query terms (optionally blended with the cosine of the question's vector and the
+  unit's, :class:`UnitVectors`, at ``draft_dense_weight``), rewrites it into the counselor register (``~하여서는 아니 된다`` →
   ``~하시면 안 됩니다``) and names the source (``도로교통법 제32조에 따르면 …``).
 - :class:`LlmGenerator` prompts an OpenAI-compatible chat endpoint with numbered passages, parses
   the ``[n]`` markers, keeps only the sentences the :class:`~assist.citations.CitationChecker`
@@ -13,13 +14,17 @@ Both return a :class:`streaming.events.DraftAnswer` whose every sentence cites a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
+import numpy as np
 
 from streaming.events import DraftAnswer, DraftSentence
 
@@ -70,6 +75,111 @@ def abstention(generator: str, reason: str = ABSTAIN_TEXT) -> DraftAnswer:
     return DraftAnswer(generator=generator, sentences=[], abstained=True, abstain_reason=reason)
 
 
+class UnitVectors:
+    """The dense side of the sentence choice: the question's query vector and a document vector of
+    each unit (sentence or 호 item) of a passage, the units' kept per passage in a bounded LRU.
+
+    ``encode_query(text)``: the query vector the retrieval computed (the knowledge base's encoder with
+    its query prompt; its query cache hands back the vector retrieval just made). ``encode_units(title,
+    texts)``: document vectors of units in the index's document format (``title: … | text: …``), the
+    side passages are embedded with. A passage is keyed by its id and a hash of its text, so a new
+    version of an article is embedded again. Thread-safe; two threads missing on one passage at once
+    both embed it (the second store wins, with the same vectors)."""
+
+    def __init__(
+        self,
+        encode_query: Callable[[str], np.ndarray],
+        encode_units: Callable[[str, list[str]], np.ndarray],
+        size: int = 1024,
+    ) -> None:
+        if size < 1:
+            raise ValueError("the unit-vector cache holds at least one passage")
+        self.encode_query = encode_query
+        self.encode_units = encode_units
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._rows: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_kb(cls, kb: Any, size: int = 1024) -> UnitVectors | None:
+        """Over a knowledge base's encoder (None: the index has no dense side)."""
+        encoder = getattr(kb, "encoder", None)
+        if encoder is None or getattr(kb, "dense", None) is None:
+            return None
+        from assist.knowledge.dense import document_text
+
+        with_title = bool(getattr(kb.settings, "doc_title_in_prompt", True))
+
+        def encode_query(text: str) -> np.ndarray:
+            return np.asarray(kb.encode_queries([text])[0], dtype=np.float32)
+
+        def encode_units(title: str, texts: list[str]) -> np.ndarray:
+            docs = [document_text(title, t, with_title) for t in texts]
+            return np.asarray(encoder.encode_documents(docs, batch_size=max(1, len(docs))), dtype=np.float32)
+
+        return cls(encode_query, encode_units, size)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+    def units(self, hit: Hit, units: Sequence[Unit]) -> np.ndarray:
+        """Unit vectors of ``hit`` (rows in ``units`` order), embedded once per passage text."""
+        key = (hit.passage_id, hashlib.sha1(hit.text.encode()).hexdigest()[:16])
+        with self._lock:
+            rows = self._rows.get(key)
+            if rows is not None and len(rows) == len(units):
+                self._rows.move_to_end(key)
+                self.hits += 1
+                return rows
+            self.misses += 1
+        title = f"{hit.law_name} {hit.article_title or ''}".strip()
+        rows = np.asarray(self.encode_units(title, [u.text for u in units]), dtype=np.float32)
+        rows.setflags(write=False)
+        with self._lock:
+            self._rows[key] = rows
+            self._rows.move_to_end(key)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+        return rows
+
+    def cosines(self, query: str, hit: Hit, units: Sequence[Unit]) -> list[float]:
+        """Cosine of the question's vector and each unit's (both unit-normalised)."""
+        q = np.asarray(self.encode_query(query), dtype=np.float32)
+        m = self.units(hit, units)
+        qn = q / max(float(np.linalg.norm(q)), 1e-12)
+        mn = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        return [float(x) for x in mn @ qn]
+
+
+def combine_scores(
+    lexical: Sequence[float], cosines: Sequence[float], weight: float, exceptions: Sequence[bool]
+) -> list[float]:
+    """The sentence-choice score of each unit: ``(1 − weight)`` × its lexical score over the passage's
+    best, plus ``weight`` × its cosine min-max scaled over the passage's units (so both sides span
+    [0, 1] within the passage and only their order matters). An exception (``다만 …``) keeps the
+    lexical side's discount on the dense side too. ``weight`` 0: the lexical scores' order."""
+    if len(lexical) != len(cosines) or len(lexical) != len(exceptions):
+        raise ValueError("one lexical score, one cosine and one exception flag per unit")
+    if not lexical:
+        return []
+    top = max(lexical)
+    lex = [x / top if top > 0 else 0.0 for x in lexical]
+    lo, hi = min(cosines), max(cosines)
+    dense = [(c - lo) / (hi - lo) if hi > lo else 0.0 for c in cosines]
+    dense = [d * EXCEPTION_FACTOR if e else d for d, e in zip(dense, exceptions, strict=True)]
+    return [(1 - weight) * x + weight * d for x, d in zip(lex, dense, strict=True)]
+
+
+EXCEPTION_FACTOR = 0.6  # an exception is worth saying only after the rule
+
+
 class GroundedGenerator:
     name = "grounded"
 
@@ -78,10 +188,13 @@ class GroundedGenerator:
         content_morphemes_many: Callable[[list[str]], list[list[str]]],
         idf: Callable[[str], float],
         settings: AssistSettings | None = None,
+        dense: UnitVectors | None = None,
     ) -> None:
         self.morphs = content_morphemes_many
         self.idf = idf
         self.settings = settings or AssistSettings()
+        # the dense side of the sentence choice (None, or a weight of 0: lexical only, no encoder call)
+        self.dense = dense
 
     def _score_units(self, query_terms: dict[str, float], units: list[Unit]) -> list[float]:
         toks = self.morphs([u.text for u in units])
@@ -92,7 +205,7 @@ class GroundedGenerator:
             # short items and sentences are easier to say: mild length normalisation
             score = hit / math.sqrt(max(len(t), 4) / 4) + (0.01 if u.kind == "sentence" else 0.0)
             if u.text.startswith("다만"):  # an exception is worth saying only after the rule
-                score *= 0.6
+                score *= EXCEPTION_FACTOR
             out.append(score)
         return out
 
@@ -110,8 +223,24 @@ class GroundedGenerator:
                     out[t] = w * max(self.idf(t), 0.05)
         return out
 
+    def unit_scores(self, query: str, hit: Hit, units: list[Unit], lexical: list[float]) -> list[float]:
+        """What a unit is chosen by: its ``lexical`` score (:meth:`_score_units`), blended with its
+        cosine to the question at ``draft_dense_weight`` when a dense side is attached
+        (:func:`combine_scores`)."""
+        w = self.settings.draft_dense_weight
+        if self.dense is None or w <= 0 or not query.strip():
+            return lexical
+        try:
+            cos = self.dense.cosines(query, hit, units)
+        except Exception as exc:  # the encoder failing must not cost the card its draft
+            log.warning("dense sentence choice failed: lexical only", extra={"error": repr(exc)[:300]})
+            return lexical
+        return combine_scores(lexical, cos, w, [u.text.startswith("다만") for u in units])
+
     def select(self, query: str, hits: Sequence[Hit], context: str = "") -> list[tuple[Hit, list[str]]]:
-        """For each passage drafted from, the statute sentences chosen (in reading order)."""
+        """For each passage drafted from, the statute sentences chosen (in reading order). Whether a
+        passage or an item is said at all stays a lexical decision (some term of the question in it);
+        which one is said is :meth:`unit_scores`'s."""
         s = self.settings
         if not hits:
             return []
@@ -125,9 +254,10 @@ class GroundedGenerator:
             units = split_units(hit.text)
             if not units:
                 continue
-            scores = self._score_units(query_terms, units)
+            lexical = self._score_units(query_terms, units)
+            scores = self.unit_scores(query, hit, units, lexical)
             best = max(range(len(units)), key=lambda i: scores[i])
-            if scores[best] <= 0 and hit is not hits[0]:
+            if lexical[best] <= 0 and hit is not hits[0]:
                 continue
             u = units[best]
             picked: list[str] = []
@@ -142,7 +272,7 @@ class GroundedGenerator:
                     items = [i for i, x in enumerate(units) if x.kind == "item" and x.parent == best]
                     if items:
                         bi = max(items, key=lambda i: scores[i])
-                        if scores[bi] > 0.01:
+                        if lexical[bi] > 0.01:
                             picked.append("ITEM:" + units[bi].text)
             out.append((hit, picked))
         return out
@@ -313,7 +443,8 @@ class LlmGenerator:
 def make_generator(
     settings: AssistSettings, kb: Any, checker: CitationChecker | None = None
 ) -> DraftGenerator:
-    grounded = GroundedGenerator(kb.analyzer.content_morphemes_many, kb.idf, settings)
+    dense = UnitVectors.for_kb(kb, settings.draft_dense_cache) if settings.draft_dense_weight > 0 else None
+    grounded = GroundedGenerator(kb.analyzer.content_morphemes_many, kb.idf, settings, dense)
     if settings.generator == "grounded":
         return grounded
     checker = checker or CitationChecker.for_kb(

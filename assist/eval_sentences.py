@@ -14,24 +14,48 @@ against what the counselor actually answered, with no extra labels:
 - **agreement** is the share of cases whose draft reads the reference unit.
 
 ``draft_context_weight`` (how much the counselor's words *before* the question count beside the
-question's own) is chosen by cross-validation over folds of calls; the held-out folds' mean is
-reported with every weight's agreement per fold.
+question's own) and ``draft_dense_weight`` (how much the cosine of the question's vector and each
+unit's counts beside the lexical overlap) are each chosen by cross-validation over folds of calls;
+the held-out folds' mean is reported with every weight's agreement per fold.
+
+The reference is lexical, so a lexical selector has a built-in advantage against it. With a dense
+side two more views are reported: the **dense reference** (the unit whose document vector is
+closest to the counselor's next turn embedded as a query: the mirror-image bias, in the dense
+selector's favour) and the cases where **both references agree** (the least arguable ones).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from streaming.privacy import mask_text
 
 from .assistant import Assistant, SuggestRequest, last_counselor_turn
-from .drafts import GroundedGenerator
+from .drafts import GroundedGenerator, UnitVectors, combine_scores
+from .knowledge.dense import document_text
 from .text import split_units
 
-WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)  # draft_context_weight
+DENSE_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)  # draft_dense_weight
+CONTEXT = "draft_context_weight"
+DENSE = "draft_dense_weight"
+Reference = Literal["lexical", "dense", "both"]
+
+
+def _prefer(param: str) -> Callable[[float], float]:
+    """Tie-break among weights of equal training agreement: the context weight nearest 0.5 (as
+    before); the dense weight nearest 0 (the lexical choice unless the dense side earns its cost)."""
+    if param == DENSE:
+        return lambda w: -w
+    return lambda w: -abs(w - 0.5)
 
 
 @dataclass
@@ -43,14 +67,30 @@ class Case:
     answer: str  # the counselor's next turn (the reference, never shown to the draft)
     hit: Any  # the top passage (a labelled article)
     reference: int  # index of the reference unit in split_units(hit.text)
+    # the unit whose vector is closest to the counselor's next turn's (None: no dense side)
+    dense_reference: int | None = None
+
+    def reference_of(self, kind: Reference) -> int | None:
+        """The reference unit under one view (None: the case has none under it)."""
+        if kind == "lexical":
+            return self.reference
+        if kind == "dense":
+            return self.dense_reference
+        return self.reference if self.dense_reference == self.reference else None
 
 
 def _fold_of(call_id: str, folds: int) -> int:
     return int(hashlib.sha1(call_id.encode()).hexdigest(), 16) % folds
 
 
-def collect(assistant: Assistant, calls: Sequence[dict[str, Any]], batch: int = 16) -> tuple[list[Case], int]:
-    """The cases of ``calls`` (see the module docstring) and how many labelled turns were tried."""
+def collect(
+    assistant: Assistant,
+    calls: Sequence[dict[str, Any]],
+    batch: int = 16,
+    dense: UnitVectors | None = None,
+) -> tuple[list[Case], int]:
+    """The cases of ``calls`` (see the module docstring) and how many labelled turns were tried.
+    ``dense``: also each case's dense reference."""
     gen = _grounded(assistant)
     pending: list[tuple[SuggestRequest, str, str, set[str], int]] = []
     for call in calls:
@@ -86,7 +126,11 @@ def collect(assistant: Assistant, calls: Sequence[dict[str, Any]], batch: int = 
             best = max(range(len(units)), key=lambda j: scores[j])
             if scores[best] <= 0:
                 continue
-            cases.append(Case(req.call_id, i, res.query, ctx, answer, hit, best))
+            dense_ref = None
+            if dense is not None:
+                cos = dense.cosines(answer, hit, units)
+                dense_ref = max(range(len(units)), key=lambda j: cos[j])
+            cases.append(Case(req.call_id, i, res.query, ctx, answer, hit, best, dense_ref))
     return cases, len(pending)
 
 
@@ -95,38 +139,68 @@ def _grounded(assistant: Assistant) -> GroundedGenerator:
     return g if isinstance(g, GroundedGenerator) else g.fallback  # type: ignore[attr-defined]
 
 
-def _weighted(base: GroundedGenerator, weight: float) -> GroundedGenerator:
-    """``base`` with the counselor's last words at ``weight``."""
+def with_dense(assistant: Assistant, size: int = 4096) -> UnitVectors | None:
+    """The dense side of ``assistant``'s grounded generator, attached over its knowledge base's
+    encoder when it has none yet (None: the index has no dense side)."""
+    gen = _grounded(assistant)
+    if gen.dense is None:
+        gen.dense = UnitVectors.for_kb(assistant.kb, size)
+    return gen.dense
+
+
+def _weighted(
+    base: GroundedGenerator, weight: float, param: str = CONTEXT, **fixed: float
+) -> GroundedGenerator:
+    """``base`` (its dense side too) with ``param`` at ``weight`` and the ``fixed`` settings."""
     return GroundedGenerator(
-        base.morphs, base.idf, base.settings.model_copy(update={"draft_context_weight": weight})
+        base.morphs, base.idf, base.settings.model_copy(update={param: weight, **fixed}), base.dense
     )
 
 
-def agrees(gen: GroundedGenerator, case: Case) -> bool:
-    """Whether the draft of ``case`` reads its reference unit."""
-    units = split_units(case.hit.text)
-    ref = units[case.reference].text
+def _said(gen: GroundedGenerator, case: Case) -> list[str]:
     picked = gen.select(case.query, [case.hit], case.context)
     if not picked:
+        return []
+    return [p[5:] if p.startswith("ITEM:") else p for p in picked[0][1]]
+
+
+def agrees(gen: GroundedGenerator, case: Case, reference: Reference = "lexical") -> bool:
+    """Whether the draft of ``case`` reads its reference unit (under ``reference``)."""
+    j = case.reference_of(reference)
+    if j is None:
         return False
-    said = [p[5:] if p.startswith("ITEM:") else p for p in picked[0][1]]
-    return ref in said
+    return split_units(case.hit.text)[j].text in _said(gen, case)
+
+
+def _fixed(param: str) -> dict[str, float]:
+    """What the other weight is held at while one is cross-validated: the dense side off while the
+    context weight is (the session-11 measurement as it was); the context weight as configured
+    while the dense one is."""
+    return {DENSE: 0.0} if param == CONTEXT else {}
 
 
 def cross_validate(
-    assistant: Assistant, cases: Sequence[Case], folds: int = 5, weights: Sequence[float] = WEIGHTS
+    assistant: Assistant,
+    cases: Sequence[Case],
+    folds: int = 5,
+    weights: Sequence[float] = WEIGHTS,
+    param: str = CONTEXT,
+    reference: Reference = "lexical",
 ) -> dict[str, Any]:
-    """Agreement of every weight on every fold, and the held-out mean when each fold's weight is
-    chosen on the other folds."""
+    """Agreement of every weight of ``param`` on every fold, and the held-out mean when each fold's
+    weight is chosen on the other folds (beside the held-out mean of the first weight, the
+    baseline, on the same folds). Cases without a reference under ``reference`` are left out."""
     base = _grounded(assistant)
+    cases = [c for c in cases if c.reference_of(reference) is not None]
+    prefer = _prefer(param)
     table: dict[float, list[tuple[int, int]]] = {}
     for w in weights:
-        gen = _weighted(base, w)
+        gen = _weighted(base, w, param, **_fixed(param))
         per = [[0, 0] for _ in range(folds)]
         for c in cases:
             f = _fold_of(c.call_id, folds)
             per[f][1] += 1
-            per[f][0] += int(agrees(gen, c))
+            per[f][0] += int(agrees(gen, c, reference))
         table[w] = [(a, n) for a, n in per]
     held: list[dict[str, Any]] = []
     for f in range(folds):
@@ -136,11 +210,23 @@ def cross_validate(
             n = sum(x[1] for j, x in enumerate(table[w]) if j != f)
             return a / n if n else 0.0
 
-        best = max(weights, key=lambda w: (train_score(w), -abs(w - 0.5)))
+        best = max(weights, key=lambda w: (train_score(w), prefer(w)))
         a, n = table[best][f]
-        held.append({"fold": f, "weight": best, "cases": n, "agreement": round(a / n, 4) if n else None})
+        a0 = table[weights[0]][f][0]
+        held.append(
+            {
+                "fold": f,
+                "weight": best,
+                "cases": n,
+                "agreement": round(a / n, 4) if n else None,
+                "baseline": round(a0 / n, 4) if n else None,
+            }
+        )
     scored = [h for h in held if h["agreement"] is not None]
     return {
+        "param": param,
+        "reference": reference,
+        "baseline_weight": weights[0],
         "cases": len(cases),
         "folds": folds,
         "by_weight": {
@@ -152,14 +238,176 @@ def cross_validate(
         },
         "held_out": held,
         "held_out_mean": round(sum(h["agreement"] for h in scored) / len(scored), 4) if scored else None,
+        "baseline_mean": round(sum(h["baseline"] for h in scored) / len(scored), 4) if scored else None,
     }
 
 
-def evaluate(assistant: Assistant, cases: Sequence[Case], weights: Sequence[float]) -> dict[str, Any]:
+def chosen_on_all(cv: dict[str, Any]) -> float:
+    """The weight a cross-validation report's training calls choose as a whole (its tie-break)."""
+    prefer = _prefer(str(cv.get("param", CONTEXT)))
+    by = cv["by_weight"]
+    return float(max(by, key=lambda w: (by[w]["agreement"], prefer(float(w)))))
+
+
+def evaluate(
+    assistant: Assistant,
+    cases: Sequence[Case],
+    weights: Sequence[float],
+    param: str = CONTEXT,
+    reference: Reference = "lexical",
+) -> dict[str, Any]:
     """Agreement of each weight on ``cases`` (an unseen set: nothing chosen on it)."""
     base = _grounded(assistant)
+    cases = [c for c in cases if c.reference_of(reference) is not None]
     out: dict[str, Any] = {"cases": len(cases)}
     for w in weights:
-        gen = _weighted(base, w)
-        out[str(w)] = round(sum(agrees(gen, c) for c in cases) / len(cases), 4) if cases else None
+        gen = _weighted(base, w, param, **_fixed(param))
+        out[str(w)] = round(sum(agrees(gen, c, reference) for c in cases) / len(cases), 4) if cases else None
     return out
+
+
+def paired(
+    assistant: Assistant,
+    cases: Sequence[Case],
+    weight: float,
+    param: str = DENSE,
+    reference: Reference = "lexical",
+    baseline: float = 0.0,
+) -> dict[str, Any]:
+    """``weight`` against ``baseline`` case by case: how many drafts it turns right (``better``) and
+    wrong (``worse``), and the two-sided sign test's p over the cases that change."""
+    base = _grounded(assistant)
+    a = _weighted(base, weight, param, **_fixed(param))
+    b = _weighted(base, baseline, param, **_fixed(param))
+    better = worse = same = 0
+    for c in cases:
+        if c.reference_of(reference) is None:
+            continue
+        x, y = agrees(a, c, reference), agrees(b, c, reference)
+        better += int(x and not y)
+        worse += int(y and not x)
+        same += int(x == y)
+    n = better + worse
+    k = min(better, worse)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {
+        "weight": weight,
+        "baseline": baseline,
+        "better": better,
+        "worse": worse,
+        "same": same,
+        "sign_test_p": round(p, 4),
+    }
+
+
+def _pcts(xs: Sequence[float]) -> dict[str, Any]:
+    if not xs:
+        return {"n": 0}
+    a = np.asarray(xs, dtype=np.float64)
+    return {
+        "n": len(xs),
+        "p50": round(float(np.percentile(a, 50)), 2),
+        "p95": round(float(np.percentile(a, 95)), 2),
+        "max": round(float(a.max()), 2),
+    }
+
+
+def dense_latency(
+    assistant: Assistant, cases: Sequence[Case], size: int = 1024, sample_units: int = 256
+) -> dict[str, Any]:
+    """What the dense side adds to a draft, in ms: for every case in call order (as the cards came),
+    the time of its extra work — the question's vector (the one retrieval made, from the query
+    cache, as in the service), the units' vectors over a fresh cache of ``size`` passages, the
+    cosines and the blend — over all drafts and split by a cache miss (the passage's units
+    embedded) or hit. Also: how many units the whole index has, and what embedding them all at
+    build time would take, from ``sample_units`` random units embedded in batches of up to 32."""
+    fresh = UnitVectors.for_kb(assistant.kb, size)
+    if fresh is None:
+        return {"dense": False}
+    added: list[float] = []
+    miss: list[float] = []
+    hit: list[float] = []
+    per_unit: list[float] = []
+    sizes: list[int] = []
+    for c in cases:
+        units = split_units(c.hit.text)
+        before = fresh.misses
+        t0 = time.perf_counter()
+        cos = fresh.cosines(c.query, c.hit, units)
+        combine_scores([1.0] * len(units), cos, 0.5, [u.text.startswith("다만") for u in units])
+        ms = (time.perf_counter() - t0) * 1000
+        added.append(ms)
+        if fresh.misses > before:
+            miss.append(ms)
+            per_unit.append(ms / len(units))
+            sizes.append(len(units))
+        else:
+            hit.append(ms)
+    all_units = [(p, u) for p in assistant.kb.passages for u in split_units(p.text)]
+    n_units = len(all_units)
+    unit_ms = float(np.median(per_unit)) if per_unit else 0.0
+    # embedding every unit ahead (at index build): a random sample, batched as the build embeds
+    sample = random.Random(0).sample(all_units, min(sample_units, n_units))
+    kb = assistant.kb
+    docs = [
+        document_text(
+            f"{p.law_name} {p.article_title or ''}".strip(), u.text, kb.settings.doc_title_in_prompt
+        )
+        for p, u in sample
+    ]
+    t0 = time.perf_counter()
+    kb.encoder.encode_documents(docs, batch_size=32)
+    batched_ms = (time.perf_counter() - t0) * 1000 / max(1, len(docs))
+    return {
+        "dense": True,
+        "cache_passages": size,
+        "added_ms": _pcts(added),
+        "added_ms_cache_miss": _pcts(miss),
+        "added_ms_cache_hit": _pcts(hit),
+        "units_per_missed_passage": _pcts([float(x) for x in sizes]),
+        "cache_hit_rate": round(len(hit) / len(added), 3) if added else None,
+        "index_units": n_units,
+        "index_passages": len(assistant.kb.passages),
+        "ms_per_unit_p50": round(unit_ms, 2),
+        "batched_sample_units": len(docs),
+        "batched_ms_per_unit": round(batched_ms, 2),
+        "precompute_all_s_estimate": round(n_units * batched_ms / 1000, 1),
+    }
+
+
+def examples(assistant: Assistant, cases: Sequence[Case], weight: float, n: int = 15) -> list[dict[str, Any]]:
+    """``n`` cases spread over the set (every k-th) where the lexical and the dense choice (at
+    ``weight``) differ, first, then where they agree: the question, both choices, both references
+    and the counselor's answer, to read by eye."""
+    base = _grounded(assistant)
+    lex = _weighted(base, 0.0, DENSE)
+    dense = _weighted(base, weight, DENSE)
+    rows = []
+    for c in cases:
+        a, b = _said(lex, c), _said(dense, c)
+        units = split_units(c.hit.text)
+        lref = units[c.reference].text
+        dref = units[c.dense_reference].text if c.dense_reference is not None else None
+        rows.append(
+            {
+                "call": c.call_id,
+                "turn": c.turn,
+                "article": c.hit.doc_id,
+                "question": c.query,
+                "counselor_before": c.context,
+                "counselor_answer": c.answer,
+                "lexical_pick": " / ".join(a),
+                "dense_pick": " / ".join(b),
+                "differ": a != b,
+                "lexical_reference": lref,
+                "dense_reference": dref,
+                # whether each pick reads each reference
+                "lexical_pick_refs": [lref in a, dref in a],
+                "dense_pick_refs": [lref in b, dref in b],
+            }
+        )
+    differ = [r for r in rows if r["differ"]]
+    same = [r for r in rows if not r["differ"]]
+    step = max(1, len(differ) // n) if differ else 1
+    picked = differ[::step][:n]
+    return picked + same[: max(0, n - len(picked))]
