@@ -241,18 +241,20 @@ def test_reranker_judges_in_call_questions_by_the_in_call_model_when_shipped() -
 
     cand = Candidates(np.arange(2), np.arange(2), np.zeros((2, len(FEATURES)), dtype=np.float32))
     sc = np.array([0.2, 0.1], dtype=np.float32)
+    kb: Any = SimpleNamespace()  # stand-ins: the thresholds and models are all that is read
+    view: Any = SimpleNamespace()
     r = Reranker(
-        SimpleNamespace(),
+        kb,
         None,
         Const(0.1),
         0.5,
-        view=SimpleNamespace(),
-        threshold_in_call=0.8,  # type: ignore[arg-type]
+        view=view,
+        threshold_in_call=0.8,
         call_abstainer=Const(0.9),
         threshold_call_model=0.7,
     )
     assert r.turn_features  # the in-call model reads them
-    assert not Reranker(SimpleNamespace(), None, None, 0.5, view=SimpleNamespace()).turn_features  # type: ignore[arg-type]
+    assert not Reranker(kb, None, None, 0.5, view=view).turn_features
     assert r.out_of_scope(cand, sc, in_call=True) == 0.9
     assert r.out_of_scope(cand, sc, in_call=False) == 0.1
     assert r.threshold_for({"in_call": 1.0}) == 0.7 and r.threshold_for({"in_call": 0.0}) == 0.5
