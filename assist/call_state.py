@@ -17,10 +17,30 @@ from .summary import SummaryParts, Turn
 NOW = -math.inf  # "due at once" (a replayed end, a segment with no debounce)
 
 
-def shown_key(passages: Sequence[Any], abstained: bool) -> frozenset[str]:
+ShownKey = tuple[frozenset[str], str]
+
+
+def shown_key(passages: Sequence[Any], draft: Any) -> ShownKey:
     """What a suggestion puts on screen, for the no-repeat rule: its top three articles, each in its
-    version (an amended article, after a knowledge-base switch, is news)."""
-    return frozenset() if abstained else frozenset(f"{p.doc_id}@{p.effective_date}" for p in passages[:3])
+    version (an amended article, after a knowledge-base switch, is news), and what the counselor
+    reads of it: the primary article with the draft's sentences (the related articles are folded)."""
+    if draft.abstained:
+        return frozenset(), ""
+    top = frozenset(f"{p.doc_id}@{p.effective_date}" for p in passages[:3])
+    if not passages:
+        return top, ""
+    p0 = passages[0]
+    return top, f"{p0.doc_id}@{p0.effective_date}|" + " ".join(s.text for s in draft.sentences)
+
+
+def is_repeat(key: ShownKey, recent: Sequence[ShownKey]) -> bool:
+    """Whether a suggestion shows what is already there: the same three articles as one of
+    ``recent`` (oldest first), or the newest card's primary article saying the same sentences (only
+    the folded related articles differ; an older card's twin is news again once another card is
+    on top)."""
+    if any(key[0] == r[0] for r in recent):
+        return True
+    return bool(recent) and bool(key[1]) and key[1] == recent[-1][1]
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,7 @@ class CallState:
     pending: list[str] = field(default_factory=list)
     due_at: float = NOW
     covered: set[str] = field(default_factory=set)
-    shown: deque[frozenset[str]] = field(default_factory=lambda: deque(maxlen=8))
+    shown: deque[ShownKey] = field(default_factory=lambda: deque(maxlen=8))
     # the cards put on screen (not abstaining): (trigger segment id, their articles, primary first);
     # the summary cites from these, where the counselor's answer confirms them
     cards: list[Card] = field(default_factory=list)

@@ -130,7 +130,8 @@ class AssistSettings(BaseSettings):
     repeat_window: int = Field(
         default=3,
         ge=0,
-        description="A suggestion whose passages equal one of the last N shown is not repeated",
+        description="A suggestion with the same three articles as one of the last N shown is not repeated "
+        "(nor one whose primary article and draft sentences equal the newest card's)",
     )
     summary_grace_ms: int = Field(
         default=1000,

@@ -13,8 +13,9 @@ and the keywords shown.
   previous trigger's end waits that long, so a sentence the recogniser cut in two yields one
   suggestion with both segment ids. Segments of several calls due at the same moment are retrieved
   in one batch.
-- **No repeats**: a suggestion whose passages equal one of the last ``repeat_window`` shown is not
-  published again (its keywords still are, if they changed).
+- **No repeats**: a suggestion that shows what is already there — the same three articles as one
+  of the last ``repeat_window`` shown, or the newest card's primary article with the same draft
+  sentences — is not published again (its keywords still are, if they changed).
 - **Summaries** wait ``summary_grace_ms`` after ``CallEnded`` (the last transcripts travel on another
   topic and may arrive just after the end), and until no caller final of the call is waiting.
 - **Idle calls** (no event for ``call_idle_timeout_s``) are forgotten.
@@ -58,7 +59,7 @@ from streaming.events import (
 from streaming.privacy import mask_text
 
 from .assistant import SuggestRequest, SuggestResult, district_of
-from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, card_of, shown_key
+from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, card_of, is_repeat, shown_key
 from .dialogue import is_closing
 from .settings import AssistSettings
 from .summary import SummaryParts
@@ -320,7 +321,7 @@ class CallTracker:
         if st is None or not self.settings.repeat_window:
             return False
         recent = list(st.shown)[-self.settings.repeat_window :]
-        return shown_key(result.passages, result.draft.abstained) in recent
+        return is_repeat(shown_key(result.passages, result.draft), recent)
 
     def record(self, result: SuggestResult | SummaryResult, events: Sequence[Event]) -> None:
         """``events`` (from :meth:`events_for`) were published: the trigger segments are covered,
@@ -339,7 +340,7 @@ class CallTracker:
             if isinstance(ev, KeywordsUpdated):
                 st.keywords = list(result.keywords)
             elif isinstance(ev, Suggestion):
-                st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+                st.shown.append(shown_key(ev.passages, ev.draft))
                 card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
                 if card is not None:
                     st.cards.append(card)
@@ -410,7 +411,7 @@ class CallTracker:
         """A published event of the call: its trigger segments are covered, its card on screen, its
         summary written (a call summarised and ended is finished)."""
         if isinstance(ev, Suggestion):
-            st.shown.append(shown_key(ev.passages, ev.draft.abstained))
+            st.shown.append(shown_key(ev.passages, ev.draft))
             card = card_of(ev.trigger_segment_ids, ev.passages, ev.draft.abstained)
             if card is not None and card not in st.cards:
                 st.cards.append(card)

@@ -434,3 +434,31 @@ def test_a_closing_puts_no_new_card_up_but_stays_in_the_conversation(assistant: 
     tr.apply(CallStarted(call_id="b", counselor_id="c7"), T0)
     tr.apply(seg("b", "s1", Channel.caller, "감사합니다. 그런데 계량기 검사 수수료는 얼마예요", 0.0), T0)
     assert [r.trigger_segment_ids for r in tr.due(T0).suggest] == [["s1"]]
+
+
+def test_a_card_that_reads_the_same_as_the_newest_is_a_repeat_whatever_its_folded_articles() -> None:
+    from types import SimpleNamespace
+
+    from assist.call_state import is_repeat, shown_key
+
+    def p(doc: str) -> Any:
+        return SimpleNamespace(doc_id=doc, effective_date="2026-01-01")
+
+    def draft(*texts: str, abstained: bool = False) -> Any:
+        return SimpleNamespace(abstained=abstained, sentences=[SimpleNamespace(text=t) for t in texts])
+
+    a = shown_key([p("지방세법/제20조"), p("지방세법/제7조"), p("지방세법/제10조")], draft("60일 이내 신고"))
+    b = shown_key([p("도로교통법/제32조")], draft("정차 금지"))
+    # the same article saying the same, only the folded related articles differ
+    twin = shown_key([p("지방세법/제20조"), p("지방세법_시행령/제33조")], draft("60일 이내 신고"))
+    assert is_repeat(twin, [b, a])  # a is the newest card
+    assert not is_repeat(twin, [a, b])  # another card is on top since: a's twin is news again
+    # the same article reading another sentence is a new answer
+    assert not is_repeat(shown_key([p("지방세법/제20조")], draft("가산세")), [a])
+    # the same three articles, in any order, within the window: a repeat as before
+    same3 = shown_key([p("지방세법/제10조"), p("지방세법/제20조"), p("지방세법/제7조")], draft("다른 문장"))
+    assert is_repeat(same3, [a, b])
+    # abstentions repeat each other, and never match a card
+    off = shown_key([p("지방세법/제20조")], draft(abstained=True))
+    assert is_repeat(off, [off]) and not is_repeat(off, [a])
+    assert not is_repeat(twin, [])
