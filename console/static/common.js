@@ -160,7 +160,10 @@ const Dasan = (() => {
       if (this.suggIds.size === 0) this.suggestions.replaceChildren();
       this.suggIds.add(ev.suggestion_id);
       const byId = new Map(ev.passages.map((p, i) => [p.passage_id, { p, n: i + 1 }]));
-      const card = el("article", { class: `sugg latest${ev.draft.abstained ? " abstain" : ""}`, "data-suggestion-id": ev.suggestion_id });
+      // what the counselor reads of the card: its primary article and the draft's sentences
+      const visible = ev.draft.abstained || !ev.passages.length ? ""
+        : `${ev.passages[0].doc_id}@${ev.passages[0].effective_date || ""}|${ev.draft.sentences.map((s) => s.text).join(" ")}`;
+      const card = el("article", { class: `sugg latest${ev.draft.abstained ? " abstain" : ""}`, "data-suggestion-id": ev.suggestion_id, "data-visible": visible });
       if (ev.draft.abstained) {
         card.append(el("p", { class: "draft", text: ev.draft.abstain_reason || "근거가 충분한 자료를 찾지 못했습니다." }));
       } else {
@@ -196,6 +199,11 @@ const Dasan = (() => {
       if (!this.opts.readonly && !ev.draft.abstained) card.append(this.feedbackBar(ev));
       else if (!this.opts.readonly) card.append(this.feedbackBar(ev, true));
       for (const old of this.suggestions.querySelectorAll(".sugg.latest")) old.classList.remove("latest");
+      if (visible && !this.opts.readonly) {
+        // the same answer again (the assist repeats an older card once another went on top): it
+        // moves to the top instead of standing twice in the list; read-only views keep every card
+        for (const old of this.suggestions.querySelectorAll(".sugg")) if (old.dataset.visible === visible) old.remove();
+      }
       this.suggestions.prepend(card);
       this.suggestions.parentElement.scrollTop = 0;
     }

@@ -212,6 +212,13 @@ def test_live_call_review_and_replay(
         last_seq = int(page.get_attribute("#live", "data-last-seq"))
         assert last_seq == store.last_seq(call.call_id)
 
+        # the same answer suggested again moves to the top instead of standing twice
+        assert page.locator(".sugg").count() == 1
+        _send(producer, call.suggestion(2, f"{call.call_id}-caller-4", 16.5))
+        page.wait_for_selector(f'.sugg[data-suggestion-id="{call.call_id}-s2"]', timeout=30_000)
+        assert page.locator(".sugg").count() == 1
+        assert page.get_attribute(".sugg.latest", "data-suggestion-id") == f"{call.call_id}-s2"
+
         # supervisor board while the call is live
         sup = browser.new_context(
             viewport=VIEWPORT, locale="ko-KR", timezone_id="Asia/Seoul", bypass_csp=True
@@ -276,7 +283,7 @@ def test_live_call_review_and_replay(
     assert 0 < applied < total
     qa.click("#play")
     expect(qa.locator("#replay")).to_have_attribute("data-applied", str(total), timeout=60_000)
-    assert qa.locator(".sugg").count() == 1
+    assert qa.locator(".sugg").count() == 2  # a replay keeps every card, the repeated answer too
     assert "설정 47343fdc" in qa.inner_text(".sugg .prov")
     assert "아쉬움" in qa.inner_text(".side-panel") and "승인" in qa.inner_text("#review-history")
     qa.screenshot(path=str(shots / "13-qa-replay.png"))
