@@ -31,7 +31,7 @@ from kafka import TopicPartition
 
 from streaming import metrics
 from streaming.events import Event, Suggestion
-from streaming.kafka import EventConsumer, EventProducer, Record, read_partitions
+from streaming.kafka import EventConsumer, EventProducer, Record, read_budget_s, read_partitions
 from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import (
@@ -177,7 +177,20 @@ class AssistService:
         """Re-read the given partitions of the input and output topics and rebuild call state."""
         since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
         topics = tuple(dict.fromkeys((*self.inputs, *self.outputs)))
-        read = read_partitions(self.kafka, topics, partitions, since_ms=since_ms)
+        # What keeps a taken-over call from getting a card twice is the record of what was published
+        # and of which calls are open: those few records are read first, the transcripts (most of the
+        # history) with what is left of the one budget. A read cut at its budget under load then
+        # loses conversation context, not the cards already shown (seen in the assist-kill fault test:
+        # one read of everything, cut at 1.5 s, lost two published cards and repeated them).
+        budget = read_budget_s(self.kafka)
+        t0 = time.monotonic()
+        first = tuple(t for t in topics if t != CALL_TRANSCRIPTS)
+        read = read_partitions(self.kafka, first, partitions, since_ms=since_ms, budget_s=budget)
+        if CALL_TRANSCRIPTS in topics:
+            left = max(0.0, budget - (time.monotonic() - t0))
+            read += read_partitions(
+                self.kafka, (CALL_TRANSCRIPTS,), partitions, since_ms=since_ms, budget_s=left
+            )
         mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
         with self._lock:
             self.tracker.rebuild(((rec.partition, ev) for rec, ev in mine), self.clock())

@@ -343,3 +343,45 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
     assert "suggestion published" in log_b.read_text(errors="replace")
     summaries = read_events(kafka_settings, CALL_SUMMARIES, ids)
     assert len(summaries) == len(calls)
+
+
+def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_budget_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read cut at its budget must lose conversation context, not the record of the cards already
+    shown (which would be shown again): published events and lifecycle first, transcripts last,
+    all within one budget."""
+    import threading
+    from types import SimpleNamespace
+
+    import assist.service as service
+
+    calls: list[tuple[tuple[str, ...], float]] = []
+
+    def fake_read(
+        settings: Any, topics: Any, partitions: Any, *, since_ms: Any = None, budget_s: Any = None
+    ) -> list[Any]:
+        calls.append((tuple(topics), float(budget_s)))
+        return []
+
+    monkeypatch.setattr(service, "read_partitions", fake_read)
+    monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
+    rebuilt: list[Any] = []
+    fake = SimpleNamespace(
+        settings=SimpleNamespace(rebuild_lookback_s=3600),
+        inputs=service.INPUTS,
+        outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
+        kafka=None,
+        tracker=SimpleNamespace(rebuild=lambda evs, now: rebuilt.append(list(evs))),
+        _lock=threading.Lock(),
+        _own=lambda ev: True,
+        _gauge=lambda: None,
+        clock=lambda: 0.0,
+    )
+    assert service.AssistService.rebuild(fake, [0, 1]) == 0  # type: ignore[arg-type]
+    assert [t for t, _b in calls] == [
+        (service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
+        (service.CALL_TRANSCRIPTS,),
+    ]
+    assert calls[0][1] == 1.5 and 0.0 <= calls[1][1] <= 1.5  # one budget for both reads
+    assert rebuilt == [[]]
