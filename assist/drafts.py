@@ -18,8 +18,6 @@ import hashlib
 import logging
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -29,6 +27,7 @@ import numpy as np
 from streaming.events import DraftAnswer, DraftSentence
 
 from .citations import CitationChecker
+from .knowledge.query_cache import BoundedLru
 from .settings import AssistSettings
 from .text import Unit, drop_parentheticals, mentions, split_sentences, split_units, to_counselor_register
 
@@ -75,7 +74,7 @@ def abstention(generator: str, reason: str = ABSTAIN_TEXT) -> DraftAnswer:
     return DraftAnswer(generator=generator, sentences=[], abstained=True, abstain_reason=reason)
 
 
-class UnitVectors:
+class UnitVectors(BoundedLru):
     """The dense side of the sentence choice: the question's query vector and a document vector of
     each unit (sentence or 호 item) of a passage, the units' kept per passage in a bounded LRU.
 
@@ -94,13 +93,9 @@ class UnitVectors:
     ) -> None:
         if size < 1:
             raise ValueError("the unit-vector cache holds at least one passage")
+        super().__init__(size)
         self.encode_query = encode_query
         self.encode_units = encode_units
-        self.size = size
-        self.hits = 0
-        self.misses = 0
-        self._rows: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
 
     @classmethod
     def for_kb(cls, kb: Any, size: int = 1024) -> UnitVectors | None:
@@ -121,21 +116,12 @@ class UnitVectors:
 
         return cls(encode_query, encode_units, size)
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._rows)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-
     def units(self, hit: Hit, units: Sequence[Unit]) -> np.ndarray:
         """Unit vectors of ``hit`` (rows in ``units`` order), embedded once per passage text."""
         key = (hit.passage_id, hashlib.sha1(hit.text.encode()).hexdigest()[:16])
         with self._lock:
-            rows = self._rows.get(key)
+            rows = self._touch(key)
             if rows is not None and len(rows) == len(units):
-                self._rows.move_to_end(key)
                 self.hits += 1
                 return rows
             self.misses += 1
@@ -143,10 +129,7 @@ class UnitVectors:
         rows = np.asarray(self.encode_units(title, [u.text for u in units]), dtype=np.float32)
         rows.setflags(write=False)
         with self._lock:
-            self._rows[key] = rows
-            self._rows.move_to_end(key)
-            while len(self._rows) > self.size:
-                self._rows.popitem(last=False)
+            self._put(key, rows)
         return rows
 
     def cosines(self, query: str, hit: Hit, units: Sequence[Unit]) -> list[float]:

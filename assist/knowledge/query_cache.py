@@ -33,22 +33,18 @@ QUERY_CACHE = Counter(
 )
 
 
-class QueryVectorCache:
-    """``size`` most recently used query vectors of one encoder (``fingerprint``)."""
+class BoundedLru:
+    """The ``size`` most recently used arrays by key, with hit and miss counts; thread-safe through
+    ``_lock``, which :meth:`_touch` and :meth:`_put` expect to be held (so a batch of look-ups or
+    stores takes it once). The query-vector cache here and the draft's unit vectors
+    (:class:`assist.drafts.UnitVectors`) are both one."""
 
-    def __init__(self, size: int, fingerprint: str) -> None:
-        if size < 0:
-            raise ValueError("cache size must be >= 0")
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.fingerprint = fingerprint
         self.hits = 0
         self.misses = 0
         self._rows: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self.size > 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -58,6 +54,35 @@ class QueryVectorCache:
         with self._lock:
             self._rows.clear()
 
+    def _touch(self, key: tuple[str, str]) -> np.ndarray | None:
+        """The entry of ``key``, now the most recently used, or None (lock held)."""
+        row = self._rows.get(key)
+        if row is not None:
+            self._rows.move_to_end(key)
+        return row
+
+    def _put(self, key: tuple[str, str], row: np.ndarray) -> None:
+        """Store ``row`` as the most recently used entry, evicting the least recently used past
+        ``size`` (lock held)."""
+        self._rows[key] = row
+        self._rows.move_to_end(key)
+        while len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+
+
+class QueryVectorCache(BoundedLru):
+    """``size`` most recently used query vectors of one encoder (``fingerprint``)."""
+
+    def __init__(self, size: int, fingerprint: str) -> None:
+        if size < 0:
+            raise ValueError("cache size must be >= 0")
+        super().__init__(size)
+        self.fingerprint = fingerprint
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
     def get(self, text: str) -> np.ndarray | None:
         """The cached vector of one text (counted as a hit), or None (not counted: the caller will
         count the miss when it embeds through :meth:`encode`)."""
@@ -65,10 +90,9 @@ class QueryVectorCache:
             return None
         key = (self.fingerprint, text)
         with self._lock:
-            row = self._rows.get(key)
+            row = self._touch(key)
             if row is None:
                 return None
-            self._rows.move_to_end(key)
             self.hits += 1
         QUERY_CACHE.labels("hit").inc()
         return row
@@ -83,11 +107,10 @@ class QueryVectorCache:
         missing: dict[str, list[int]] = {}
         with self._lock:
             for i, t in enumerate(texts):
-                row = self._rows.get((fp, t))
+                row = self._touch((fp, t))
                 if row is None:
                     missing.setdefault(t, []).append(i)
                 else:
-                    self._rows.move_to_end((fp, t))
                     out[i] = row
             hits = len(texts) - len(missing)  # a text repeated in the batch is embedded once
             self.hits += hits
@@ -104,10 +127,7 @@ class QueryVectorCache:
                     row.setflags(write=False)
                     for i in missing[t]:
                         out[i] = row
-                    self._rows[(fp, t)] = row
-                    self._rows.move_to_end((fp, t))
-                while len(self._rows) > self.size:
-                    self._rows.popitem(last=False)
+                    self._put((fp, t), row)
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
         return np.vstack([r for r in out if r is not None])

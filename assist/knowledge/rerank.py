@@ -112,6 +112,11 @@ class Conversation:
     filters: SearchFilters | None = None
     trigger: str = ""  # the caller's newest turn(s) alone (``text`` may carry earlier caller turns)
 
+    @property
+    def has_context(self) -> bool:
+        """Whether the question has a conversation before it (a question inside a call)."""
+        return bool(self.counselor.strip() or self.history.strip())
+
     def variants(self) -> dict[str, str]:
         c = f"{self.text} {self.counselor}".strip() if self.counselor.strip() else self.text
         h = f"{self.text} {self.history[-HISTORY_CHARS:]}".strip() if self.history.strip() else self.text
@@ -196,9 +201,9 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
 def call_abstain_features(c: Candidates, scores: np.ndarray, p_single: float = 0.0) -> np.ndarray:
     """What the in-call abstention decision reads (``CALL_ABSTAIN_FEATURES``); ``p_single`` is the
     single-question model's probability for the same question."""
-    base = abstain_features(c, scores)
     if not len(scores):
         return np.zeros(len(CALL_ABSTAIN_FEATURES), dtype=np.float32)
+    base = abstain_features(c, scores)
     j = int(np.argmax(scores))
     x = dict(zip(FEATURES, c.X[j].tolist(), strict=True))
     col = FEATURES.index
@@ -402,7 +407,7 @@ class Reranker:
         bt = cols["bm25_t"]
         cols["bm25_t_rel"] = bt / bt.max() if n and bt.max() > 0 else np.zeros(n, dtype=np.float32)
         cols["agree_t"] = np.abs(cols["dense_t_rank"] - cols["bm25_t_rank"])
-        cols["has_context"] = np.full(n, float(bool(cv.counselor.strip() or cv.history.strip())))
+        cols["has_context"] = np.full(n, float(cv.has_context))
         cols["law_kind"] = self.view.kind[arts]
         cols["is_table"] = self.view.table[arts]
         cols["generic_title"] = self.view.generic[arts]
@@ -490,8 +495,8 @@ class Reranker:
         out = []
         for cv, c in zip(convs, self.candidates(convs), strict=True):
             sc = self.scores(c)
-            in_call = float(bool(cv.counselor.strip() or cv.history.strip()))
-            oos = self.out_of_scope(c, sc, bool(in_call))
+            in_call = float(cv.has_context)
+            oos = self.out_of_scope(c, sc, cv.has_context)
             order = np.argsort(-sc, kind="stable")[:top_k]
             qtokens = self.kb.analyzer.query_tokens(cv.text, False)
             hits: list[SearchHit] = []

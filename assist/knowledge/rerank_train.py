@@ -82,15 +82,9 @@ class Example:
     def in_call_question(self) -> bool:
         """A caller turn that asks something (no closing) and is labelled with no article: a
         question inside a call that the corpus cannot answer."""
-        from assist.dialogue import is_closing, is_question
+        from assist.dialogue import is_question
 
-        return (
-            self.set in CALL_SETS
-            and not self.relevant
-            and bool(self.trigger)
-            and not is_closing(self.trigger)
-            and is_question(self.trigger)
-        )
+        return self.needs_no_card and is_question(self.trigger)
 
     @property
     def needs_no_card(self) -> bool:
