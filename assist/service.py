@@ -187,10 +187,16 @@ class AssistService:
         first = tuple(t for t in topics if t != CALL_TRANSCRIPTS)
         read = read_partitions(self.kafka, first, partitions, since_ms=since_ms, budget_s=budget)
         if CALL_TRANSCRIPTS in topics:
-            left = max(0.0, budget - (time.monotonic() - t0))
-            read += read_partitions(
-                self.kafka, (CALL_TRANSCRIPTS,), partitions, since_ms=since_ms, budget_s=left
-            )
+            left = budget - (time.monotonic() - t0)
+            if left > 0:
+                read += read_partitions(
+                    self.kafka, (CALL_TRANSCRIPTS,), partitions, since_ms=since_ms, budget_s=left
+                )
+            else:  # no reader opened for nothing: the calls go on without their earlier context
+                log.warning(
+                    "rebuild: the published records used the whole read budget; transcripts not re-read",
+                    extra={"partitions": partitions, "budget_s": round(budget, 2)},
+                )
         mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
         with self._lock:
             self.tracker.rebuild(((rec.partition, ev) for rec, ev in mine), self.clock())

@@ -385,3 +385,39 @@ def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_b
     ]
     assert calls[0][1] == 1.5 and 0.0 <= calls[1][1] <= 1.5  # one budget for both reads
     assert rebuilt == [[]]
+
+
+def test_rebuild_opens_no_transcript_reader_when_the_budget_is_spent(monkeypatch: Any) -> None:
+    """When reading the published records used the whole budget, the transcripts are not read with
+    a zero budget (a reader opened for nothing): the rebuild says so and goes on."""
+    import threading
+    from types import SimpleNamespace
+
+    import assist.service as service
+
+    now = [100.0]
+    calls: list[tuple[str, ...]] = []
+
+    def slow_read(
+        settings: Any, topics: Any, partitions: Any, *, since_ms: Any = None, budget_s: Any = None
+    ) -> list[Any]:
+        calls.append(tuple(topics))
+        now[0] += float(budget_s) + 0.1  # the read ran past its whole budget
+        return []
+
+    monkeypatch.setattr(service, "read_partitions", slow_read)
+    monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
+    monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
+    fake = SimpleNamespace(
+        settings=SimpleNamespace(rebuild_lookback_s=3600),
+        inputs=service.INPUTS,
+        outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
+        kafka=None,
+        tracker=SimpleNamespace(rebuild=lambda evs, now: list(evs)),
+        _lock=threading.Lock(),
+        _own=lambda ev: True,
+        _gauge=lambda: None,
+        clock=lambda: 0.0,
+    )
+    assert service.AssistService.rebuild(fake, [0]) == 0  # type: ignore[arg-type]
+    assert calls == [(service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES)]
