@@ -33,6 +33,7 @@ from .knowledge.rerank_train import (
     fit_call_abstain,
     fit_gated,
     fold_of,
+    fold_split,
     in_call_threshold_of,
 )
 
@@ -66,7 +67,7 @@ def live_cv(
     saved = assistant.reranker
     try:
         for f in range(folds):
-            train = [e for e in examples if fold_of(e.group, folds) != f]
+            train, _test, memory = fold_split(reranker, examples, f, folds)
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
@@ -81,6 +82,7 @@ def live_cv(
                 threshold_in_call=thr_call,
                 call_abstainer=fitted[0] if fitted else None,
                 threshold_call_model=fitted[1] if fitted else 1.0,
+                memory=memory,
             )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]

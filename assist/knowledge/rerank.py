@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .fusion import minmax, top_indices
+from .memory import MEMORY_ABSTAIN_FEATURES, MEMORY_FEATURES, QuestionMemory, empty_features
 from .records import SOURCE_FIELDS, SearchFilters, SearchHit
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ FEATURES: tuple[str, ...] = (
     "district_match",
     "district_other",
     "length",
+    *MEMORY_FEATURES,
 )
 # what the model for a question without context reads: the caller's words alone (with no counselor turn
 # and no history the T+C and T+H variants equal T; a model trained on calls misreads them there)
@@ -68,7 +70,16 @@ _T_ONLY_COLS = [FEATURES.index(f) for f in T_ONLY_DROP]
 _HAS_CONTEXT = FEATURES.index("has_context")
 MODEL_T_PATH = MODEL_PATH.with_name("rerank_model_t.txt")
 CALL_MODEL_FILE = "abstain_call_model.txt"
-ABSTAIN_FEATURES = ("top", "margin", "dense_t", "bm25_t_rel", "dense_h", "fused_t_best")
+MEMORY_FILE = "rerank_memory.npz"
+ABSTAIN_FEATURES = (
+    "top",
+    "margin",
+    "dense_t",
+    "bm25_t_rel",
+    "dense_h",
+    "fused_t_best",
+    *MEMORY_ABSTAIN_FEATURES,
+)
 # what the in-call abstention model reads beside ABSTAIN_FEATURES: whether the top candidate rests on
 # the caller's own words or on the conversation around them, and the caller's words themselves — how
 # many content nouns they carry and how many of those the conversation has not said yet (a question
@@ -133,6 +144,8 @@ class Candidates:
     passage_scores: dict[str, np.ndarray] = field(default_factory=dict)  # T's per-method scores
     turn: np.ndarray = field(default_factory=lambda: np.zeros(len(TURN_FEATURES), dtype=np.float32))
     turn_bm25: np.ndarray | None = None  # BM25 of the trigger's own words, per candidate article
+    qvec: np.ndarray | None = None  # the caller's words' query vector (what the question memory reads)
+    mem_ab: np.ndarray = field(default_factory=lambda: empty_features(0)[1])  # MEMORY_ABSTAIN_FEATURES
 
 
 class ArticleView:
@@ -193,9 +206,10 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     x = dict(zip(FEATURES, c.X[j].tolist(), strict=True))
     margin = float(scores[j] - scores[order[1]]) if len(order) > 1 else 1.0
     best_fused = float(c.X[:, FEATURES.index("fused_t")].max())
-    return np.array(
+    own = np.array(
         [float(scores[j]), margin, x["dense_t"], x["bm25_t_rel"], x["dense_h"], best_fused], dtype=np.float32
     )
+    return np.concatenate([own, c.mem_ab.astype(np.float32)])
 
 
 def call_abstain_features(c: Candidates, scores: np.ndarray, p_single: float = 0.0) -> np.ndarray:
@@ -257,9 +271,13 @@ class Reranker:
         call_abstainer: Any | None = None,
         threshold_call_model: float = 1.0,
         turn_features: bool | None = None,
+        memory: QuestionMemory | None = None,
     ) -> None:
         self.kb = kb
         self.view = view or ArticleView(kb)
+        # questions already answered (or known out of scope), read as evidence per candidate
+        self.memory = memory
+        self._doc_index: dict[str, int] | None = None
         self.model = model
         self.abstainer = abstainer  # P(out of scope) from abstain_features
         self.threshold = threshold  # abstain at or above (tuned by cross-validation)
@@ -272,6 +290,13 @@ class Reranker:
         # the caller's words' own features (nouns, BM25 of the trigger: a few ms a question) are
         # computed only for the in-call model, or for training it
         self.turn_features = call_abstainer is not None if turn_features is None else turn_features
+
+    @property
+    def doc_index(self) -> dict[str, int]:
+        """Article doc id → article index (the view's numbering), for reading the memory's labels."""
+        if self._doc_index is None:
+            self._doc_index = {d: i for i, d in enumerate(self.view.doc_id)}
+        return self._doc_index
 
     def threshold_for(self, scores: dict[str, float]) -> float:
         """The out-of-scope threshold of a hit's question: inside a call (the conversation before
@@ -320,6 +345,7 @@ class Reranker:
                     log.warning(
                         "in-call abstention model %s has other features than this code; not used", cpath
                     )
+        memory = QuestionMemory.load(path.with_name(MEMORY_FILE)) if model is not None else None
         return cls(
             kb,
             model,
@@ -328,6 +354,7 @@ class Reranker:
             threshold_in_call=threshold_in_call,
             call_abstainer=call_abstainer,
             threshold_call_model=threshold_call_model,
+            memory=memory,
         )
 
     # ------------------------------------------------------------------ features
@@ -370,7 +397,8 @@ class Reranker:
                 if v == "t":
                     passage_scores = {"bm25": bm, "dense": dn}
                 per[v] = {"dense": self.view.max(dn, mask), "bm25": self.view.max(bm, mask)}
-            out.append(self._features(cv, per, art_mask, passage_scores, mask))
+            qv = qvecs[m["t"]] if qvecs is not None else None
+            out.append(self._features(cv, per, art_mask, passage_scores, mask, qv))
         return out
 
     def _features(
@@ -380,6 +408,7 @@ class Reranker:
         art_mask: np.ndarray,
         passage_scores: dict[str, np.ndarray],
         mask: np.ndarray,
+        qvec: np.ndarray | None = None,
     ) -> Candidates:
         s = self.kb.settings
         weights = {"dense": s.weight_dense, "bm25": s.weight_bm25}
@@ -432,14 +461,21 @@ class Reranker:
             dtype=np.float32,
         )
         cols["length"] = self.view.length[arts]
+        if self.memory is not None:
+            mem, mem_ab = self.memory.features(qvec, arts, self.doc_index)
+        else:
+            mem, mem_ab = empty_features(n)
+        for k, name in enumerate(MEMORY_FEATURES):
+            cols[name] = mem[:, k]
         X = (
             np.column_stack([cols[f] for f in FEATURES]).astype(np.float32)
             if n
             else np.zeros((0, len(FEATURES)))
         )
         shown = np.array([self._best_passage(int(a), passage_scores, mask) for a in arts], dtype=np.int64)
+        qv = None if qvec is None else np.asarray(qvec, dtype=np.float32)
         if not self.turn_features:
-            return Candidates(arts, shown, X, passage_scores)
+            return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab)
         from assist.dialogue import is_question
 
         trigger = cv.trigger or cv.text
@@ -454,7 +490,7 @@ class Reranker:
             tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(cv.trigger, s.query_expansion))
             tbm = self.view.max(tb, mask)[arts]
             turn_bm25 = np.where(np.isfinite(tbm), tbm, 0.0).astype(np.float32)
-        return Candidates(arts, shown, X, passage_scores, turn, turn_bm25)
+        return Candidates(arts, shown, X, passage_scores, turn, turn_bm25, qvec=qv, mem_ab=mem_ab)
 
     def _best_passage(self, art: int, scores: dict[str, np.ndarray], mask: np.ndarray) -> int:
         s = self.kb.settings

@@ -20,17 +20,19 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .memory import MEMORY_FEATURES, QuestionMemory
 from .rerank import (
     ABSTAIN_FEATURES,
     CALL_ABSTAIN_FEATURES,
     CALL_MODEL_FILE,
     FEATURES,
+    MEMORY_FILE,
     MODEL_PATH,
     MODEL_T_PATH,
     T_ONLY_DROP,
@@ -108,6 +110,65 @@ class Example:
 
 def fold_of(group: str, folds: int) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
+
+
+def remembered(e: Example) -> bool:
+    """Whether an example belongs in the question memory: a labelled question (in scope), an
+    out-of-scope single question, or an in-call question the corpus cannot answer (not a closing or
+    a statement: those say nothing about what a question asks)."""
+    if e.relevant:
+        return True
+    return e.set in UTTERANCE_SETS or e.set == "noisy" or e.in_call_question
+
+
+def memory_of(examples: list[Example]) -> QuestionMemory:
+    """The question memory of these (featurised) examples: their caller's-words vectors and labels."""
+    rows = [e for e in examples if remembered(e) and e.cand is not None and e.cand.qvec is not None]
+    if not rows:
+        return QuestionMemory.build(np.zeros((0, 0), dtype=np.float32), [], [])
+    return QuestionMemory.build(
+        np.vstack([e.candidates.qvec for e in rows]),  # type: ignore[misc]
+        [e.relevant for e in rows],
+        [e.group for e in rows],
+    )
+
+
+def with_memory(
+    reranker: Reranker, examples: list[Example], memory: QuestionMemory | None, leave_own_group_out: bool
+) -> list[Example]:
+    """Copies of the examples whose memory features read ``memory`` (None: no memory). A training
+    example must not find itself (or its rewrite, or its call's other turns) in the memory:
+    ``leave_own_group_out``; a held-out example reads a memory without its fold anyway."""
+    cols = [FEATURES.index(f) for f in MEMORY_FEATURES]
+    doc_index = getattr(reranker, "doc_index", None) or {d: i for i, d in enumerate(reranker.view.doc_id)}
+    out = []
+    for e in examples:
+        c = e.candidates
+        if memory is None:
+            from .memory import empty_features
+
+            mem, ab = empty_features(len(c.articles))
+        else:
+            mem, ab = memory.features(c.qvec, c.articles, doc_index, e.group if leave_own_group_out else None)
+        X = c.X.copy()
+        if len(X):
+            X[:, cols] = mem
+        out.append(replace(e, cand=replace(c, X=X, mem_ab=ab)))
+    return out
+
+
+def fold_split(
+    reranker: Reranker, examples: list[Example], f: int, folds: int, memory: bool = True
+) -> tuple[list[Example], list[Example], QuestionMemory | None]:
+    """Fold ``f``'s training and held-out examples, and the question memory its models may read:
+    the training folds' questions (a training example reads it without its own group). Without
+    ``memory``, the examples as they are (no memory) and None."""
+    train = [e for e in examples if fold_of(e.group, folds) != f]
+    test = [e for e in examples if fold_of(e.group, folds) == f]
+    if not memory:
+        return train, test, None
+    mem = memory_of(train)
+    return with_memory(reranker, train, mem, True), with_memory(reranker, test, mem, False), mem
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -388,8 +449,8 @@ def call_model_cv(
     labelled turns withheld, top card right and the shown cards' precision."""
     per_fold: list[dict[str, Any]] = []
     for f in range(folds):
-        train = [e for e in examples if fold_of(e.group, folds) != f]
-        test = [e for e in examples if fold_of(e.group, folds) == f and e.set in CALL_SETS]
+        train, test, _mem = fold_split(reranker, examples, f, folds)
+        test = [e for e in test if e.set in CALL_SETS]
         Xa, ya = abstain_rows(train, oof)
         single = fit_abstain(Xa, ya, max_withheld) if ya.any() else None
         fitted = fit_call_abstain(train, oof, max_withheld, positives, single[0] if single else None)
@@ -469,17 +530,19 @@ def cross_validate(
     folds: int = 5,
     max_withheld: float = 0.05,
     call_turns: bool = False,
+    memory: bool = True,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-fold and mean held-out figures, and every example's out-of-fold ranker scores.
 
     The abstention classifier of fold ``f`` learns from the other folds' out-of-fold scores (as a
-    served question's scores come from a model that never saw it) and is judged on fold ``f``."""
+    served question's scores come from a model that never saw it) and is judged on fold ``f``. With
+    ``memory``, fold ``f``'s models read a question memory of the other folds (:func:`fold_split`)."""
     sets = sorted({e.set for e in examples})
     per_fold: list[dict[str, Any]] = []
     oof: dict[str, np.ndarray] = {}
+    splits = [fold_split(reranker, examples, f, folds, memory) for f in range(folds)]
     for f in range(folds):
-        train = [e for e in examples if fold_of(e.group, folds) != f]
-        test = [e for e in examples if fold_of(e.group, folds) == f]
+        train, test, _mem = splits[f]
         booster = fit_gated(reranker, train)
         for e in test:
             oof[e.id] = predict(booster, e)
@@ -492,8 +555,7 @@ def cross_validate(
         per_fold.append(res)
         log.info("fold %d done", f)
     for f, res in enumerate(per_fold):
-        train = [e for e in examples if fold_of(e.group, folds) != f]
-        test = [e for e in examples if fold_of(e.group, folds) == f]
+        train, test, _mem = splits[f]
         Xa, ya = abstain_rows(train, oof, call_turns)
         if not ya.any():
             continue
@@ -582,8 +644,10 @@ def cross_validate(
     return report, oof
 
 
+NO_MEMORY = "no question memory"
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "caller's words only (no T+C, T+H)": T_ONLY_DROP,
+    NO_MEMORY: MEMORY_FEATURES,
     "no article structure or district": (
         "law_kind",
         "is_table",
@@ -605,8 +669,7 @@ def ablated(examples: list[Example], drop: tuple[str, ...]) -> list[Example]:
         assert e.cand is not None
         X = e.cand.X.copy()
         X[:, cols] = 0.0
-        cand = Candidates(e.cand.articles, e.cand.passages, X, e.cand.passage_scores)
-        out.append(Example(e.id, e.group, e.set, e.conv, e.relevant, cand, e.first_stage))
+        out.append(replace(e, cand=replace(e.cand, X=X)))
     return out
 
 
@@ -614,7 +677,7 @@ def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dic
     """Mean held-out figures per set with each feature group removed (what each stage adds)."""
     out: dict[str, Any] = {}
     for name, drop in ABLATIONS.items():
-        report, _oof = cross_validate(reranker, ablated(examples, drop), folds)
+        report, _oof = cross_validate(reranker, ablated(examples, drop), folds, memory=name != NO_MEMORY)
         out[name] = {
             "per_fold": [
                 {k: v["reranked"] for k, v in f.items() if isinstance(v, dict) and "reranked" in v}
@@ -678,7 +741,12 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
     scores; write both (and the threshold) beside the module. With ``call_model``, also the in-call
-    abstention model (``abstain_call_model.txt``; without it, a stale one is removed)."""
+    abstention model (``abstain_call_model.txt``; without it, a stale one is removed). The question
+    memory of every example goes beside them (``rerank_memory.npz``); each example learns from it
+    without its own group, as a served question is never its own neighbour."""
+    memory = memory_of(examples)
+    examples = with_memory(reranker, examples, memory, True)
+    memory.save(path.with_name(MEMORY_FILE), encoder=str(reranker.kb.info().get("dense_backend", "")))
     gated = fit_gated(reranker, examples)
     gated.full.save_model(str(path))
     assert gated.t_only is not None
@@ -720,6 +788,7 @@ def train_and_save(
         "threshold_in_call": thr_call,
         "threshold_call_model": thr_call_model,
         "examples": len(examples),
+        "memory_questions": len(memory),
     }
 
 

@@ -1,0 +1,134 @@
+"""The question memory (assist/knowledge/memory.py): what the ranker and the abstention model read from
+questions already answered, and that cross-validation never lets a question find itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from assist.knowledge.memory import MEMORY_ABSTAIN_FEATURES, NO_MEMORY_REL, QuestionMemory
+from assist.knowledge.rerank import FEATURES, Candidates, Conversation
+from assist.knowledge.rerank_train import Example, cross_validate, fold_split, memory_of, with_memory
+
+DOCS = [f"법/제{i}조" for i in range(40)]
+INDEX = {d: i for i, d in enumerate(DOCS)}
+
+
+def _memory() -> QuestionMemory:
+    v = np.eye(4, dtype=np.float32)
+    return QuestionMemory.build(
+        v, [["법/제3조"], ["법/제5조", "법/제6조"], [], ["법/제3조"]], ["A", "B", "C", "D"]
+    )
+
+
+def test_each_candidate_reads_its_nearest_answered_question() -> None:
+    mem = _memory()
+    q = np.array([0.9, 0.3, 0.0, 0.0], dtype=np.float32)
+    cols, ab = mem.features(q, np.array([3, 5, 6, 7]), INDEX)
+    qn = q / np.linalg.norm(q)
+    assert np.allclose(cols[:, 0], [qn[0], qn[1], qn[1], 0.0])  # 제7조: nobody asked
+    assert np.allclose(cols[:, 1], [0.0, qn[1] - qn[0], qn[1] - qn[0], NO_MEMORY_REL])
+    assert ab.shape == (len(MEMORY_ABSTAIN_FEATURES),)
+    assert ab[0] < 0 and np.isclose(ab[1], qn[0])  # the nearest question is in scope
+
+
+def test_a_question_near_out_of_scope_ones_says_so() -> None:
+    mem = _memory()
+    _cols, ab = mem.features(np.array([0.0, 0.0, 1.0, 0.1]), np.array([3]), INDEX)
+    gap, _best, vote = ab
+    assert gap > 0.5  # nearer an out-of-scope question than any answered one
+    assert vote == 0.25  # one of the (four) nearest was out of scope
+
+
+def test_leaving_a_group_out_hides_its_questions() -> None:
+    mem = _memory()
+    q = np.array([1.0, 0.0, 0.0, 0.0])
+    cols, _ = mem.features(q, np.array([3]), INDEX, exclude_group="A")
+    assert cols[0, 0] == 0.0  # 제3조's other question (D) is orthogonal: 0 similarity, not A's 1.0
+    cols, _ = mem.features(q, np.array([3]), INDEX)
+    assert cols[0, 0] == 1.0
+
+
+def test_no_vector_or_another_encoder_reads_nothing() -> None:
+    mem = _memory()
+    for q in (None, np.ones(8, dtype=np.float32)):
+        cols, ab = mem.features(q, np.array([3, 5]), INDEX)
+        assert (cols[:, 0] == 0).all() and (cols[:, 1] == NO_MEMORY_REL).all() and not ab.any()
+
+
+def test_the_shipped_file_holds_vectors_and_article_ids_only(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    _memory().save(path, encoder="bf16")
+    with np.load(path, allow_pickle=True) as z:
+        assert set(z.files) == {"vectors", "articles", "meta"}
+        assert z["vectors"].dtype == np.float16
+    back = QuestionMemory.load(path)
+    assert back is not None and len(back) == 4 and back.articles[1] == ("법/제5조", "법/제6조")
+    assert back.oos.tolist() == [False, False, True, False]
+    assert QuestionMemory.load(tmp_path / "missing.npz") is None
+
+
+def _examples(rng: np.random.Generator, shared_topics: bool) -> list[Example]:
+    """Questions whose right article only the memory can tell (every feature is noise). With
+    ``shared_topics`` several groups ask about each article in similar words; without, each group
+    has an article of its own, so only a leak of the group's own twin could help."""
+    dim = 16
+    centres = rng.normal(size=(len(DOCS), dim))
+    out = []
+    for g in range(160):
+        art = int(rng.integers(len(DOCS))) if shared_topics else g % len(DOCS)
+        if not shared_topics:
+            centres[art] = rng.normal(size=dim)  # a new wording per group: nothing shared
+        arts = rng.choice(len(DOCS), size=10, replace=False)
+        if art not in arts:
+            arts[0] = art
+        X = rng.normal(size=(10, len(FEATURES))).astype(np.float32)
+        for twin in ("", "N"):  # an utterance and its rewrite: one group, near-identical vectors
+            q = centres[art] + 0.1 * rng.normal(size=dim)
+            cand = Candidates(arts, arts, X.copy(), qvec=q.astype(np.float32))
+            out.append(
+                Example(f"E{g}{twin}", f"E{g}", "utterances", Conversation("q"), [DOCS[art]], cand, [])
+            )
+    return out
+
+
+def _h1(examples: list[Example], memory: bool) -> float:
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    report, _ = cross_validate(reranker, examples, folds=4, memory=memory)  # type: ignore[arg-type]
+    return float(report["mean_of_held_out_folds"]["utterances"]["reranked"]["hit_at_1"])
+
+
+def test_cross_validation_learns_from_the_memory_of_other_folds() -> None:
+    rng = np.random.default_rng(7)
+    shared = _examples(rng, shared_topics=True)
+    assert _h1(shared, memory=True) > _h1(shared, memory=False) + 0.4
+
+
+def test_a_held_out_fold_reads_a_memory_without_itself() -> None:
+    """Each group has an article and a wording of its own: only its own twin is near it. A held-out
+    question must not find it (the fold's memory holds the other folds only)."""
+    rng = np.random.default_rng(9)
+    ex = _examples(rng, shared_topics=False)
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    col = FEATURES.index("mem_sim")
+    for f in range(4):
+        train, test, mem = fold_split(reranker, ex, f, 4)  # type: ignore[arg-type]
+        assert mem is not None and len(mem) == len(train)
+        assert not set(mem.groups) & {e.group for e in test}
+        assert max(float(e.candidates.X[:, col].max()) for e in test) < 0.9
+        assert max(float(e.candidates.X[:, col].max()) for e in train) < 0.9  # own twin left out
+
+
+def test_training_examples_never_read_their_own_group() -> None:
+    rng = np.random.default_rng(11)
+    ex = _examples(rng, shared_topics=False)[:20]
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    mem = memory_of(ex)
+    assert len(mem) == 20
+    col = FEATURES.index("mem_sim")
+    own = with_memory(reranker, ex, mem, leave_own_group_out=True)  # type: ignore[arg-type]
+    leak = with_memory(reranker, ex, mem, leave_own_group_out=False)  # type: ignore[arg-type]
+    assert max(float(e.candidates.X[:, col].max()) for e in own) < 0.9
+    assert min(float(e.candidates.X[:, col].max()) for e in leak) > 0.99
