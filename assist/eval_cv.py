@@ -51,6 +51,7 @@ def live_cv(
     folds: int = 5,
     max_withheld: float = 0.05,
     call_model: str | None = None,
+    memory: bool = True,
 ) -> dict[str, Any]:
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
@@ -67,7 +68,7 @@ def live_cv(
     saved = assistant.reranker
     try:
         for f in range(folds):
-            train, _test, memory = fold_split(reranker, examples, f, folds)
+            train, _test, fold_memory = fold_split(reranker, examples, f, folds, memory)
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
@@ -82,7 +83,7 @@ def live_cv(
                 threshold_in_call=thr_call,
                 call_abstainer=fitted[0] if fitted else None,
                 threshold_call_model=fitted[1] if fitted else 1.0,
-                memory=memory,
+                memory=fold_memory,
             )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]

@@ -61,14 +61,22 @@ def settings_hash(settings: AssistSettings, kb_settings: Any | None) -> str:
 
 
 def rerank_models_hash(settings: AssistSettings) -> str:
-    """The learned second stage's model files (ranker, out-of-scope model, threshold): a retrained
-    model changes what is shown as much as a setting does."""
+    """The learned second stage's files (both rankers, the out-of-scope models, the thresholds, the
+    question memory): a retrained model or a grown memory changes what is shown as much as a setting
+    does."""
     if not settings.rerank:
         return "off"
-    from .knowledge.rerank import MODEL_PATH
+    from .knowledge.rerank import CALL_MODEL_FILE, MEMORY_FILE, MODEL_PATH, MODEL_T_PATH
 
     h = hashlib.sha256()
-    for name in (MODEL_PATH.name, "abstain_model.txt", "abstain_threshold.json"):
+    for name in (
+        MODEL_PATH.name,
+        MODEL_T_PATH.name,
+        "abstain_model.txt",
+        "abstain_threshold.json",
+        CALL_MODEL_FILE,
+        MEMORY_FILE,
+    ):
         path = MODEL_PATH.with_name(name)
         h.update(path.read_bytes() if path.exists() else b"missing")
     return h.hexdigest()[:16]

@@ -142,6 +142,16 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     )
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument(
+        "--leave-writer-out",
+        action="store_true",
+        help="Also fit on all writers' sets but one and judge that one, with and without the question memory",
+    )
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="Cross-validate without the question memory (the models read none; with --train, ship none)",
+    )
+    p.add_argument(
         "--live",
         action="store_true",
         help="Also run each fold's held-out utterances and calls through the product (drafts, live cards, summaries)",
@@ -346,7 +356,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         featurize(reranker, examples)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(examples))
-    report, oof = cross_validate(reranker, examples, args.folds, args.max_withheld, args.call_turns)
+    memory = not args.no_memory
+    report, oof = cross_validate(
+        reranker, examples, args.folds, args.max_withheld, args.call_turns, memory=memory
+    )
     report["index"] = kb.info()
     if args.call_model:
         from .rerank_train import call_model_cv
@@ -358,12 +371,24 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         from .rerank_train import ablation
 
         report["ablation"] = ablation(reranker, examples, args.folds)
+    if args.leave_writer_out:
+        from .rerank_train import leave_writer_out
+
+        report["leave_writer_out"] = leave_writer_out(reranker, examples)
     if args.live:
         from assist.eval_cv import live_cv
 
         live_assistant = Assistant(kb, AssistSettings())
         report["live"] = live_cv(
-            live_assistant, reranker, examples, oof, sets, args.folds, args.max_withheld, args.call_model
+            live_assistant,
+            reranker,
+            examples,
+            oof,
+            sets,
+            args.folds,
+            args.max_withheld,
+            args.call_model,
+            memory=memory,
         )
     if args.train:
         report["trained"] = train_and_save(
@@ -373,6 +398,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             max_withheld=args.max_withheld,
             call_turns=args.call_turns,
             call_model=args.call_model,
+            memory=memory,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -402,6 +428,13 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
                 f"  call turns, {label}: labelled withheld {r.get('labelled_withheld')}, in-call questions "
                 f"withheld {r.get('questions_withheld')}, no-card turns withheld {r.get('no_card_withheld')}, "
                 f"top card right {r.get('top1_right')}, shown precision {r.get('shown_precision')}"
+            )
+    for writer, res in report.get("leave_writer_out", {}).items():
+        for kind, row in res.items():
+            a, b = row["no_memory"], row["memory"]
+            print(
+                f"  {writer} left out, {kind} (n={a['n']}): H@1 / H@5 without memory {a['hit_at_1']:.3f} / "
+                f"{a['hit_at_5']:.3f}, with {b['hit_at_1']:.3f} / {b['hit_at_5']:.3f}"
             )
     if "live" in report:
         lm = report["live"]["mean_of_held_out_folds"]

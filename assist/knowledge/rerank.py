@@ -10,7 +10,9 @@ candidate article:
 - each side's score and rank, the gap to the best candidate, agreement between dense and lexical;
 - the article's structure: 법률 / 시행령 / 시행규칙 / 조례 / 별표, whether the title is generic
   (목적, 정의), how much of its title the conversation says;
-- the call's district: a district ordinance of the district named, or of another one.
+- the call's district: a district ordinance of the district named, or of another one;
+- the question memory (:mod:`.memory`): how near the nearest labelled question this article answered
+  is, and — for abstention — whether the nearest remembered questions were out of scope.
 
 The model is a LightGBM LambdaRank ensemble (a few hundred shallow trees) trained by
 ``dasan eval rerank --train`` on the labelled utterances and call turns with grouped cross-validation

@@ -692,6 +692,45 @@ def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dic
     return out
 
 
+# the labelled sets by who wrote them (and when): a writer's questions resemble each other more than
+# anyone else's, so leaving one writer's sets out asks what the memory is worth on a new writer's
+WRITERS: dict[str, tuple[str, ...]] = {
+    "eval-dev": ("dev",),
+    "sessions 1-5": ("utterances", "noisy", "turns"),
+    "holdout 1": ("utterances_h1", "turns_h1"),
+    "holdout 2": ("utterances_h2", "turns_h2"),
+    "holdout 3": ("utterances_h3", "turns_h3"),
+    "holdout 4": ("utterances_h4", "turns_h4"),
+}
+
+
+def leave_writer_out(reranker: Reranker, examples: list[Example]) -> dict[str, Any]:
+    """For each writer's sets: the ranker fitted on everyone else's examples, with and without a
+    memory of them, judged on that writer's questions (single questions and call turns apart)."""
+    out: dict[str, Any] = {}
+    for writer, names in WRITERS.items():
+        train = [e for e in examples if e.set not in names]
+        test = [e for e in examples if e.set in names]
+        if not test or not train:
+            continue
+        res: dict[str, Any] = {}
+        for tag in ("no_memory", "memory"):
+            tr, te = train, test
+            if tag == "memory":
+                mem = memory_of(train)
+                tr, te = with_memory(reranker, train, mem, True), with_memory(reranker, test, mem, False)
+            gated = fit_gated(reranker, tr)
+            for kind in ("utterances", "turns"):
+                ts = [e for e in te if e.relevant and (e.set in CALL_SETS) == (kind == "turns")]
+                if ts:
+                    res.setdefault(kind, {})[tag] = hit_metrics(
+                        [ranked_docs(reranker, e, predict(gated, e)) for e in ts], [e.relevant for e in ts]
+                    )
+        out[writer] = res
+        log.info("left out %s", writer)
+    return out
+
+
 def default_sets(
     root: Path, shared: Path, with_holdout1: bool = False, holdouts: Iterable[str] = ()
 ) -> dict[str, Path]:
@@ -738,15 +777,22 @@ def train_and_save(
     max_withheld: float = 0.05,
     call_turns: bool = False,
     call_model: str | None = None,
+    memory: bool = True,
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
     scores; write both (and the threshold) beside the module. With ``call_model``, also the in-call
     abstention model (``abstain_call_model.txt``; without it, a stale one is removed). The question
     memory of every example goes beside them (``rerank_memory.npz``); each example learns from it
     without its own group, as a served question is never its own neighbour."""
-    memory = memory_of(examples)
-    examples = with_memory(reranker, examples, memory, True)
-    memory.save(path.with_name(MEMORY_FILE), encoder=str(reranker.kb.info().get("dense_backend", "")))
+    mpath = path.with_name(MEMORY_FILE)
+    remembered_n = 0
+    if memory:
+        mem = memory_of(examples)
+        examples = with_memory(reranker, examples, mem, True)
+        mem.save(mpath, encoder=str(reranker.kb.info().get("dense_backend", "")))
+        remembered_n = len(mem)
+    elif mpath.exists():
+        mpath.unlink()  # models that learned without a memory must not read a stale one
     gated = fit_gated(reranker, examples)
     gated.full.save_model(str(path))
     assert gated.t_only is not None
@@ -788,7 +834,7 @@ def train_and_save(
         "threshold_in_call": thr_call,
         "threshold_call_model": thr_call_model,
         "examples": len(examples),
-        "memory_questions": len(memory),
+        "memory_questions": remembered_n,
     }
 
 

@@ -132,3 +132,20 @@ def test_training_examples_never_read_their_own_group() -> None:
     leak = with_memory(reranker, ex, mem, leave_own_group_out=False)  # type: ignore[arg-type]
     assert max(float(e.candidates.X[:, col].max()) for e in own) < 0.9
     assert min(float(e.candidates.X[:, col].max()) for e in leak) > 0.99
+
+
+def test_leaving_a_writer_out_judges_its_questions_with_and_without_a_memory_of_the_others() -> None:
+    from dataclasses import replace
+
+    from assist.knowledge.rerank_train import leave_writer_out
+
+    rng = np.random.default_rng(13)
+    ex = _examples(rng, shared_topics=True)
+    # the first 40 groups written by eval-dev's author, the rest by the sessions
+    ex = [replace(e, set="dev" if int(e.group[1:]) < 40 else "utterances") for e in ex]
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    got = leave_writer_out(reranker, ex)  # type: ignore[arg-type]
+    assert set(got) == {"eval-dev", "sessions 1-5"}
+    dev = got["eval-dev"]["utterances"]
+    assert dev["no_memory"]["n"] == dev["memory"]["n"] == 80
+    assert dev["memory"]["hit_at_1"] > dev["no_memory"]["hit_at_1"] + 0.3  # topics shared across writers
