@@ -40,6 +40,7 @@ _KB_NOT_OUTPUT = {
     "threads",
     "batch_window_ms",
     "batch_max",
+    "memory_site_path",  # where the site's memory lies; its contents count (site_memory_hash)
 }
 
 
@@ -57,7 +58,20 @@ def settings_hash(settings: AssistSettings, kb_settings: Any | None) -> str:
     if settings.generator != "llm":
         a = {k: v for k, v in a.items() if not k.startswith("llm_")}
     k = kb_settings.model_dump(mode="json", exclude=_KB_NOT_OUTPUT) if kb_settings is not None else {}
-    return _digest(json.dumps(a, sort_keys=True), json.dumps(k, sort_keys=True), rerank_models_hash(settings))
+    return _digest(
+        json.dumps(a, sort_keys=True),
+        json.dumps(k, sort_keys=True),
+        rerank_models_hash(settings),
+        site_memory_hash(kb_settings),
+    )
+
+
+def site_memory_hash(kb_settings: Any | None) -> str:
+    """The site's question memory (``dasan kb memory add``): grown, it changes what is shown."""
+    path = getattr(kb_settings, "memory_site_path", None)
+    if path is None or not Path(path).exists():
+        return "none"
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def rerank_models_hash(settings: AssistSettings) -> str:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import pickle
 import sys
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("dasan.kb")
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
@@ -88,6 +92,23 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p = kb_sub.add_parser("info", help="Show the built index (size, settings, memory)")
     p.add_argument("--json", action="store_true", help="Print JSON")
     p.set_defaults(func=cmd_info)
+
+    p = kb_sub.add_parser(
+        "memory",
+        help="The site's question memory: questions its counselors confirmed, read by the second stage",
+        description="add: embed the questions of utterances.jsonl files (a `dasan feedback export`, or "
+        "hand-labelled) and keep their vectors and article ids — no text — in DASAN_KB_MEMORY_SITE_PATH, "
+        "beside the shipped memory; the assist service reads it when it starts. info: sizes. clear: "
+        "remove the site's memory.",
+    )
+    msub = p.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
+    m = msub.add_parser("add", help="Add (or relabel) the questions of utterances.jsonl files")
+    m.add_argument("files", type=Path, nargs="+", help="utterances.jsonl files")
+    m.set_defaults(func=cmd_memory)
+    m = msub.add_parser("info", help="How many questions the shipped and the site's memory hold")
+    m.set_defaults(func=cmd_memory)
+    m = msub.add_parser("clear", help="Remove the site's memory (the shipped one stays)")
+    m.set_defaults(func=cmd_memory)
 
     p = groups["eval"].add_parser("retrieval", help="Recall, MRR and nDCG of each retrieval method")
     p.add_argument("file", help="Labelled JSONL (format of eval-dev/utterances.jsonl)")
@@ -293,6 +314,41 @@ def cmd_search(args: argparse.Namespace) -> int:
         ranks = ", ".join(f"{k} #{v}" for k, v in h.ranks.items())
         print(f"{n}. {h.citation}  [{h.doc_id}]  score {h.score:.3f} ({ranks})")
         print(f"   {h.snippet}")
+    return 0
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from .memory import MEMORY_PATH, QuestionMemory, describe, grow_site_memory
+
+    settings = _settings(args)
+    path = Path(settings.memory_site_path)
+    site = QuestionMemory.load(path, missing_ok=True)
+    if args.memory_command == "info":
+        shipped = QuestionMemory.load(MEMORY_PATH, missing_ok=True)
+        info = {"shipped": describe(shipped), "site": describe(site) | {"path": str(path)}}
+        print(json.dumps(info, ensure_ascii=False, indent=1))
+        return 0
+    if args.memory_command == "clear":
+        if path.exists():
+            path.unlink()
+        log.info("site question memory cleared", extra={"event": "memory_clear", "removed": len(site or ())})
+        print(f"removed the site's memory ({len(site or ())} questions) at {path}")
+        return 0
+    items: list[dict[str, Any]] = []
+    for f in args.files:
+        items += [json.loads(ln) for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    kb = _open(settings)
+    if kb is None or kb.dense is None:
+        print("error: the question memory needs the dense side of a built index", file=sys.stderr)
+        return 1
+    counts = grow_site_memory(kb, path, items)
+    log.info("site question memory grown", extra={"event": "memory_add", **counts})
+    print(
+        f"{counts['new']} questions added, {counts['relabelled']} relabelled, "
+        f"{counts['skipped_unconfirmed']} without a confirmed answer and {counts['skipped_unknown_articles']} "
+        f"citing articles this corpus lacks skipped; the site's memory holds {counts['total']} at {path} "
+        "(the assist service reads it when it starts)"
+    )
     return 0
 
 

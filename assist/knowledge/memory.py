@@ -12,12 +12,16 @@ The vectors are the query encoder's vectors of the caller's words (the ``T`` var
 suggestion embeds anyway), so reading the memory costs one matrix-vector product (~1,400 × 768).
 The shipped memory (``rerank_memory.npz``) holds the vectors and article ids of every labelled
 example the models learned from, written by ``dasan eval rerank --train`` beside the models; it holds
-no text. During cross-validation the memory of a fold holds only the other folds' examples, and a
+no text. A site adds the questions its counselors confirmed (``dasan kb memory add`` of a
+``dasan feedback export``: 👍 or copied cards and their articles) to a memory of its own
+(``DASAN_KB_MEMORY_SITE_PATH``), read beside the shipped one; the models need no retraining, as
+their features are similarities, not identities. During cross-validation the memory of a fold holds only the other folds' examples, and a
 training example never sees its own group (its noisy rewrite, its call's other turns).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -51,6 +55,7 @@ class QuestionMemory:
     articles: list[tuple[str, ...]]
     groups: np.ndarray  # (n,) object: group names ("" in a loaded memory)
     oos: np.ndarray  # (n,) bool
+    keys: tuple[str, ...] = ()  # sha256 of each question's masked text (a site memory: no re-adding)
 
     def __post_init__(self) -> None:
         # the labels as article indices of the last numbering asked for (held, so compared by identity)
@@ -73,6 +78,23 @@ class QuestionMemory:
             np.array([not a for a in arts], dtype=bool),
         )
 
+    def concat(self, other: QuestionMemory | None) -> QuestionMemory:
+        """This memory and ``other`` read as one (the shipped memory and the site's)."""
+        if other is None or not len(other):
+            return self
+        if not len(self):
+            return other
+        if other.dim != self.dim:
+            log.warning("question memory of dimension %d ignored beside %d", other.dim, self.dim)
+            return self
+        return QuestionMemory(
+            np.vstack([self.vectors, other.vectors]),
+            [*self.articles, *other.articles],
+            np.concatenate([self.groups, other.groups]),
+            np.concatenate([self.oos, other.oos]),
+            (*self.keys, *other.keys) if self.keys and other.keys else (),
+        )
+
     def subset(self, keep: np.ndarray) -> QuestionMemory:
         keep = np.asarray(keep, dtype=bool)
         return QuestionMemory(
@@ -90,18 +112,24 @@ class QuestionMemory:
                 fh,
                 vectors=self.vectors.astype(np.float16),
                 articles=np.array(json.dumps([list(a) for a in self.articles]), dtype=object),
-                meta=np.array(json.dumps({"encoder": encoder, "n": len(self)}), dtype=object),
+                meta=np.array(
+                    json.dumps({"encoder": encoder, "n": len(self), "keys": list(self.keys)}), dtype=object
+                ),
             )
 
     @classmethod
-    def load(cls, path: Path = MEMORY_PATH) -> QuestionMemory | None:
+    def load(cls, path: Path = MEMORY_PATH, missing_ok: bool = False) -> QuestionMemory | None:
         if not path.exists():
-            log.warning("no question memory at %s: the ranker reads none", path)
+            if not missing_ok:
+                log.warning("no question memory at %s: the ranker reads none", path)
             return None
         with np.load(path, allow_pickle=True) as z:
             vectors = z["vectors"].astype(np.float32)
             articles = json.loads(str(z["articles"]))
-        return cls.build(vectors, articles, [""] * len(articles))
+            meta = json.loads(str(z["meta"]))
+        mem = cls.build(vectors, articles, [""] * len(articles))
+        mem.keys = tuple(meta.get("keys") or ())
+        return mem
 
     # ------------------------------------------------------------------ features
     def _labels(self, doc_index: dict[str, int]) -> list[tuple[int, ...]]:
@@ -145,6 +173,80 @@ class QuestionMemory:
         vote = float(self.oos[vote_idx].mean()) if len(vote_idx) else 0.0
         ab = np.array([best_out - best_in, best_in, vote], dtype=np.float32)
         return np.column_stack([sim, rel]).astype(np.float32), ab
+
+
+def question_key(masked_text: str) -> str:
+    return hashlib.sha256(masked_text.strip().encode("utf-8")).hexdigest()
+
+
+def site_items(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], int]:
+    """The questions a site memory learns from an ``utterances.jsonl`` file (``dasan feedback
+    export`` or hand-labelled): masked texts and their articles — in scope with
+    ``relevant_article_ids``, out of scope with none and topic ``범위외``. An item with only
+    ``known_wrong_article_ids`` (a 👎 card) says which answer was wrong, not which is right: skipped,
+    and counted."""
+    from streaming.privacy import mask_text
+
+    texts: list[str] = []
+    labels: list[list[str]] = []
+    skipped = 0
+    for it in items:
+        text = mask_text(str(it.get("utterance") or "")).strip()
+        rel = [str(a) for a in it.get("relevant_article_ids") or []]
+        if not text or (not rel and it.get("topic") != "범위외"):
+            skipped += 1
+            continue
+        texts.append(text)
+        labels.append(rel)
+    return texts, labels, skipped
+
+
+def add_to_site(
+    site: QuestionMemory | None, vectors: np.ndarray, texts: list[str], labels: list[list[str]]
+) -> tuple[QuestionMemory, int]:
+    """``site`` with the new questions appended (one already there — the same masked text — is
+    relabelled with the newer articles instead); and how many were new."""
+    keys = [question_key(t) for t in texts]
+    old = site
+    have = {k: i for i, k in enumerate(old.keys)} if old is not None else {}
+    vecs = list(old.vectors) if old is not None else []
+    arts = [list(a) for a in old.articles] if old is not None else []
+    all_keys = list(old.keys) if old is not None else []
+    new = 0
+    for k, v, lab in zip(keys, np.asarray(vectors, dtype=np.float32), labels, strict=True):
+        if k in have:
+            arts[have[k]] = lab
+            continue
+        have[k] = len(all_keys)
+        all_keys.append(k)
+        vecs.append(v)
+        arts.append(lab)
+        new += 1
+    given = np.asarray(vectors)
+    matrix = np.vstack(vecs) if vecs else np.zeros((0, given.shape[1] if given.ndim == 2 else 0), np.float32)
+    mem = QuestionMemory.build(matrix, arts, [""] * len(arts))
+    mem.keys = tuple(all_keys)
+    return mem, new
+
+
+def grow_site_memory(kb: Any, path: Path, items: list[dict[str, Any]]) -> dict[str, int]:
+    """Embed the confirmed questions of ``items`` (utterances.jsonl lines) with ``kb``'s query
+    encoder and add them to the site's memory at ``path``; items citing articles the corpus lacks
+    are skipped. Returns the counts (for the audit log and the operator)."""
+    texts, labels, skipped = site_items(items)
+    known = {p.doc_id for p in kb.passages}
+    keep = [i for i, lab in enumerate(labels) if all(a in known for a in lab)]
+    unknown = len(labels) - len(keep)
+    texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    site = QuestionMemory.load(path, missing_ok=True)
+    counts = {"new": 0, "relabelled": 0, "skipped_unconfirmed": skipped, "skipped_unknown_articles": unknown}
+    if not texts:
+        return counts | {"total": len(site) if site is not None else 0}
+    vecs = np.vstack([kb.encode_queries(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+    mem, new = add_to_site(site, vecs, texts, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mem.save(path, encoder=str(kb.info().get("dense_backend", "")))
+    return counts | {"new": new, "relabelled": len(texts) - new, "total": len(mem)}
 
 
 def empty_features(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -347,7 +347,14 @@ class Reranker:
                     log.warning(
                         "in-call abstention model %s has other features than this code; not used", cpath
                     )
-        memory = QuestionMemory.load(path.with_name(MEMORY_FILE)) if model is not None else None
+        memory = None
+        if model is not None:
+            memory = QuestionMemory.load(path.with_name(MEMORY_FILE))
+            site_path = getattr(kb.settings, "memory_site_path", None)
+            site = QuestionMemory.load(Path(site_path), missing_ok=True) if site_path else None
+            if site is not None:
+                log.info("question memory: %d shipped + %d of this site", len(memory or ()), len(site))
+                memory = memory.concat(site) if memory is not None else site
         return cls(
             kb,
             model,

@@ -23,6 +23,10 @@ def _default_index_dir() -> Path:
     return paths.var_dir() / "kb"
 
 
+def _default_site_memory() -> Path:
+    return paths.var_dir() / "kb" / "question-memory-site.npz"
+
+
 def _default_model_path() -> Path:
     return paths.model_dir() / "embeddinggemma-300m"
 
@@ -94,6 +98,12 @@ class KnowledgeSettings(BaseSettings):
         description="Query vectors kept in memory (least recently used dropped; keyed by the text the encoder "
         "sees and the encoder's model, backend and token cap): a text embedded for a live card is not embedded "
         "again for the call's summary or a repeated search (0: off)",
+    )
+    memory_site_path: Path = Field(
+        default_factory=_default_site_memory,
+        description="Questions this site's counselors confirmed (`dasan kb memory add` of a `dasan feedback "
+        "export`): query vectors and article ids, no text, read by the second stage beside the shipped "
+        "question memory (assist/knowledge/rerank_memory.npz); a missing file adds nothing",
     )
     doc_title_in_prompt: bool = Field(
         default=True, description="Embed passages as 'title: <law> <article title> | text: <passage>'"

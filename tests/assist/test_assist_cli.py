@@ -70,3 +70,21 @@ def test_summarize_and_eval(slice_kb: Any, kb_env: dict[str, str], shared_dir: P
     assert u["items"] == len(few) and u["out_of_scope"]["n"] >= 1
     assert 0 <= u["keywords"]["f1"] <= 1 and u["unsupported_sentence_rate"] is not None
     assert res["calls"]["calls"] == 1 and res["calls"]["key_fact_recall"] is not None
+
+
+def test_kb_memory_info_and_clear(tmp_path: Path) -> None:
+    """`dasan kb memory info|clear`: the shipped memory's size, the site's (none yet), and clearing
+    the site's file leaves the shipped one alone."""
+    import numpy as np
+
+    from assist.knowledge.memory import QuestionMemory
+
+    site = tmp_path / "site.npz"
+    env = {"DASAN_KB_MEMORY_SITE_PATH": str(site)}
+    info = json.loads(_run(["kb", "memory", "info"], env=env))
+    assert info["shipped"]["questions"] > 1000 and info["site"] == {"questions": 0, "path": str(site)}
+    QuestionMemory.build(np.eye(2, 768, dtype=np.float32), [["도로교통법/제32조"], []], ["", ""]).save(site)
+    info = json.loads(_run(["kb", "memory", "info"], env=env))
+    assert info["site"]["questions"] == 2 and info["site"]["out_of_scope"] == 1
+    assert "2 questions" in _run(["kb", "memory", "clear"], env=env)
+    assert not site.exists()

@@ -262,3 +262,42 @@ def test_a_shed_request_asks_the_caller_words_once_and_is_ranked_as_a_first_ques
     assert seen == [3, 1, 1]
     assert [h.doc_id for h in shed.hits] == [h.doc_id for h in alone]
     assert full.request.caller_only is False and shed.request.caller_only is True
+
+
+def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shipped_one(
+    dense_kb, tmp_path
+) -> None:
+    """`dasan kb memory add`: confirmed questions are embedded by the index's own query encoder and
+    kept (vectors and article ids only); the shipped second stage then reads them beside its memory."""
+    from assist.knowledge.memory import QuestionMemory, grow_site_memory
+    from assist.knowledge.rerank import FEATURES, Conversation, Reranker
+
+    question = "골목 모퉁이에 차를 세워 두면 안 되는 거죠?"
+    path = tmp_path / "site.npz"
+    items = [
+        {"utterance": question, "relevant_article_ids": ["도로교통법/제32조"]},
+        {"utterance": "택배가 안 와요", "topic": "범위외", "relevant_article_ids": []},
+        {"utterance": "없는 조문", "relevant_article_ids": ["없는법/제1조"]},
+    ]
+    counts = grow_site_memory(dense_kb, path, items)
+    assert counts == {
+        "new": 2,
+        "relabelled": 0,
+        "skipped_unconfirmed": 0,
+        "skipped_unknown_articles": 1,
+        "total": 2,
+    }
+    with np.load(path, allow_pickle=True) as z:
+        assert question not in json.dumps(z["meta"].item(), ensure_ascii=False)  # a hash, not the text
+    assert grow_site_memory(dense_kb, path, items[:1])["relabelled"] == 1
+    site = QuestionMemory.load(path)
+    assert site is not None and len(site) == 2
+
+    dense_kb.settings.memory_site_path = path
+    r = Reranker.load(dense_kb)
+    shipped = QuestionMemory.load()
+    assert r.memory is not None and shipped is not None and len(r.memory) == len(shipped) + 2
+    [c] = r.candidates([Conversation(question)])
+    art = r.doc_index["도로교통법/제32조"]
+    j = int(np.flatnonzero(c.articles == art)[0])
+    assert c.X[j, FEATURES.index("mem_sim")] > 0.99  # the site's own question, answered by 제32조
