@@ -322,13 +322,14 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path = Path(settings.memory_site_path)
-    site = QuestionMemory.load(path, missing_ok=True)
     if args.memory_command == "info":
         shipped = QuestionMemory.load(MEMORY_PATH, missing_ok=True)
+        site = QuestionMemory.load(path, missing_ok=True)
         info = {"shipped": describe(shipped), "site": describe(site) | {"path": str(path)}}
         print(json.dumps(info, ensure_ascii=False, indent=1))
         return 0
     if args.memory_command == "clear":
+        site = QuestionMemory.load(path, missing_ok=True)
         if path.exists():
             path.unlink()
         log.info("site question memory cleared", extra={"event": "memory_clear", "removed": len(site or ())})
@@ -421,7 +422,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         from .rerank_train import call_model_cv
 
         report["call_model"] = call_model_cv(
-            reranker, examples, oof, args.folds, args.max_withheld, args.call_model
+            reranker, examples, oof, args.folds, args.max_withheld, args.call_model, memory=memory
         )
     if args.ablation:
         from .rerank_train import ablation

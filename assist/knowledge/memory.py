@@ -15,8 +15,9 @@ example the models learned from, written by ``dasan eval rerank --train`` beside
 no text. A site adds the questions its counselors confirmed (``dasan kb memory add`` of a
 ``dasan feedback export``: 👍 or copied cards and their articles) to a memory of its own
 (``DASAN_KB_MEMORY_SITE_PATH``), read beside the shipped one; the models need no retraining, as
-their features are similarities, not identities. During cross-validation the memory of a fold holds only the other folds' examples, and a
-training example never sees its own group (its noisy rewrite, its call's other turns).
+their features are similarities, not identities. During cross-validation the memory of a fold
+holds only the other folds' examples, and a training example reads only other writers' questions
+(``rerank_train.learning_rows``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MEMORY_PATH = Path(__file__).with_name("rerank_memory.npz")
+MEMORY_FILE = "rerank_memory.npz"  # beside the ranker's model files
+MEMORY_PATH = Path(__file__).with_name(MEMORY_FILE)
 MEMORY_FEATURES = ("mem_sim", "mem_rel")
 MEMORY_ABSTAIN_FEATURES = ("mem_oos_gap", "mem_best", "mem_oos_vote")
 NEIGHBOURS = 50  # the nearest in-scope questions whose articles are read
@@ -69,13 +71,20 @@ class QuestionMemory:
         return int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
 
     @classmethod
-    def build(cls, vectors: np.ndarray, articles: list[list[str]], groups: list[str]) -> QuestionMemory:
+    def build(
+        cls,
+        vectors: np.ndarray,
+        articles: list[list[str]],
+        groups: list[str],
+        keys: tuple[str, ...] = (),
+    ) -> QuestionMemory:
         arts = [tuple(a) for a in articles]
         return cls(
             _unit(np.asarray(vectors)),
             arts,
             np.array(groups, dtype=object),
             np.array([not a for a in arts], dtype=bool),
+            keys,
         )
 
     def concat(self, other: QuestionMemory | None) -> QuestionMemory:
@@ -93,15 +102,6 @@ class QuestionMemory:
             np.concatenate([self.groups, other.groups]),
             np.concatenate([self.oos, other.oos]),
             (*self.keys, *other.keys) if self.keys and other.keys else (),
-        )
-
-    def subset(self, keep: np.ndarray) -> QuestionMemory:
-        keep = np.asarray(keep, dtype=bool)
-        return QuestionMemory(
-            self.vectors[keep],
-            [a for a, k in zip(self.articles, keep, strict=True) if k],
-            self.groups[keep],
-            self.oos[keep],
         )
 
     # ------------------------------------------------------------------ file
@@ -127,9 +127,7 @@ class QuestionMemory:
             vectors = z["vectors"].astype(np.float32)
             articles = json.loads(str(z["articles"]))
             meta = json.loads(str(z["meta"]))
-        mem = cls.build(vectors, articles, [""] * len(articles))
-        mem.keys = tuple(meta.get("keys") or ())
-        return mem
+        return cls.build(vectors, articles, [""] * len(articles), tuple(meta.get("keys") or ()))
 
     # ------------------------------------------------------------------ features
     def _labels(self, doc_index: dict[str, int]) -> list[tuple[int, ...]]:
@@ -207,11 +205,10 @@ def add_to_site(
     """``site`` with the new questions appended (one already there — the same masked text — is
     relabelled with the newer articles instead); and how many were new."""
     keys = [question_key(t) for t in texts]
-    old = site
-    have = {k: i for i, k in enumerate(old.keys)} if old is not None else {}
-    vecs = list(old.vectors) if old is not None else []
-    arts = [list(a) for a in old.articles] if old is not None else []
-    all_keys = list(old.keys) if old is not None else []
+    have = {k: i for i, k in enumerate(site.keys)} if site is not None else {}
+    vecs = list(site.vectors) if site is not None else []
+    arts = [list(a) for a in site.articles] if site is not None else []
+    all_keys = list(site.keys) if site is not None else []
     new = 0
     for k, v, lab in zip(keys, np.asarray(vectors, dtype=np.float32), labels, strict=True):
         if k in have:
@@ -222,11 +219,8 @@ def add_to_site(
         vecs.append(v)
         arts.append(lab)
         new += 1
-    given = np.asarray(vectors)
-    matrix = np.vstack(vecs) if vecs else np.zeros((0, given.shape[1] if given.ndim == 2 else 0), np.float32)
-    mem = QuestionMemory.build(matrix, arts, [""] * len(arts))
-    mem.keys = tuple(all_keys)
-    return mem, new
+    matrix = np.vstack(vecs) if vecs else np.zeros((0, np.asarray(vectors).shape[-1]), np.float32)
+    return QuestionMemory.build(matrix, arts, [""] * len(arts), tuple(all_keys)), new
 
 
 def grow_site_memory(kb: Any, path: Path, items: list[dict[str, Any]]) -> dict[str, int]:

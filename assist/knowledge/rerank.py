@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .fusion import minmax, top_indices
-from .memory import MEMORY_ABSTAIN_FEATURES, MEMORY_FEATURES, QuestionMemory, empty_features
+from .memory import MEMORY_ABSTAIN_FEATURES, MEMORY_FEATURES, MEMORY_FILE, QuestionMemory, empty_features
 from .records import SOURCE_FIELDS, SearchFilters, SearchHit
 
 if TYPE_CHECKING:
@@ -72,7 +72,6 @@ _T_ONLY_COLS = [FEATURES.index(f) for f in T_ONLY_DROP]
 _HAS_CONTEXT = FEATURES.index("has_context")
 MODEL_T_PATH = MODEL_PATH.with_name("rerank_model_t.txt")
 CALL_MODEL_FILE = "abstain_call_model.txt"
-MEMORY_FILE = "rerank_memory.npz"
 ABSTAIN_FEATURES = (
     "top",
     "margin",

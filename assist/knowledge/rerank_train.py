@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .memory import MEMORY_FEATURES, QuestionMemory
+from .memory import MEMORY_FEATURES, QuestionMemory, empty_features
 from .rerank import (
     ABSTAIN_FEATURES,
     CALL_ABSTAIN_FEATURES,
@@ -145,8 +145,6 @@ def with_memory(
     for e in examples:
         c = e.candidates
         if memory is None:
-            from .memory import empty_features
-
             mem, ab = empty_features(len(c.articles))
         else:
             mem, ab = memory.features(c.qvec, c.articles, doc_index, e.group if leave_own_group_out else None)
@@ -466,13 +464,14 @@ def call_model_cv(
     folds: int = 5,
     max_withheld: float = 0.05,
     positives: str = "questions",
+    memory: bool = True,
 ) -> dict[str, Any]:
     """Per held-out fold of calls: the in-call model (fitted on the other folds) against the
     single-question model at its in-call threshold — in-call questions and no-card turns withheld,
     labelled turns withheld, top card right and the shown cards' precision."""
     per_fold: list[dict[str, Any]] = []
     for f in range(folds):
-        train, test, _mem = fold_split(reranker, examples, f, folds)
+        train, test, _mem = fold_split(reranker, examples, f, folds, memory)
         test = [e for e in test if e.set in CALL_SETS]
         Xa, ya = abstain_rows(train, oof)
         single = fit_abstain(Xa, ya, max_withheld) if ya.any() else None

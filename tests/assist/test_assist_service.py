@@ -345,14 +345,32 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
     assert len(summaries) == len(calls)
 
 
+def _rebuilding_service(rebuild: Any) -> Any:
+    """What ``AssistService.rebuild`` reads of its service, with the tracker's ``rebuild`` given."""
+    import threading
+    from types import SimpleNamespace
+
+    import assist.service as service
+
+    return SimpleNamespace(
+        settings=SimpleNamespace(rebuild_lookback_s=3600),
+        inputs=service.INPUTS,
+        outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
+        kafka=None,
+        tracker=SimpleNamespace(rebuild=rebuild),
+        _lock=threading.Lock(),
+        _own=lambda ev: True,
+        _gauge=lambda: None,
+        clock=lambda: 0.0,
+    )
+
+
 def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_budget_left(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A read cut at its budget must lose conversation context, not the record of the cards already
     shown (which would be shown again): published events and lifecycle first, transcripts last,
     all within one budget."""
-    import threading
-    from types import SimpleNamespace
 
     import assist.service as service
 
@@ -367,18 +385,8 @@ def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_b
     monkeypatch.setattr(service, "read_partitions", fake_read)
     monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
     rebuilt: list[Any] = []
-    fake = SimpleNamespace(
-        settings=SimpleNamespace(rebuild_lookback_s=3600),
-        inputs=service.INPUTS,
-        outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
-        kafka=None,
-        tracker=SimpleNamespace(rebuild=lambda evs, now: rebuilt.append(list(evs))),
-        _lock=threading.Lock(),
-        _own=lambda ev: True,
-        _gauge=lambda: None,
-        clock=lambda: 0.0,
-    )
-    assert service.AssistService.rebuild(fake, [0, 1]) == 0  # type: ignore[arg-type]
+    fake = _rebuilding_service(lambda evs, now: rebuilt.append(list(evs)))
+    assert service.AssistService.rebuild(fake, [0, 1]) == 0
     assert [t for t, _b in calls] == [
         (service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
         (service.CALL_TRANSCRIPTS,),
@@ -390,8 +398,6 @@ def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_b
 def test_rebuild_opens_no_transcript_reader_when_the_budget_is_spent(monkeypatch: Any) -> None:
     """When reading the published records used the whole budget, the transcripts are not read with
     a zero budget (a reader opened for nothing): the rebuild says so and goes on."""
-    import threading
-    from types import SimpleNamespace
 
     import assist.service as service
 
@@ -408,16 +414,6 @@ def test_rebuild_opens_no_transcript_reader_when_the_budget_is_spent(monkeypatch
     monkeypatch.setattr(service, "read_partitions", slow_read)
     monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
     monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
-    fake = SimpleNamespace(
-        settings=SimpleNamespace(rebuild_lookback_s=3600),
-        inputs=service.INPUTS,
-        outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
-        kafka=None,
-        tracker=SimpleNamespace(rebuild=lambda evs, now: list(evs)),
-        _lock=threading.Lock(),
-        _own=lambda ev: True,
-        _gauge=lambda: None,
-        clock=lambda: 0.0,
-    )
-    assert service.AssistService.rebuild(fake, [0]) == 0  # type: ignore[arg-type]
+    fake = _rebuilding_service(lambda evs, now: list(evs))
+    assert service.AssistService.rebuild(fake, [0]) == 0
     assert calls == [(service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES)]
