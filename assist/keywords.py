@@ -65,6 +65,9 @@ STOPWORDS = frozenset(
         "말씀",
         "문의",
         "질문",
+        # discourse verbs of any call's wrap-up (정리하면 …, 요약해 드리면 …), not its subject
+        "정리",
+        "요약",
         "전화",
         "얘기",
         "이야기",

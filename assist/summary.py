@@ -27,6 +27,7 @@ import httpx
 from streaming.events import Channel, FollowUpKind, SummaryAction
 from streaming.privacy import ALL_MASKS, mask_text
 
+from .keywords import CONTEXT_WORDS
 from .taxonomy import OTHER, TAXONOMY, classify
 from .text import split_sentences
 
@@ -132,7 +133,10 @@ class Summarizer:
         return self._confirmer
 
     def _salience(self, sentence: str) -> float:
-        terms = self.assistant.evidence_terms(sentence)
+        """Sum of the (capped) IDF of the sentence's content nouns; time, people and place-in-general
+        words (:data:`assist.keywords.CONTEXT_WORDS`: 차이, 며칠째, 옆집) are rare in the corpus but
+        say nothing about the call, so they count for nothing ("며칠 차이로요?" is not a reason)."""
+        terms = [t for t in self.assistant.evidence_terms(sentence) if t not in CONTEXT_WORDS]
         return float(sum(min(self.kb.idf(t), 8.0) for t in set(terms)))
 
     def summarize(
@@ -244,8 +248,8 @@ class Summarizer:
 
     def _reason_sentence(self, texts: Sequence[str]) -> str:
         sents = [_clean(x) for t in texts for x in split_sentences(t)]
-        questions = [x for x in sents if _QUESTION.search(x) and self.assistant.evidence_terms(x)]
-        pool = questions or [x for x in sents if self.assistant.evidence_terms(x)]
+        questions = [x for x in sents if _QUESTION.search(x) and self._salience(x) > 0]
+        pool = questions or [x for x in sents if self._salience(x) > 0]
         if not pool:
             return ""
         best = max(pool[:4], key=self._salience)

@@ -79,6 +79,13 @@ def test_keywords_are_domain_nouns(assistant: Any) -> None:
         assert not {"저기요", "저기", "거", "제"} & set(kws)
 
 
+def test_keywords_skip_the_wrap_up_words_of_any_call(assistant: Any) -> None:
+    """A caller summing up ("정리하면 …") tags the call with what was summed up, not with 정리."""
+    kws = assistant.keywords.terms(["네 알겠습니다. 정리하면 취득세는 60일 안에, 재산세는 7월이랑 9월."])
+    assert "취득세" in kws and "재산세" in kws
+    assert not {"정리", "요약"} & set(kws)
+
+
 def test_keywords_never_show_masked_data(assistant: Any) -> None:
     from streaming.privacy import mask_text
 

@@ -49,6 +49,14 @@ def test_summary_finds_transfer_and_topic_switch(assistant: Any, calls: dict[str
     )
 
 
+def test_call_reason_is_a_question_with_content_not_a_reaction(assistant: Any) -> None:
+    """ "며칠 차이로요?" is rare words (차이, 며칠) around no subject: the reason is the real question."""
+    summarizer = Summarizer(assistant)
+    reason = summarizer._reason_sentence(["아… 며칠 차이로요? 그럼 재산세 고지서는 언제 나와요?"])
+    assert "고지서" in reason and "며칠" not in reason
+    assert summarizer._salience("며칠 차이로요?") == 0.0
+
+
 @pytest.mark.parametrize(
     "turns",
     [
