@@ -52,6 +52,7 @@ def live_cv(
     max_withheld: float = 0.05,
     call_model: str | None = None,
     memory: bool = True,
+    unfamiliar_share: float = 0.0,
 ) -> dict[str, Any]:
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
@@ -68,7 +69,7 @@ def live_cv(
     saved = assistant.reranker
     try:
         for f in range(folds):
-            train, _test, fold_memory = fold_split(reranker, examples, f, folds, memory)
+            train, _test, fold_memory = fold_split(reranker, examples, f, folds, memory, unfamiliar_share)
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)

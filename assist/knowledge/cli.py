@@ -173,6 +173,22 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         help="Cross-validate without the question memory (the models read none; with --train, ship none)",
     )
     p.add_argument(
+        "--unfamiliar-share",
+        type=float,
+        default=None,
+        metavar="P",
+        help="Share of labelled training rows that read the question memory without the questions on "
+        "their own articles, as a question on an article nobody asked about (default: the shipped "
+        "models' setting, rerank_train.UNFAMILIAR_SHARE)",
+    )
+    p.add_argument(
+        "--seeds",
+        default="",
+        metavar="N,N",
+        help="Also repeat the cross-validation with these random seeds of the ranker (e.g. 13,1,2,3,4) "
+        "and report the spread: a difference smaller than it is noise",
+    )
+    p.add_argument(
         "--live",
         action="store_true",
         help="Also run each fold's held-out utterances and calls through the product (drafts, live cards, summaries)",
@@ -384,6 +400,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
 
     from .rerank import Reranker
     from .rerank_train import (
+        UNFAMILIAR_SHARE,
         cross_validate,
         default_sets,
         features_cache,
@@ -414,24 +431,46 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(examples))
     memory = not args.no_memory
+    share = UNFAMILIAR_SHARE if args.unfamiliar_share is None else args.unfamiliar_share
     report, oof = cross_validate(
-        reranker, examples, args.folds, args.max_withheld, args.call_turns, memory=memory
+        reranker,
+        examples,
+        args.folds,
+        args.max_withheld,
+        args.call_turns,
+        memory=memory,
+        unfamiliar_share=share,
     )
+    report["unfamiliar_share"] = share
     report["index"] = kb.info()
     if args.call_model:
         from .rerank_train import call_model_cv
 
         report["call_model"] = call_model_cv(
-            reranker, examples, oof, args.folds, args.max_withheld, args.call_model, memory=memory
+            reranker,
+            examples,
+            oof,
+            args.folds,
+            args.max_withheld,
+            args.call_model,
+            memory=memory,
+            unfamiliar_share=share,
         )
     if args.ablation:
         from .rerank_train import ablation
 
         report["ablation"] = ablation(reranker, examples, args.folds)
+    if args.seeds:
+        from .rerank_train import seed_spread
+
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        report["seeds"] = seed_spread(
+            reranker, examples, seeds, args.folds, args.max_withheld, memory=memory, unfamiliar_share=share
+        )
     if args.leave_writer_out:
         from .rerank_train import leave_writer_out
 
-        report["leave_writer_out"] = leave_writer_out(reranker, examples)
+        report["leave_writer_out"] = leave_writer_out(reranker, examples, share)
     if args.live:
         from assist.eval_cv import live_cv
 
@@ -446,6 +485,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             args.max_withheld,
             args.call_model,
             memory=memory,
+            unfamiliar_share=share,
         )
     if args.train:
         report["trained"] = train_and_save(
@@ -456,6 +496,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             call_turns=args.call_turns,
             call_model=args.call_model,
             memory=memory,
+            unfamiliar_share=share,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -472,6 +513,13 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
                 f"and {row.get('call_turns_in_scope_withheld')})"
             )
             continue
+        if name in ("familiar", "unfamiliar"):
+            for kind, r in row.items():
+                print(
+                    f"  {kind}, articles {name} to the fold's memory (n={r['n']}): reranked H@1 "
+                    f"{r['hit_at_1']:.3f} H@5 {r['hit_at_5']:.3f} MRR {r['mrr_at_10']:.3f}"
+                )
+            continue
         a, b = row["first_stage"], row["reranked"]
         print(
             f"  {name:<11} n={a['n']:<4} first stage H@1 {a['hit_at_1']:.3f} H@5 {a['hit_at_5']:.3f} "
@@ -486,6 +534,15 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
                 f"withheld {r.get('questions_withheld')}, no-card turns withheld {r.get('no_card_withheld')}, "
                 f"top card right {r.get('top1_right')}, shown precision {r.get('shown_precision')}"
             )
+    for kind, row in report.get("seeds", {}).get("summary", {}).items():
+        if isinstance(row, dict) and "hit_at_1" in row:
+            h, m = row["hit_at_1"], row["mrr_at_10"]
+            print(
+                f"  {kind} over {len(report['seeds']['per_seed'])} seeds: H@1 {h['mean']:.3f} "
+                f"({h['min']:.3f}–{h['max']:.3f}), MRR {m['mean']:.3f} ({m['min']:.3f}–{m['max']:.3f})"
+            )
+        elif isinstance(row, dict):
+            print(f"  {kind} over seeds: {row['mean']} ({row['min']}–{row['max']})")
     for writer, res in report.get("leave_writer_out", {}).items():
         for kind, row in res.items():
             a, b = row["no_memory"], row["memory"]

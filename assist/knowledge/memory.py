@@ -142,10 +142,12 @@ class QuestionMemory:
         arts: np.ndarray,
         doc_index: dict[str, int],
         exclude_group: str | None = None,
+        exclude_articles: frozenset[str] = frozenset(),
     ) -> tuple[np.ndarray, np.ndarray]:
         """``MEMORY_FEATURES`` per candidate article (``arts``: article indices of ``doc_index``'s
         numbering) and ``MEMORY_ABSTAIN_FEATURES`` of a question with (unit) vector ``q``; the
-        remembered questions of ``exclude_group`` are not read (training)."""
+        remembered questions of ``exclude_group``, and those answered by any of ``exclude_articles``,
+        are not read (training: a question on an article nobody has asked about yet)."""
         n = len(arts)
         if q is None or not len(self) or q.shape[-1] != self.dim:
             return empty_features(n)
@@ -153,6 +155,8 @@ class QuestionMemory:
         ok = np.ones(len(self), dtype=bool)
         if exclude_group is not None:
             ok &= self.groups != exclude_group
+        if exclude_articles:
+            ok &= np.array([not exclude_articles.intersection(a) for a in self.articles], dtype=bool)
         ins = ok & ~self.oos
         out = ok & self.oos
         best_in = float(s[ins].max()) if ins.any() else 0.0

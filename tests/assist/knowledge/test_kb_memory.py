@@ -221,3 +221,70 @@ def test_a_training_row_reads_only_the_other_writers_questions() -> None:
     col = FEATURES.index("mem_sim")
     assert np.isclose(got[0].candidates.X[0, col], 0.6)  # not E1's 1.0: same writer
     assert np.isclose(got[2].candidates.X[0, col], 0.6)
+
+
+def test_a_question_can_read_the_memory_as_if_its_articles_were_new() -> None:
+    mem = _memory()
+    q = np.array([1.0, 0.0, 0.0, 1.0], dtype=np.float32)  # A and D both answered by 제3조
+    cols, _ = mem.features(q, np.array([3, 5]), INDEX)
+    assert cols[0, 0] > 0.7
+    cols, ab = mem.features(q, np.array([3, 5]), INDEX, exclude_articles=frozenset({"법/제3조"}))
+    assert cols[0, 0] == 0.0 and cols[0, 1] == NO_MEMORY_REL  # nobody asked about 제3조
+    assert ab[1] == 0.0  # B (제5·6조) is orthogonal: the nearest remembered question is far
+
+
+def test_a_share_of_training_rows_learns_as_if_its_articles_were_new() -> None:
+    from assist.knowledge.rerank_train import unfamiliar
+
+    rng = np.random.default_rng(17)
+    ex = _examples(rng, shared_topics=True)
+    assert not any(unfamiliar(e, 0.0) for e in ex)
+    share = np.mean([unfamiliar(e, 0.4) for e in ex])
+    assert 0.25 < share < 0.55
+    by_group: dict[str, set[bool]] = {}
+    for e in ex:
+        by_group.setdefault(e.group, set()).add(unfamiliar(e, 0.4))
+    assert all(len(v) == 1 for v in by_group.values())  # an item and its rewrite go together
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    col = FEATURES.index("mem_sim")
+    mem = memory_of(ex)
+    got = with_memory(reranker, ex, mem, True, unfamiliar_share=0.4)  # type: ignore[arg-type]
+    plain = with_memory(reranker, ex, mem, True)  # type: ignore[arg-type]
+    known = 0
+    for e, g, p in zip(ex, got, plain, strict=True):
+        right = list(g.candidates.articles).index(INDEX[e.relevant[0]])
+        if unfamiliar(e, 0.4):
+            assert g.candidates.X[right, col] == 0.0
+            known += p.candidates.X[right, col] > 0.5  # what it would have read
+        else:
+            assert np.array_equal(g.candidates.X, p.candidates.X)
+    assert known > 20  # other groups asked about most of those articles: the share hid them
+
+
+def test_cross_validation_scores_familiar_and_unfamiliar_articles_apart() -> None:
+    rng = np.random.default_rng(19)
+    ex = _examples(rng, shared_topics=False)[:80]  # 40 groups, an article each: all unfamiliar
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    report, _ = cross_validate(reranker, ex, folds=4)  # type: ignore[arg-type]
+    mean = report["mean_of_held_out_folds"]
+    assert mean["unfamiliar"]["utterances"]["n"] == 80 and "familiar" not in mean
+    shared = _examples(rng, shared_topics=True)  # 160 groups on 40 articles: mostly familiar
+    report, _ = cross_validate(reranker, shared, folds=4)  # type: ignore[arg-type]
+    mean = report["mean_of_held_out_folds"]
+    assert mean["familiar"]["utterances"]["n"] > 4 * mean["unfamiliar"]["utterances"]["n"] > 0
+    assert mean["familiar"]["utterances"]["hit_at_1"] > mean["unfamiliar"]["utterances"]["hit_at_1"] + 0.3
+
+
+def test_the_seed_spread_repeats_the_cross_validation_and_restores_the_seed() -> None:
+    from assist.knowledge.rerank_train import PARAMS, seed_spread
+
+    rng = np.random.default_rng(23)
+    ex = _examples(rng, shared_topics=True)[:120]
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    before = PARAMS["random_state"]
+    got = seed_spread(reranker, ex, (1, 2), folds=3)  # type: ignore[arg-type]
+    assert PARAMS["random_state"] == before
+    assert set(got["per_seed"]) == {"1", "2"}
+    h = got["summary"]["single_questions"]["hit_at_1"]
+    assert h["min"] <= h["mean"] <= h["max"]
+    assert {r["single_questions"]["hit_at_1"] for r in got["per_seed"].values()} <= {h["min"], h["max"]}
