@@ -94,18 +94,27 @@ class Stack:
         if self.broker:
             self.broker.stop()
 
-    def assist_services(self, members: int = 1, split_summaries: bool = False) -> list[str | Service]:
+    def assist_services(
+        self, members: int = 1, split_summaries: bool = False, pin: bool = False
+    ) -> list[str | Service]:
         """The assist processes of a run: ``members`` of the main consumer group (role ``all``, or
-        ``cards`` when ``split_summaries`` adds one instance of role ``summaries`` in its own group)."""
-        if members == 1 and not split_summaries:
+        ``cards`` when ``split_summaries`` adds one instance of role ``summaries`` in its own group).
+        ``pin``: member ``i`` runs on CPU ``i`` alone with one encoder thread — a one-core machine of
+        its own (the broker, the console and the callers share every CPU)."""
+        if members == 1 and not split_summaries and not pin:
             return ["assist"]
         role = "cards" if split_summaries else "all"
-        out: list[str | Service] = [
-            Service.of(
-                "assist", name=f"assist-{i + 1}" if members > 1 else "assist", env={"DASAN_ASSIST_ROLE": role}
+        ncpu = len(os.sched_getaffinity(0))
+        out: list[str | Service] = []
+        for i in range(members):
+            svc = Service.of(
+                "assist",
+                name=f"assist-{i + 1}" if members > 1 else "assist",
+                env={"DASAN_ASSIST_ROLE": role, **({"DASAN_KB_THREADS": "1"} if pin else {})},
             )
-            for i in range(members)
-        ]
+            if pin:
+                svc.cpus = frozenset({sorted(os.sched_getaffinity(0))[i % ncpu]})
+            out.append(svc)
         if split_summaries:
             out.append(Service.of("assist", name="assist-summaries", env={"DASAN_ASSIST_ROLE": "summaries"}))
         return out

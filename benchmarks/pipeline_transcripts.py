@@ -344,6 +344,12 @@ def main() -> None:
         help="assist instances in the main consumer group (they share the partitions)",
     )
     ap.add_argument(
+        "--pin-assist",
+        action="store_true",
+        help="run assist instance i on CPU i alone, one encoder thread: each a one-core machine of its "
+        "own (compare --assist-members 1 and 2 to see what a second machine adds)",
+    )
+    ap.add_argument(
         "--split-summaries",
         action="store_true",
         help="summaries in their own consumer group (one DASAN_ASSIST_ROLE=summaries instance; the "
@@ -357,7 +363,7 @@ def main() -> None:
     )
     rows = []
     try:
-        assists = stack.assist_services(args.assist_members, args.split_summaries)
+        assists = stack.assist_services(args.assist_members, args.split_summaries, args.pin_assist)
         print(f"starting broker, console and {len(assists)} assist instance(s) …")
         stack.start(["console", *assists])
         stack.add_user("bench", "counselor")
@@ -425,7 +431,11 @@ def main() -> None:
             "max_turns": args.max_turns,
             "speed": args.speed,
             "arrivals": args.arrivals,
-            "assist": {"members": args.assist_members, "split_summaries": args.split_summaries},
+            "assist": {
+                "members": args.assist_members,
+                "split_summaries": args.split_summaries,
+                "pinned_one_cpu_each": args.pin_assist,
+            },
             "level_s": args.level_s,
             "ramp_s": args.ramp_s,
             "rows": rows,

@@ -91,6 +91,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # the CPUs the process may run on (None: any): a benchmark's stand-in for a machine of its own
+    cpus: frozenset[int] | None = None
 
     @classmethod
     def of(
@@ -113,9 +115,17 @@ class Service:
     def start(self, base_env: dict[str, str], log_dir: Path) -> Service:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.name}.log"
+        prefix: list[str] = []
+        if self.cpus is not None:
+            taskset = shutil.which("taskset")
+            if taskset is None:
+                raise RuntimeError(
+                    f"{self.name}: pinning to CPUs {sorted(self.cpus)} needs taskset (util-linux)"
+                )
+            prefix = [taskset, "-c", ",".join(str(c) for c in sorted(self.cpus))]
         with open(self.log_path, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [dasan_exe(), *self.args],
+                [*prefix, dasan_exe(), *self.args],
                 env={**base_env, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,

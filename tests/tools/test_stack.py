@@ -7,11 +7,13 @@ reports and an injected clock (the real services are waited for this way in test
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dasan.stack import SERVICES, NotReady, Progress, Service, describe, wait_ready
+from tests.util import wait_for
 
 
 def test_the_table_serves_on_the_settings_default_ports() -> None:
@@ -159,3 +161,33 @@ def test_describe_says_what_a_starting_service_does() -> None:
         503, {"phase": "loading the knowledge base", "step": "Batches", "done": 3, "total": 9}
     ) == ("loading the knowledge base: Batches 3/9")
     assert describe(503, {"broker": "unreachable"}) == "not ready, broker unreachable"
+
+
+def test_a_pinned_service_runs_on_its_cpus_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``Service.cpus`` (the benchmarks' stand-in for a machine of its own) starts the process under
+    ``taskset`` with exactly those CPUs; without it the process may run anywhere."""
+    import os
+
+    from dasan import stack
+
+    monkeypatch.setattr(stack, "dasan_exe", lambda: "/bin/sleep")
+    first = sorted(os.sched_getaffinity(0))[0]
+    pinned = stack.Service("pinned", ["30"], 0, cpus=frozenset({first}))
+    free = stack.Service("free", ["30"], 0)
+    try:
+        pinned.start({}, tmp_path)
+        free.start({}, tmp_path)
+        assert pinned.proc is not None and free.proc is not None
+
+        def affinity(svc: stack.Service) -> set[int]:
+            assert svc.proc is not None
+            return set(os.sched_getaffinity(svc.proc.pid))
+
+        # taskset execs sleep in the same process once it has set the mask
+        wait_for(lambda: affinity(pinned) == {first}, 10, "the pinned process on its CPU")
+        assert affinity(free) == set(os.sched_getaffinity(0))
+    finally:
+        for svc in (pinned, free):
+            if svc.proc is not None:
+                svc.proc.kill()
+                svc.proc.wait()
