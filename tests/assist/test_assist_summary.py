@@ -55,6 +55,11 @@ def test_call_reason_is_a_question_with_content_not_a_reaction(assistant: Any) -
     reason = summarizer._reason_sentence(["아… 며칠 차이로요? 그럼 재산세 고지서는 언제 나와요?"])
     assert "고지서" in reason and "며칠" not in reason
     assert summarizer._salience("며칠 차이로요?") == 0.0
+    # an indirect question is the caller's question too (the opening of a call often is one)
+    opening = summarizer._reason_sentence(
+        ["아파트를 샀거든요. 근데 세금을 뭘 언제 내야 되는지 하나도 모르겠어서요."]
+    )
+    assert "세금" in opening and "아파트를 샀거든요" not in opening
 
 
 @pytest.mark.parametrize(
