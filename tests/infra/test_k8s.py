@@ -473,3 +473,15 @@ def test_service_commands_exist_in_the_cli() -> None:
             except SystemExit:
                 missing.append(f"{name}/{c['name']}: dasan {' '.join(c['args'])}")
     assert not missing, f"commands not (yet) in the dasan CLI: {missing}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_cards_assist_gets_whole_cores_of_its_own(overlay: str) -> None:
+    """Guaranteed QoS with an integer CPU (an exclusive core under the static CPU manager) and as
+    many encoder threads as cores: the shape one instance held 200 calls in (session 14)."""
+    (c,) = by_kind(render_overlay(overlay), "Deployment")["assist"]["spec"]["template"]["spec"]["containers"]
+    req, lim = c["resources"]["requests"], c["resources"]["limits"]
+    assert req == lim, overlay
+    assert str(lim["cpu"]).isdigit(), overlay
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DASAN_KB_THREADS"] == str(lim["cpu"]), overlay
