@@ -40,6 +40,7 @@ from streaming.privacy import mask_text
 from .assistant import Assistant, SuggestRequest, last_counselor_turn
 from .drafts import GroundedGenerator, UnitVectors, combine_scores
 from .knowledge.dense import document_text
+from .knowledge.rerank_train import fold_of
 from .text import split_units
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)  # draft_context_weight
@@ -76,14 +77,6 @@ class Case:
         if kind == "dense":
             return self.dense_reference
         return self.reference if self.dense_reference == self.reference else None
-
-
-def _fold_of(call_id: str, folds: int) -> int:
-    """The call's fold: the same as the ranker's cross-validation puts it in (since session 14;
-    before, a sha1 of the call id made other folds than ``rerank_train.fold_of``'s sha256)."""
-    from .knowledge.rerank_train import fold_of
-
-    return fold_of(call_id, folds)
 
 
 def collect(
@@ -201,7 +194,7 @@ def cross_validate(
         gen = _weighted(base, w, param, **_fixed(param))
         per = [[0, 0] for _ in range(folds)]
         for c in cases:
-            f = _fold_of(c.call_id, folds)
+            f = fold_of(c.call_id, folds)  # the fold the ranker's cross-validation puts the call in
             per[f][1] += 1
             per[f][0] += int(agrees(gen, c, reference))
         table[w] = [(a, n) for a, n in per]

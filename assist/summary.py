@@ -249,12 +249,12 @@ class Summarizer:
         return text, "llm"
 
     def _reason_sentence(self, texts: Sequence[str]) -> str:
-        sents = [_clean(x) for t in texts for x in split_sentences(t)]
-        questions = [x for x in sents if _QUESTION.search(x) and self._salience(x) > 0]
-        pool = questions or [x for x in sents if self._salience(x) > 0]
+        scored = [(x, self._salience(x)) for x in (_clean(y) for t in texts for y in split_sentences(t))]
+        content = [(x, sal) for x, sal in scored if sal > 0]
+        pool = [(x, sal) for x, sal in content if _QUESTION.search(x)] or content
         if not pool:
             return ""
-        best = max(pool[:4], key=self._salience)
+        best = max(pool[:4], key=lambda p: p[1])[0]
         return best[:120]
 
     def _key_facts(self, caller: Sequence[str]) -> list[str]:

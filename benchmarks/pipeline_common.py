@@ -104,7 +104,7 @@ class Stack:
         if members == 1 and not split_summaries and not pin:
             return ["assist"]
         role = "cards" if split_summaries else "all"
-        ncpu = len(os.sched_getaffinity(0))
+        cpus = sorted(os.sched_getaffinity(0))
         out: list[str | Service] = []
         for i in range(members):
             svc = Service.of(
@@ -113,7 +113,7 @@ class Stack:
                 env={"DASAN_ASSIST_ROLE": role, **({"DASAN_KB_THREADS": "1"} if pin else {})},
             )
             if pin:
-                svc.cpus = frozenset({sorted(os.sched_getaffinity(0))[i % ncpu]})
+                svc.cpus = frozenset({cpus[i % len(cpus)]})
             out.append(svc)
         if split_summaries:
             out.append(Service.of("assist", name="assist-summaries", env={"DASAN_ASSIST_ROLE": "summaries"}))

@@ -600,7 +600,7 @@ def cross_validate(
     oof: dict[str, np.ndarray] = {}
     splits = [fold_split(reranker, examples, f, folds, memory, unfamiliar_share) for f in range(folds)]
     for f in range(folds):
-        train, test, _mem = splits[f]
+        train, test, fold_memory = splits[f]
         booster = fit_gated(reranker, train)
         for e in test:
             oof[e.id] = predict(booster, e)
@@ -610,7 +610,8 @@ def cross_validate(
             first = hit_metrics([e.first_stage for e in ts], [e.relevant for e in ts])
             rer = hit_metrics([ranked_docs(reranker, e, oof[e.id]) for e in ts], [e.relevant for e in ts])
             res[name] = {"first_stage": first, "reranked": rer}
-        known = {a for arts in memory_of(train).articles for a in arts}
+        # the articles the fold's memory knows (without one, those it would know)
+        known = {a for arts in (fold_memory or memory_of(train)).articles for a in arts}
         for kind, kind_sets in (("utterances", UTTERANCE_SETS), ("turns", CALL_SETS)):
             for tag, want in (("familiar", True), ("unfamiliar", False)):
                 ts = [
@@ -681,21 +682,15 @@ def cross_validate(
                     )
     mean: dict[str, Any] = {}
     for name in sets:
-        mean[name] = {}
-        for stage in ("first_stage", "reranked"):
-            vals = [r[name][stage] for r in per_fold if r[name][stage].get("n")]
-            mean[name][stage] = {
-                k: round(float(np.mean([v[k] for v in vals])), 4)
-                for k in ("hit_at_1", "hit_at_5", "mrr_at_10")
-            } | {"n": sum(v["n"] for v in vals)}
+        mean[name] = {
+            stage: _fold_mean([r[name][stage] for r in per_fold if r[name][stage].get("n")])
+            for stage in ("first_stage", "reranked")
+        }
     for tag in ("familiar", "unfamiliar"):
         for kind in ("utterances", "turns"):
             vals = [r[tag][kind] for r in per_fold if r[tag][kind].get("n")]
             if vals:
-                mean.setdefault(tag, {})[kind] = {
-                    k: round(float(np.mean([v[k] for v in vals])), 4)
-                    for k in ("hit_at_1", "hit_at_5", "mrr_at_10")
-                } | {"n": sum(v["n"] for v in vals)}
+                mean.setdefault(tag, {})[kind] = _fold_mean(vals)
     ab = [r["abstain"] for r in per_fold if "abstain" in r]
     if ab:
         keys = (
@@ -719,6 +714,13 @@ def cross_validate(
         }
     report = {"folds": folds, "per_fold": per_fold, "mean_of_held_out_folds": mean}
     return report, oof
+
+
+def _fold_mean(vals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of per-fold hit metrics, and their summed n."""
+    return {
+        k: round(float(np.mean([v[k] for v in vals])), 4) for k in ("hit_at_1", "hit_at_5", "mrr_at_10")
+    } | {"n": sum(v["n"] for v in vals)}
 
 
 def pooled(mean: dict[str, Any], sets: Iterable[str]) -> dict[str, float]:
