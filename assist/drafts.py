@@ -14,10 +14,10 @@ Both return a :class:`streaming.events.DraftAnswer` whose every sentence cites a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from .citations import CitationChecker
 from .knowledge.query_cache import BoundedLru
 from .settings import AssistSettings
 from .text import Unit, drop_parentheticals, mentions, split_sentences, split_units, to_counselor_register
+from .unit_store import UnitStore, text_hash, unit_title
 
 log = logging.getLogger("dasan.assist.drafts")
 
@@ -76,30 +77,46 @@ def abstention(generator: str, reason: str = ABSTAIN_TEXT) -> DraftAnswer:
 
 class UnitVectors(BoundedLru):
     """The dense side of the sentence choice: the question's query vector and a document vector of
-    each unit (sentence or 호 item) of a passage, the units' kept per passage in a bounded LRU.
+    each unit (sentence or 호 item) of a passage.
 
     ``encode_query(text)``: the query vector the retrieval computed (the knowledge base's encoder with
-    its query prompt; its query cache hands back the vector retrieval just made). ``encode_units(title,
-    texts)``: document vectors of units in the index's document format (``title: … | text: …``), the
-    side passages are embedded with. A passage is keyed by its id and a hash of its text, so a new
-    version of an article is embedded again. Thread-safe; two threads missing on one passage at once
-    both embed it (the second store wins, with the same vectors)."""
+    its query prompt; its query cache hands back the vector retrieval just made). Unit vectors come
+    first from the index's precomputed store (:class:`assist.unit_store.UnitStore`, ``dasan kb
+    units``; ``load_store`` is asked again every ``retry_s`` seconds while there is none, so a store
+    built while the service runs is picked up), else — only with ``on_demand`` — from
+    ``encode_units(title, texts)`` (document vectors in the index's ``title: … | text: …`` format),
+    kept per passage in a bounded LRU keyed by its id and a hash of its text. With neither, a
+    passage gets no cosines and its sentence choice stays lexical. Thread-safe; two threads missing
+    on one passage at once both embed it (the second store wins, with the same vectors)."""
 
     def __init__(
         self,
         encode_query: Callable[[str], np.ndarray],
         encode_units: Callable[[str, list[str]], np.ndarray],
         size: int = 1024,
+        *,
+        load_store: Callable[[], UnitStore | None] | None = None,
+        on_demand: bool = True,
+        retry_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if size < 1:
             raise ValueError("the unit-vector cache holds at least one passage")
         super().__init__(size)
         self.encode_query = encode_query
         self.encode_units = encode_units
+        self.on_demand = on_demand
+        self._load_store = load_store
+        self._retry_s = retry_s
+        self._clock = clock
+        self._store: UnitStore | None = None
+        self._store_tried: float | None = None
+        self.stored = 0  # passages whose vectors came from the precomputed store
+        self.unavailable = 0  # passages with no vectors (no store entry, no on-demand embedding)
 
     @classmethod
-    def for_kb(cls, kb: Any, size: int = 1024) -> UnitVectors | None:
-        """Over a knowledge base's encoder (None: the index has no dense side)."""
+    def for_kb(cls, kb: Any, size: int = 1024, on_demand: bool = False) -> UnitVectors | None:
+        """Over a knowledge base's encoder and its precomputed store (None: the index has no dense side)."""
         encoder = getattr(kb, "encoder", None)
         if encoder is None or getattr(kb, "dense", None) is None:
             return None
@@ -114,28 +131,61 @@ class UnitVectors(BoundedLru):
             docs = [document_text(title, t, with_title) for t in texts]
             return np.asarray(encoder.encode_documents(docs, batch_size=max(1, len(docs))), dtype=np.float32)
 
-        return cls(encode_query, encode_units, size)
+        def load_store() -> UnitStore | None:
+            return UnitStore.load(getattr(kb, "path", None), getattr(encoder, "fingerprint", None))
 
-    def units(self, hit: Hit, units: Sequence[Unit]) -> np.ndarray:
-        """Unit vectors of ``hit`` (rows in ``units`` order), embedded once per passage text."""
-        key = (hit.passage_id, hashlib.sha1(hit.text.encode()).hexdigest()[:16])
+        return cls(encode_query, encode_units, size, load_store=load_store, on_demand=on_demand)
+
+    @property
+    def store(self) -> UnitStore | None:
+        """The precomputed store, looked for again every ``retry_s`` seconds while there is none."""
+        if self._store is None and self._load_store is not None:
+            now = self._clock()
+            if self._store_tried is None or now - self._store_tried >= self._retry_s:
+                first = self._store_tried is None
+                self._store_tried = now
+                self._store = self._load_store()
+                if self._store is not None:
+                    log.info("unit vectors loaded", extra={"passages": len(self._store)})
+                elif first and not self.on_demand:
+                    log.info("no stored unit vectors: sentence choice lexical until `dasan kb units` has run")
+        return self._store
+
+    def units(self, hit: Hit, units: Sequence[Unit]) -> np.ndarray | None:
+        """Unit vectors of ``hit`` (rows in ``units`` order): stored, else embedded once per passage
+        text when ``on_demand``, else None."""
+        store = self.store
+        stored = store.rows(hit.passage_id, hit.text, list(units)) if store is not None else None
+        if stored is not None:
+            with self._lock:
+                self.stored += 1
+            return stored
+        key = (hit.passage_id, text_hash(hit.text))
         with self._lock:
             rows = self._touch(key)
             if rows is not None and len(rows) == len(units):
                 self.hits += 1
                 return rows
+            if not self.on_demand:
+                self.unavailable += 1
+                return None
             self.misses += 1
-        title = f"{hit.law_name} {hit.article_title or ''}".strip()
-        rows = np.asarray(self.encode_units(title, [u.text for u in units]), dtype=np.float32)
+        rows = np.asarray(
+            self.encode_units(unit_title(hit.law_name, hit.article_title), [u.text for u in units])
+        )
+        rows = rows.astype(np.float32, copy=False)
         rows.setflags(write=False)
         with self._lock:
             self._put(key, rows)
         return rows
 
-    def cosines(self, query: str, hit: Hit, units: Sequence[Unit]) -> list[float]:
-        """Cosine of the question's vector and each unit's (both unit-normalised)."""
-        q = np.asarray(self.encode_query(query), dtype=np.float32)
+    def cosines(self, query: str, hit: Hit, units: Sequence[Unit]) -> list[float] | None:
+        """Cosine of the question's vector and each unit's (both unit-normalised); None when the
+        passage's unit vectors are not at hand."""
         m = self.units(hit, units)
+        if m is None:
+            return None
+        q = np.asarray(self.encode_query(query), dtype=np.float32)
         qn = q / max(float(np.linalg.norm(q)), 1e-12)
         mn = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
         return [float(x) for x in mn @ qn]
@@ -217,6 +267,8 @@ class GroundedGenerator:
             cos = self.dense.cosines(query, hit, units)
         except Exception as exc:  # the encoder failing must not cost the card its draft
             log.warning("dense sentence choice failed: lexical only", extra={"error": repr(exc)[:300]})
+            return lexical
+        if cos is None:  # no vectors for this passage (not in the store, none embedded on demand)
             return lexical
         return combine_scores(lexical, cos, w, [u.text.startswith("다만") for u in units])
 
@@ -426,7 +478,11 @@ class LlmGenerator:
 def make_generator(
     settings: AssistSettings, kb: Any, checker: CitationChecker | None = None
 ) -> DraftGenerator:
-    dense = UnitVectors.for_kb(kb, settings.draft_dense_cache) if settings.draft_dense_weight > 0 else None
+    dense = (
+        UnitVectors.for_kb(kb, settings.draft_dense_cache, settings.draft_dense_on_demand)
+        if settings.draft_dense_weight > 0
+        else None
+    )
     grounded = GroundedGenerator(kb.analyzer.content_morphemes_many, kb.idf, settings, dense)
     if settings.generator == "grounded":
         return grounded

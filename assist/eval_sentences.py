@@ -42,6 +42,7 @@ from .drafts import GroundedGenerator, UnitVectors, combine_scores
 from .knowledge.dense import document_text
 from .knowledge.rerank_train import fold_of
 from .text import split_units
+from .unit_store import unit_title
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)  # draft_context_weight
 DENSE_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)  # draft_dense_weight
@@ -125,7 +126,8 @@ def collect(
             dense_ref = None
             if dense is not None:
                 cos = dense.cosines(answer, hit, units)
-                dense_ref = max(range(len(units)), key=lambda j: cos[j])
+                if cos is not None:
+                    dense_ref = max(range(len(units)), key=lambda j: cos[j])
             cases.append(Case(req.call_id, i, res.query, ctx, answer, hit, best, dense_ref))
     return cases, len(pending)
 
@@ -140,7 +142,8 @@ def with_dense(assistant: Assistant, size: int = 4096) -> UnitVectors | None:
     encoder when it has none yet (None: the index has no dense side)."""
     gen = _grounded(assistant)
     if gen.dense is None:
-        gen.dense = UnitVectors.for_kb(assistant.kb, size)
+        # the index's stored unit vectors where it has them (dasan kb units), embedded on demand where not
+        gen.dense = UnitVectors.for_kb(assistant.kb, size, on_demand=True)
     return gen.dense
 
 
@@ -308,54 +311,66 @@ def _pcts(xs: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def dense_latency(
-    assistant: Assistant, cases: Sequence[Case], size: int = 1024, sample_units: int = 256
-) -> dict[str, Any]:
-    """What the dense side adds to a draft, in ms: for every case in call order (as the cards came),
-    the time of its extra work — the question's vector (the one retrieval made, from the query
-    cache, as in the service), the units' vectors over a fresh cache of ``size`` passages, the
-    cosines and the blend — over all drafts and split by a cache miss (the passage's units
-    embedded) or hit. Also: how many units the whole index has, and what embedding them all at
-    build time would take, from ``sample_units`` random units embedded in batches of up to 32."""
-    fresh = UnitVectors.for_kb(assistant.kb, size)
-    if fresh is None:
-        return {"dense": False}
+def _added_ms(
+    vectors: UnitVectors, cases: Sequence[Case]
+) -> tuple[list[float], list[bool], list[float], list[int]]:
+    """Per case in call order: the ms the dense side adds to its draft and whether its units were
+    embedded (a miss); for the misses, their ms per unit and unit count."""
     added: list[float] = []
-    miss: list[float] = []
-    hit: list[float] = []
+    missed: list[bool] = []
     per_unit: list[float] = []
     sizes: list[int] = []
     for c in cases:
         units = split_units(c.hit.text)
-        before = fresh.misses
+        before = vectors.misses
         t0 = time.perf_counter()
-        cos = fresh.cosines(c.query, c.hit, units)
-        combine_scores([1.0] * len(units), cos, 0.5, [u.text.startswith("다만") for u in units])
+        cos = vectors.cosines(c.query, c.hit, units)
+        if cos is not None:
+            combine_scores([1.0] * len(units), cos, 0.5, [u.text.startswith("다만") for u in units])
         ms = (time.perf_counter() - t0) * 1000
         added.append(ms)
-        if fresh.misses > before:
-            miss.append(ms)
+        missed.append(vectors.misses > before)
+        if missed[-1]:
             per_unit.append(ms / len(units))
             sizes.append(len(units))
-        else:
-            hit.append(ms)
-    all_units = [(p, u) for p in assistant.kb.passages for u in split_units(p.text)]
+    return added, missed, per_unit, sizes
+
+
+def dense_latency(
+    assistant: Assistant, cases: Sequence[Case], size: int = 1024, sample_units: int = 256
+) -> dict[str, Any]:
+    """What the dense side adds to a draft, in ms, for every case in call order (as the cards came):
+    the question's vector (the one retrieval made, from the query cache, as in the service), the
+    units' vectors, the cosines and the blend. Two ways: reading the index's stored unit vectors
+    (``dasan kb units``; absent: ``stored`` is None), and embedding them on demand over a fresh
+    cache of ``size`` passages (split by a cache miss or hit). Also: how many units the index has and
+    what embedding them all takes (the store's own figure, else an estimate from ``sample_units``
+    random units embedded in batches of up to 32)."""
+    kb = assistant.kb
+    stored_side = UnitVectors.for_kb(kb, size, on_demand=False)
+    if stored_side is None:
+        return {"dense": False}
+    store = stored_side.store
+    stored: dict[str, Any] | None = None
+    if store is not None:
+        added, _, _, _ = _added_ms(stored_side, cases)
+        stored = {
+            "added_ms": _pcts(added),
+            "share_read_from_store": round(stored_side.stored / max(1, len(cases)), 3),
+            "store": {k: store.meta.get(k) for k in ("units", "passage_count", "backend", "seconds")},
+        }
+    fresh = UnitVectors.for_kb(kb, size, on_demand=True)
+    assert fresh is not None
+    fresh._load_store = None  # embed on demand only
+    added, missed, per_unit, sizes = _added_ms(fresh, cases)
+    miss = [ms for ms, m in zip(added, missed, strict=True) if m]
+    hit = [ms for ms, m in zip(added, missed, strict=True) if not m]
+    all_units = [(p, u) for p in kb.passages for u in split_units(p.text)]
     n_units = len(all_units)
     unit_ms = float(np.median(per_unit)) if per_unit else 0.0
-    # embedding every unit ahead (at index build): a random sample, batched as the build embeds
-    sample = random.Random(0).sample(all_units, min(sample_units, n_units))
-    kb = assistant.kb
-    docs = [
-        document_text(
-            f"{p.law_name} {p.article_title or ''}".strip(), u.text, kb.settings.doc_title_in_prompt
-        )
-        for p, u in sample
-    ]
-    t0 = time.perf_counter()
-    kb.encoder.encode_documents(docs, batch_size=32)
-    batched_ms = (time.perf_counter() - t0) * 1000 / max(1, len(docs))
-    return {
+    out: dict[str, Any] = {
         "dense": True,
+        "stored": stored,
         "cache_passages": size,
         "added_ms": _pcts(added),
         "added_ms_cache_miss": _pcts(miss),
@@ -363,8 +378,21 @@ def dense_latency(
         "units_per_missed_passage": _pcts([float(x) for x in sizes]),
         "cache_hit_rate": round(len(hit) / len(added), 3) if added else None,
         "index_units": n_units,
-        "index_passages": len(assistant.kb.passages),
+        "index_passages": len(kb.passages),
         "ms_per_unit_p50": round(unit_ms, 2),
+    }
+    if store is not None:
+        return out
+    # embedding every unit ahead (dasan kb units): a random sample, batched as the store embeds
+    sample = random.Random(0).sample(all_units, min(sample_units, n_units))
+    docs = [
+        document_text(unit_title(p.law_name, p.article_title), u.text, kb.settings.doc_title_in_prompt)
+        for p, u in sample
+    ]
+    t0 = time.perf_counter()
+    kb.encoder.encode_documents(docs, batch_size=32)
+    batched_ms = (time.perf_counter() - t0) * 1000 / max(1, len(docs))
+    return out | {
         "batched_sample_units": len(docs),
         "batched_ms_per_unit": round(batched_ms, 2),
         "precompute_all_s_estimate": round(n_units * batched_ms / 1000, 1),

@@ -44,20 +44,27 @@ class AssistSettings(BaseSettings):
         "measured with dasan eval sentences: no gain, see docs/assist.md)",
     )
     draft_dense_weight: float = Field(
-        default=0.0,
+        default=0.65,
         ge=0,
         le=1,
         description="Grounded drafts: weight of the dense side when choosing the statute sentence, the cosine "
         "of the question's query vector and each sentence's document vector, beside the lexical overlap "
-        "(each scaled within the passage; 0: lexical only and no encoder call; 1: dense only). Off by default: "
-        "dasan eval sentences chose 0.2 (held-out agreement 0.587 vs 0.567), but embedding an article's "
-        "sentences adds p50 225 / p95 486 ms to a card whose article is not cached (docs/assist.md)",
+        "(each scaled within the passage; 0: lexical only and no encoder call; 1: dense only). 0.65: chosen by "
+        "dasan eval sentences over folds of calls where the lexical and the dense reference agree "
+        "(docs/assist.md). Sentence vectors come from the index's store (dasan kb units); a passage it lacks "
+        "is chosen lexically unless draft_dense_on_demand",
     )
     draft_dense_cache: int = Field(
         default=1024,
         ge=1,
-        description="Grounded drafts with draft_dense_weight > 0: passages whose sentence vectors are kept "
-        "(least recently used dropped), so a card on an article already read embeds nothing",
+        description="Grounded drafts with draft_dense_on_demand: passages whose sentence vectors, embedded on "
+        "demand, are kept (least recently used dropped), so a card on an article already read embeds nothing",
+    )
+    draft_dense_on_demand: bool = Field(
+        default=False,
+        description="Grounded drafts with draft_dense_weight > 0: embed a passage's sentences when the index's "
+        "precomputed unit vectors (dasan kb units) lack it (p50 ~250 ms a card, under the encoder's lock); "
+        "false: such a passage's sentence is chosen lexically",
     )
     draft_relative_score: float = Field(
         default=0.8,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -79,18 +80,25 @@ def run_demo(args: argparse.Namespace) -> int:
         ["kb", "build", "--if-missing", "--budget", str(FIRST_BUILD_BUDGET_S)],
         env,
     )
-    refine: subprocess.Popen[bytes] | None = None
+    # Every statute sentence's vector for the drafts' sentence choice follows in the background too
+    # (after the full build where that is still to come); the assist service picks it up when stored.
+    exe = shlex.quote(dasan_exe())
+    background = f"{exe} kb units --if-missing"
     if "provisional" in built:
-        refine_log = var_dir() / "kb-full-build.log"
-        say(f"building the full index in the background at low priority (log: {refine_log})")
-        with refine_log.open("wb") as fh:
-            refine = subprocess.Popen(
-                ["nice", "-n", "15", dasan_exe(), "kb", "build", "--if-missing"],
-                env=env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        background = f"{exe} kb build --if-missing && {background}"
+    refine_log = var_dir() / "kb-background.log"
+    say(
+        ("building the full index, then " if "provisional" in built else "")
+        + f"embedding the statute sentences in the background at low priority (log: {refine_log})"
+    )
+    with refine_log.open("wb") as fh:
+        refine = subprocess.Popen(
+            ["nice", "-n", "15", "sh", "-c", background],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     broker = LocalBroker(port=free_port(), log_path=log_dir / "broker.log")
     say(f"starting the Kafka broker (Tansu) on {broker.bootstrap}")
@@ -128,8 +136,9 @@ def run_demo(args: argparse.Namespace) -> int:
         say("stopping …")
         stack.stop()
         broker.stop()
-        if refine is not None and refine.poll() is None:
-            refine.terminate()  # the next start begins it again (the provisional index serves meanwhile)
+        if refine.poll() is None:  # the next start begins it again (what is stored stays stored)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(refine.pid, signal.SIGTERM)
         say("stopped")
 
 

@@ -1,4 +1,4 @@
-"""``dasan kb build|update|search|info|list|activate|rollback|import``, ``dasan eval retrieval`` and
+"""``dasan kb build|update|units|search|info|list|activate|rollback|import``, ``dasan eval retrieval`` and
 ``dasan eval rerank`` (registered by assist/cli.py).
 
 Why one module of ~430 lines: argument parsing and printing for each command, no logic of their own
@@ -40,6 +40,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         metavar="SECONDS",
         help="Fit the embedding into this many seconds on this machine: if the configured token cap is "
         "projected to take longer, build a provisional index at a shorter cap (a later full build replaces it)",
+    )
+    p.add_argument(
+        "--units",
+        action="store_true",
+        help="Then embed every statute sentence for the drafts' sentence choice (as `dasan kb units`)",
     )
     p.set_defaults(func=cmd_build, reuse=False)
 
@@ -88,6 +93,19 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--as-of", help="Effective-date rule for this day (YYYY-MM-DD, default today)")
     p.add_argument("--json", action="store_true", help="Print JSON")
     p.set_defaults(func=cmd_search)
+
+    p = kb_sub.add_parser(
+        "units",
+        help="Embed every statute sentence of the built index once, for the drafts' sentence choice",
+        description="Stores a document vector of every sentence and 호 item of every passage beside the "
+        "index (unit_vectors.npy/.json), so the grounded draft weighs the question's cosine to each "
+        "sentence (DASAN_ASSIST_DRAFT_DENSE_WEIGHT) without an encoder call while serving. Rows of "
+        "unchanged passages are reused from the newest store of another index. A running assist "
+        "service picks the store up within a minute.",
+    )
+    p.add_argument("--if-missing", action="store_true", help="Do nothing when the index already has them")
+    p.add_argument("--batch-size", type=int, default=32, help="Units per encoder batch")
+    p.set_defaults(func=cmd_units)
 
     p = kb_sub.add_parser("info", help="Show the built index (size, settings, memory)")
     p.add_argument("--json", action="store_true", help="Print JSON")
@@ -145,7 +163,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–4: *_holdoutN.jsonl), e.g. 1,2,3,4",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–7: *_holdoutN.jsonl), e.g. 1,2,3,4,5,6,7",
     )
     p.add_argument(
         "--call-turns",
@@ -288,7 +306,49 @@ def cmd_build(args: argparse.Namespace) -> int:
     active = _registry(settings).active()
     if active is not None and active != kb.key:
         print(f"version {active} is the active one; use this one with: dasan kb activate {kb.key}")
+    if getattr(args, "units", False) and not kb.provisional and kb.dense is not None:
+        return _units(kb, batch_size=32)
     return 0
+
+
+def _units(kb: Any, batch_size: int) -> int:
+    from assist.unit_store import latest_store, precompute
+
+    reuse = latest_store(kb.settings.index_dir, kb.encoder.fingerprint, exclude=kb.path)
+    print(
+        f"embedding statute sentences with {kb.encoder.backend} (reused where unchanged: {reuse is not None})"
+    )
+    stats = precompute(kb, batch_size=batch_size, progress=True, reuse=reuse)
+    print(
+        f"unit vectors: {stats['units']} units of {stats['passage_count']} passages ({stats['embedded']} embedded, "
+        f"{stats['reused']} reused) in {stats['seconds']:.0f} s, {stats['bytes'] / 2**20:.0f} MiB, in {kb.path}"
+    )
+    return 0
+
+
+def cmd_units(args: argparse.Namespace) -> int:
+    from assist.unit_store import UnitStore
+
+    from .dense import DenseModelMissing
+    from .kb import KnowledgeBase
+    from .store import IndexNotFound
+
+    settings = _settings(args)
+    try:
+        kb = KnowledgeBase.open(settings, build_if_missing=False)
+    except (IndexNotFound, DenseModelMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if kb.dense is None or kb.encoder is None:
+        print(
+            "error: the index has no dense side (built --bm25-only): nothing to embed units with",
+            file=sys.stderr,
+        )
+        return 1
+    if args.if_missing and UnitStore.load(kb.path, kb.encoder.fingerprint) is not None:
+        print(f"unit vectors already stored: {kb.path}")
+        return 0
+    return _units(kb, args.batch_size)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -168,11 +168,17 @@ def test_make_generator_attaches_the_dense_side_only_when_weighted_and_the_index
         encoder=encoder,
         dense=object(),
         settings=SimpleNamespace(doc_title_in_prompt=True),
+        path=None,
         encode_queries=lambda qs: np.vstack([_vec(q) for q in qs]),
     )
-    off = make_generator(AssistSettings(), kb)
+    off = make_generator(AssistSettings(draft_dense_weight=0), kb)
     assert isinstance(off, GroundedGenerator) and off.dense is None
-    on = make_generator(AssistSettings(draft_dense_weight=0.6), kb)
+    # no precomputed unit vectors beside the index and no on-demand embedding: the lexical choice
+    stored_only = make_generator(AssistSettings(draft_dense_weight=0.6), kb)
+    assert isinstance(stored_only, GroundedGenerator) and stored_only.dense is not None
+    assert stored_only.select(QUESTION, [_hit()])[0][1][0].startswith("채권자")
+    assert not hasattr(encoder, "docs") and stored_only.dense.unavailable == 1
+    on = make_generator(AssistSettings(draft_dense_weight=0.6, draft_dense_on_demand=True), kb)
     assert isinstance(on, GroundedGenerator) and on.dense is not None
     assert on.select(QUESTION, [_hit()])[0][1][0].startswith("취득세 60일")
     assert encoder.docs[0].startswith(

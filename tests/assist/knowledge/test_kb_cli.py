@@ -41,6 +41,11 @@ def test_build_search_info_and_eval(parser, env: Path, capsys) -> None:
     assert args.func(args) == 0
     assert "already built" in capsys.readouterr().out
 
+    # statute-sentence vectors need the dense side: a clear error on a BM25-only index
+    args = parser.parse_args(["kb", "units", "--if-missing"])
+    assert args.func(args) == 1
+    assert "no dense side" in capsys.readouterr().err
+
     args = parser.parse_args(["kb", "search", "불법주차 딱지", "--top-k", "3", "--json"])
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)

@@ -301,3 +301,33 @@ def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shi
     art = r.doc_index["도로교통법/제32조"]
     j = int(np.flatnonzero(c.articles == art)[0])
     assert c.X[j, FEATURES.index("mem_sim")] > 0.99  # the site's own question, answered by 제32조
+
+
+def test_unit_vectors_stored_once_match_those_embedded_on_demand(dense_kb, monkeypatch) -> None:
+    """``dasan kb units`` with the real model: the stored rows are the vectors the draft would embed
+    on demand (the same encoder and document format; float16 and batch composition aside), and a
+    draft reads them without an encoder call."""
+    from assist.drafts import UnitVectors
+    from assist.text import split_units
+    from assist.unit_store import UnitStore, precompute
+
+    dense_kb.save()
+    stats = precompute(dense_kb, batch_size=16)
+    assert stats["embedded"] == stats["units"] > len(dense_kb.passages) // 2
+    store = UnitStore.load(dense_kb.path, dense_kb.encoder.fingerprint)
+    assert store is not None
+    hit = dense_kb.search("인도에 차를 세워도 되나요", top_k=1)[0]
+    units = split_units(hit.text)
+    stored = store.rows(hit.passage_id, hit.text, units)
+    assert stored is not None and stored.shape == (len(units), dense_kb.encoder.dim)
+    on_demand = UnitVectors.for_kb(dense_kb, on_demand=True)
+    assert on_demand is not None
+    monkeypatch.setattr(on_demand, "_load_store", None)  # embed, do not read the store
+    fresh = on_demand.units(hit, units)
+    assert fresh is not None and on_demand.misses == 1
+    assert np.all(np.sum(stored * fresh, axis=1) > 0.98)
+    reading = UnitVectors.for_kb(dense_kb)
+    assert reading is not None
+    monkeypatch.setattr(dense_kb.encoder, "encode_documents", None)  # any embedding would now fail
+    cos = reading.cosines("인도에 차를 세워도 되나요", hit, units)
+    assert cos is not None and len(cos) == len(units) and reading.stored == 1
