@@ -63,6 +63,8 @@ PARAMS: dict[str, Any] = {
 
 # the labelled sets of single questions (in scope and out of scope: what abstention learns from) and
 # of whole calls (caller turns labelled per turn), by their names in ``default_sets``
+# the pools a seed's single-question and caller-turn figures are taken over: fixed, so models trained
+# with more held-out sets (5–7 since session 15) are judged on the same test items
 UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "utterances_h3", "utterances_h4")
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
@@ -761,6 +763,12 @@ def seed_spread(
                 "caller_turns": pooled(mean, CALL_SETS),
                 "oos_abstained": ab.get("oos_abstained"),
                 "in_scope_withheld": ab.get("in_scope_withheld"),
+                # each set's own (two training pools compare on the sets they share)
+                "per_set": {
+                    name: {"n": row["reranked"]["n"], "hit_at_1": row["reranked"]["hit_at_1"]}
+                    for name, row in mean.items()
+                    if isinstance(row, dict) and "reranked" in row
+                },
             }
             log.info("seed %s done", seed)
     finally:
