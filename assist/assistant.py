@@ -18,8 +18,9 @@ from typing import Any
 from streaming.events import DraftAnswer, Provenance, RetrievedPassage, StageLatency
 from streaming.privacy import mask_text
 
-from .drafts import DraftGenerator, make_generator
+from .drafts import DraftGenerator, GroundedGenerator, make_generator
 from .keywords import KeywordExtractor
+from .passage_choice import ArticlePassages
 from .settings import AssistSettings
 
 SEOUL_DISTRICTS = [
@@ -179,6 +180,7 @@ class Assistant:
             known=lambda t: t in kb.analyzer.terms or kb.idf(t) < unseen - 1e-6,
         )
         self.generator: DraftGenerator = make_generator(self.settings, kb)
+        self.article_passages = ArticlePassages(getattr(kb, "passages", []))
         self.reranker: Any = None
         if self.settings.rerank and getattr(kb, "dense", None) is not None:
             from assist.knowledge.rerank import Reranker
@@ -357,6 +359,7 @@ class Assistant:
                 if req.conversation and s.draft_context_weight > 0
                 else ""
             )
+            hits = self._article_passage(queries[i], hits)
             draft = self.generator.draft(queries[i], hits, confident, context)
             if draft.abstained:
                 draft = draft.model_copy(update={"abstain_reason": self.abstain_reason(hits, confident)})
@@ -373,6 +376,22 @@ class Assistant:
             )
             out.append(SuggestResult(req, queries[i], kws[i], passages, draft, latency, hits, confident))
         return out
+
+    def _article_passage(self, query: str, hits: list[Any]) -> list[Any]:
+        """``hits`` whose drafted ones read the passage of their article that answers best
+        (:mod:`assist.passage_choice`; only with the dense side and stored unit vectors)."""
+        gen = (
+            self.generator
+            if isinstance(self.generator, GroundedGenerator)
+            else getattr(self.generator, "fallback", None)
+        )
+        if not self.settings.draft_article_passages or not isinstance(gen, GroundedGenerator) or not hits:
+            return hits
+
+        def snippet(text: str) -> str:
+            return str(self.kb.searcher.ranker.snippet(text, self.kb.analyzer.query_tokens(query, False)))
+
+        return self.article_passages.refine(gen, query, hits, snippet, self.settings.draft_passages)
 
     def suggest_text(self, text: str, call_id: str = "cli") -> SuggestResult:
         t0 = time.perf_counter()

@@ -69,6 +69,12 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     sen.add_argument("--save", type=Path, default=None, help="Also write the JSON result to this file")
     sen.add_argument("--index", type=Path, default=None, help="Use this built index folder (var/kb/<key>)")
     sen.add_argument(
+        "--article",
+        action="store_true",
+        help="Also compare reading the article's best passage with the passage retrieval matched "
+        "(draft_article_passages), references taken over the whole article",
+    )
+    sen.add_argument(
         "--no-dense",
         action="store_true",
         help="Skip the dense side (draft_dense_weight, the dense reference, the latency figures)",
@@ -257,6 +263,12 @@ def cmd_eval_sentences(args: argparse.Namespace) -> int:
                     f"  dense@{weight} {_marks(ex, 'dense_pick')}: {ex['dense_pick'][:160]}\n"
                     f"  answer:        {ex['counselor_answer'][:200]}"
                 )
+    if args.article:
+        result["article"] = {"train": es.article_view(assistant, _read_calls(args.train))}
+        if args.unseen:
+            result["article"]["unseen"] = es.article_view(assistant, _read_calls(args.unseen))
+        for k, v in result["article"].items():
+            print(f"article's best passage vs the matched one, {k}: " + json.dumps(v))
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         args.save.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))

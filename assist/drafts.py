@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -211,6 +213,7 @@ def combine_scores(
 
 
 EXCEPTION_FACTOR = 0.6  # an exception is worth saying only after the rule
+UNIT_TOKENS_CACHE = 50_000  # statute units whose morphemes are kept (the corpus has ~20,000)
 
 
 class GroundedGenerator:
@@ -224,13 +227,33 @@ class GroundedGenerator:
         dense: UnitVectors | None = None,
     ) -> None:
         self.morphs = content_morphemes_many
+        self._tokens: OrderedDict[str, list[str]] = OrderedDict()
+        self._tokens_lock = threading.Lock()
         self.idf = idf
         self.settings = settings or AssistSettings()
         # the dense side of the sentence choice (None, or a weight of 0: lexical only, no encoder call)
         self.dense = dense
 
+    def unit_tokens(self, texts: list[str]) -> list[list[str]]:
+        """Content morphemes of statute units, analysed once per text (a bounded cache: cards read
+        the same articles again, and the article-wide passage choice reads all of theirs)."""
+        with self._tokens_lock:
+            found = {t: self._tokens.get(t) for t in texts}
+            for t, toks in found.items():
+                if toks is not None:
+                    self._tokens.move_to_end(t)
+        missing = [t for t, toks in found.items() if toks is None]
+        if missing:
+            analysed = self.morphs(missing)
+            with self._tokens_lock:
+                for t, toks in zip(missing, analysed, strict=True):
+                    found[t] = self._tokens[t] = toks
+                while len(self._tokens) > UNIT_TOKENS_CACHE:
+                    self._tokens.popitem(last=False)
+        return [found[t] or [] for t in texts]
+
     def _score_units(self, query_terms: dict[str, float], units: list[Unit]) -> list[float]:
-        toks = self.morphs([u.text for u in units])
+        toks = self.unit_tokens([u.text for u in units])
         out = []
         for u, t in zip(units, toks, strict=True):
             ts = set(t)

@@ -80,15 +80,12 @@ class Case:
         return self.reference if self.dense_reference == self.reference else None
 
 
-def collect(
-    assistant: Assistant,
-    calls: Sequence[dict[str, Any]],
-    batch: int = 16,
-    dense: UnitVectors | None = None,
-) -> tuple[list[Case], int]:
-    """The cases of ``calls`` (see the module docstring) and how many labelled turns were tried.
-    ``dense``: also each case's dense reference."""
-    gen = _grounded(assistant)
+def _labelled_results(
+    assistant: Assistant, calls: Sequence[dict[str, Any]], batch: int = 16
+) -> tuple[list[tuple[SuggestRequest, str, str, int, Any]], int]:
+    """Every labelled caller turn of ``calls`` followed by a counselor's answer, run as the service
+    runs it: (request, the counselor's last turn, the masked answer, turn index, result) where the
+    top card's article is a labelled one; and how many labelled turns were tried."""
     pending: list[tuple[SuggestRequest, str, str, set[str], int]] = []
     for call in calls:
         cid = str(call["id"])
@@ -107,29 +104,170 @@ def collect(
             req = SuggestRequest(cid, callers, [f"{cid}-t{i}"], None, conversation=list(conv))
             ctx = last_counselor_turn(conv[:-1])
             pending.append((req, ctx, mask_text(answer), labels, i))
+    out = []
+    # the passage retrieval matched (the service may swap in a better one of the same article:
+    # article_view measures that apart)
+    saved = assistant.settings.draft_article_passages
+    assistant.settings.draft_article_passages = False
+    try:
+        for k in range(0, len(pending), batch):
+            chunk = pending[k : k + batch]
+            results = assistant.suggest_many([p[0] for p in chunk])
+            for (req, ctx, answer, labels, i), res in zip(chunk, results, strict=True):
+                if res.hits and res.hits[0].doc_id in labels:
+                    out.append((req, ctx, answer, i, res))
+    finally:
+        assistant.settings.draft_article_passages = saved
+    return out, len(pending)
+
+
+def collect(
+    assistant: Assistant,
+    calls: Sequence[dict[str, Any]],
+    batch: int = 16,
+    dense: UnitVectors | None = None,
+) -> tuple[list[Case], int]:
+    """The cases of ``calls`` (see the module docstring) and how many labelled turns were tried.
+    ``dense``: also each case's dense reference."""
+    gen = _grounded(assistant)
+    labelled, tried = _labelled_results(assistant, calls, batch)
     cases: list[Case] = []
-    for k in range(0, len(pending), batch):
-        chunk = pending[k : k + batch]
-        results = assistant.suggest_many([p[0] for p in chunk])
-        for (req, ctx, answer, labels, i), res in zip(chunk, results, strict=True):
-            if not res.hits or res.hits[0].doc_id not in labels:
+    for req, ctx, answer, i, res in labelled:
+        hit = res.hits[0]
+        units = split_units(hit.text)
+        if len(units) < 2:
+            continue
+        ref_terms = gen.terms(answer)
+        scores = gen._score_units(ref_terms, units)
+        best = max(range(len(units)), key=lambda j: scores[j])
+        if scores[best] <= 0:
+            continue
+        dense_ref = None
+        if dense is not None:
+            cos = dense.cosines(answer, hit, units)
+            if cos is not None:
+                dense_ref = max(range(len(units)), key=lambda j: cos[j])
+        cases.append(Case(req.call_id, i, res.query, ctx, answer, hit, best, dense_ref))
+    return cases, tried
+
+
+@dataclass
+class ArticleCase:
+    """A labelled card whose article has several passages, with its references over all of them."""
+
+    call_id: str
+    turn: int
+    query: str
+    hit: Any  # the passage retrieval matched
+    units: list[str]  # every unit of the article's passages, in order
+    lexical_reference: int
+    dense_reference: int
+
+
+def article_view(assistant: Assistant, calls: Sequence[dict[str, Any]], batch: int = 16) -> dict[str, Any]:
+    """Reading the article's best passage (``draft_article_passages``, :mod:`assist.passage_choice`)
+    against the passage retrieval matched, on the labelled cards of ``calls`` whose article has more
+    than one passage: the references (the unit closest to the counselor's next turn, lexically and by
+    embedding) are taken over **every** unit of the article, and each way's chosen sentences either
+    hold the reference or not. The draft weight is the configured one (cross-validated separately)."""
+    from .passage_choice import best_passage
+
+    gen = _grounded(assistant)
+    if gen.dense is None or gen.settings.draft_dense_weight <= 0:
+        return {"dense": False}
+    dense = gen.dense
+    arts = assistant.article_passages
+    labelled, tried = _labelled_results(assistant, calls, batch)
+    cases: list[ArticleCase] = []
+    swapped = 0
+    for req, _ctx, answer, i, res in labelled:
+        hit = res.hits[0]
+        sibs = arts.of(hit)
+        if len(sibs) < 2:
+            continue
+        units: list[str] = []
+        lex: list[float] = []
+        cos: list[float] = []
+        terms = gen.terms(answer)
+        for p in sibs:
+            us = split_units(p.text)
+            if not us:
                 continue
-            hit = res.hits[0]
-            units = split_units(hit.text)
-            if len(units) < 2:
+            unit_cos = dense.cosines(answer, p, us)
+            if unit_cos is None:
+                break
+            units += [u.text for u in us]
+            lex += gen._score_units(terms, us)
+            cos += unit_cos
+        else:
+            if units and max(lex) > 0:
+                best_lex = max(range(len(units)), key=lambda j: lex[j])
+                best_cos = max(range(len(units)), key=lambda j: cos[j])
+                cases.append(ArticleCase(req.call_id, i, res.query, hit, units, best_lex, best_cos))
+    rows = {
+        "lexical": [0, 0, 0],
+        "dense": [0, 0, 0],
+        "both": [0, 0, 0],
+    }  # cases, matched passage, best passage
+    paired = {k: {"better": 0, "worse": 0} for k in rows}
+    choice_ms: list[float] = []
+    for ac in cases:
+        t0 = time.perf_counter()
+        better = best_passage(gen, ac.query, ac.hit, arts.of(ac.hit))
+        choice_ms.append((time.perf_counter() - t0) * 1000)
+        swapped += better is not None
+        said_matched = set(_said_hit(gen, ac.query, ac.hit))
+        said_best = (
+            set(
+                _said_hit(
+                    gen,
+                    ac.query,
+                    ac.hit.model_copy(update={"passage_id": better.passage_id, "text": better.text}),
+                )
+            )
+            if better is not None
+            else said_matched
+        )
+        refs = {
+            "lexical": ac.lexical_reference,
+            "dense": ac.dense_reference,
+            "both": ac.lexical_reference if ac.lexical_reference == ac.dense_reference else None,
+        }
+        for view, ref in refs.items():
+            if ref is None:
                 continue
-            ref_terms = gen.terms(answer)
-            scores = gen._score_units(ref_terms, units)
-            best = max(range(len(units)), key=lambda j: scores[j])
-            if scores[best] <= 0:
-                continue
-            dense_ref = None
-            if dense is not None:
-                cos = dense.cosines(answer, hit, units)
-                if cos is not None:
-                    dense_ref = max(range(len(units)), key=lambda j: cos[j])
-            cases.append(Case(req.call_id, i, res.query, ctx, answer, hit, best, dense_ref))
-    return cases, len(pending)
+            a, b = ac.units[ref] in said_matched, ac.units[ref] in said_best
+            rows[view][0] += 1
+            rows[view][1] += a
+            rows[view][2] += b
+            paired[view]["better"] += b and not a
+            paired[view]["worse"] += a and not b
+    return {
+        "dense": True,
+        "weight": gen.settings.draft_dense_weight,
+        "labelled_turns": tried,
+        "cases": len(cases),
+        "passage_swapped": swapped,
+        "choice_ms": _pcts(choice_ms),  # what looking over the whole article adds to a draft
+        "views": {
+            view: {
+                "cases": n,
+                "matched_passage": round(m / n, 4) if n else None,
+                "article_best_passage": round(b / n, 4) if n else None,
+                **paired[view],
+                "sign_test_p": _sign_p(paired[view]["better"], paired[view]["worse"]),
+            }
+            for view, (n, m, b) in rows.items()
+        },
+    }
+
+
+def _said_hit(gen: GroundedGenerator, query: str, hit: Any, context: str = "") -> list[str]:
+    """The statute sentences (items unmarked) ``gen`` reads from ``hit`` for ``query``."""
+    picked = gen.select(query, [hit], context)
+    if not picked:
+        return []
+    return [p[5:] if p.startswith("ITEM:") else p for p in picked[0][1]]
 
 
 def _grounded(assistant: Assistant) -> GroundedGenerator:
@@ -157,10 +295,7 @@ def _weighted(
 
 
 def _said(gen: GroundedGenerator, case: Case) -> list[str]:
-    picked = gen.select(case.query, [case.hit], case.context)
-    if not picked:
-        return []
-    return [p[5:] if p.startswith("ITEM:") else p for p in picked[0][1]]
+    return _said_hit(gen, case.query, case.hit, case.context)
 
 
 def agrees(gen: GroundedGenerator, case: Case, reference: Reference = "lexical") -> bool:
@@ -286,17 +421,20 @@ def paired(
         better += int(x and not y)
         worse += int(y and not x)
         same += int(x == y)
-    n = better + worse
-    k = min(better, worse)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
     return {
         "weight": weight,
         "baseline": baseline,
         "better": better,
         "worse": worse,
         "same": same,
-        "sign_test_p": round(p, 4),
+        "sign_test_p": _sign_p(better, worse),
     }
+
+
+def _sign_p(better: int, worse: int) -> float:
+    """Two-sided sign test over the cases that changed."""
+    n, k = better + worse, min(better, worse)
+    return round(min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n), 4) if n else 1.0
 
 
 def _pcts(xs: Sequence[float]) -> dict[str, Any]:

@@ -66,6 +66,12 @@ class AssistSettings(BaseSettings):
         "precomputed unit vectors (dasan kb units) lack it (p50 ~250 ms a card, under the encoder's lock); "
         "false: such a passage's sentence is chosen lexically",
     )
+    draft_article_passages: bool = Field(
+        default=True,
+        description="Grounded drafts with the dense side and stored unit vectors: read the passage of the card's "
+        "article that holds the best-scoring sentence over the whole article, not only the passage retrieval "
+        "matched (a long article is split into passages; the card shows the one read)",
+    )
     draft_relative_score: float = Field(
         default=0.8,
         ge=0,

@@ -237,3 +237,21 @@ def test_paired_counts_the_drafts_a_weight_turns_right_and_wrong() -> None:
     # two-sided sign test: 2·P(X ≤ 2), X ~ Bin(14, ½) = 2·106/16384
     assert out["sign_test_p"] == round(2 * 106 / 2**14, 4)
     assert paired(assistant, cases, 0.0)["sign_test_p"] == 1.0  # type: ignore[arg-type]
+
+
+def test_statute_units_are_analysed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import assist.drafts as drafts
+
+    calls: list[list[str]] = []
+
+    def morphs(texts: list[str]) -> list[list[str]]:
+        calls.append(texts)
+        return _words(texts)
+
+    monkeypatch.setattr(drafts, "UNIT_TOKENS_CACHE", 2)
+    gen = GroundedGenerator(morphs, lambda t: 1.0, AssistSettings(draft_dense_weight=0))
+    assert gen.unit_tokens(["가 나", "다", "가 나"]) == [["가", "나"], ["다"], ["가", "나"]]
+    assert calls == [["가 나", "다"]]  # each text once, in one batch
+    assert gen.unit_tokens(["다", "라"]) == [["다"], ["라"]] and calls[-1] == ["라"]
+    gen.unit_tokens(["가 나"])  # evicted (the least recently used of three): analysed again
+    assert calls[-1] == ["가 나"] and len(calls) == 3

@@ -109,8 +109,11 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
     assert sets["turns_h1"].name == "calls_holdout.jsonl"
     assert sets["utterances_h4"].name == "utterances_holdout4.jsonl"
     assert "turns_h2" not in sets
-    with pytest.raises(ValueError):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["5"])
+    assert (
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["7"])["turns_h7"].name == "calls_holdout7.jsonl"
+    )
+    with pytest.raises(ValueError):  # the blind set is never a training set
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["8"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
