@@ -170,12 +170,11 @@ def article_view(assistant: Assistant, calls: Sequence[dict[str, Any]], batch: i
     than one passage: the references (the unit closest to the counselor's next turn, lexically and by
     embedding) are taken over **every** unit of the article, and each way's chosen sentences either
     hold the reference or not. The draft weight is the configured one (cross-validated separately)."""
-    from .passage_choice import best_passage
+    from .passage_choice import article_units, best_passage
 
     gen = _grounded(assistant)
     if gen.dense is None or gen.settings.draft_dense_weight <= 0:
         return {"dense": False}
-    dense = gen.dense
     arts = assistant.article_passages
     labelled, tried = _labelled_results(assistant, calls, batch)
     cases: list[ArticleCase] = []
@@ -185,25 +184,12 @@ def article_view(assistant: Assistant, calls: Sequence[dict[str, Any]], batch: i
         sibs = arts.of(hit)
         if len(sibs) < 2:
             continue
-        units: list[str] = []
-        lex: list[float] = []
-        cos: list[float] = []
-        terms = gen.terms(answer)
-        for p in sibs:
-            us = split_units(p.text)
-            if not us:
-                continue
-            unit_cos = dense.cosines(answer, p, us)
-            if unit_cos is None:
-                break
-            units += [u.text for u in us]
-            lex += gen._score_units(terms, us)
-            cos += unit_cos
-        else:
-            if units and max(lex) > 0:
-                best_lex = max(range(len(units)), key=lambda j: lex[j])
-                best_cos = max(range(len(units)), key=lambda j: cos[j])
-                cases.append(ArticleCase(req.call_id, i, res.query, hit, units, best_lex, best_cos))
+        art = article_units(gen, answer, sibs)
+        if art is not None and art.units and max(art.lexical) > 0:
+            best_lex = max(range(len(art.units)), key=lambda j: art.lexical[j])
+            best_cos = max(range(len(art.units)), key=lambda j: art.cosines[j])
+            units = [u.text for u in art.units]
+            cases.append(ArticleCase(req.call_id, i, res.query, hit, units, best_lex, best_cos))
     rows = {
         "lexical": [0, 0, 0],
         "dense": [0, 0, 0],

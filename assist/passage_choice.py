@@ -17,10 +17,11 @@ lexical side alone is not trusted to move a card between passages (docs/assist.m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .drafts import GroundedGenerator, combine_scores
-from .text import split_units
+from .text import Unit, split_units
 
 
 class ArticlePassages:
@@ -59,31 +60,48 @@ class ArticlePassages:
         return out
 
 
-def best_passage(gen: GroundedGenerator, query: str, hit: Any, siblings: Sequence[Any]) -> Any | None:
-    """The passage among ``siblings`` (the article's passages) that holds the unit the draft scores
-    best over all of them, or None: keep ``hit`` (it holds it, the article has one passage, there is
-    no weighted dense side, or a passage lacks stored vectors)."""
-    dense, w = gen.dense, gen.settings.draft_dense_weight
-    if len(siblings) < 2 or dense is None or w <= 0 or not query.strip():
+@dataclass
+class ArticleUnits:
+    """Every unit of an article's passages, in order, scored against one text."""
+
+    units: list[Unit]
+    owner: list[Any]  # the passage each unit is in
+    lexical: list[float]  # GroundedGenerator._score_units of the text's terms
+    cosines: list[float]  # cosine of the text's query vector and each unit's stored vector
+
+
+def article_units(gen: GroundedGenerator, text: str, siblings: Sequence[Any]) -> ArticleUnits | None:
+    """The units of ``siblings`` (an article's passages) scored against ``text``, or None when the
+    generator has no dense side or a passage lacks vectors."""
+    if gen.dense is None:
         return None
-    terms = gen.terms(query)
-    lexical: list[float] = []
-    cosines: list[float] = []
-    exceptions: list[bool] = []
-    owner: list[Any] = []
+    terms = gen.terms(text)
+    out = ArticleUnits([], [], [], [])
     for p in siblings:
         units = split_units(p.text)
         if not units:
             continue
-        cos = dense.cosines(query, p, units)
+        cos = gen.dense.cosines(text, p, units)
         if cos is None:
             return None
-        lexical += gen._score_units(terms, units)
-        cosines += cos
-        exceptions += [u.text.startswith("다만") for u in units]
-        owner += [p] * len(units)
-    if not owner:
+        out.units += units
+        out.owner += [p] * len(units)
+        out.lexical += gen._score_units(terms, units)
+        out.cosines += cos
+    return out
+
+
+def best_passage(gen: GroundedGenerator, query: str, hit: Any, siblings: Sequence[Any]) -> Any | None:
+    """The passage among ``siblings`` (the article's passages) that holds the unit the draft scores
+    best over all of them, or None: keep ``hit`` (it holds it, the article has one passage, there is
+    no weighted dense side, or a passage lacks stored vectors)."""
+    w = gen.settings.draft_dense_weight
+    if len(siblings) < 2 or w <= 0 or not query.strip():
         return None
-    scores = combine_scores(lexical, cosines, w, exceptions)
-    best = owner[max(range(len(scores)), key=lambda j: scores[j])]
+    art = article_units(gen, query, siblings)
+    if art is None or not art.units:
+        return None
+    exceptions = [u.text.startswith("다만") for u in art.units]
+    scores = combine_scores(art.lexical, art.cosines, w, exceptions)
+    best = art.owner[max(range(len(scores)), key=lambda j: scores[j])]
     return None if best.passage_id == hit.passage_id else best

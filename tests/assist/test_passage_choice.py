@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from assist.drafts import GroundedGenerator, UnitVectors
 from assist.knowledge.records import Passage, SearchHit
@@ -117,3 +118,27 @@ def test_nothing_moves_without_stored_vectors_for_every_passage_or_a_dense_side(
     assert best_passage(off, QUESTION, matched, arts.of(matched)) is None
     lexical_only = GroundedGenerator(_words, lambda t: 1.0, AssistSettings(), None)
     assert arts.refine(lexical_only, QUESTION, [matched], str, first=1) == [matched]
+
+
+def test_article_view_scores_both_ways_against_references_over_the_whole_article(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assist.eval_sentences as es
+
+    gen = _gen(tmp_path)
+    matched = _hit(PASSAGES[1])
+    # the counselor answered with the deadline (①), which only the article's other passage holds
+    answer = "기한 60일 넘기면 안 됩니다"
+    res = SimpleNamespace(hits=[matched], query=QUESTION)
+    assistant = SimpleNamespace(generator=gen, article_passages=ArticlePassages(PASSAGES))
+    # the service's run of the labelled turns, as article_view reads it (the request: its call id)
+    monkeypatch.setattr(
+        es,
+        "_labelled_results",
+        lambda a, calls, batch=16: ([(SimpleNamespace(call_id="C1"), "", answer, 3, res)], 1),
+    )
+    view = es.article_view(assistant, [])  # type: ignore[arg-type]
+    assert view["cases"] == 1 and view["passage_swapped"] == 1
+    dense = view["views"]["dense"]
+    assert (dense["matched_passage"], dense["article_best_passage"], dense["better"]) == (0.0, 1.0, 1)
+    assert view["choice_ms"]["n"] == 1
