@@ -110,6 +110,15 @@ class UnitStore:
     def __len__(self) -> int:
         return len(self.table)
 
+    def missing(self, passages: Iterable[Any]) -> int:
+        """How many of ``passages`` (with units) have no rows for their current text and split (a
+        corpus update, or a changed splitter, since the store was made)."""
+        n = 0
+        for p in passages:
+            units = split_units(p.text)
+            n += bool(units) and self.rows(p.passage_id, p.text, units) is None
+        return n
+
 
 def latest_store(index_dir: Path, fingerprint: str, exclude: Path | None = None) -> UnitStore | None:
     """The newest store of another index under ``index_dir`` made by the same encoder (a corpus

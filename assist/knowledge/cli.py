@@ -306,15 +306,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     active = _registry(settings).active()
     if active is not None and active != kb.key:
         print(f"version {active} is the active one; use this one with: dasan kb activate {kb.key}")
-    if getattr(args, "units", False) and not kb.provisional and kb.dense is not None:
+    if getattr(args, "units", False):
+        if kb.dense is None or kb.provisional:
+            print(
+                "no statute-sentence vectors: "
+                + ("a BM25-only index" if kb.dense is None else "a provisional index")
+            )
+            return 0
         return _units(kb, batch_size=32)
     return 0
 
 
-def _units(kb: Any, batch_size: int) -> int:
+def _units(kb: Any, batch_size: int, reuse: Any = None) -> int:
+    """Embed ``kb``'s units, reusing the rows of ``reuse`` (its own store), else of the newest store
+    of another index, where a passage is unchanged."""
     from assist.unit_store import latest_store, precompute
 
-    reuse = latest_store(kb.settings.index_dir, kb.encoder.fingerprint, exclude=kb.path)
+    reuse = reuse or latest_store(kb.settings.index_dir, kb.encoder.fingerprint, exclude=kb.path)
     print(
         f"embedding statute sentences with {kb.encoder.backend} (reused where unchanged: {reuse is not None})"
     )
@@ -345,10 +353,14 @@ def cmd_units(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.if_missing and UnitStore.load(kb.path, kb.encoder.fingerprint) is not None:
-        print(f"unit vectors already stored: {kb.path}")
-        return 0
-    return _units(kb, args.batch_size)
+    stored = UnitStore.load(kb.path, kb.encoder.fingerprint)
+    if args.if_missing and stored is not None:
+        missing = stored.missing(kb.passages)
+        if not missing:
+            print(f"unit vectors already stored: {kb.path}")
+            return 0
+        print(f"{missing} passages have no current unit vectors: embedding those")
+    return _units(kb, args.batch_size, stored)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

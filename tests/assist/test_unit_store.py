@@ -140,3 +140,11 @@ def test_the_draft_reads_stored_vectors_without_embedding_and_picks_a_store_up_l
     # a passage the store lacks (a newer text) stays lexical without on-demand embedding
     other = _hit("p1", TEXT.replace("60일", "90일"))
     assert gen.select(QUESTION, [other])[0][1][0].startswith("채권자") and embedded == []
+
+
+def test_a_store_tells_which_passages_it_lacks(tmp_path: Path) -> None:
+    precompute(_kb(tmp_path, [_passage("p1", TEXT), _passage("p2", OTHER)]))
+    store = UnitStore.load(tmp_path)
+    assert store is not None
+    assert store.missing([_passage("p1", TEXT), _passage("p2", OTHER), _passage("p3", "")]) == 0
+    assert store.missing([_passage("p2", OTHER.replace("매월", "격월")), _passage("p4", TEXT)]) == 2

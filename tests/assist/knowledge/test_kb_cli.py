@@ -37,6 +37,12 @@ def test_build_search_info_and_eval(parser, env: Path, capsys) -> None:
     assert "index:" in capsys.readouterr().out
     assert any((env / "kb").iterdir())
 
+    args = parser.parse_args(
+        ["kb", "build", "--units"]
+    )  # the CPU image's build: no vectors without a dense side
+    assert args.func(args) == 0
+    assert "no statute-sentence vectors: a BM25-only index" in capsys.readouterr().out
+
     args = parser.parse_args(["kb", "build", "--if-missing"])  # what the demo runs on every start
     assert args.func(args) == 0
     assert "already built" in capsys.readouterr().out
