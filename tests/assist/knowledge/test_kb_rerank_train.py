@@ -261,3 +261,23 @@ def test_reranker_judges_in_call_questions_by_the_in_call_model_when_shipped() -
     assert r.out_of_scope(cand, sc, in_call=True) == 0.9
     assert r.out_of_scope(cand, sc, in_call=False) == 0.1
     assert r.threshold_for({"in_call": 1.0}) == 0.7 and r.threshold_for({"in_call": 0.0}) == 0.5
+
+
+def test_every_held_out_set_of_a_kind_is_learned_from_but_reports_pool_the_same_sets() -> None:
+    from assist.knowledge.rerank_train import CALL_SETS, UTTERANCE_SETS, abstain_rows, call_set, single_set
+
+    assert single_set("dev") and single_set("utterances_h7") and not single_set("noisy")
+    assert call_set("turns_h6") and not call_set("utterances_h6")
+    # a held-out set joined to training (holdout 7) feeds abstention and the in-call questions ...
+    cand = Candidates(np.arange(3), np.arange(3), np.zeros((3, len(FEATURES)), dtype=np.float32))
+    oos7 = Example(
+        "H7U1", "H7U1", "utterances_h7", Conversation("q"), [], cand, [], trigger="전기요금 얼마예요?"
+    )
+    ask7 = Example(
+        "H7C#1", "H7C", "turns_h7", Conversation("q"), [], cand, [], trigger="그럼 택배는 어디로 가요?"
+    )
+    oof = {e.id: np.array([0.3, 0.2, 0.1], dtype=np.float32) for e in (oos7, ask7)}
+    X, y = abstain_rows([oos7, ask7], oof, call_turns=True)
+    assert X.shape[0] == 2 and y.tolist() == [True, True] and ask7.in_call_question
+    # ... while the reported pools stay the ones earlier models were judged on
+    assert "utterances_h7" not in UTTERANCE_SETS and "turns_h7" not in CALL_SETS
