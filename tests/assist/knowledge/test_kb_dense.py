@@ -325,7 +325,9 @@ def test_unit_vectors_stored_once_match_those_embedded_on_demand(dense_kb, monke
     monkeypatch.setattr(on_demand, "_load_store", None)  # embed, do not read the store
     fresh = on_demand.units(hit, units)
     assert fresh is not None and on_demand.misses == 1
-    assert np.all(np.sum(stored * fresh, axis=1) > 0.98)
+    # int8 quantises activations per batch, so a unit embedded among other passages' units differs
+    # more from the same unit embedded with its own passage's (cosine ~0.93) than bf16 or fp32 do
+    assert np.all(np.sum(stored * fresh, axis=1) > (0.9 if dense_kb.encoder.backend == "int8" else 0.98))
     reading = UnitVectors.for_kb(dense_kb)
     assert reading is not None
     monkeypatch.setattr(dense_kb.encoder, "encode_documents", None)  # any embedding would now fail
