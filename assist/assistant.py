@@ -18,7 +18,7 @@ from typing import Any
 from streaming.events import DraftAnswer, Provenance, RetrievedPassage, StageLatency
 from streaming.privacy import mask_text
 
-from .drafts import DraftGenerator, GroundedGenerator, make_generator
+from .drafts import DraftGenerator, grounded_of, make_generator
 from .keywords import KeywordExtractor
 from .passage_choice import ArticlePassages
 from .settings import AssistSettings
@@ -380,12 +380,8 @@ class Assistant:
     def _article_passage(self, query: str, hits: list[Any]) -> list[Any]:
         """``hits`` whose drafted ones read the passage of their article that answers best
         (:mod:`assist.passage_choice`; only with the dense side and stored unit vectors)."""
-        gen = (
-            self.generator
-            if isinstance(self.generator, GroundedGenerator)
-            else getattr(self.generator, "fallback", None)
-        )
-        if not self.settings.draft_article_passages or not isinstance(gen, GroundedGenerator) or not hits:
+        gen = grounded_of(self.generator)
+        if not self.settings.draft_article_passages or gen is None or not hits:
             return hits
 
         def snippet(text: str) -> str:

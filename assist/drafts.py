@@ -17,9 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -77,7 +75,7 @@ def abstention(generator: str, reason: str = ABSTAIN_TEXT) -> DraftAnswer:
     return DraftAnswer(generator=generator, sentences=[], abstained=True, abstain_reason=reason)
 
 
-class UnitVectors(BoundedLru):
+class UnitVectors(BoundedLru[np.ndarray]):
     """The dense side of the sentence choice: the question's query vector and a document vector of
     each unit (sentence or 호 item) of a passage.
 
@@ -172,10 +170,8 @@ class UnitVectors(BoundedLru):
                 self.unavailable += 1
                 return None
             self.misses += 1
-        rows = np.asarray(
-            self.encode_units(unit_title(hit.law_name, hit.article_title), [u.text for u in units])
-        )
-        rows = rows.astype(np.float32, copy=False)
+        title = unit_title(hit.law_name, hit.article_title)
+        rows = np.asarray(self.encode_units(title, [u.text for u in units]), dtype=np.float32)
         rows.setflags(write=False)
         with self._lock:
             self._put(key, rows)
@@ -227,8 +223,7 @@ class GroundedGenerator:
         dense: UnitVectors | None = None,
     ) -> None:
         self.morphs = content_morphemes_many
-        self._tokens: OrderedDict[str, list[str]] = OrderedDict()
-        self._tokens_lock = threading.Lock()
+        self._tokens: BoundedLru[list[str]] = BoundedLru(UNIT_TOKENS_CACHE)
         self.idf = idf
         self.settings = settings or AssistSettings()
         # the dense side of the sentence choice (None, or a weight of 0: lexical only, no encoder call)
@@ -237,19 +232,16 @@ class GroundedGenerator:
     def unit_tokens(self, texts: list[str]) -> list[list[str]]:
         """Content morphemes of statute units, analysed once per text (a bounded cache: cards read
         the same articles again, and the article-wide passage choice reads all of theirs)."""
-        with self._tokens_lock:
-            found = {t: self._tokens.get(t) for t in texts}
-            for t, toks in found.items():
-                if toks is not None:
-                    self._tokens.move_to_end(t)
+        cache = self._tokens
+        with cache._lock:
+            found = {t: cache._touch(t) for t in texts}
         missing = [t for t, toks in found.items() if toks is None]
         if missing:
             analysed = self.morphs(missing)
-            with self._tokens_lock:
+            with cache._lock:
                 for t, toks in zip(missing, analysed, strict=True):
-                    found[t] = self._tokens[t] = toks
-                while len(self._tokens) > UNIT_TOKENS_CACHE:
-                    self._tokens.popitem(last=False)
+                    cache._put(t, toks)
+                    found[t] = toks
         return [found[t] or [] for t in texts]
 
     def _score_units(self, query_terms: dict[str, float], units: list[Unit]) -> list[float]:
@@ -496,6 +488,14 @@ class LlmGenerator:
                 return abstention(self.name)
             return self._fallback(query, hits, confident, "no supported sentence", "check_failed", context)
         return DraftAnswer(generator=self.name, sentences=kept)
+
+
+def grounded_of(generator: Any) -> GroundedGenerator | None:
+    """The grounded generator behind ``generator``: itself, or the LLM generator's fallback."""
+    if isinstance(generator, GroundedGenerator):
+        return generator
+    fallback = getattr(generator, "fallback", None)
+    return fallback if isinstance(fallback, GroundedGenerator) else None
 
 
 def make_generator(

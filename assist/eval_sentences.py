@@ -38,7 +38,7 @@ import numpy as np
 from streaming.privacy import mask_text
 
 from .assistant import Assistant, SuggestRequest, last_counselor_turn
-from .drafts import GroundedGenerator, UnitVectors, combine_scores
+from .drafts import GroundedGenerator, UnitVectors, combine_scores, grounded_of
 from .knowledge.dense import document_text
 from .knowledge.rerank_train import fold_of
 from .text import split_units
@@ -257,8 +257,9 @@ def _said_hit(gen: GroundedGenerator, query: str, hit: Any, context: str = "") -
 
 
 def _grounded(assistant: Assistant) -> GroundedGenerator:
-    g = assistant.generator
-    return g if isinstance(g, GroundedGenerator) else g.fallback  # type: ignore[attr-defined]
+    gen = grounded_of(assistant.generator)
+    assert gen is not None, "every generator drafts through a grounded one"
+    return gen
 
 
 def with_dense(assistant: Assistant, size: int = 4096) -> UnitVectors | None:

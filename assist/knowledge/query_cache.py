@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 from prometheus_client import Counter
+
+V = TypeVar("V")
 
 QUERY_CACHE = Counter(
     "dasan_kb_query_cache_total",
@@ -33,7 +36,7 @@ QUERY_CACHE = Counter(
 )
 
 
-class BoundedLru:
+class BoundedLru(Generic[V]):
     """The ``size`` most recently used arrays by key, with hit and miss counts; thread-safe through
     ``_lock``, which :meth:`_touch` and :meth:`_put` expect to be held (so a batch of look-ups or
     stores takes it once). The query-vector cache here and the draft's unit vectors
@@ -43,7 +46,7 @@ class BoundedLru:
         self.size = size
         self.hits = 0
         self.misses = 0
-        self._rows: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._rows: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -54,14 +57,14 @@ class BoundedLru:
         with self._lock:
             self._rows.clear()
 
-    def _touch(self, key: tuple[str, str]) -> np.ndarray | None:
+    def _touch(self, key: Hashable) -> V | None:
         """The entry of ``key``, now the most recently used, or None (lock held)."""
         row = self._rows.get(key)
         if row is not None:
             self._rows.move_to_end(key)
         return row
 
-    def _put(self, key: tuple[str, str], row: np.ndarray) -> None:
+    def _put(self, key: Hashable, row: V) -> None:
         """Store ``row`` as the most recently used entry, evicting the least recently used past
         ``size`` (lock held)."""
         self._rows[key] = row
@@ -70,7 +73,7 @@ class BoundedLru:
             self._rows.popitem(last=False)
 
 
-class QueryVectorCache(BoundedLru):
+class QueryVectorCache(BoundedLru[np.ndarray]):
     """``size`` most recently used query vectors of one encoder (``fingerprint``)."""
 
     def __init__(self, size: int, fingerprint: str) -> None:
