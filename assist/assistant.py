@@ -138,7 +138,9 @@ def conversation_for(assistant: Assistant, turns: Sequence[tuple[str, str]], n_t
     history = " ".join(t for _w, t in before)
     district = district_of([t for _w, t in turns])
     trigger = " ".join(t for who, t in turns[len(before) :] if who == "caller")
-    return Conversation(text, counselor, history, district, assistant.filters(district), trigger)
+    return Conversation(
+        text, counselor, history, district, assistant.filters(district), trigger, tuple(t for _w, t in before)
+    )
 
 
 @dataclass
@@ -246,6 +248,23 @@ class Assistant:
         from .keywords import STOPWORDS
 
         return [n for n in self.kb.analyzer.nouns(text) if len(n) >= 2 and n not in STOPWORDS]
+
+    @property
+    def warms_context(self) -> bool:
+        """Whether a conversation's turns are worth embedding ahead of its next question: the second
+        stage composes its context queries from per-turn vectors (``composed`` context vectors)."""
+        r = self.reranker
+        return r is not None and getattr(r, "context_vectors", "text") != "text" and self.kb.dense is not None
+
+    def warm_context(self, texts: Sequence[str]) -> int:
+        """Embed the (masked) turn texts a later question will compose its context from, into the
+        query cache (texts it holds cost nothing); how many were asked. No-op for ``text`` vectors."""
+        if not self.warms_context:
+            return 0
+        todo = list(dict.fromkeys(t for t in texts if t.strip()))
+        if todo:
+            self.kb.searcher.encode_queries(todo)
+        return len(todo)
 
     def context_turns(self, turns: Sequence[str], n_trigger: int = 1, enough: int = 2) -> list[str]:
         """The trigger turns, plus older turns only while the question is thin (a follow-up such as

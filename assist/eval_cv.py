@@ -85,6 +85,7 @@ def live_cv(
                 call_abstainer=fitted[0] if fitted else None,
                 threshold_call_model=fitted[1] if fitted else 1.0,
                 memory=fold_memory,
+                context_vectors=reranker.context_vectors,
             )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]

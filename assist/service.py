@@ -24,13 +24,14 @@ import logging
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from kafka import TopicPartition
 
 from streaming import metrics
-from streaming.events import Event, Suggestion
+from streaming.events import Event, Suggestion, TranscriptSegment
 from streaming.kafka import EventConsumer, EventProducer, Record, read_budget_s, read_partitions
 from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
@@ -52,6 +53,10 @@ log = logging.getLogger("dasan.assist.service")
 SERVICE = "assist"
 INPUTS = (CALL_EVENTS, CALL_TRANSCRIPTS)
 OUTPUTS = (ASSIST_SUGGESTIONS, CALL_SUMMARIES)
+
+
+WARM_BATCH = 8  # texts an idle tick embeds ahead (one small encoder batch)
+WARM_PENDING_MAX = 256  # texts waiting for a warm-up; the oldest are dropped past this (only a cost)
 
 
 def topics_of(settings: AssistSettings) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -111,6 +116,9 @@ class AssistService:
         )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
+        # final segments' masked texts whose query vectors an idle tick embeds ahead of the caller's
+        # next question (composed context vectors: :meth:`Assistant.warm_context`)
+        self._warm: deque[str] = deque(maxlen=WARM_PENDING_MAX)
         self.published_suggestions = 0
         self.published_summaries = 0
         self.producer = EventProducer(self.kafka)
@@ -223,6 +231,11 @@ class AssistService:
         with self._lock:
             known = len(self.tracker.calls)
             self.tracker.apply(event, self.clock(), partition=record.partition, queue_ms=queue_ms)
+            if isinstance(event, TranscriptSegment) and event.is_final and self.assistant.warms_context:
+                st = self.tracker.calls.get(event.call_id)
+                seg = st.segments.get(event.segment_id) if st is not None else None
+                if seg is not None and seg[1].strip():
+                    self._warm.append(seg[1])
         if len(self.tracker.calls) != known:
             self._gauge()
 
@@ -265,6 +278,19 @@ class AssistService:
                 break
         if plan:
             self._gauge()
+        elif self._warm:
+            self._warm_context()
+
+    def _warm_context(self) -> None:
+        """On a tick with nothing due: embed the newest final segments' texts, so the caller's next
+        question finds its context turns' vectors in the query cache and only its own words wait
+        for the encoder (``rerank_context_vectors`` composed; #18)."""
+        texts = [self._warm.popleft() for _ in range(min(WARM_BATCH, len(self._warm)))]
+        try:
+            self.assistant.warm_context(texts)
+        except Exception:  # a warm-up is an optimisation: the suggestion embeds what is missing
+            metrics.ERRORS.labels(service=SERVICE, kind="warm").inc()
+            log.exception("context warm-up failed", extra={"instance": self.instance})
 
     def _run(self, requests: list[SuggestRequest]) -> tuple[list[SuggestResult], list[tuple[Any, Exception]]]:
         """Suggestions for one batch; if the batch raises, each request again on its own, so one call

@@ -51,6 +51,14 @@ def main() -> int:
     )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "assist_latency.json")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--counselor",
+        choices=("calls", "fixed"),
+        default="calls",
+        help="The counselor's turn between caller turns: a counselor line of eval-dev's scripted calls drawn "
+        "at random (default; new text at most turns, as in a real call), or always '네, 확인해 보겠습니다.' "
+        "(the benchmark before session 16)",
+    )
     args = ap.parse_args()
 
     from kafka import KafkaConsumer, TopicPartition
@@ -81,6 +89,15 @@ def main() -> int:
         for line in (REPO.parent / "shared" / "eval-dev" / "utterances.jsonl").read_text().splitlines()
         if line.strip()
     ]
+    counselor_lines = ["네, 확인해 보겠습니다."]
+    if args.counselor == "calls":
+        counselor_lines = [
+            t["text"]
+            for line in (REPO.parent / "shared" / "eval-dev" / "calls.jsonl").read_text().splitlines()
+            if line.strip()
+            for t in json.loads(line)["turns"]
+            if t["speaker"] == "counselor"
+        ]
     t0 = time.perf_counter()
     settings = AssistSettings(group_id=f"assist-bench-{uuid.uuid4().hex[:6]}", generator="grounded")
     assistant = Assistant.open(settings, index=args.index)
@@ -123,6 +140,7 @@ def main() -> int:
     time.sleep(1.0)
 
     rng = random.Random(args.seed)
+    rng_counselor = random.Random(args.seed + 1)  # apart, so the callers' questions are the same either way
     producer = EventProducer(kafka, linger_ms=0)
     run_id = uuid.uuid4().hex[:6]
     calls = [f"bench-{run_id}-{i:03d}" for i in range(args.calls)]
@@ -164,7 +182,7 @@ def main() -> int:
                     channel=Channel.counselor,
                     start_s=start + 2.7,
                     end_s=start + 4.0,
-                    text="네, 확인해 보겠습니다.",
+                    text=counselor_lines[rng_counselor.randrange(len(counselor_lines))],
                     is_final=True,
                     asr_model="scripted",
                     source="scripted",
@@ -215,6 +233,8 @@ def main() -> int:
             # load shedding: a late suggestion retrieved from the caller's words only (docs/assist.md)
             "shed_context_after_ms": settings.shed_context_after_ms,
             "context_views": settings.context_views,
+            "context_vectors": getattr(assistant.reranker, "context_vectors", None),
+            "counselor_lines": args.counselor,
         },
         "segments_sent": len(sent),
         "suggestions_received": len(e2e),

@@ -191,6 +191,13 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         help="Cross-validate without the question memory (the models read none; with --train, ship none)",
     )
     p.add_argument(
+        "--context-vectors",
+        choices=("text", "composed", "composed-h"),
+        default=None,
+        help="How the context variants' dense queries are made (rerank.CONTEXT_VECTORS; default: as the "
+        "shipped models learned); --train records it beside the models",
+    )
+    p.add_argument(
         "--unfamiliar-share",
         type=float,
         default=None,
@@ -478,6 +485,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         features_cache,
         featurize,
         load_examples,
+        shipped_context_vectors,
         train_and_save,
     )
 
@@ -489,11 +497,13 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         return 1
     root = Path(__file__).resolve().parents[2]
     assistant = Assistant(kb, AssistSettings(rerank=False))
-    reranker = Reranker(kb, turn_features=True)
+    reranker = Reranker(
+        kb, turn_features=True, context_vectors=args.context_vectors or shipped_context_vectors()
+    )
     holdouts = [k.strip() for k in (args.with_holdouts or "").split(",") if k.strip()]
     sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1, holdouts=holdouts)
     examples = load_examples(assistant, sets)
-    cache = features_cache(kb, sets)
+    cache = features_cache(kb, sets, reranker.context_vectors)
     if cache.exists() and not args.no_cache:
         examples = pickle.loads(cache.read_bytes())
         print(f"{len(examples)} labelled examples; features from {cache}", file=sys.stderr)

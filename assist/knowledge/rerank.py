@@ -46,6 +46,16 @@ HISTORY_CHARS = 400  # how much of the earlier conversation the T+H query carrie
 POOL = 20  # candidate articles taken from each side of each query variant
 
 VARIANTS = ("t", "c", "h")
+# How the dense side of the context variants is made. ``text``: the encoder embeds the concatenated
+# texts (the caller's words + the counselor's last turn; + the recent conversation), three texts a
+# question, each new at every caller final. ``composed``: the sum of unit vectors — the caller's
+# words' vector plus the counselor's turn's (``c``), plus the mean of the recent turns' (``h``) —
+# where every turn is embedded once in a call's life (the query cache keeps it) and a question's
+# only new text is the caller's words (#18: the encoder's work on a card's path; BM25 still reads
+# the concatenated texts). ``composed-h``: the ``c`` variant as text, the ``h`` variant composed (two
+# new texts a question, neither of them the long history).
+CONTEXT_VECTORS = ("text", "composed", "composed-h")
+CONTEXT_WEIGHT = 0.5  # the context's unit vector's weight beside the caller's words' in a composed query
 FEATURES: tuple[str, ...] = (
     *(f"{side}_{v}" for v in VARIANTS for side in ("dense", "bm25", "fused")),
     *(f"{side}_{v}_rank" for v in VARIANTS for side in ("dense", "bm25", "fused")),
@@ -123,6 +133,9 @@ class Conversation:
     district: str | None = None
     filters: SearchFilters | None = None
     trigger: str = ""  # the caller's newest turn(s) alone (``text`` may carry earlier caller turns)
+    # the earlier conversation turn by turn (both channels, oldest first): what the ``composed``
+    # context vectors are made of (:meth:`history_window`)
+    history_turns: tuple[str, ...] = ()
 
     @property
     def has_context(self) -> bool:
@@ -133,6 +146,21 @@ class Conversation:
         c = f"{self.text} {self.counselor}".strip() if self.counselor.strip() else self.text
         h = f"{self.text} {self.history[-HISTORY_CHARS:]}".strip() if self.history.strip() else self.text
         return {"t": self.text, "c": c, "h": h}
+
+    def history_window(self) -> list[str]:
+        """The most recent turns of the earlier conversation within ``HISTORY_CHARS`` (at least the
+        last one), oldest first: the turns the ``h`` variant's composed vector averages."""
+        turns = [t for t in self.history_turns if t.strip()]
+        if not turns and self.history.strip():
+            turns = [self.history]
+        out: list[str] = []
+        size = 0
+        for t in reversed(turns):
+            if out and size + len(t) > HISTORY_CHARS:
+                break
+            out.append(t)
+            size += len(t) + 1
+        return out[::-1]
 
 
 @dataclass
@@ -208,7 +236,15 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     margin = float(scores[j] - scores[order[1]]) if len(order) > 1 else 1.0
     best_fused = float(c.X[:, FEATURES.index("fused_t")].max())
     own = np.array(
-        [float(scores[j]), margin, x["dense_t"], x["bm25_t_rel"], x["dense_h"], best_fused], dtype=np.float32
+        [
+            float(scores[j]),
+            margin,
+            x["dense_t"],
+            x["bm25_t_rel"],
+            x["dense_h"],
+            best_fused,
+        ],
+        dtype=np.float32,
     )
     return np.concatenate([own, c.mem_ab.astype(np.float32)])
 
@@ -250,6 +286,20 @@ def turn_features(terms_t: set[str], terms_ctx: set[str], question: bool = False
     return np.array([float(len(terms_t)), novel, float(question)], dtype=np.float32)
 
 
+def compose(qvecs: np.ndarray, parts: tuple[int, ...], weight: float = CONTEXT_WEIGHT) -> np.ndarray:
+    """The dense query of a variant: ``qvecs[parts[0]]`` alone, or the unit-length sum of the first
+    part's vector (the caller's words) and ``weight`` times the mean of the others' (the context
+    turns), each unit."""
+    if len(parts) == 1:
+        return np.asarray(qvecs[parts[0]], dtype=np.float32)
+    v = np.asarray(qvecs, dtype=np.float32)
+    unit = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    ctx = unit[list(parts[1:])].mean(axis=0)
+    ctx /= max(float(np.linalg.norm(ctx)), 1e-12)
+    out = unit[parts[0]] + weight * ctx
+    return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     """1-based rank of every entry (descending)."""
     order = np.argsort(-x, kind="stable")
@@ -273,8 +323,14 @@ class Reranker:
         threshold_call_model: float = 1.0,
         turn_features: bool | None = None,
         memory: QuestionMemory | None = None,
+        context_vectors: str = "text",
     ) -> None:
+        if context_vectors not in CONTEXT_VECTORS:
+            raise ValueError(f"context_vectors must be one of {CONTEXT_VECTORS}, not {context_vectors!r}")
         self.kb = kb
+        # how the dense side of the T+C and T+H variants is made (:data:`CONTEXT_VECTORS`); the
+        # model's features were learned with one of them (``abstain_threshold.json``)
+        self.context_vectors = context_vectors
         self.view = view or ArticleView(kb)
         # questions already answered (or known out of scope), read as evidence per candidate
         self.memory = memory
@@ -318,6 +374,7 @@ class Reranker:
         threshold_in_call = None
         call_abstainer = None
         threshold_call_model = 1.0
+        context_vectors = "text"  # models trained before the setting existed
         if path.exists():
             full = lgb.Booster(model_file=str(path))
             tpath = path.with_name(MODEL_T_PATH.name)
@@ -334,6 +391,7 @@ class Reranker:
             abstainer = lgb.Booster(model_file=str(apath))
             saved = json.loads(tpath.read_text())
             threshold = float(saved["threshold"])
+            context_vectors = str(saved.get("context_vectors") or "text")
             if saved.get("threshold_in_call") is not None:
                 threshold_in_call = float(saved["threshold_in_call"])
             cpath = path.with_name(CALL_MODEL_FILE)
@@ -354,6 +412,16 @@ class Reranker:
             if site is not None:
                 log.info("question memory: %d shipped + %d of this site", len(memory or ()), len(site))
                 memory = memory.concat(site) if memory is not None else site
+        wanted = getattr(kb.settings, "rerank_context_vectors", "model")
+        if wanted != "model" and wanted != context_vectors:
+            log.warning(
+                "rerank_context_vectors=%s, but the model at %s learned from %s vectors: its scores are "
+                "not calibrated for these",
+                wanted,
+                path,
+                context_vectors,
+            )
+            context_vectors = wanted
         return cls(
             kb,
             model,
@@ -363,6 +431,7 @@ class Reranker:
             call_abstainer=call_abstainer,
             threshold_call_model=threshold_call_model,
             memory=memory,
+            context_vectors=context_vectors,
         )
 
     # ------------------------------------------------------------------ features
@@ -370,42 +439,68 @@ class Reranker:
         """Score every conversation's three variants (one encoder pass for all) and collect features."""
         kb = self.kb
         s = kb.settings
-        texts: list[str] = []
+        composed = self.context_vectors != "text"
+        texts: list[str] = []  # what the encoder embeds (each text once)
         slot: dict[str, int] = {}
-        var_idx: list[dict[str, int]] = []
+
+        def embed(q: str) -> int:
+            q = q or "-"
+            if q not in slot:
+                slot[q] = len(texts)
+                texts.append(q)
+            return slot[q]
+
+        # per conversation and variant: the text BM25 searches, and the encoded texts whose unit
+        # vectors sum to the variant's dense query (one text: that text's vector)
+        plans: list[dict[str, tuple[str, tuple[int, ...]]]] = []
         for cv in convs:
-            m = {}
-            for v, q in cv.variants().items():
-                q = q or "-"
-                if q not in slot:
-                    slot[q] = len(texts)
-                    texts.append(q)
-                m[v] = slot[q]
-            var_idx.append(m)
+            var = cv.variants()
+            t = embed(var["t"])
+            if composed:
+                c: tuple[int, ...]
+                if self.context_vectors == "composed-h":
+                    c = (embed(var["c"]),)
+                else:
+                    c = (t, embed(cv.counselor)) if cv.counselor.strip() else (t,)
+                hist = cv.history_window()
+                h = (t, *(embed(x) for x in hist)) if hist else (t,)
+                plans.append({"t": (var["t"], (t,)), "c": (var["c"], c), "h": (var["h"], h)})
+            else:
+                plans.append({v: (var[v], (embed(var[v]),)) for v in VARIANTS})
         qvecs = kb.searcher.encode_queries(texts) if kb.dense is not None and texts else None
-        dense_all = kb.dense.scores(qvecs) if qvecs is not None and kb.dense is not None else None
-        bm25_cache: dict[int, np.ndarray] = {}
+        dense_all: np.ndarray | None = None
+        row_of: dict[tuple[int, ...], int] = {}
+        if qvecs is not None and kb.dense is not None:
+            rows: list[np.ndarray] = []
+            for plan in plans:
+                for _text, parts in plan.values():
+                    if parts not in row_of:
+                        row_of[parts] = len(rows)
+                        rows.append(compose(qvecs, parts))
+            dense_all = kb.dense.scores(np.vstack(rows))
+        bm25_cache: dict[str, np.ndarray] = {}
         out = []
-        for cv, m in zip(convs, var_idx, strict=True):
+        for cv, plan in zip(convs, plans, strict=True):
             mask = kb.searcher.mask(cv.filters)
             art_mask = self.view.max(mask.astype(np.float32), mask) > 0
             per: dict[str, dict[str, np.ndarray]] = {}
             passage_scores: dict[str, np.ndarray] = {}
             for v in VARIANTS:
-                qi = m[v]
-                if qi not in bm25_cache:
-                    toks = kb.analyzer.query_tokens(texts[qi], s.query_expansion)
-                    bm25_cache[qi] = kb.bm25.scores(toks)
-                bm = bm25_cache[qi]
+                text, parts = plan[v]
+                text = text or "-"
+                if text not in bm25_cache:
+                    toks = kb.analyzer.query_tokens(text, s.query_expansion)
+                    bm25_cache[text] = kb.bm25.scores(toks)
+                bm = bm25_cache[text]
                 dn = (
-                    dense_all[qi][kb.unit_of]
+                    dense_all[row_of[parts]][kb.unit_of]
                     if dense_all is not None
                     else np.zeros(len(kb.passages), dtype=np.float32)
                 )
                 if v == "t":
                     passage_scores = {"bm25": bm, "dense": dn}
                 per[v] = {"dense": self.view.max(dn, mask), "bm25": self.view.max(bm, mask)}
-            qv = qvecs[m["t"]] if qvecs is not None else None
+            qv = qvecs[plan["t"][1][0]] if qvecs is not None else None
             out.append(self._features(cv, per, art_mask, passage_scores, mask, qv))
         return out
 

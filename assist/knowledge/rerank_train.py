@@ -913,12 +913,22 @@ def default_sets(
     return sets
 
 
-def features_cache(kb: Any, sets: dict[str, Path]) -> Path:
+def shipped_context_vectors(path: Path = MODEL_PATH) -> str:
+    """The context vectors (``rerank.CONTEXT_VECTORS``) the shipped models learned from."""
+    saved = path.with_name("abstain_threshold.json")
+    if not saved.exists():
+        return "text"
+    return str(json.loads(saved.read_text()).get("context_vectors") or "text")
+
+
+def features_cache(kb: Any, sets: dict[str, Path], context_vectors: str = "text") -> Path:
     """Where the featurised examples of this index and these labelled files are kept (var/cache)."""
     from . import rerank
 
     h = hashlib.sha256()
     h.update(str(kb.key).encode())
+    if context_vectors != "text":  # (the key of the text vectors' features is the one they always had)
+        h.update(context_vectors.encode())
     h.update(Path(rerank.__file__).read_bytes())
     for name, path in sorted(sets.items()):
         h.update(name.encode())
@@ -980,6 +990,7 @@ def train_and_save(
                 "features": list(ABSTAIN_FEATURES),
                 "trained_on": sorted({e.set for e in examples}),
                 "call_turns": call_turns,
+                "context_vectors": reranker.context_vectors,
             },
             indent=1,
         )

@@ -99,6 +99,17 @@ class KnowledgeSettings(BaseSettings):
         "sees and the encoder's model, backend and token cap): a text embedded for a live card is not embedded "
         "again for the call's summary or a repeated search (0: off)",
     )
+    rerank_context_vectors: Literal["model", "text", "composed", "composed-h"] = Field(
+        default="model",
+        description="How the second stage's context variants (the caller's words with the counselor's last "
+        "turn; with the recent conversation) are embedded. model: as the shipped ranker learned "
+        "(abstain_threshold.json); text: the concatenated texts, three new texts per question; composed: the "
+        "sum of the caller's words' vector and the context turns' (each turn embedded once per call, so a "
+        "question's only new text is the caller's words); composed-h: the first as text, the second composed. "
+        "Anything but `model` is for training and "
+        "experiments (`dasan eval rerank --context-vectors`): a ranker reading other vectors than it learned "
+        "from is not calibrated",
+    )
     memory_site_path: Path = Field(
         default_factory=_default_site_memory,
         description="Questions this site's counselors confirmed (`dasan kb memory add` of a `dasan feedback "

@@ -155,6 +155,51 @@ def test_a_call_that_keeps_failing_does_not_hold_back_the_others(
     assert all("불법" not in r.getMessage() and "불법" not in str(r.__dict__) for r in errors)
 
 
+class _Warming(Assistant):
+    """The real assistant, composing its context queries from per-turn vectors (as a ranker trained
+    on ``composed`` context vectors does), recording what the service asks it to embed ahead."""
+
+    def __init__(self, base: Assistant) -> None:
+        self.__dict__.update(base.__dict__)
+        self.warmed: list[list[str]] = []
+
+    @property
+    def warms_context(self) -> bool:
+        return True
+
+    def warm_context(self, texts: Any) -> int:
+        self.warmed.append(list(texts))
+        return len(texts)
+
+
+def test_an_idle_tick_embeds_the_new_turns_ahead_masked_and_a_busy_one_does_not(
+    assistant: Any, kafka_settings: Any, unique: str
+) -> None:
+    call = f"warm-{unique}"
+    warming = _Warming(assistant)
+    now = [1000.0]
+    settings = AssistSettings(group_id=f"assist-{unique}", summary_grace_ms=0)
+    svc = AssistService(warming, settings, kafka_settings, instance="t5", clock=lambda: now[0])
+    try:
+        said = "네 고객님, 연락처 010-2345-6789 로 안내 문자 드리겠습니다."
+        svc.handle(seg(call, "k1", Channel.counselor, said, 0.0), _rec())
+        svc.handle(seg(call, "k2", Channel.counselor, "잠시만요", 2.0, final=False), _rec())
+        svc.tick()  # nothing due: the counselor's final turn is embedded ahead, masked
+        assert len(warming.warmed) == 1 and len(warming.warmed[0]) == 1
+        assert "010-2345-6789" not in warming.warmed[0][0] and "안내 문자" in warming.warmed[0][0]
+        svc.handle(seg(call, "c1", Channel.caller, PARKING, 4.0), _rec())
+        now[0] += 5
+        svc.tick()  # a card is due: no warm-up in this tick, the caller's turn waits for an idle one
+        assert svc.published_suggestions == 1 and len(warming.warmed) == 1
+        svc.tick()
+        assert len(warming.warmed) == 2 and "불법" in warming.warmed[1][0]
+        svc.tick()
+        assert len(warming.warmed) == 2  # nothing new
+        svc.producer.flush()
+    finally:
+        svc.close()
+
+
 def test_rebuild_reads_history_and_returns_while_calls_keep_talking(
     assistant: Any, kafka_settings: Any, unique: str
 ) -> None:

@@ -226,6 +226,69 @@ def test_the_counselors_last_turn_is_evidence_for_a_thin_follow_up(dense_kb) -> 
     assert np.allclose(a.X[ia, t], b.X[ib, t], atol=1e-5)
 
 
+def test_composed_context_vectors_embed_each_turn_once_and_keep_the_counselors_evidence(dense_kb) -> None:
+    """``context_vectors="composed"`` (#18): the context variants' dense queries are sums of per-turn
+    vectors, so a follow-up in the same call sends only the caller's new words to the encoder, and
+    the counselor's turn still raises the rule it names (as the concatenated text does)."""
+    from assist.knowledge.rerank import FEATURES, Conversation, Reranker
+
+    r = Reranker(dense_kb, context_vectors="composed")
+    counselor = "소화전 같은 소방용수시설 주변에는 주차와 정차가 금지되어 있습니다."
+    history = ("저희 집 앞 소화전 옆에 차가 계속 서 있어요", counselor)
+    thin = Conversation("그럼 거기는 몇 미터까지 안 되는 거예요?")
+    told = Conversation(thin.text, counselor, " ".join(history), history_turns=history)
+    cache = dense_kb.encoder.query_cache
+    cache.clear()
+    a, b = r.candidates([thin, told])
+    target = next(i for i, d in enumerate(r.view.doc_id) if d == "도로교통법/제32조")
+
+    def feature(c, name: str) -> float:
+        hit = np.flatnonzero(c.articles == target)
+        return float(c.X[hit[0], FEATURES.index(name)]) if len(hit) else -1.0
+
+    assert feature(b, "dense_c") > feature(a, "dense_c")
+    assert feature(b, "dense_h") > feature(a, "dense_h")
+    assert np.isfinite(b.X).all()
+    # a later question of the same call: its context turns come from the cache, its words do not
+    before = cache.misses
+    later = Conversation("과태료는 얼마예요?", counselor, " ".join(history), history_turns=history)
+    r.candidates([later])
+    assert cache.misses - before == 1
+    with pytest.raises(ValueError):
+        Reranker(dense_kb, context_vectors="averaged")
+
+    # the service embeds a call's final turns ahead through the assistant (idle ticks)
+    from assist.assistant import Assistant
+    from assist.settings import AssistSettings
+
+    assistant = Assistant(dense_kb, AssistSettings(rerank=False))
+    assert not assistant.warms_context and assistant.warm_context(["아무 말"]) == 0  # no second stage
+    assistant.reranker = Reranker(dense_kb)
+    assert not assistant.warms_context and assistant.warm_context(["아무 말"]) == 0  # text vectors
+    assistant.reranker = r
+    before = cache.misses
+    assert assistant.warm_context(["주차 단속은 구청 교통지도과에서 합니다.", "", counselor]) == 2
+    assert cache.misses - before == 1  # the counselor's turn was cached already
+
+
+def test_the_history_window_keeps_the_recent_turns_within_the_budget() -> None:
+    from assist.knowledge.rerank import HISTORY_CHARS, Conversation, compose
+
+    long = "가" * (HISTORY_CHARS - 10)
+    cv = Conversation("q", history_turns=("오래된 말", long, "최근 말"))
+    assert cv.history_window() == [long, "최근 말"]  # the older turn would pass the budget
+    assert Conversation("q", history_turns=("a", "b")).history_window() == ["a", "b"]
+    assert Conversation("q", history_turns=(long + long,)).history_window() == [long + long]  # at least one
+    assert Conversation("q", history="옛 통화").history_window() == ["옛 통화"]
+    assert Conversation("q").history_window() == []
+    q = np.array([[3.0, 0.0], [0.0, 2.0], [0.0, -1.0], [0.0, 5.0]], dtype=np.float32)
+    assert np.allclose(compose(q, (0,)), q[0])  # one part: that vector as it is
+    assert np.allclose(compose(q, (0, 1), 1.0), [2**-0.5, 2**-0.5])  # unit sum of the unit vectors
+    assert np.allclose(compose(q, (0, 1, 3), 1.0), [2**-0.5, 2**-0.5])  # the context's mean, unit
+    assert np.allclose(compose(q, (0, 1), 0.5), np.array([1.0, 0.5]) / np.sqrt(1.25))  # weighed
+    assert np.allclose(np.linalg.norm(compose(q, (0, 1, 2, 3))), 1.0)
+
+
 def test_a_shed_request_asks_the_caller_words_once_and_is_ranked_as_a_first_question(dense_kb) -> None:
     """Load shedding (assist.service): a late request is retrieved from the caller's words only — one
     query text instead of three, the ranker's caller-words model — and gives what a question with no

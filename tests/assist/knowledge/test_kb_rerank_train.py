@@ -281,3 +281,24 @@ def test_every_held_out_set_of_a_kind_is_learned_from_but_reports_pool_the_same_
     assert X.shape[0] == 2 and y.tolist() == [True, True] and ask7.in_call_question
     # ... while the reported pools stay the ones earlier models were judged on
     assert "utterances_h7" not in UTTERANCE_SETS and "turns_h7" not in CALL_SETS
+
+
+def test_the_context_vectors_a_model_learned_from_are_recorded_and_key_the_features(tmp_path: Any) -> None:
+    """Models trained on ``composed`` context vectors say so beside them (``--train`` writes it), the
+    CLI's default follows them, and their features are cached apart from the ``text`` ones."""
+    import json
+
+    from assist.knowledge.rerank_train import features_cache, shipped_context_vectors
+
+    model = tmp_path / "rerank_model.txt"
+    assert shipped_context_vectors(model) == "text"  # nothing saved: the models of before
+    (tmp_path / "abstain_threshold.json").write_text(json.dumps({"threshold": 0.4}))
+    assert shipped_context_vectors(model) == "text"
+    (tmp_path / "abstain_threshold.json").write_text(json.dumps({"threshold": 0.4, "context_vectors": "composed"}))
+    assert shipped_context_vectors(model) == "composed"
+    labelled = tmp_path / "u.jsonl"
+    labelled.write_text('{"id": "U1"}\n')
+    kb = SimpleNamespace(key="k1", settings=SimpleNamespace(index_dir=tmp_path / "kb" / "k1"))
+    text = features_cache(kb, {"utterances": labelled})
+    assert features_cache(kb, {"utterances": labelled}, "text") == text
+    assert features_cache(kb, {"utterances": labelled}, "composed") != text
