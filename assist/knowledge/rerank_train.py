@@ -920,6 +920,8 @@ def features_cache(kb: Any, sets: dict[str, Path]) -> Path:
     h = hashlib.sha256()
     h.update(str(kb.key).encode())
     h.update(Path(rerank.__file__).read_bytes())
+    # the feature names too: the memory's come from memory.py, and a cached row must have their width
+    h.update(json.dumps([FEATURES, CALL_ABSTAIN_FEATURES]).encode())
     for name, path in sorted(sets.items()):
         h.update(name.encode())
         h.update(path.read_bytes())
