@@ -851,10 +851,9 @@ def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dic
 WRITERS: dict[str, tuple[str, ...]] = {
     "eval-dev": ("dev",),
     "sessions 1-5": ("utterances", "noisy", "turns"),
-    "holdout 1": ("utterances_h1", "turns_h1"),
-    "holdout 2": ("utterances_h2", "turns_h2"),
-    "holdout 3": ("utterances_h3", "turns_h3"),
-    "holdout 4": ("utterances_h4", "turns_h4"),
+    # each held-out set's utterances and calls were written by one writer (until session 16 only
+    # holdouts 1-4 were listed: a holdout 5-7 utterance read its own writer's call questions)
+    **{f"holdout {k}": (f"utterances_h{k}", f"turns_h{k}") for k in HOLDOUT_SUFFIX},
 }
 
 

@@ -380,3 +380,14 @@ def test_a_training_row_carries_the_votes_in_its_features() -> None:
     assert X[:, FEATURES.index("mem_count")].tolist() == [1.0, 2.0]
     far = 2 * np.exp(-0.05 / TAU)
     assert np.allclose(X[:, FEATURES.index("mem_vote")], [1 / (1 + far), far / (1 + far)], atol=1e-5)
+
+
+def test_every_held_out_sets_utterances_and_calls_have_one_writer() -> None:
+    from assist.knowledge.rerank_train import HOLDOUT_SUFFIX, writer_of
+
+    def one(set_name: str) -> Example:
+        return Example("E", "E", set_name, Conversation("q"), [], None, [])
+
+    for k in HOLDOUT_SUFFIX:
+        assert writer_of(one(f"utterances_h{k}")) == writer_of(one(f"turns_h{k}")), k
+    assert writer_of(one("utterances_h5")) != writer_of(one("utterances_h6"))
