@@ -4,9 +4,12 @@ answered them (or none: out of scope), read by the second stage as evidence of i
 Citizens ask the same things in different words. The first stage compares a question with the
 regulations' wording, which a caller rarely uses; the memory compares it with questions whose right
 article is known. For each candidate article the ranker reads how close the nearest remembered
-question answered by that article is (``mem_sim``) and how far that is below the nearest remembered
-in-scope question at all (``mem_rel``); the abstention model reads whether the nearest remembered
-questions were out of scope (``MEMORY_ABSTAIN_FEATURES``).
+question answered by that article is (``mem_sim``), how far that is below the nearest remembered
+in-scope question at all (``mem_rel``), and how the ``KERNEL`` nearest in-scope questions vote: how
+many of them this article answered (``mem_count``) and their softmax-weighted share (``mem_vote``),
+so that one near paraphrase by another writer does not count as much as several agreeing
+neighbours; the abstention model reads whether the nearest remembered questions were out of scope
+(``MEMORY_ABSTAIN_FEATURES``).
 
 The vectors are the query encoder's vectors of the caller's words (the ``T`` variant, which every
 suggestion embeds anyway), so reading the memory costs one matrix-vector product (~1,400 × 768).
@@ -35,11 +38,13 @@ log = logging.getLogger(__name__)
 
 MEMORY_FILE = "rerank_memory.npz"  # beside the ranker's model files
 MEMORY_PATH = Path(__file__).with_name(MEMORY_FILE)
-MEMORY_FEATURES = ("mem_sim", "mem_rel")
+MEMORY_FEATURES = ("mem_sim", "mem_rel", "mem_vote", "mem_count")
 MEMORY_ABSTAIN_FEATURES = ("mem_oos_gap", "mem_best", "mem_oos_vote")
 NEIGHBOURS = 50  # the nearest in-scope questions whose articles are read
 VOTE = 5  # the nearest questions whose out-of-scope share is a feature
 NO_MEMORY_REL = -1.0  # mem_rel of an article no remembered question was answered by
+KERNEL = 10  # the nearest in-scope questions that vote for their articles (mem_vote, mem_count)
+TAU = 0.05  # the vote's softmax temperature, in cosine: a neighbour 0.05 farther weighs 1/e as much
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -170,11 +175,24 @@ class QuestionMemory:
                 best.setdefault(a, float(s[m]))
         sim = np.array([best.get(int(a), 0.0) for a in arts], dtype=np.float32)
         rel = np.where(sim > 0, sim - best_in, NO_MEMORY_REL).astype(np.float32)
+        # the votes of the KERNEL nearest: how many name the article, and their softmax-weighted share
+        # (a lone near paraphrase against several agreeing neighbours a little farther away)
+        top = near[:KERNEL]
+        w = np.exp((s[top] - best_in) / TAU)
+        w = w / w.sum() if len(top) else w
+        share: dict[int, float] = {}
+        count: dict[int, int] = {}
+        for m, wm in zip(top, w, strict=True):
+            for a in set(labels[m]):
+                share[a] = share.get(a, 0.0) + float(wm)
+                count[a] = count.get(a, 0) + 1
+        vote = np.array([share.get(int(a), 0.0) for a in arts], dtype=np.float32)
+        cnt = np.array([count.get(int(a), 0) for a in arts], dtype=np.float32)
         allowed = np.flatnonzero(ok)
         vote_idx = allowed[np.argsort(-s[allowed], kind="stable")[:VOTE]]
-        vote = float(self.oos[vote_idx].mean()) if len(vote_idx) else 0.0
-        ab = np.array([best_out - best_in, best_in, vote], dtype=np.float32)
-        return np.column_stack([sim, rel]).astype(np.float32), ab
+        oos_vote = float(self.oos[vote_idx].mean()) if len(vote_idx) else 0.0
+        ab = np.array([best_out - best_in, best_in, oos_vote], dtype=np.float32)
+        return np.column_stack([sim, rel, vote, cnt]).astype(np.float32), ab
 
 
 def question_key(masked_text: str) -> str:

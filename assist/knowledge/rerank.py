@@ -12,7 +12,8 @@ candidate article:
   (목적, 정의), how much of its title the conversation says;
 - the call's district: a district ordinance of the district named, or of another one;
 - the question memory (:mod:`.memory`): how near the nearest labelled question this article answered
-  is, and — for abstention — whether the nearest remembered questions were out of scope.
+  is, how many of the nearest ones it answered and their weighted vote, and — for abstention —
+  whether the nearest remembered questions were out of scope.
 
 The model is a LightGBM LambdaRank ensemble (a few hundred shallow trees) trained by
 ``dasan eval rerank --train`` on the labelled utterances and call turns with grouped cross-validation

@@ -851,10 +851,9 @@ def ablation(reranker: Reranker, examples: list[Example], folds: int = 5) -> dic
 WRITERS: dict[str, tuple[str, ...]] = {
     "eval-dev": ("dev",),
     "sessions 1-5": ("utterances", "noisy", "turns"),
-    "holdout 1": ("utterances_h1", "turns_h1"),
-    "holdout 2": ("utterances_h2", "turns_h2"),
-    "holdout 3": ("utterances_h3", "turns_h3"),
-    "holdout 4": ("utterances_h4", "turns_h4"),
+    # each held-out set's utterances and calls were written by one writer (until session 16 only
+    # holdouts 1-4 were listed: a holdout 5-7 utterance read its own writer's call questions)
+    **{f"holdout {k}": (f"utterances_h{k}", f"turns_h{k}") for k in HOLDOUT_SUFFIX},
 }
 
 
@@ -930,6 +929,8 @@ def features_cache(kb: Any, sets: dict[str, Path], context_vectors: str = "text"
     if context_vectors != "text":  # (the key of the text vectors' features is the one they always had)
         h.update(context_vectors.encode())
     h.update(Path(rerank.__file__).read_bytes())
+    # the feature names too: the memory's come from memory.py, and a cached row must have their width
+    h.update(json.dumps([FEATURES, CALL_ABSTAIN_FEATURES]).encode())
     for name, path in sorted(sets.items()):
         h.update(name.encode())
         h.update(path.read_bytes())

@@ -8,7 +8,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from assist.knowledge.memory import MEMORY_ABSTAIN_FEATURES, NO_MEMORY_REL, QuestionMemory
+from assist.knowledge.memory import (
+    KERNEL,
+    MEMORY_ABSTAIN_FEATURES,
+    MEMORY_FEATURES,
+    NO_MEMORY_REL,
+    TAU,
+    QuestionMemory,
+)
 from assist.knowledge.rerank import FEATURES, Candidates, Conversation
 from assist.knowledge.rerank_train import Example, cross_validate, fold_split, memory_of, with_memory
 
@@ -288,3 +295,99 @@ def test_the_seed_spread_repeats_the_cross_validation_and_restores_the_seed() ->
     h = got["summary"]["single_questions"]["hit_at_1"]
     assert h["min"] <= h["mean"] <= h["max"]
     assert {r["single_questions"]["hit_at_1"] for r in got["per_seed"].values()} <= {h["min"], h["max"]}
+
+
+# ---------------------------------------------------------------- the neighbours' votes (session 16)
+def _at(cos: float, axis: int, dim: int = 16) -> np.ndarray:
+    """A unit vector at cosine ``cos`` from the first axis, its remainder on ``axis`` (orthogonal to
+    every other such vector)."""
+    v = np.zeros(dim, dtype=np.float32)
+    v[0], v[axis] = cos, np.sqrt(1 - cos**2)
+    return v
+
+
+def _votes(mem: QuestionMemory, arts: list[int], **kw: object) -> dict[str, np.ndarray]:
+    cols, _ = mem.features(_at(1.0, 1), np.array(arts), INDEX, **kw)  # type: ignore[arg-type]
+    return {name: cols[:, k] for k, name in enumerate(MEMORY_FEATURES)}
+
+
+def test_agreeing_neighbours_outvote_a_lone_nearer_paraphrase() -> None:
+    # A (0.95) alone names 제1조; B, C, D (0.90) name 제2조; E, nearer still, was out of scope
+    mem = QuestionMemory.build(
+        np.stack([_at(0.95, 1), _at(0.90, 2), _at(0.90, 3), _at(0.90, 4), _at(0.97, 5)]),
+        [["법/제1조"], ["법/제2조"], ["법/제2조"], ["법/제2조"], []],
+        ["A", "B", "C", "D", "E"],
+    )
+    got = _votes(mem, [1, 2, 3])
+    assert got["mem_sim"][0] > got["mem_sim"][1]  # the nearest neighbour alone favours 제1조
+    far = 3 * np.exp(-0.05 / TAU)  # three votes, each 0.05 below the nearest in-scope question
+    assert np.allclose(got["mem_vote"], [1 / (1 + far), far / (1 + far), 0.0], atol=1e-5)
+    assert got["mem_vote"][1] > got["mem_vote"][0]
+    assert got["mem_count"].tolist() == [1.0, 3.0, 0.0]  # E (out of scope) votes for nothing
+    assert np.isclose(got["mem_vote"].sum(), 1.0, atol=1e-5)  # one article each: the shares add up
+
+
+def test_a_question_answered_by_two_articles_votes_for_both_and_a_near_one_weighs_more() -> None:
+    mem = QuestionMemory.build(
+        np.stack([_at(0.80, 1), _at(0.60, 2)]), [["법/제5조", "법/제6조"], ["법/제7조"]], ["A", "B"]
+    )
+    got = _votes(mem, [5, 6, 7])
+    w = np.exp(-0.20 / TAU)
+    assert np.allclose(got["mem_vote"], [1 / (1 + w), 1 / (1 + w), w / (1 + w)], atol=1e-5)
+    assert got["mem_count"].tolist() == [1.0, 1.0, 1.0]
+    assert got["mem_vote"][2] < 0.02  # 0.2 farther: next to no say
+
+
+def test_only_the_nearest_kernel_questions_vote() -> None:
+    n = KERNEL + 2
+    cos = np.linspace(0.9, 0.5, n)
+    labels = [["법/제1조"]] * KERNEL + [["법/제9조"]] * 2  # the two farthest name 제9조
+    mem = QuestionMemory.build(
+        np.stack([_at(float(c), i + 1, dim=n + 1) for i, c in enumerate(cos)]),
+        labels,
+        [f"G{i}" for i in range(n)],
+    )
+    cols, _ = mem.features(_at(1.0, 1, dim=n + 1), np.array([1, 9]), INDEX)
+    got = {name: cols[:, k] for k, name in enumerate(MEMORY_FEATURES)}
+    assert got["mem_count"].tolist() == [float(KERNEL), 0.0]
+    assert np.isclose(got["mem_vote"][0], 1.0) and got["mem_vote"][1] == 0.0
+    assert got["mem_sim"][1] > 0  # still among the NEIGHBOURS that mem_sim reads
+
+
+def test_a_left_out_group_casts_no_vote() -> None:
+    mem = QuestionMemory.build(
+        np.stack([_at(0.95, 1), _at(0.90, 2)]), [["법/제1조"], ["법/제2조"]], ["A", "B"]
+    )
+    got = _votes(mem, [1, 2], exclude_group="A")
+    assert got["mem_vote"].tolist() == [0.0, 1.0] and got["mem_count"].tolist() == [0.0, 1.0]
+    empty = QuestionMemory.build(np.zeros((0, 16), dtype=np.float32), [], [])
+    got = _votes(empty, [1, 2])
+    assert not got["mem_vote"].any() and not got["mem_count"].any()
+
+
+def test_a_training_row_carries_the_votes_in_its_features() -> None:
+    mem = QuestionMemory.build(
+        np.stack([_at(0.95, 1), _at(0.90, 2), _at(0.90, 3)]),
+        [["법/제1조"], ["법/제2조"], ["법/제2조"]],
+        ["A", "B", "C"],
+    )
+    arts = np.array([1, 2])
+    cand = Candidates(arts, arts, np.zeros((2, len(FEATURES)), dtype=np.float32), qvec=_at(1.0, 1))
+    e = Example("E0", "Q", "dev", Conversation("q"), [DOCS[2]], cand, [])
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    (got,) = with_memory(reranker, [e], mem, leave_own_group_out=True)  # type: ignore[arg-type]
+    X = got.candidates.X
+    assert X[:, FEATURES.index("mem_count")].tolist() == [1.0, 2.0]
+    far = 2 * np.exp(-0.05 / TAU)
+    assert np.allclose(X[:, FEATURES.index("mem_vote")], [1 / (1 + far), far / (1 + far)], atol=1e-5)
+
+
+def test_every_held_out_sets_utterances_and_calls_have_one_writer() -> None:
+    from assist.knowledge.rerank_train import HOLDOUT_SUFFIX, writer_of
+
+    def one(set_name: str) -> Example:
+        return Example("E", "E", set_name, Conversation("q"), [], None, [])
+
+    for k in HOLDOUT_SUFFIX:
+        assert writer_of(one(f"utterances_h{k}")) == writer_of(one(f"turns_h{k}")), k
+    assert writer_of(one("utterances_h5")) != writer_of(one("utterances_h6"))
