@@ -294,7 +294,9 @@ def test_the_context_vectors_a_model_learned_from_are_recorded_and_key_the_featu
     assert shipped_context_vectors(model) == "text"  # nothing saved: the models of before
     (tmp_path / "abstain_threshold.json").write_text(json.dumps({"threshold": 0.4}))
     assert shipped_context_vectors(model) == "text"
-    (tmp_path / "abstain_threshold.json").write_text(json.dumps({"threshold": 0.4, "context_vectors": "composed"}))
+    (tmp_path / "abstain_threshold.json").write_text(
+        json.dumps({"threshold": 0.4, "context_vectors": "composed"})
+    )
     assert shipped_context_vectors(model) == "composed"
     labelled = tmp_path / "u.jsonl"
     labelled.write_text('{"id": "U1"}\n')
