@@ -80,8 +80,9 @@ def call_set(name: str) -> bool:
 UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "utterances_h3", "utterances_h4")
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
-# held-out sets a model may learn from once they have been read (8 is still blind: never a training set)
-HOLDOUT_SUFFIX = {"1": "_holdout", **{k: f"_holdout{k}" for k in "234567"}}
+# held-out sets a model may learn from once they have been measured (10 is still blind: never a
+# training set)
+HOLDOUT_SUFFIX = {"1": "_holdout", **{k: f"_holdout{k}" for k in "23456789"}}
 
 
 @dataclass
@@ -894,7 +895,7 @@ def default_sets(
     (``*_holdout.jsonl``) too — tried in session 8 (``dasan eval rerank --with-holdout1``): the
     cross-validated figures did not move and the second held-out set's live cards got worse (top card
     right 0.21 vs 0.29), so the shipped models were fitted without them until session 11 (1–4) and
-    session 15 (1–7). A set still blind (holdout 8) is never a training set."""
+    session 15 (1–7) and session 16 (1–9). A set still blind (holdout 10) is never a training set."""
     sets = {
         "dev": shared / "eval-dev" / "utterances.jsonl",
         "utterances": root / "eval" / "utterances.jsonl",
