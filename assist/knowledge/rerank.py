@@ -237,15 +237,7 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     margin = float(scores[j] - scores[order[1]]) if len(order) > 1 else 1.0
     best_fused = float(c.X[:, FEATURES.index("fused_t")].max())
     own = np.array(
-        [
-            float(scores[j]),
-            margin,
-            x["dense_t"],
-            x["bm25_t_rel"],
-            x["dense_h"],
-            best_fused,
-        ],
-        dtype=np.float32,
+        [float(scores[j]), margin, x["dense_t"], x["bm25_t_rel"], x["dense_h"], best_fused], dtype=np.float32
     )
     return np.concatenate([own, c.mem_ab.astype(np.float32)])
 
@@ -293,11 +285,11 @@ def compose(qvecs: np.ndarray, parts: tuple[int, ...], weight: float = CONTEXT_W
     turns), each unit."""
     if len(parts) == 1:
         return np.asarray(qvecs[parts[0]], dtype=np.float32)
-    v = np.asarray(qvecs, dtype=np.float32)
+    v = np.asarray(qvecs[list(parts)], dtype=np.float32)  # only the rows this variant reads
     unit = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-    ctx = unit[list(parts[1:])].mean(axis=0)
+    ctx = unit[1:].mean(axis=0)
     ctx /= max(float(np.linalg.norm(ctx)), 1e-12)
-    out = unit[parts[0]] + weight * ctx
+    out = unit[0] + weight * ctx
     return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
 
 
