@@ -81,8 +81,9 @@ UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "uttera
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
 # held-out sets a model may learn from once they have been measured (10 is still blind: never a
-# training set)
-HOLDOUT_SUFFIX = {"1": "_holdout", **{k: f"_holdout{k}" for k in "23456789"}}
+# training set; 11-13 were written in session 17 as training data and measured blind once first)
+BLIND_HOLDOUTS = ("10",)
+HOLDOUT_SUFFIX = {"1": "_holdout", **{k: f"_holdout{k}" for k in (*"23456789", "11", "12", "13")}}
 
 
 @dataclass
@@ -904,6 +905,8 @@ def default_sets(
     }
     chosen = list(dict.fromkeys([*(["1"] if with_holdout1 else []), *holdouts]))
     for k in chosen:
+        if k in BLIND_HOLDOUTS:
+            raise ValueError(f"held-out set {k} is blind: measure a change once on it, never train on it")
         if k not in HOLDOUT_SUFFIX:
             raise ValueError(f"no held-out set {k!r} (known: {', '.join(HOLDOUT_SUFFIX)})")
         sets |= {
