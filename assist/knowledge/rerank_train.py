@@ -81,9 +81,12 @@ UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "uttera
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
 # held-out sets a model may learn from once they have been measured (10 is still blind: never a
-# training set; 11-13 were written in session 17 as training data and measured blind once first)
+# training set; 11-16 were written in session 17 as training data)
 BLIND_HOLDOUTS = ("10",)
-HOLDOUT_SUFFIX = {"1": "_holdout", **{k: f"_holdout{k}" for k in (*"23456789", "11", "12", "13")}}
+HOLDOUT_SUFFIX = {
+    "1": "_holdout",
+    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(11, 17)))},
+}
 
 
 @dataclass

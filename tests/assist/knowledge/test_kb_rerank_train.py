@@ -122,7 +122,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="blind"):  # the blind set is never a training set
         default_sets(tmp_path, tmp_path / "shared", holdouts=["10"])
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["14"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["17"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
