@@ -32,6 +32,7 @@ from .knowledge.rerank_train import (
     fit_abstain,
     fit_call_abstain,
     fit_gated,
+    fit_probe,
     fold_of,
     fold_split,
     in_call_threshold_of,
@@ -53,6 +54,7 @@ def live_cv(
     call_model: str | None = None,
     memory: bool = True,
     unfamiliar_share: float = 0.0,
+    probe: bool = True,
 ) -> dict[str, Any]:
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
@@ -69,7 +71,9 @@ def live_cv(
     saved = assistant.reranker
     try:
         for f in range(folds):
-            train, _test, fold_memory = fold_split(reranker, examples, f, folds, memory, unfamiliar_share)
+            train, _test, fold_memory = fold_split(
+                reranker, examples, f, folds, memory, unfamiliar_share, probe
+            )
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
             clf, thr = fit_abstain(Xa, ya, max_withheld)
@@ -86,6 +90,7 @@ def live_cv(
                 threshold_call_model=fitted[1] if fitted else 1.0,
                 memory=fold_memory,
                 context_vectors=reranker.context_vectors,
+                probe=fit_probe(train) if probe else None,
             )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]

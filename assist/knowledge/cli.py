@@ -191,6 +191,12 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         help="Cross-validate without the question memory (the models read none; with --train, ship none)",
     )
     p.add_argument(
+        "--no-oos-probe",
+        action="store_true",
+        help="Abstention without the out-of-scope probe on the caller's words' vector (oos_probe.py; "
+        "with --train, ship none)",
+    )
+    p.add_argument(
         "--context-vectors",
         choices=("text", "composed", "composed-h"),
         default=None,
@@ -522,8 +528,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         args.call_turns,
         memory=memory,
         unfamiliar_share=share,
+        probe=not args.no_oos_probe,
     )
     report["unfamiliar_share"] = share
+    report["oos_probe"] = not args.no_oos_probe
     report["index"] = kb.info()
     if args.call_model:
         from .rerank_train import call_model_cv
@@ -537,6 +545,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             args.call_model,
             memory=memory,
             unfamiliar_share=share,
+            probe=not args.no_oos_probe,
         )
     if args.ablation:
         from .rerank_train import ablation
@@ -547,7 +556,14 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
 
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         report["seeds"] = seed_spread(
-            reranker, examples, seeds, args.folds, args.max_withheld, memory=memory, unfamiliar_share=share
+            reranker,
+            examples,
+            seeds,
+            args.folds,
+            args.max_withheld,
+            memory=memory,
+            unfamiliar_share=share,
+            probe=not args.no_oos_probe,
         )
     if args.leave_writer_out:
         from .rerank_train import leave_writer_out
@@ -568,6 +584,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             args.call_model,
             memory=memory,
             unfamiliar_share=share,
+            probe=not args.no_oos_probe,
         )
     if args.train:
         report["trained"] = train_and_save(
@@ -579,6 +596,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             call_model=args.call_model,
             memory=memory,
             unfamiliar_share=share,
+            probe=not args.no_oos_probe,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

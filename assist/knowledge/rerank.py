@@ -35,6 +35,7 @@ import numpy as np
 
 from .fusion import minmax, top_indices
 from .memory import MEMORY_ABSTAIN_FEATURES, MEMORY_FEATURES, MEMORY_FILE, QuestionMemory, empty_features
+from .oos_probe import PROBE_FILE, OosProbe
 from .records import SOURCE_FIELDS, SearchFilters, SearchHit
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ ABSTAIN_FEATURES = (
     "dense_h",
     "fused_t_best",
     *MEMORY_ABSTAIN_FEATURES,
+    # P(out of scope) of a linear probe on the caller's words' vector (``oos_probe.py``): what the
+    # question is about, where the scores say only how well something matches
+    "oos_probe",
 )
 # what the in-call abstention model reads beside ABSTAIN_FEATURES: whether the top candidate rests on
 # the caller's own words or on the conversation around them, and the caller's words themselves — how
@@ -176,6 +180,7 @@ class Candidates:
     turn_bm25: np.ndarray | None = None  # BM25 of the trigger's own words, per candidate article
     qvec: np.ndarray | None = None  # the caller's words' query vector (what the question memory reads)
     mem_ab: np.ndarray = field(default_factory=lambda: empty_features(0)[1])  # MEMORY_ABSTAIN_FEATURES
+    p_probe: float = 0.0  # the out-of-scope probe's probability for the caller's words (0: no probe)
 
 
 class ArticleView:
@@ -239,7 +244,7 @@ def abstain_features(c: Candidates, scores: np.ndarray) -> np.ndarray:
     own = np.array(
         [float(scores[j]), margin, x["dense_t"], x["bm25_t_rel"], x["dense_h"], best_fused], dtype=np.float32
     )
-    return np.concatenate([own, c.mem_ab.astype(np.float32)])
+    return np.concatenate([own, c.mem_ab.astype(np.float32), np.array([c.p_probe], dtype=np.float32)])
 
 
 def call_abstain_features(c: Candidates, scores: np.ndarray, p_single: float = 0.0) -> np.ndarray:
@@ -317,6 +322,7 @@ class Reranker:
         turn_features: bool | None = None,
         memory: QuestionMemory | None = None,
         context_vectors: str = "text",
+        probe: OosProbe | None = None,
     ) -> None:
         if context_vectors not in CONTEXT_VECTORS:
             raise ValueError(f"context_vectors must be one of {CONTEXT_VECTORS}, not {context_vectors!r}")
@@ -327,6 +333,8 @@ class Reranker:
         self.view = view or ArticleView(kb)
         # questions already answered (or known out of scope), read as evidence per candidate
         self.memory = memory
+        # the out-of-scope probe on the caller's words' vector (``oos_probe``, an abstention feature)
+        self.probe = probe
         self._doc_index: dict[str, int] | None = None
         self.model = model
         self.abstainer = abstainer  # P(out of scope) from abstain_features
@@ -380,9 +388,19 @@ class Reranker:
             log.warning("no rerank model at %s: first-stage order", path)
         apath = path.with_name("abstain_model.txt")
         tpath = path.with_name("abstain_threshold.json")
+        probe = OosProbe.load(path.with_name(PROBE_FILE))
         if model is not None and apath.exists() and tpath.exists():
             abstainer = lgb.Booster(model_file=str(apath))
             saved = json.loads(tpath.read_text())
+            if tuple(abstainer.feature_name()) != ABSTAIN_FEATURES or (
+                saved.get("oos_probe") and probe is None
+            ):
+                # another code's features, or a model that learned from a probe that is not there:
+                # its probabilities would not mean what its threshold promises
+                log.warning(
+                    "abstention model %s does not match this code or lacks its probe; not used", apath
+                )
+                abstainer = None
             threshold = float(saved["threshold"])
             context_vectors = str(saved.get("context_vectors") or "text")
             if saved.get("threshold_in_call") is not None:
@@ -425,6 +443,7 @@ class Reranker:
             threshold_call_model=threshold_call_model,
             memory=memory,
             context_vectors=context_vectors,
+            probe=probe,
         )
 
     # ------------------------------------------------------------------ features
@@ -570,8 +589,9 @@ class Reranker:
         )
         shown = np.array([self._best_passage(int(a), passage_scores, mask) for a in arts], dtype=np.int64)
         qv = None if qvec is None else np.asarray(qvec, dtype=np.float32)
+        pp = self.probe.p(qv) if self.probe is not None else 0.0
         if not self.turn_features:
-            return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab)
+            return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab, p_probe=pp)
         from assist.dialogue import is_question
 
         trigger = cv.trigger or cv.text
@@ -586,7 +606,7 @@ class Reranker:
             tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(cv.trigger, s.query_expansion))
             tbm = self.view.max(tb, mask)[arts]
             turn_bm25 = np.where(np.isfinite(tbm), tbm, 0.0).astype(np.float32)
-        return Candidates(arts, shown, X, passage_scores, turn, turn_bm25, qvec=qv, mem_ab=mem_ab)
+        return Candidates(arts, shown, X, passage_scores, turn, turn_bm25, qvec=qv, mem_ab=mem_ab, p_probe=pp)
 
     def _best_passage(self, art: int, scores: dict[str, np.ndarray], mask: np.ndarray) -> int:
         s = self.kb.settings

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .memory import MEMORY_FEATURES, QuestionMemory, empty_features
+from .oos_probe import PROBE_FILE, OosProbe, out_of_fold
 from .rerank import (
     ABSTAIN_FEATURES,
     CALL_ABSTAIN_FEATURES,
@@ -81,8 +82,8 @@ UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "uttera
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
 # held-out sets a model may learn from once they have been measured (10 is still blind: never a
-# training set; 11-16 were written in session 17 as training data)
-BLIND_HOLDOUTS = ("10",)
+# training set, nor is 17; 11-16 were written in session 17 as training data)
+BLIND_HOLDOUTS = ("10", "17")
 HOLDOUT_SUFFIX = {
     "1": "_holdout",
     **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(11, 17)))},
@@ -228,16 +229,72 @@ def fold_split(
     folds: int,
     memory: bool = True,
     unfamiliar_share: float = 0.0,
+    probe: bool = True,
 ) -> tuple[list[Example], list[Example], QuestionMemory | None]:
     """Fold ``f``'s training and held-out examples, and the question memory its models may read:
     the training folds' questions (a training example reads the other writers' only:
-    :func:`learning_rows`). Without ``memory``, the examples as they are (no memory) and None."""
+    :func:`learning_rows`). Without ``memory``, the examples as they are (no memory) and None. With
+    ``probe``, their out-of-scope probe probabilities (:func:`with_probe`)."""
     train = [e for e in examples if fold_of(e.group, folds) != f]
     test = [e for e in examples if fold_of(e.group, folds) == f]
-    if not memory:
-        return train, test, None
-    mem = memory_of(train)
-    return learning_rows(reranker, train, unfamiliar_share), with_memory(reranker, test, mem, False), mem
+    mem = None
+    if memory:
+        mem = memory_of(train)
+        train, test = (
+            learning_rows(reranker, train, unfamiliar_share),
+            with_memory(reranker, test, mem, False),
+        )
+    train, test, _probe = with_probe(train, test, probe)
+    return train, test, mem
+
+
+def _probe_rows(examples: list[Example]) -> list[Example]:
+    """The examples the out-of-scope probe learns from: single questions with a query vector."""
+    return [e for e in examples if single_set(e.set) and e.cand is not None and e.cand.qvec is not None]
+
+
+def fit_probe(train: list[Example]) -> OosProbe | None:
+    """The out-of-scope probe fitted on these examples' single questions (None: nothing to learn)."""
+    rows = _probe_rows(train)
+    if not rows:
+        return None
+    vectors = np.vstack([e.candidates.qvec for e in rows])  # type: ignore[misc]
+    return OosProbe.fit(vectors, np.array([not e.relevant for e in rows]))
+
+
+def _set_probe(e: Example, p: float) -> Example:
+    return replace(e, cand=replace(e.candidates, p_probe=float(p))) if e.cand is not None else e
+
+
+def with_probe(
+    train: list[Example], test: list[Example], enabled: bool = True
+) -> tuple[list[Example], list[Example], OosProbe | None]:
+    """Copies with the out-of-scope probe's probability (``Candidates.p_probe``), as the abstention
+    models must see it: a held-out (or served) question's from the probe fitted on ``train``; a
+    training single question's from a probe that did not see it (inner folds, grouped:
+    :func:`oos_probe.out_of_fold`); a training call turn's from the whole probe (it never learns from
+    call turns). Not ``enabled``: every probability 0 (the feature says nothing) and no probe."""
+    if not enabled:
+        return [_set_probe(e, 0.0) for e in train], [_set_probe(e, 0.0) for e in test], None
+    probe = fit_probe(train)
+    if probe is None:
+        return [_set_probe(e, 0.0) for e in train], [_set_probe(e, 0.0) for e in test], None
+    rows = _probe_rows(train)
+    inner = out_of_fold(
+        np.vstack([e.candidates.qvec for e in rows]),  # type: ignore[misc]
+        np.array([not e.relevant for e in rows]),
+        [e.group for e in rows],
+    )
+    own = {e.id: float(p) for e, p in zip(rows, inner, strict=True)}
+
+    def served(e: Example) -> float:
+        return probe.p(e.cand.qvec) if e.cand is not None else 0.0
+
+    return (
+        [_set_probe(e, own[e.id]) if e.id in own else _set_probe(e, served(e)) for e in train],
+        [_set_probe(e, served(e)) for e in test],
+        probe,
+    )
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -513,13 +570,14 @@ def call_model_cv(
     positives: str = "questions",
     memory: bool = True,
     unfamiliar_share: float = 0.0,
+    probe: bool = True,
 ) -> dict[str, Any]:
     """Per held-out fold of calls: the in-call model (fitted on the other folds) against the
     single-question model at its in-call threshold — in-call questions and no-card turns withheld,
     labelled turns withheld, top card right and the shown cards' precision."""
     per_fold: list[dict[str, Any]] = []
     for f in range(folds):
-        train, test, _mem = fold_split(reranker, examples, f, folds, memory, unfamiliar_share)
+        train, test, _mem = fold_split(reranker, examples, f, folds, memory, unfamiliar_share, probe)
         test = [e for e in test if e.set in CALL_SETS]
         Xa, ya = abstain_rows(train, oof)
         single = fit_abstain(Xa, ya, max_withheld) if ya.any() else None
@@ -602,6 +660,7 @@ def cross_validate(
     call_turns: bool = False,
     memory: bool = True,
     unfamiliar_share: float = 0.0,
+    probe: bool = True,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-fold and mean held-out figures, and every example's out-of-fold ranker scores.
 
@@ -614,7 +673,7 @@ def cross_validate(
     sets = sorted({e.set for e in examples})
     per_fold: list[dict[str, Any]] = []
     oof: dict[str, np.ndarray] = {}
-    splits = [fold_split(reranker, examples, f, folds, memory, unfamiliar_share) for f in range(folds)]
+    splits = [fold_split(reranker, examples, f, folds, memory, unfamiliar_share, probe) for f in range(folds)]
     for f in range(folds):
         train, test, fold_memory = splits[f]
         booster = fit_gated(reranker, train)
@@ -756,6 +815,7 @@ def seed_spread(
     max_withheld: float = 0.05,
     memory: bool = True,
     unfamiliar_share: float = 0.0,
+    probe: bool = True,
 ) -> dict[str, Any]:
     """The same cross-validation with the ranker's random seed varied (its row and column
     subsampling): single questions and caller turns pooled, and abstention, per seed, with their
@@ -767,7 +827,13 @@ def seed_spread(
         for seed in seeds:
             PARAMS["random_state"] = int(seed)
             report, _ = cross_validate(
-                reranker, examples, folds, max_withheld, memory=memory, unfamiliar_share=unfamiliar_share
+                reranker,
+                examples,
+                folds,
+                max_withheld,
+                memory=memory,
+                unfamiliar_share=unfamiliar_share,
+                probe=probe,
             )
             mean = report["mean_of_held_out_folds"]
             ab = mean.get("abstain", {})
@@ -954,9 +1020,11 @@ def train_and_save(
     call_model: str | None = None,
     memory: bool = True,
     unfamiliar_share: float = 0.0,
+    probe: bool = True,
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
-    scores; write both (and the threshold) beside the module. With ``call_model``, also the in-call
+    scores; write both (and the threshold) beside the module. With ``probe``, the out-of-scope probe
+    too (``abstain_probe.npz``; the abstention models learn from its out-of-fold probabilities). With ``call_model``, also the in-call
     abstention model (``abstain_call_model.txt``; without it, a stale one is removed). The question
     memory of every example goes beside them (``rerank_memory.npz``); each example learns from it
     without its own group, as a served question is never its own neighbour."""
@@ -969,6 +1037,12 @@ def train_and_save(
         remembered_n = len(mem)
     elif mpath.exists():
         mpath.unlink()  # models that learned without a memory must not read a stale one
+    examples, _none, fitted_probe = with_probe(examples, [], probe)
+    ppath = path.with_name(PROBE_FILE)
+    if fitted_probe is not None:
+        fitted_probe.save(ppath, encoder=str(reranker.kb.info().get("dense_backend", "")))
+    elif ppath.exists():
+        ppath.unlink()  # models that learned without a probe must not read a stale one
     gated = fit_gated(reranker, examples)
     gated.full.save_model(str(path))
     assert gated.t_only is not None
@@ -999,6 +1073,7 @@ def train_and_save(
                 "trained_on": sorted({e.set for e in examples}),
                 "call_turns": call_turns,
                 "context_vectors": reranker.context_vectors,
+                "oos_probe": fitted_probe is not None,
             },
             indent=1,
         )
@@ -1012,6 +1087,7 @@ def train_and_save(
         "threshold_call_model": thr_call_model,
         "examples": len(examples),
         "memory_questions": remembered_n,
+        "oos_probe": fitted_probe is not None,
     }
 
 
