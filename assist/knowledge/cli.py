@@ -163,7 +163,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–9 and 11–16: *_holdoutN.jsonl; 10 is blind), e.g. 1,2,3,4,5,6,7,8,9,11,12,13",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–16: *_holdoutN.jsonl; 17 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
     )
     p.add_argument(
         "--call-turns",
