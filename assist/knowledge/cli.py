@@ -519,6 +519,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(examples))
     memory = not args.no_memory
+    probe = not args.no_oos_probe
     share = UNFAMILIAR_SHARE if args.unfamiliar_share is None else args.unfamiliar_share
     report, oof = cross_validate(
         reranker,
@@ -528,10 +529,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         args.call_turns,
         memory=memory,
         unfamiliar_share=share,
-        probe=not args.no_oos_probe,
+        probe=probe,
     )
     report["unfamiliar_share"] = share
-    report["oos_probe"] = not args.no_oos_probe
+    report["oos_probe"] = probe
     report["index"] = kb.info()
     if args.call_model:
         from .rerank_train import call_model_cv
@@ -545,7 +546,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             args.call_model,
             memory=memory,
             unfamiliar_share=share,
-            probe=not args.no_oos_probe,
+            probe=probe,
         )
     if args.ablation:
         from .rerank_train import ablation
@@ -563,7 +564,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             args.max_withheld,
             memory=memory,
             unfamiliar_share=share,
-            probe=not args.no_oos_probe,
+            probe=probe,
         )
     if args.leave_writer_out:
         from .rerank_train import leave_writer_out
@@ -584,7 +585,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             args.call_model,
             memory=memory,
             unfamiliar_share=share,
-            probe=not args.no_oos_probe,
+            probe=probe,
         )
     if args.train:
         report["trained"] = train_and_save(
@@ -596,7 +597,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             call_model=args.call_model,
             memory=memory,
             unfamiliar_share=share,
-            probe=not args.no_oos_probe,
+            probe=probe,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

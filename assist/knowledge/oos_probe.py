@@ -96,7 +96,7 @@ def out_of_fold(
         te = fold == k
         if not te.any():
             continue
-        probe = OosProbe.fit(vectors[~te], y[~te], c) if (~te).any() else None
+        probe = OosProbe.fit(vectors[~te], y[~te], c)
         if probe is None:  # a fold without both classes to learn from: the whole set's probe
             whole = whole or OosProbe.fit(vectors, y, c)
             probe = whole

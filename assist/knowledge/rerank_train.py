@@ -248,18 +248,20 @@ def fold_split(
     return train, test, mem
 
 
-def _probe_rows(examples: list[Example]) -> list[Example]:
-    """The examples the out-of-scope probe learns from: single questions with a query vector."""
-    return [e for e in examples if single_set(e.set) and e.cand is not None and e.cand.qvec is not None]
+def _probe_data(examples: list[Example]) -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """What the out-of-scope probe learns from: the single questions with a query vector, their
+    vectors and labels (out of scope)."""
+    rows = [e for e in examples if single_set(e.set) and e.cand is not None and e.cand.qvec is not None]
+    if not rows:
+        return rows, np.zeros((0, 0)), np.zeros(0, dtype=bool)
+    vectors = np.vstack([e.candidates.qvec for e in rows])  # type: ignore[misc]
+    return rows, vectors, np.array([not e.relevant for e in rows])
 
 
 def fit_probe(train: list[Example]) -> OosProbe | None:
     """The out-of-scope probe fitted on these examples' single questions (None: nothing to learn)."""
-    rows = _probe_rows(train)
-    if not rows:
-        return None
-    vectors = np.vstack([e.candidates.qvec for e in rows])  # type: ignore[misc]
-    return OosProbe.fit(vectors, np.array([not e.relevant for e in rows]))
+    _rows, vectors, oos = _probe_data(train)
+    return OosProbe.fit(vectors, oos)
 
 
 def _set_probe(e: Example, p: float) -> Example:
@@ -273,25 +275,20 @@ def with_probe(
     models must see it: a held-out (or served) question's from the probe fitted on ``train``; a
     training single question's from a probe that did not see it (inner folds, grouped:
     :func:`oos_probe.out_of_fold`); a training call turn's from the whole probe (it never learns from
-    call turns). Not ``enabled``: every probability 0 (the feature says nothing) and no probe."""
-    if not enabled:
-        return [_set_probe(e, 0.0) for e in train], [_set_probe(e, 0.0) for e in test], None
-    probe = fit_probe(train)
+    call turns). Not ``enabled`` (or nothing to learn): every probability 0 (the feature says
+    nothing) and no probe."""
+    rows, vectors, oos = _probe_data(train) if enabled else ([], np.zeros((0, 0)), np.zeros(0, dtype=bool))
+    probe = OosProbe.fit(vectors, oos)
     if probe is None:
         return [_set_probe(e, 0.0) for e in train], [_set_probe(e, 0.0) for e in test], None
-    rows = _probe_rows(train)
-    inner = out_of_fold(
-        np.vstack([e.candidates.qvec for e in rows]),  # type: ignore[misc]
-        np.array([not e.relevant for e in rows]),
-        [e.group for e in rows],
-    )
+    inner = out_of_fold(vectors, oos, [e.group for e in rows])
     own = {e.id: float(p) for e, p in zip(rows, inner, strict=True)}
 
     def served(e: Example) -> float:
         return probe.p(e.cand.qvec) if e.cand is not None else 0.0
 
     return (
-        [_set_probe(e, own[e.id]) if e.id in own else _set_probe(e, served(e)) for e in train],
+        [_set_probe(e, own[e.id] if e.id in own else served(e)) for e in train],
         [_set_probe(e, served(e)) for e in test],
         probe,
     )
@@ -1024,10 +1021,11 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
     scores; write both (and the threshold) beside the module. With ``probe``, the out-of-scope probe
-    too (``abstain_probe.npz``; the abstention models learn from its out-of-fold probabilities). With ``call_model``, also the in-call
-    abstention model (``abstain_call_model.txt``; without it, a stale one is removed). The question
-    memory of every example goes beside them (``rerank_memory.npz``); each example learns from it
-    without its own group, as a served question is never its own neighbour."""
+    too (``abstain_probe.npz``; the abstention models learn from its out-of-fold probabilities). With
+    ``call_model``, also the in-call abstention model (``abstain_call_model.txt``; without it, a stale
+    one is removed). The question memory of every example goes beside them (``rerank_memory.npz``);
+    each example learns from it without its own group, as a served question is never its own
+    neighbour."""
     mpath = path.with_name(MEMORY_FILE)
     remembered_n = 0
     if memory:
