@@ -33,6 +33,7 @@ from .knowledge.rerank_train import (
     fit_call_abstain,
     fit_gated,
     fit_probe,
+    fit_turn_probe,
     fold_of,
     fold_split,
     in_call_threshold_of,
@@ -55,6 +56,7 @@ def live_cv(
     memory: bool = True,
     unfamiliar_share: float = 0.0,
     probe: bool = True,
+    turn_probe: bool = True,
 ) -> dict[str, Any]:
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
@@ -71,8 +73,9 @@ def live_cv(
     saved = assistant.reranker
     try:
         for f in range(folds):
+            with_turn = bool(call_model) and turn_probe
             train, _test, fold_memory = fold_split(
-                reranker, examples, f, folds, memory, unfamiliar_share, probe
+                reranker, examples, f, folds, memory, unfamiliar_share, probe, with_turn
             )
             gated = fit_gated(reranker, train)
             Xa, ya = abstain_rows(train, oof)
@@ -91,6 +94,7 @@ def live_cv(
                 memory=fold_memory,
                 context_vectors=reranker.context_vectors,
                 probe=fit_probe(train) if probe else None,
+                turn_probe=fit_turn_probe(train) if with_turn and fitted else None,
             )
             res: dict[str, Any] = {"fold": f}
             items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]

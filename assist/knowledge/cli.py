@@ -197,6 +197,12 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "with --train, ship none)",
     )
     p.add_argument(
+        "--no-turn-probe",
+        action="store_true",
+        help="The in-call abstention model (--call-model) without the turn probe on the caller's words' "
+        "vector (oos_probe.py; with --train, ship none)",
+    )
+    p.add_argument(
         "--context-vectors",
         choices=("text", "composed", "composed-h"),
         default=None,
@@ -547,6 +553,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             memory=memory,
             unfamiliar_share=share,
             probe=probe,
+            turn_probe=not args.no_turn_probe,
         )
     if args.ablation:
         from .rerank_train import ablation
@@ -586,6 +593,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             memory=memory,
             unfamiliar_share=share,
             probe=probe,
+            turn_probe=not args.no_turn_probe,
         )
     if args.train:
         report["trained"] = train_and_save(
@@ -598,6 +606,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             memory=memory,
             unfamiliar_share=share,
             probe=probe,
+            turn_probe=not args.no_turn_probe,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,11 @@ from pathlib import Path
 import numpy as np
 
 PROBE_FILE = "abstain_probe.npz"
+# The same kind of probe for caller turns inside a call (the *turn probe*): fitted on labelled call
+# turns, those labelled with articles against those that need no card (a statement, an address, a
+# question the corpus cannot answer; closings are the tracker's business), it gives ``turn_probe``,
+# a feature of the in-call abstention model (``rerank.CALL_ABSTAIN_FEATURES``)
+TURN_PROBE_FILE = "abstain_turn_probe.npz"
 # inverse regularisation strength (scikit-learn's C), chosen by cross-validation (docs/knowledge.md,
 # session 17: C 0.1-10 over the pooled single questions' held-out folds)
 PROBE_C = 1.0

@@ -35,7 +35,7 @@ import numpy as np
 
 from .fusion import minmax, top_indices
 from .memory import MEMORY_ABSTAIN_FEATURES, MEMORY_FEATURES, MEMORY_FILE, QuestionMemory, empty_features
-from .oos_probe import PROBE_FILE, OosProbe
+from .oos_probe import PROBE_FILE, TURN_PROBE_FILE, OosProbe
 from .records import SOURCE_FIELDS, SearchFilters, SearchHit
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ CALL_ABSTAIN_FEATURES = (
     "turn_bm25_best",
     *TURN_FEATURES,
     "p_single",  # the single-question model's P(out of scope): it learned from many more questions
+    # P(no card needed) of a linear probe on the caller's words' vector, learned from call turns
+    # (``oos_probe.py``, the turn probe): what a turn is about and how it is said, where the other
+    # features say how well something matches
+    "turn_probe",
 )
 _GENERIC = re.compile(r"^(목적|정의|시행일|적용\s*범위|다른\s*법률과의\s*관계|위임|권한의\s*위임)")
 
@@ -181,6 +185,7 @@ class Candidates:
     qvec: np.ndarray | None = None  # the caller's words' query vector (what the question memory reads)
     mem_ab: np.ndarray = field(default_factory=lambda: empty_features(0)[1])  # MEMORY_ABSTAIN_FEATURES
     p_probe: float = 0.0  # the out-of-scope probe's probability for the caller's words (0: no probe)
+    p_turn: float = 0.0  # the turn probe's P(no card needed) for a caller's turn in a call (0: no probe)
 
 
 class ArticleView:
@@ -272,7 +277,7 @@ def call_abstain_features(c: Candidates, scores: np.ndarray, p_single: float = 0
             base,
             np.array(own, dtype=np.float32),
             c.turn.astype(np.float32),
-            np.array([p_single], dtype=np.float32),
+            np.array([p_single, c.p_turn], dtype=np.float32),
         ]
     )
 
@@ -323,6 +328,7 @@ class Reranker:
         memory: QuestionMemory | None = None,
         context_vectors: str = "text",
         probe: OosProbe | None = None,
+        turn_probe: OosProbe | None = None,
     ) -> None:
         if context_vectors not in CONTEXT_VECTORS:
             raise ValueError(f"context_vectors must be one of {CONTEXT_VECTORS}, not {context_vectors!r}")
@@ -335,6 +341,8 @@ class Reranker:
         self.memory = memory
         # the out-of-scope probe on the caller's words' vector (``oos_probe``, an abstention feature)
         self.probe = probe
+        # the turn probe on a call turn's caller's-words vector (``turn_probe``, an in-call feature)
+        self.turn_probe = turn_probe
         self._doc_index: dict[str, int] | None = None
         self.model = model
         self.abstainer = abstainer  # P(out of scope) from abstain_features
@@ -389,6 +397,7 @@ class Reranker:
         apath = path.with_name("abstain_model.txt")
         tpath = path.with_name("abstain_threshold.json")
         probe = OosProbe.load(path.with_name(PROBE_FILE))
+        turn_probe = OosProbe.load(path.with_name(TURN_PROBE_FILE))
         if model is not None and apath.exists() and tpath.exists():
             abstainer = lgb.Booster(model_file=str(apath))
             saved = json.loads(tpath.read_text())
@@ -408,7 +417,12 @@ class Reranker:
             cpath = path.with_name(CALL_MODEL_FILE)
             if saved.get("threshold_call_model") is not None and cpath.exists():
                 booster = lgb.Booster(model_file=str(cpath))
-                if tuple(booster.feature_name()) == CALL_ABSTAIN_FEATURES:
+                if saved.get("turn_probe") and turn_probe is None:
+                    log.warning(
+                        "in-call abstention model %s learned from a turn probe that is missing; not used",
+                        cpath,
+                    )
+                elif tuple(booster.feature_name()) == CALL_ABSTAIN_FEATURES:
                     call_abstainer = booster
                     threshold_call_model = float(saved["threshold_call_model"])
                 else:
@@ -444,6 +458,7 @@ class Reranker:
             memory=memory,
             context_vectors=context_vectors,
             probe=probe,
+            turn_probe=turn_probe if call_abstainer is not None else None,
         )
 
     # ------------------------------------------------------------------ features
@@ -590,8 +605,9 @@ class Reranker:
         shown = np.array([self._best_passage(int(a), passage_scores, mask) for a in arts], dtype=np.int64)
         qv = None if qvec is None else np.asarray(qvec, dtype=np.float32)
         pp = self.probe.p(qv) if self.probe is not None else 0.0
+        pt = self.turn_probe.p(qv) if self.turn_probe is not None and cv.has_context else 0.0
         if not self.turn_features:
-            return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab, p_probe=pp)
+            return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab, p_probe=pp, p_turn=pt)
         from assist.dialogue import is_question
 
         trigger = cv.trigger or cv.text
@@ -606,7 +622,9 @@ class Reranker:
             tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(cv.trigger, s.query_expansion))
             tbm = self.view.max(tb, mask)[arts]
             turn_bm25 = np.where(np.isfinite(tbm), tbm, 0.0).astype(np.float32)
-        return Candidates(arts, shown, X, passage_scores, turn, turn_bm25, qvec=qv, mem_ab=mem_ab, p_probe=pp)
+        return Candidates(
+            arts, shown, X, passage_scores, turn, turn_bm25, qvec=qv, mem_ab=mem_ab, p_probe=pp, p_turn=pt
+        )
 
     def _best_passage(self, art: int, scores: dict[str, np.ndarray], mask: np.ndarray) -> int:
         s = self.kb.settings

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .memory import MEMORY_FEATURES, QuestionMemory, empty_features
-from .oos_probe import PROBE_FILE, OosProbe, out_of_fold
+from .oos_probe import PROBE_FILE, TURN_PROBE_FILE, OosProbe, out_of_fold
 from .rerank import (
     ABSTAIN_FEATURES,
     CALL_ABSTAIN_FEATURES,
@@ -230,11 +230,13 @@ def fold_split(
     memory: bool = True,
     unfamiliar_share: float = 0.0,
     probe: bool = True,
+    turn_probe: bool = False,
 ) -> tuple[list[Example], list[Example], QuestionMemory | None]:
     """Fold ``f``'s training and held-out examples, and the question memory its models may read:
     the training folds' questions (a training example reads the other writers' only:
     :func:`learning_rows`). Without ``memory``, the examples as they are (no memory) and None. With
-    ``probe``, their out-of-scope probe probabilities (:func:`with_probe`)."""
+    ``probe``, their out-of-scope probe probabilities (:func:`with_probe`); with ``turn_probe``, their
+    turn probe probabilities (:func:`with_turn_probe`: only the in-call model reads them)."""
     train = [e for e in examples if fold_of(e.group, folds) != f]
     test = [e for e in examples if fold_of(e.group, folds) == f]
     mem = None
@@ -245,6 +247,8 @@ def fold_split(
             with_memory(reranker, test, mem, False),
         )
     train, test, _probe = with_probe(train, test, probe)
+    if turn_probe:
+        train, test, _turn = with_turn_probe(train, test)
     return train, test, mem
 
 
@@ -290,6 +294,57 @@ def with_probe(
     return (
         [_set_probe(e, own[e.id] if e.id in own else served(e)) for e in train],
         [_set_probe(e, served(e)) for e in test],
+        probe,
+    )
+
+
+def _turn_probe_data(examples: list[Example]) -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """What the turn probe learns from: the caller turns of calls labelled with articles and those
+    that need no card (:attr:`Example.needs_no_card`), their vectors and labels (no card needed)."""
+    rows = [
+        e
+        for e in examples
+        if call_set(e.set)
+        and (e.relevant or e.needs_no_card)
+        and e.cand is not None
+        and e.cand.qvec is not None
+    ]
+    if not rows:
+        return rows, np.zeros((0, 0)), np.zeros(0, dtype=bool)
+    vectors = np.vstack([e.candidates.qvec for e in rows])  # type: ignore[misc]
+    return rows, vectors, np.array([not e.relevant for e in rows])
+
+
+def fit_turn_probe(train: list[Example]) -> OosProbe | None:
+    """The turn probe fitted on these examples' call turns (None: nothing to learn)."""
+    _rows, vectors, y = _turn_probe_data(train)
+    return OosProbe.fit(vectors, y)
+
+
+def _set_turn(e: Example, p: float) -> Example:
+    return replace(e, cand=replace(e.candidates, p_turn=float(p))) if e.cand is not None else e
+
+
+def with_turn_probe(
+    train: list[Example], test: list[Example], enabled: bool = True
+) -> tuple[list[Example], list[Example], OosProbe | None]:
+    """Copies with the turn probe's probability (``Candidates.p_turn``) on call turns, as the in-call
+    abstention model must see it: a training turn's from a probe that did not see its call (inner
+    folds grouped by call), a held-out (or served) turn's from the probe fitted on ``train``; a single
+    question's is 0 (served questions outside a call get none). Not ``enabled``: every one 0."""
+    rows, vectors, y = _turn_probe_data(train) if enabled else ([], np.zeros((0, 0)), np.zeros(0, dtype=bool))
+    probe = OosProbe.fit(vectors, y)
+    if probe is None:
+        return [_set_turn(e, 0.0) for e in train], [_set_turn(e, 0.0) for e in test], None
+    inner = out_of_fold(vectors, y, [e.group for e in rows])
+    own = {e.id: float(p) for e, p in zip(rows, inner, strict=True)}
+
+    def served(e: Example) -> float:
+        return probe.p(e.cand.qvec) if e.cand is not None and call_set(e.set) else 0.0
+
+    return (
+        [_set_turn(e, own[e.id] if e.id in own else served(e)) for e in train],
+        [_set_turn(e, served(e)) for e in test],
         probe,
     )
 
@@ -568,13 +623,16 @@ def call_model_cv(
     memory: bool = True,
     unfamiliar_share: float = 0.0,
     probe: bool = True,
+    turn_probe: bool = True,
 ) -> dict[str, Any]:
     """Per held-out fold of calls: the in-call model (fitted on the other folds) against the
     single-question model at its in-call threshold — in-call questions and no-card turns withheld,
     labelled turns withheld, top card right and the shown cards' precision."""
     per_fold: list[dict[str, Any]] = []
     for f in range(folds):
-        train, test, _mem = fold_split(reranker, examples, f, folds, memory, unfamiliar_share, probe)
+        train, test, _mem = fold_split(
+            reranker, examples, f, folds, memory, unfamiliar_share, probe, turn_probe
+        )
         test = [e for e in test if e.set in CALL_SETS]
         Xa, ya = abstain_rows(train, oof)
         single = fit_abstain(Xa, ya, max_withheld) if ya.any() else None
@@ -646,7 +704,13 @@ def call_model_cv(
             )
             if (vals := [r[tag][k] for r in per_fold if r[tag].get(k) is not None])
         }
-    return {"positives": positives, "folds": folds, "per_fold": per_fold, "mean_of_held_out_folds": mean}
+    return {
+        "positives": positives,
+        "turn_probe": turn_probe,
+        "folds": folds,
+        "per_fold": per_fold,
+        "mean_of_held_out_folds": mean,
+    }
 
 
 def cross_validate(
@@ -1018,12 +1082,13 @@ def train_and_save(
     memory: bool = True,
     unfamiliar_share: float = 0.0,
     probe: bool = True,
+    turn_probe: bool = True,
 ) -> dict[str, Any]:
     """Fit the ranker on every example, and the abstention classifier on every example's out-of-fold
     scores; write both (and the threshold) beside the module. With ``probe``, the out-of-scope probe
     too (``abstain_probe.npz``; the abstention models learn from its out-of-fold probabilities). With
     ``call_model``, also the in-call abstention model (``abstain_call_model.txt``; without it, a stale
-    one is removed). The question memory of every example goes beside them (``rerank_memory.npz``);
+    one is removed), with ``turn_probe`` after the turn probe it reads (``abstain_turn_probe.npz``). The question memory of every example goes beside them (``rerank_memory.npz``);
     each example learns from it without its own group, as a served question is never its own
     neighbour."""
     mpath = path.with_name(MEMORY_FILE)
@@ -1051,6 +1116,10 @@ def train_and_save(
     apath = path.with_name("abstain_model.txt")
     clf.save_model(str(apath))
     cpath = path.with_name(CALL_MODEL_FILE)
+    tpath = path.with_name(TURN_PROBE_FILE)
+    fitted_turn: OosProbe | None = None
+    if call_model:
+        examples, _none, fitted_turn = with_turn_probe(examples, [], turn_probe)
     fitted = fit_call_abstain(examples, oof, max_withheld, call_model, clf) if call_model else None
     thr_call_model: float | None = None
     if fitted is not None:
@@ -1058,6 +1127,12 @@ def train_and_save(
         thr_call_model = fitted[1]
     elif cpath.exists():
         cpath.unlink()
+    if fitted is not None and fitted_turn is not None:
+        fitted_turn.save(tpath, encoder=str(reranker.kb.info().get("dense_backend", "")))
+    else:
+        fitted_turn = None
+        if tpath.exists():
+            tpath.unlink()  # no in-call model reads it
     path.with_name("abstain_threshold.json").write_text(
         json.dumps(
             {
@@ -1072,6 +1147,7 @@ def train_and_save(
                 "call_turns": call_turns,
                 "context_vectors": reranker.context_vectors,
                 "oos_probe": fitted_probe is not None,
+                "turn_probe": fitted_turn is not None,
             },
             indent=1,
         )
@@ -1086,6 +1162,7 @@ def train_and_save(
         "examples": len(examples),
         "memory_questions": remembered_n,
         "oos_probe": fitted_probe is not None,
+        "turn_probe": fitted_turn is not None,
     }
 
 

@@ -116,3 +116,81 @@ def test_an_abstention_model_that_learned_from_a_probe_is_refused_without_it(
     OosProbe(np.ones(DIM), 0.0).save(tmp_path / "abstain_probe.npz")
     loaded = rr.Reranker.load(kb, path)
     assert loaded.abstainer is not None and loaded.probe is not None
+
+
+def _turn(eid: str, call: str, relevant: list[str], trigger: str, q: np.ndarray) -> Example:
+    e = _example(eid, call, "turns_h5", relevant, q)
+    return Example(e.id, e.group, e.set, e.conv, e.relevant, e.cand, [], trigger=trigger)
+
+
+def test_the_turn_probe_learns_from_call_turns_out_of_fold_and_the_in_call_model_reads_it() -> None:
+    """The turn probe learns from call turns alone (labelled with articles vs needing no card); a
+    training turn reads a probe that never saw its call, a held-out turn the fitted one, a single
+    question none; the in-call abstention features end with it."""
+    from assist.knowledge.rerank import CALL_ABSTAIN_FEATURES, call_abstain_features
+    from assist.knowledge.rerank_train import fit_turn_probe, with_turn_probe
+
+    rng = np.random.default_rng(5)
+    turns = []
+    for c in range(40):
+        for i in range(4):
+            none = i == 3  # a statement that needs no card ("번호판은 제가 찍어 놨어요")
+            trigger = "번호판은 제가 찍어 놨어요." if none else "과태료는 얼마예요?"
+            turns.append(
+                _turn(f"C{c}#{i}", f"C{c}", [] if none else ["a/제1조"], trigger, _vectors(1, none, rng)[0])
+            )
+    closing = _turn("C0#9", "C0", [], "네, 알겠습니다. 감사합니다.", _vectors(1, True, rng)[0])
+    single = _example("U1", "U1", "utterances", ["a/제1조"], _vectors(1, True, rng)[0])
+    held = [_turn("H#1", "H", [], "주소는 망원동이요.", _vectors(1, True, rng)[0])]
+    tr, te, probe = with_turn_probe([*turns, closing, single], held)
+    assert probe is not None and fit_turn_probe([*turns, closing, single]) is not None
+    got = {e.id: e.candidates.p_turn for e in tr}
+    assert got["U1"] == 0.0  # a single question is never in a call
+    assert got["C0#9"] == probe.p(closing.candidates.qvec)  # a closing never taught it: the whole probe
+    assert any(abs(got[e.id] - probe.p(e.candidates.qvec)) > 1e-6 for e in turns)  # out of fold
+    assert te[0].candidates.p_turn == probe.p(held[0].candidates.qvec) > 0.5
+    none_p = np.mean([got[e.id] for e in turns if not e.relevant])
+    card_p = np.mean([got[e.id] for e in turns if e.relevant])
+    assert none_p > 0.7 > 0.3 > card_p  # held-out calls are told apart, not memorised
+    assert CALL_ABSTAIN_FEATURES[-1] == "turn_probe"
+    x = call_abstain_features(te[0].candidates, np.array([0.2, 0.1], dtype=np.float32), 0.3)
+    assert x[-1] == np.float32(te[0].candidates.p_turn) and x[-2] == np.float32(0.3)
+    off, off_te, none = with_turn_probe(turns, held, enabled=False)
+    assert none is None and {e.candidates.p_turn for e in [*off, *off_te]} == {0.0}
+
+
+def test_an_in_call_model_that_learned_from_a_turn_probe_is_refused_without_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import lightgbm as lgb
+
+    import assist.knowledge.rerank as rr
+
+    rng = np.random.default_rng(0)
+    ranker = lgb.LGBMRanker(n_estimators=2, min_child_samples=1, verbose=-1)
+    ranker.fit(
+        rng.normal(size=(40, len(FEATURES))),
+        rng.integers(0, 2, size=40),
+        group=[10] * 4,
+        feature_name=list(FEATURES),
+    )
+    path = tmp_path / "rerank_model.txt"
+    ranker.booster_.save_model(str(path))
+    for name, feats in (
+        ("abstain_model.txt", rr.ABSTAIN_FEATURES),
+        (rr.CALL_MODEL_FILE, rr.CALL_ABSTAIN_FEATURES),
+    ):
+        clf = lgb.LGBMClassifier(n_estimators=2, min_child_samples=1, verbose=-1)
+        clf.fit(rng.normal(size=(40, len(feats))), rng.integers(0, 2, size=40), feature_name=list(feats))
+        clf.booster_.save_model(str(tmp_path / name))
+    (tmp_path / "abstain_threshold.json").write_text(
+        json.dumps({"threshold": 0.5, "threshold_call_model": 0.6, "turn_probe": True})
+    )
+    monkeypatch.setattr(rr, "ArticleView", lambda kb: object())
+    kb: Any = type("KB", (), {"settings": None})()
+    missing = rr.Reranker.load(kb, path)
+    assert missing.abstainer is not None and missing.call_abstainer is None and missing.turn_probe is None
+    OosProbe(np.ones(DIM), 0.0).save(tmp_path / "abstain_turn_probe.npz")
+    loaded = rr.Reranker.load(kb, path)
+    assert loaded.call_abstainer is not None and loaded.turn_probe is not None
+    assert loaded.threshold_for({"in_call": 1.0}) == 0.6
