@@ -123,10 +123,14 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["10"])["turns_h10"].name
         == "calls_holdout10.jsonl"
     )
+    assert (
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["23"])["turns_h23"].name
+        == "calls_holdout23.jsonl"
+    )
     with pytest.raises(ValueError, match="blind"):  # the blind set is never a training set
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["17"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["24"])
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["18"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["25"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
