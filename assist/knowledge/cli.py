@@ -197,6 +197,18 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "with --train, ship none)",
     )
     p.add_argument(
+        "--call-model-all-calls",
+        action="store_true",
+        help="Judge --call-model on every call set's held-out folds, not only the fixed pools",
+    )
+    p.add_argument(
+        "--ranker-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a LightGBM ranker parameter (rerank_train.PARAMS) for this run, e.g. num_leaves=15",
+    )
+    p.add_argument(
         "--no-turn-probe",
         action="store_true",
         help="The in-call abstention model (--call-model) without the turn probe on the caller's words' "
@@ -491,6 +503,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
 
     from .rerank import Reranker
     from .rerank_train import (
+        PARAMS,
         UNFAMILIAR_SHARE,
         cross_validate,
         default_sets,
@@ -524,6 +537,12 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         featurize(reranker, examples)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(examples))
+    for kv in args.ranker_param:
+        key, _, value = kv.partition("=")
+        if key not in PARAMS or not value:
+            print(f"error: --ranker-param {kv!r}: not KEY=VALUE of {', '.join(PARAMS)}", file=sys.stderr)
+            return 2
+        PARAMS[key] = type(PARAMS[key])(value)
     memory = not args.no_memory
     probe = not args.no_oos_probe
     share = UNFAMILIAR_SHARE if args.unfamiliar_share is None else args.unfamiliar_share
@@ -539,6 +558,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     )
     report["unfamiliar_share"] = share
     report["oos_probe"] = probe
+    report["ranker_params"] = dict(PARAMS)
     report["index"] = kb.info()
     if args.call_model:
         from .rerank_train import call_model_cv
@@ -554,6 +574,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             unfamiliar_share=share,
             probe=probe,
             turn_probe=not args.no_turn_probe,
+            all_calls=args.call_model_all_calls,
         )
     if args.ablation:
         from .rerank_train import ablation
