@@ -127,6 +127,10 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["23"])["turns_h23"].name
         == "calls_holdout23.jsonl"
     )
+    assert (  # measured once in session 18, then a training set
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["17"])["turns_h17"].name
+        == "calls_holdout17.jsonl"
+    )
     with pytest.raises(ValueError, match="blind"):  # the blind set is never a training set
         default_sets(tmp_path, tmp_path / "shared", holdouts=["24"])
     with pytest.raises(ValueError, match="no held-out set"):
