@@ -313,6 +313,15 @@ class Assistant:
             return "이 질문에 맞는 조문이 규정집에 없습니다. 소관 부서 안내나 이관을 권합니다."
         top = hits[0]
         p = top.scores.get("out_of_scope")
+        in_call_model = self.reranker is not None and self.reranker.call_abstainer is not None
+        if not confident and p is not None and top.scores.get("in_call") and in_call_model:
+            # the in-call model withholds turns that need no card: a statement, an answer to the
+            # counselor, or a question the regulations do not answer
+            return (
+                f"이 발화에는 조문 카드가 필요해 보이지 않습니다(질문이 아닌 진술·답변이거나 규정집 밖의 "
+                f"질문일 가능성 {p:.0%}; 가장 가까운 조문은 「{top.law_name}」 {top.article_no}). 질문이라면 "
+                "조문 없이 답하지 말고 규정 검색으로 확인하거나 소관 기관을 안내해 주세요."
+            )
         if not confident and p is not None:
             return (
                 f"120 규정집 밖의 질문으로 보입니다(범위 밖일 가능성 {p:.0%}; 가장 가까운 조문은 "

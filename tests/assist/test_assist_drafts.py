@@ -360,3 +360,24 @@ def test_sentence_choice_leans_on_what_the_counselor_just_said() -> None:
     gen = GroundedGenerator(_words, lambda t: idf(t, 1.0), AssistSettings(draft_context_weight=0.5))
     terms = gen.terms(query, context)
     assert terms["60일"] == 1.0 and terms["등기"] == 2.0 and terms["신고"] == 0.5
+
+
+def test_an_in_call_withholding_says_no_card_is_needed_not_out_of_scope() -> None:
+    """The in-call model withholds statements and answers as well as unanswerable questions: its
+    card says so, where a single question's says the question is outside the regulations."""
+    from types import SimpleNamespace
+
+    from assist.assistant import Assistant
+
+    hit = SimpleNamespace(
+        law_name="지방세법", article_no="제115조", scores={"out_of_scope": 0.62, "in_call": 1.0}
+    )
+    with_model: Any = SimpleNamespace(reranker=SimpleNamespace(call_abstainer=object()))
+    reason = Assistant.abstain_reason(with_model, [hit], False)
+    assert "카드가 필요해 보이지 않습니다" in reason and "62%" in reason and "제115조" in reason
+    single = SimpleNamespace(
+        law_name="지방세법", article_no="제115조", scores={"out_of_scope": 0.62, "in_call": 0.0}
+    )
+    assert "규정집 밖의 질문" in Assistant.abstain_reason(with_model, [single], False)
+    without: Any = SimpleNamespace(reranker=SimpleNamespace(call_abstainer=None))
+    assert "규정집 밖의 질문" in Assistant.abstain_reason(without, [hit], False)
