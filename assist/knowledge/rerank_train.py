@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -253,10 +253,27 @@ def fold_split(
     return train, test, mem
 
 
-def _probe_data(examples: list[Example]) -> tuple[list[Example], np.ndarray, np.ndarray]:
-    """What the out-of-scope probe learns from: the single questions with a query vector, their
-    vectors and labels (out of scope)."""
-    rows = [e for e in examples if single_set(e.set) and e.cand is not None and e.cand.qvec is not None]
+def _learns_scope(e: Example) -> bool:
+    """What the out-of-scope probe learns from: the single questions (in scope or out)."""
+    return single_set(e.set)
+
+
+def _learns_turn(e: Example) -> bool:
+    """What the turn probe learns from: the caller turns of calls labelled with articles and those
+    that need no card (:attr:`Example.needs_no_card`; closings are the tracker's business)."""
+    return call_set(e.set) and bool(e.relevant or e.needs_no_card)
+
+
+def _reads_turn(e: Example) -> bool:
+    return call_set(e.set)
+
+
+def _vectors_of(
+    examples: list[Example], learns: Callable[[Example], bool]
+) -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """The examples a probe learns from (those with a query vector), their vectors and labels
+    (labelled with no article: out of scope, or no card needed)."""
+    rows = [e for e in examples if learns(e) and e.cand is not None and e.cand.qvec is not None]
     if not rows:
         return rows, np.zeros((0, 0)), np.zeros(0, dtype=bool)
     vectors = np.vstack([e.candidates.qvec for e in rows])  # type: ignore[misc]
@@ -265,89 +282,73 @@ def _probe_data(examples: list[Example]) -> tuple[list[Example], np.ndarray, np.
 
 def fit_probe(train: list[Example]) -> OosProbe | None:
     """The out-of-scope probe fitted on these examples' single questions (None: nothing to learn)."""
-    _rows, vectors, oos = _probe_data(train)
+    _rows, vectors, oos = _vectors_of(train, _learns_scope)
     return OosProbe.fit(vectors, oos)
 
 
-def _set_probe(e: Example, p: float) -> Example:
-    return replace(e, cand=replace(e.candidates, p_probe=float(p))) if e.cand is not None else e
+def fit_turn_probe(train: list[Example]) -> OosProbe | None:
+    """The turn probe fitted on these examples' call turns (None: nothing to learn)."""
+    _rows, vectors, y = _vectors_of(train, _learns_turn)
+    return OosProbe.fit(vectors, y)
+
+
+def _with_a_probe(
+    train: list[Example],
+    test: list[Example],
+    enabled: bool,
+    learns: Callable[[Example], bool],
+    reads: Callable[[Example], bool],
+    field_name: Literal["p_probe", "p_turn"],
+) -> tuple[list[Example], list[Example], OosProbe | None]:
+    """Copies with a probe's probability in ``Candidates.<field_name>``, as the models reading it
+    must see it: a held-out (or served) example's from the probe fitted on ``train``; a training
+    example the probe ``learns`` from, from a probe that did not see it (inner folds grouped:
+    :func:`oos_probe.out_of_fold`); any other that ``reads`` it, from the whole probe; the rest 0.
+    Not ``enabled`` (or nothing to learn): every probability 0 (the feature says nothing), no probe."""
+
+    def put(e: Example, p: float) -> Example:
+        if e.cand is None:
+            return e
+        if field_name == "p_probe":
+            return replace(e, cand=replace(e.cand, p_probe=float(p)))
+        return replace(e, cand=replace(e.cand, p_turn=float(p)))
+
+    rows, vectors, y = (
+        _vectors_of(train, learns) if enabled else ([], np.zeros((0, 0)), np.zeros(0, dtype=bool))
+    )
+    probe = OosProbe.fit(vectors, y)
+    if probe is None:
+        return [put(e, 0.0) for e in train], [put(e, 0.0) for e in test], None
+    inner = out_of_fold(vectors, y, [e.group for e in rows])
+    own = {e.id: float(p) for e, p in zip(rows, inner, strict=True)}
+
+    def served(e: Example) -> float:
+        return probe.p(e.cand.qvec) if e.cand is not None and reads(e) else 0.0
+
+    return (
+        [put(e, own[e.id] if e.id in own else served(e)) for e in train],
+        [put(e, served(e)) for e in test],
+        probe,
+    )
 
 
 def with_probe(
     train: list[Example], test: list[Example], enabled: bool = True
 ) -> tuple[list[Example], list[Example], OosProbe | None]:
-    """Copies with the out-of-scope probe's probability (``Candidates.p_probe``), as the abstention
-    models must see it: a held-out (or served) question's from the probe fitted on ``train``; a
-    training single question's from a probe that did not see it (inner folds, grouped:
-    :func:`oos_probe.out_of_fold`); a training call turn's from the whole probe (it never learns from
-    call turns). Not ``enabled`` (or nothing to learn): every probability 0 (the feature says
-    nothing) and no probe."""
-    rows, vectors, oos = _probe_data(train) if enabled else ([], np.zeros((0, 0)), np.zeros(0, dtype=bool))
-    probe = OosProbe.fit(vectors, oos)
-    if probe is None:
-        return [_set_probe(e, 0.0) for e in train], [_set_probe(e, 0.0) for e in test], None
-    inner = out_of_fold(vectors, oos, [e.group for e in rows])
-    own = {e.id: float(p) for e, p in zip(rows, inner, strict=True)}
-
-    def served(e: Example) -> float:
-        return probe.p(e.cand.qvec) if e.cand is not None else 0.0
-
-    return (
-        [_set_probe(e, own[e.id] if e.id in own else served(e)) for e in train],
-        [_set_probe(e, served(e)) for e in test],
-        probe,
-    )
-
-
-def _turn_probe_data(examples: list[Example]) -> tuple[list[Example], np.ndarray, np.ndarray]:
-    """What the turn probe learns from: the caller turns of calls labelled with articles and those
-    that need no card (:attr:`Example.needs_no_card`), their vectors and labels (no card needed)."""
-    rows = [
-        e
-        for e in examples
-        if call_set(e.set)
-        and (e.relevant or e.needs_no_card)
-        and e.cand is not None
-        and e.cand.qvec is not None
-    ]
-    if not rows:
-        return rows, np.zeros((0, 0)), np.zeros(0, dtype=bool)
-    vectors = np.vstack([e.candidates.qvec for e in rows])  # type: ignore[misc]
-    return rows, vectors, np.array([not e.relevant for e in rows])
-
-
-def fit_turn_probe(train: list[Example]) -> OosProbe | None:
-    """The turn probe fitted on these examples' call turns (None: nothing to learn)."""
-    _rows, vectors, y = _turn_probe_data(train)
-    return OosProbe.fit(vectors, y)
-
-
-def _set_turn(e: Example, p: float) -> Example:
-    return replace(e, cand=replace(e.candidates, p_turn=float(p))) if e.cand is not None else e
+    """Copies with the out-of-scope probe's probability (``Candidates.p_probe``): a training single
+    question's out of fold, a training call turn's from the whole probe (it never learns from call
+    turns), a held-out one's from the probe fitted on ``train`` (:func:`_with_a_probe`)."""
+    return _with_a_probe(train, test, enabled, _learns_scope, lambda e: True, "p_probe")
 
 
 def with_turn_probe(
     train: list[Example], test: list[Example], enabled: bool = True
 ) -> tuple[list[Example], list[Example], OosProbe | None]:
     """Copies with the turn probe's probability (``Candidates.p_turn``) on call turns, as the in-call
-    abstention model must see it: a training turn's from a probe that did not see its call (inner
-    folds grouped by call), a held-out (or served) turn's from the probe fitted on ``train``; a single
-    question's is 0 (served questions outside a call get none). Not ``enabled``: every one 0."""
-    rows, vectors, y = _turn_probe_data(train) if enabled else ([], np.zeros((0, 0)), np.zeros(0, dtype=bool))
-    probe = OosProbe.fit(vectors, y)
-    if probe is None:
-        return [_set_turn(e, 0.0) for e in train], [_set_turn(e, 0.0) for e in test], None
-    inner = out_of_fold(vectors, y, [e.group for e in rows])
-    own = {e.id: float(p) for e, p in zip(rows, inner, strict=True)}
-
-    def served(e: Example) -> float:
-        return probe.p(e.cand.qvec) if e.cand is not None and call_set(e.set) else 0.0
-
-    return (
-        [_set_turn(e, own[e.id] if e.id in own else served(e)) for e in train],
-        [_set_turn(e, served(e)) for e in test],
-        probe,
-    )
+    abstention model must see it: a training turn's from a probe that did not see its call, a
+    closing's and a held-out (or served) turn's from the probe fitted on ``train``; a single
+    question's is 0 (served questions outside a call get none)."""
+    return _with_a_probe(train, test, enabled, _learns_turn, _reads_turn, "p_turn")
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
