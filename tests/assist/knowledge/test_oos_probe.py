@@ -155,8 +155,8 @@ def test_the_turn_probe_learns_from_call_turns_out_of_fold_and_the_in_call_model
     assert CALL_ABSTAIN_FEATURES[-1] == "turn_probe"
     x = call_abstain_features(te[0].candidates, np.array([0.2, 0.1], dtype=np.float32), 0.3)
     assert x[-1] == np.float32(te[0].candidates.p_turn) and x[-2] == np.float32(0.3)
-    off, off_te, none = with_turn_probe(turns, held, enabled=False)
-    assert none is None and {e.candidates.p_turn for e in [*off, *off_te]} == {0.0}
+    off, off_te, no_probe = with_turn_probe(turns, held, enabled=False)
+    assert no_probe is None and {e.candidates.p_turn for e in [*off, *off_te]} == {0.0}
 
 
 def test_an_in_call_model_that_learned_from_a_turn_probe_is_refused_without_it(
