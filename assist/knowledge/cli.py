@@ -163,7 +163,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–16: *_holdoutN.jsonl; 17 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–23: *_holdoutN.jsonl; 24 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
     )
     p.add_argument(
         "--call-turns",
@@ -545,6 +545,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         PARAMS[key] = type(PARAMS[key])(value)
     memory = not args.no_memory
     probe = not args.no_oos_probe
+    turn_probe = not args.no_turn_probe
     share = UNFAMILIAR_SHARE if args.unfamiliar_share is None else args.unfamiliar_share
     report, oof = cross_validate(
         reranker,
@@ -573,7 +574,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             memory=memory,
             unfamiliar_share=share,
             probe=probe,
-            turn_probe=not args.no_turn_probe,
+            turn_probe=turn_probe,
             all_calls=args.call_model_all_calls,
         )
     if args.ablation:
@@ -614,7 +615,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             memory=memory,
             unfamiliar_share=share,
             probe=probe,
-            turn_probe=not args.no_turn_probe,
+            turn_probe=turn_probe,
         )
     if args.train:
         report["trained"] = train_and_save(
@@ -627,7 +628,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             memory=memory,
             unfamiliar_share=share,
             probe=probe,
-            turn_probe=not args.no_turn_probe,
+            turn_probe=turn_probe,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
