@@ -283,16 +283,62 @@ def _reg_scores(evidence: list[tuple[str, list[Any], set[str]]], thr: float) -> 
     return (p / citing if citing else 0.0), (r / n if n else 0.0), citing
 
 
+# the summary's precision promise (#13: P ≥ 0.80 at R ≥ 0.60): the learned confirmation's other
+# operating point, the threshold of most recall at this precision on the calls it is fitted on
+CONFIRM_MIN_PRECISION = 0.80
+
+
+def _f05(p: float, r: float) -> float:
+    return 1.25 * p * r / (0.25 * p + r) if p + r else 0.0
+
+
+def _model_scores(evidence: list[tuple[str, list[Any], set[str]]], model: Any) -> tuple[float, float, int]:
+    """Precision over the calls citing something and recall over all calls, of a ``ConfirmModel``."""
+    p = r = 0.0
+    citing = 0
+    for _cid, ev, gold in evidence:
+        pred = set(model.confirmed(ev))
+        if pred:
+            citing += 1
+            p += len(pred & gold) / len(pred)
+        r += len(pred & gold) / len(gold) if gold else 0.0
+    n = len(evidence)
+    return (p / citing if citing else 0.0), (r / n if n else 0.0), citing
+
+
+def fit_confirm(evidence: list[tuple[str, list[Any], set[str]]], min_precision: float | None = None) -> Any:
+    """The learned confirmation (:class:`assist.summary_regs.ConfirmModel`) fitted on these calls'
+    card articles, its probability threshold the best F0.5 on them, or with ``min_precision`` the
+    one of most recall whose precision on them is at least that (#13: P ≥ 0.80 at the most recall;
+    F0.5 where no threshold reaches it); None without both classes."""
+    from .summary_regs import ConfirmModel, article_rows
+
+    rows = [article_rows(ev) for _cid, ev, _gold in evidence]
+    X = np.vstack([x for _d, x in rows]) if rows else np.zeros((0, 0))
+    y = np.concatenate(
+        [[d in gold for d in docs] for (docs, _x), (_c, _e, gold) in zip(rows, evidence, strict=True)]
+    )
+    model = ConfirmModel.fit(X, y) if len(X) else None
+    if model is None:
+        return None
+    grid = [round(float(x), 3) for x in np.arange(0.1, 0.9, 0.02)]
+    scores = {t: _model_scores(evidence, model.with_threshold(t)) for t in grid}
+    ok = [t for t in grid if min_precision is not None and scores[t][0] >= min_precision]
+    # the most recall (of equal recall, the higher threshold); else the best F0.5
+    best = max(ok, key=lambda t: (scores[t][1], t)) if ok else max(grid, key=lambda t: _f05(*scores[t][:2]))
+    return model.with_threshold(best)
+
+
 def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int = 5) -> dict[str, Any]:
     """The summary's confirmation threshold chosen on the other folds (the best F0.5: precision
-    first) and judged on each held-out fold of calls."""
+    first) and judged on each held-out fold of calls; and the same for the learned confirmation
+    (``learned``: fitted, threshold included, on the other folds)."""
     from assist.knowledge.rerank_train import fold_of
 
     grid = [round(x, 3) for x in np.arange(0.2, 0.8, 0.01)]
-
-    def f05(p: float, r: float) -> float:
-        return 1.25 * p * r / (0.25 * p + r) if p + r else 0.0
-
+    f05 = _f05
+    learned: list[dict[str, Any]] = []
+    learned_p80: list[dict[str, Any]] = []
     per_fold = []
     for f in range(folds):
         train = [e for e in evidence if fold_of(e[0], folds) != f]
@@ -311,12 +357,40 @@ def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int =
                 "citing": citing,
             }
         )
+        for rows, floor in ((learned, None), (learned_p80, CONFIRM_MIN_PRECISION)):
+            model = fit_confirm(train, floor)
+            if model is not None:
+                p, r, citing = _model_scores(test, model)
+                rows.append(
+                    {
+                        "fold": f,
+                        "threshold": model.threshold,
+                        "precision": round(p, 4),
+                        "recall": round(r, 4),
+                        "calls": len(test),
+                        "citing": citing,
+                    }
+                )
     best_all = max(grid, key=lambda t: f05(*_reg_scores(evidence, t)[:2])) if evidence else None
+
+    def mean(rows: list[dict[str, Any]], k: str) -> float | None:
+        return round(float(np.mean([x[k] for x in rows])), 4) if rows else None
+
     return {
         "per_fold": per_fold,
-        "mean_precision": round(float(np.mean([x["precision"] for x in per_fold])), 4) if per_fold else None,
-        "mean_recall": round(float(np.mean([x["recall"] for x in per_fold])), 4) if per_fold else None,
+        "mean_precision": mean(per_fold, "precision"),
+        "mean_recall": mean(per_fold, "recall"),
         "threshold_on_all_calls": best_all,
+        "learned": {
+            "per_fold": learned,
+            "mean_precision": mean(learned, "precision"),
+            "mean_recall": mean(learned, "recall"),
+        },
+        "learned_p80": {
+            "per_fold": learned_p80,
+            "mean_precision": mean(learned_p80, "precision"),
+            "mean_recall": mean(learned_p80, "recall"),
+        },
     }
 
 

@@ -57,6 +57,8 @@ def live_cv(
     unfamiliar_share: float = 0.0,
     probe: bool = True,
     turn_probe: bool = True,
+    summaries_only: bool = False,
+    evidence_out: list[tuple[str, list[Any], set[str]]] | None = None,
 ) -> dict[str, Any]:
     s = assistant.settings
     checker = CitationChecker.for_kb(assistant.kb, s.support_lexical_min, s.support_embedding_min)
@@ -67,7 +69,10 @@ def live_cv(
         for item in _jsonl(sets[name])
         if "utterance" in item
     ]
-    calls = [c for name in CALL_SETS if name in sets for c in _jsonl(sets[name])]
+    # the fixed pools (comparable across sessions); for the summaries alone, every call set: what the
+    # learned summary confirmation is fitted on
+    pools = [n for n in sets if n.startswith("turns")] if summaries_only else list(CALL_SETS)
+    calls = [c for name in pools if name in sets for c in _jsonl(sets[name])]
     per_fold: list[dict[str, Any]] = []
     evidence: list[tuple[str, list[Any], set[str]]] = []
     saved = assistant.reranker
@@ -96,28 +101,31 @@ def live_cv(
                 probe=fit_probe(train) if probe else None,
                 turn_probe=fit_turn_probe(train) if with_turn and fitted else None,
             )
-            res: dict[str, Any] = {"fold": f}
-            items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]
-            u = evaluate_utterances(assistant, items, checker)
-            res["utterances"] = {
-                "n": u["items"],
-                "citation_precision": u["citation_precision"],
-                "out_of_scope_abstained": u["out_of_scope"]["abstained_correctly"],
-                "out_of_scope_n": u["out_of_scope"]["n"],
-                "in_scope_withheld": u["in_scope"]["abstained_wrongly"],
-                "hit_at_5": u["in_scope"]["hit_at_5"],
-                "keywords_f1": u["keywords"]["f1"],
-            }
+            res: dict[str, Any] = {"fold": f, "utterances": {}, "turns": {}}
             fold_calls = [c for c in calls if fold_of(str(c["id"]), folds) == f]
-            t = evaluate_turns(assistant, fold_calls)
-            t.pop("per_turn", None)
-            res["turns"] = t
+            if not summaries_only:
+                items = [it for _n, it in utterances if fold_of(it.get("variant_of") or it["id"], folds) == f]
+                u = evaluate_utterances(assistant, items, checker)
+                res["utterances"] = {
+                    "n": u["items"],
+                    "citation_precision": u["citation_precision"],
+                    "out_of_scope_abstained": u["out_of_scope"]["abstained_correctly"],
+                    "out_of_scope_n": u["out_of_scope"]["n"],
+                    "in_scope_withheld": u["in_scope"]["abstained_wrongly"],
+                    "hit_at_5": u["in_scope"]["hit_at_5"],
+                    "keywords_f1": u["keywords"]["f1"],
+                }
+                t = evaluate_turns(assistant, fold_calls)
+                t.pop("per_turn", None)
+                res["turns"] = t
             summarised = [c for c in fold_calls if "reference_summary" in c]
             if summarised:
                 evaluate_calls(assistant, summarised, evidence_out=evidence)
             per_fold.append(res)
     finally:
         assistant.reranker = saved
+    if evidence_out is not None:
+        evidence_out.extend(evidence)
 
     def mean(section: str, key: str) -> float | None:
         vals = [r[section][key] for r in per_fold if r[section].get(key) is not None]

@@ -203,9 +203,17 @@ class AssistSettings(BaseSettings):
         default=0.54,
         ge=-1,
         le=1,
-        description="A card's article is cited in the summary when the counselor's answer after the card "
-        "is at least this close to it (cosine; 0.54 was chosen on all labelled calls by F0.5 — each held-out fold "
-        "chose 0.54–0.57; `dasan eval rerank --live`, docs/assist.md)",
+        description="Without the learned confirmation (summary_confirm_learned): a card's article is cited "
+        "in the summary when the counselor's answer after the card is at least this close to it (cosine; "
+        "0.54 was chosen on all labelled calls by F0.5 — each held-out fold chose 0.54–0.57; "
+        "`dasan eval rerank --live`, docs/assist.md)",
+    )
+    summary_confirm_learned: bool = Field(
+        default=True,
+        description="Cite a card's article in the summary by the learned confirmation "
+        "(assist/summary_confirm.json, fitted by `dasan eval rerank --live-summaries --train`: the answer's "
+        "closeness, the article's rank on its cards and how many cards showed it) when that file is "
+        "present; false: by the closeness threshold summary_confirm_min alone",
     )
     summary_max_facts: int = Field(default=5, ge=1, description="Most key facts in a summary")
     kb_topic: str = Field(

@@ -125,6 +125,7 @@ class Summarizer:
         self.kb = assistant.kb
         self.settings = assistant.settings
         self._confirmer: Any = None
+        self._confirm_model: Any = False  # not loaded yet
 
     @property
     def confirmer(self) -> Any:
@@ -133,6 +134,15 @@ class Summarizer:
 
             self._confirmer = RegulationConfirmer(self.kb)
         return self._confirmer
+
+    @property
+    def confirm_model(self) -> Any:
+        """The learned confirmation (``summary_confirm.json``) when on and shipped; else None."""
+        if self._confirm_model is False:
+            from .summary_regs import ConfirmModel
+
+            self._confirm_model = ConfirmModel.load() if self.settings.summary_confirm_learned else None
+        return self._confirm_model
 
     def _salience(self, sentence: str) -> float:
         """Sum of the (capped) IDF of the sentence's content nouns; time, people and place-in-general
@@ -185,7 +195,12 @@ class Summarizer:
 
             all_masked = [Turn(t.channel, mask_text(t.text or "")) for t in turns]
             evidence = self.confirmer.evidence(all_masked, cards)
-            regs = RegulationConfirmer.confirmed(evidence, s.summary_confirm_min)
+            model = self.confirm_model
+            regs = (
+                model.confirmed(evidence)
+                if model is not None
+                else RegulationConfirmer.confirmed(evidence, s.summary_confirm_min)
+            )
         else:
             for hh in counselor_hits + caller_hits:
                 if hh and self.assistant.confident(hh) and hh[0].doc_id not in regs:

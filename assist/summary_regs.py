@@ -8,12 +8,22 @@ it: the cosine between those turns, embedded as a query, and the article's best 
 (the dense side); on an index without one, the share of the article title's nouns the answer says.
 The threshold is the assist setting ``summary_confirm_min``, chosen by cross-validation over labelled
 calls (``dasan eval assist`` reports the held-out figures).
+
+Since session 19 a small learned model (:class:`ConfirmModel`, ``summary_confirm.json``) reads more
+than the best closeness: per article of the call's cards, the closeness of the best and of the mean
+answer, how far the best is below the call's best-confirmed article, its best rank on a card (the
+primary citation or a related one), and how many of the call's cards showed it. It is a logistic
+regression fitted on the out-of-fold evidence of every labelled call (``dasan eval rerank
+--live-summaries --train``: each fold's calls played with models that never saw them) with its probability threshold
+chosen by F0.5 (precision first); without the file, the single closeness threshold.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +31,10 @@ import numpy as np
 from streaming.events import Channel
 
 ANSWER_TURNS = 2  # counselor turns after a card that may confirm it
+MAX_REGS = 10  # most regulations a summary cites
+CONFIRM_MODEL_PATH = Path(__file__).with_name("summary_confirm.json")
+# what the learned confirmation reads per article of the call's cards (:func:`article_rows`)
+CONFIRM_FEATURES = ("answer_best", "answer_mean", "below_call_best", "best_rank", "cards", "cards_share")
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,105 @@ class RegulationConfirmer:
         return len(terms & said) / len(terms) if terms else 0.0
 
     @staticmethod
-    def confirmed(evidence: Sequence[CardEvidence], threshold: float, max_regs: int = 10) -> list[str]:
+    def confirmed(evidence: Sequence[CardEvidence], threshold: float, max_regs: int = MAX_REGS) -> list[str]:
         docs = [e.doc_id for e in evidence if e.score >= threshold]
         return list(dict.fromkeys(docs))[:max_regs]
+
+
+def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarray]:
+    """The call's card articles (first shown first) and their ``CONFIRM_FEATURES``."""
+    docs: dict[str, list[CardEvidence]] = {}
+    for e in evidence:
+        docs.setdefault(e.doc_id, []).append(e)
+    if not docs:
+        return [], np.zeros((0, len(CONFIRM_FEATURES)), dtype=np.float64)
+    n_cards = len({e.card for e in evidence})
+    call_best = max(e.score for e in evidence)
+    rows = []
+    for evs in docs.values():
+        scores = [e.score for e in evs]
+        cards = len({e.card for e in evs})
+        rows.append(
+            [
+                max(scores),
+                float(np.mean(scores)),
+                call_best - max(scores),
+                float(min(e.rank for e in evs)),
+                float(cards),
+                cards / n_cards,
+            ]
+        )
+    return list(docs), np.asarray(rows, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ConfirmModel:
+    """P(the call was about this article) of a card article, from :func:`article_rows`."""
+
+    coef: np.ndarray
+    intercept: float
+    threshold: float  # cite at or above
+    mean: np.ndarray  # standardisation of the features (fitted with the model)
+    scale: np.ndarray
+
+    def p(self, X: np.ndarray) -> np.ndarray:
+        if not len(X):
+            return np.zeros(0)
+        z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
+        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+    def confirmed(self, evidence: Sequence[CardEvidence], max_regs: int = MAX_REGS) -> list[str]:
+        """The articles at or above the threshold, most probable first."""
+        docs, X = article_rows(evidence)
+        p = self.p(X)
+        order = sorted((i for i in range(len(docs)) if p[i] >= self.threshold), key=lambda i: -p[i])
+        return [docs[i] for i in order][:max_regs]
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, threshold: float = 0.5, c: float = 1.0) -> ConfirmModel | None:
+        """A logistic regression on these rows (True: a reference regulation of the call); None when
+        one class is missing."""
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y, dtype=bool)
+        if len(y) == 0 or y.all() or not y.any():
+            return None
+        mean = X.mean(axis=0)
+        scale = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        model = LogisticRegression(C=c, max_iter=2000).fit((X - mean) / scale, y)
+        return cls(
+            np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0]), threshold, mean, scale
+        )
+
+    def with_threshold(self, threshold: float) -> ConfirmModel:
+        return ConfirmModel(self.coef, self.intercept, threshold, self.mean, self.scale)
+
+    def save(self, path: Path = CONFIRM_MODEL_PATH, **meta: Any) -> None:
+        path.write_text(
+            json.dumps(
+                {
+                    "features": list(CONFIRM_FEATURES),
+                    "coef": self.coef.round(6).tolist(),
+                    "intercept": round(self.intercept, 6),
+                    "threshold": self.threshold,
+                    "mean": self.mean.round(6).tolist(),
+                    "scale": self.scale.round(6).tolist(),
+                    **meta,
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+
+    @classmethod
+    def load(cls, path: Path = CONFIRM_MODEL_PATH) -> ConfirmModel | None:
+        """The model saved at ``path``; None when there is none or it reads other features."""
+        if not path.exists():
+            return None
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if tuple(d.get("features", ())) != CONFIRM_FEATURES:
+            return None
+        coef, mean, scale = (np.asarray(d[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
+        return cls(coef, float(d["intercept"]), float(d["threshold"]), mean, scale)

@@ -163,7 +163,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–23: *_holdoutN.jsonl; 24 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–24: *_holdoutN.jsonl; 25 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
     )
     p.add_argument(
         "--call-turns",
@@ -241,6 +241,13 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--live",
         action="store_true",
         help="Also run each fold's held-out utterances and calls through the product (drafts, live cards, summaries)",
+    )
+    p.add_argument(
+        "--live-summaries",
+        action="store_true",
+        help="--live for the call summaries alone (each fold's held-out calls played with that fold's "
+        "models; no utterances, no turn scores); with --train, also fit and write the learned summary "
+        "confirmation (assist/summary_confirm.json) on every call's out-of-fold evidence",
     )
     p.add_argument(
         "--no-cache",
@@ -599,7 +606,8 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         from .rerank_train import leave_writer_out
 
         report["leave_writer_out"] = leave_writer_out(reranker, examples, share)
-    if args.live:
+    evidence: list[Any] = []
+    if args.live or args.live_summaries:
         from assist.eval_cv import live_cv
 
         live_assistant = Assistant(kb, AssistSettings())
@@ -616,7 +624,29 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             unfamiliar_share=share,
             probe=probe,
             turn_probe=turn_probe,
+            summaries_only=args.live_summaries and not args.live,
+            evidence_out=evidence,
         )
+    if args.train and evidence:
+        from assist.eval_assist import CONFIRM_MIN_PRECISION, fit_confirm
+
+        # the operating point: the most recall at P >= 0.80 where the held-out folds kept that
+        # promise (their mean precision), else the best F0.5
+        cv = report["live"]["mean_of_held_out_folds"]["summary_regulations"]
+        p80 = (cv["learned_p80"]["mean_precision"] or 0.0) >= CONFIRM_MIN_PRECISION
+        confirm = fit_confirm(evidence, CONFIRM_MIN_PRECISION if p80 else None)
+        if confirm is not None:
+            point = f"most recall at P >= {CONFIRM_MIN_PRECISION}" if p80 else "best F0.5"
+            confirm.save(
+                calls=len(evidence),
+                operating_point=point,
+                fitted_on="out-of-fold evidence of every labelled call (dasan eval rerank --live-summaries --train)",
+            )
+            report["summary_confirm"] = {
+                "threshold": confirm.threshold,
+                "calls": len(evidence),
+                "operating_point": point,
+            }
     if args.train:
         report["trained"] = train_and_save(
             reranker,
@@ -686,16 +716,23 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         lm = report["live"]["mean_of_held_out_folds"]
         u, t, r = lm["utterances"], lm["turns"], lm["summary_regulations"]
         print("  through the product, held-out folds (mean):")
+        if u.get("citation_precision") is not None:
+            print(
+                f"    utterances: citation precision {u['citation_precision']}, out of scope abstained "
+                f"{u['out_of_scope_abstained']}, in scope withheld {u['in_scope_withheld']}, keywords F1 {u['keywords_f1']}"
+            )
+        if t.get("hit_at_1") is not None:
+            print(
+                f"    live cards: top right {t['hit_at_1']}, in top 3 {t['hit_at_3']}, citation precision "
+                f"{t['citation_precision']}, abstained in scope {t['abstained_in_scope']}, new card where none "
+                f"expected {t['shown_when_none_expected']}"
+            )
+        lr, lp = r.get("learned", {}), r.get("learned_p80", {})
         print(
-            f"    utterances: citation precision {u['citation_precision']}, out of scope abstained "
-            f"{u['out_of_scope_abstained']}, in scope withheld {u['in_scope_withheld']}, keywords F1 {u['keywords_f1']}"
+            f"    summary regulations: P {r['mean_precision']} R {r['mean_recall']} (closeness threshold); "
+            f"learned P {lr.get('mean_precision')} R {lr.get('mean_recall')} (F0.5), "
+            f"P {lp.get('mean_precision')} R {lp.get('mean_recall')} (most recall at P >= 0.80)"
         )
-        print(
-            f"    live cards: top right {t['hit_at_1']}, in top 3 {t['hit_at_3']}, citation precision "
-            f"{t['citation_precision']}, abstained in scope {t['abstained_in_scope']}, new card where none "
-            f"expected {t['shown_when_none_expected']}"
-        )
-        print(f"    summary regulations: P {r['mean_precision']} R {r['mean_recall']}")
     for name, ab in report.get("ablation", {}).items():
         print(f"  without: {name}")
         for set_name, row in ab["mean"].items():

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MEMORY_FILE = "rerank_memory.npz"  # beside the ranker's model files
 MEMORY_PATH = Path(__file__).with_name(MEMORY_FILE)
-MEMORY_FEATURES = ("mem_sim", "mem_rel", "mem_vote", "mem_count")
+MEMORY_FEATURES = ("mem_sim", "mem_rel", "mem_vote", "mem_count", "mem_law_vote")
 MEMORY_ABSTAIN_FEATURES = ("mem_oos_gap", "mem_best", "mem_oos_vote")
 NEIGHBOURS = 50  # the nearest in-scope questions whose articles are read
 VOTE = 5  # the nearest questions whose out-of-scope share is a feature
@@ -148,11 +148,13 @@ class QuestionMemory:
         doc_index: dict[str, int],
         exclude_group: str | None = None,
         exclude_articles: frozenset[str] = frozenset(),
+        law_of: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``MEMORY_FEATURES`` per candidate article (``arts``: article indices of ``doc_index``'s
         numbering) and ``MEMORY_ABSTAIN_FEATURES`` of a question with (unit) vector ``q``; the
         remembered questions of ``exclude_group``, and those answered by any of ``exclude_articles``,
-        are not read (training: a question on an article nobody has asked about yet)."""
+        are not read (training: a question on an article nobody has asked about yet). ``law_of``:
+        the law of every article of that numbering (``mem_law_vote``; None: 0)."""
         n = len(arts)
         if q is None or not len(self) or q.shape[-1] != self.dim:
             return empty_features(n)
@@ -188,11 +190,20 @@ class QuestionMemory:
                 count[a] = count.get(a, 0) + 1
         vote = np.array([share.get(int(a), 0.0) for a in arts], dtype=np.float32)
         cnt = np.array([count.get(int(a), 0) for a in arts], dtype=np.float32)
+        # the same vote for the article's law: the neighbours agree on the law more often than on the
+        # article (a near miss is most often another article of the right law)
+        law_vote = np.zeros(n, dtype=np.float32)
+        if law_of is not None and n:
+            law_share: dict[int, float] = {}
+            for m, wm in zip(top, w, strict=True):
+                for law in {int(law_of[a]) for a in labels[m]}:
+                    law_share[law] = law_share.get(law, 0.0) + float(wm)
+            law_vote = np.array([law_share.get(int(law_of[a]), 0.0) for a in arts], dtype=np.float32)
         allowed = np.flatnonzero(ok)
         vote_idx = allowed[np.argsort(-s[allowed], kind="stable")[:VOTE]]
         oos_vote = float(self.oos[vote_idx].mean()) if len(vote_idx) else 0.0
         ab = np.array([best_out - best_in, best_in, oos_vote], dtype=np.float32)
-        return np.column_stack([sim, rel, vote, cnt]).astype(np.float32), ab
+        return np.column_stack([sim, rel, vote, cnt, law_vote]).astype(np.float32), ab
 
 
 def question_key(masked_text: str) -> str:

@@ -11,9 +11,12 @@ candidate article:
 - the article's structure: 법률 / 시행령 / 시행규칙 / 조례 / 별표, whether the title is generic
   (목적, 정의), how much of its title the conversation says;
 - the call's district: a district ordinance of the district named, or of another one;
+- the article's law among the candidates (session 19): how far the law's best candidate is below the
+  best of all, the article's rank among its own law's candidates and how many that law has — a near
+  miss is most often another article of the right law;
 - the question memory (:mod:`.memory`): how near the nearest labelled question this article answered
-  is, how many of the nearest ones it answered and their weighted vote, and — for abstention —
-  whether the nearest remembered questions were out of scope.
+  is, how many of the nearest ones it answered and their weighted vote (and its law's vote), and —
+  for abstention — whether the nearest remembered questions were out of scope.
 
 The model is a LightGBM LambdaRank ensemble (a few hundred shallow trees) trained by
 ``dasan eval rerank --train`` on the labelled utterances and call turns with grouped cross-validation
@@ -73,12 +76,21 @@ FEATURES: tuple[str, ...] = (
     "district_match",
     "district_other",
     "length",
+    "law_gap_h",
+    "law_rank_h",
+    "law_n",
     *MEMORY_FEATURES,
 )
+# which law and which of its articles (the near misses: another article of the right law on top)
+LAW_FEATURES: tuple[str, ...] = ("law_gap_h", "law_rank_h", "law_n", "mem_law_vote")
 # what the model for a question without context reads: the caller's words alone (with no counselor turn
 # and no history the T+C and T+H variants equal T; a model trained on calls misreads them there)
+# (the law features read T+H's scores, which equal T's there; until session 19 a substring test also
+# dropped mem_count, which is no context variant)
 T_ONLY_DROP: tuple[str, ...] = tuple(
-    f for f in FEATURES if "_c" in f or "_h" in f or f in ("has_context", "title_h")
+    f
+    for f in FEATURES
+    if (re.search(r"_[ch](_|$)", f) and f not in LAW_FEATURES) or f in ("has_context", "title_h")
 )
 _T_ONLY_COLS = [FEATURES.index(f) for f in T_ONLY_DROP]
 _HAS_CONTEXT = FEATURES.index("has_context")
@@ -206,6 +218,11 @@ class ArticleView:
         self.table = np.array(["별표" in p.article_no for p in ps], dtype=np.float32)
         self.generic = np.array([bool(_GENERIC.match(p.article_title or "")) for p in ps], dtype=np.float32)
         self.jurisdiction = [p.jurisdiction for p in ps]
+        # the law of every article (its doc id's law part: 법률, 시행령, 시행규칙 and 조례 apart)
+        laws: dict[str, int] = {}
+        self.law = np.array(
+            [laws.setdefault(d.split("/")[0], len(laws)) for d in self.doc_id], dtype=np.int64
+        )
         lengths = np.zeros(self.n, dtype=np.float32)
         np.add.at(lengths, self.art_of, np.array([len(p.text) for p in kb.passages], dtype=np.float32))
         self.length = np.log1p(lengths)
@@ -282,6 +299,25 @@ def call_abstain_features(c: Candidates, scores: np.ndarray, p_single: float = 0
     )
 
 
+def law_features(law: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate, from the candidates of its own law: how far the law's best score is below the
+    best candidate's (``law_gap_h``: which law), the article's rank within its law (``law_rank_h``:
+    which article of it) and how many candidates the law has (``law_n``)."""
+    n = len(law)
+    gap = np.zeros(n, dtype=np.float32)
+    rank = np.zeros(n, dtype=np.float32)
+    count = np.zeros(n, dtype=np.float32)
+    if not n:
+        return gap, rank, count
+    top = float(score.max())
+    for g in np.unique(law):
+        m = law == g
+        gap[m] = top - float(score[m].max())
+        rank[m] = np.minimum(_ranks(score[m]), 50.0)
+        count[m] = float(m.sum())
+    return gap, rank, count
+
+
 def turn_features(terms_t: set[str], terms_ctx: set[str], question: bool = False) -> np.ndarray:
     """``TURN_FEATURES`` of the caller's words (their content nouns) against the conversation's, and
     whether they ask something."""
@@ -343,6 +379,8 @@ class Reranker:
         self.probe = probe
         # the turn probe on a call turn's caller's-words vector (``turn_probe``, an in-call feature)
         self.turn_probe = turn_probe
+        # whether the memory votes for laws too (``mem_law_vote``; False: it reads 0, the law ablation)
+        self.law_vote = True
         self._doc_index: dict[str, int] | None = None
         self.model = model
         self.abstainer = abstainer  # P(out of scope) from abstain_features
@@ -591,8 +629,13 @@ class Reranker:
             dtype=np.float32,
         )
         cols["length"] = self.view.length[arts]
+        cols["law_gap_h"], cols["law_rank_h"], cols["law_n"] = law_features(
+            self.view.law[arts], cols["fused_h"]
+        )
         if self.memory is not None:
-            mem, mem_ab = self.memory.features(qvec, arts, self.doc_index)
+            mem, mem_ab = self.memory.features(
+                qvec, arts, self.doc_index, law_of=self.view.law if self.law_vote else None
+            )
         else:
             mem, mem_ab = empty_features(n)
         for k, name in enumerate(MEMORY_FEATURES):

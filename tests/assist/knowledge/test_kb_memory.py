@@ -21,6 +21,7 @@ from assist.knowledge.rerank_train import Example, cross_validate, fold_split, m
 
 DOCS = [f"법/제{i}조" for i in range(40)]
 INDEX = {d: i for i, d in enumerate(DOCS)}
+LAW_OF = np.zeros(len(DOCS), dtype=np.int64)  # one law: every article of 「법」
 
 
 def _memory() -> QuestionMemory:
@@ -104,7 +105,7 @@ def _examples(rng: np.random.Generator, shared_topics: bool) -> list[Example]:
 
 
 def _h1(examples: list[Example], memory: bool) -> float:
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     report, _ = cross_validate(reranker, examples, folds=4, memory=memory)  # type: ignore[arg-type]
     mean = report["mean_of_held_out_folds"]
     return float(np.mean([mean[s]["reranked"]["hit_at_1"] for s in SETS]))
@@ -121,7 +122,7 @@ def test_a_held_out_fold_reads_a_memory_without_itself() -> None:
     question must not find it (the fold's memory holds the other folds only)."""
     rng = np.random.default_rng(9)
     ex = _examples(rng, shared_topics=False)
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     col = FEATURES.index("mem_sim")
     for f in range(4):
         train, test, mem = fold_split(reranker, ex, f, 4)  # type: ignore[arg-type]
@@ -134,7 +135,7 @@ def test_a_held_out_fold_reads_a_memory_without_itself() -> None:
 def test_training_examples_never_read_their_own_group() -> None:
     rng = np.random.default_rng(11)
     ex = _examples(rng, shared_topics=False)[:20]
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     mem = memory_of(ex)
     assert len(mem) == 20
     col = FEATURES.index("mem_sim")
@@ -153,7 +154,7 @@ def test_leaving_a_writer_out_judges_its_questions_with_and_without_a_memory_of_
     ex = _examples(rng, shared_topics=True)
     # the first 40 groups written by eval-dev's author, the rest by the sessions and holdout 1's
     ex = [replace(e, set="dev" if int(e.group[1:]) < 40 else e.set.replace("dev", "utterances")) for e in ex]
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     got = leave_writer_out(reranker, ex)  # type: ignore[arg-type]
     assert set(got) == {"eval-dev", "sessions 1-5", "holdout 1"}
     dev = got["eval-dev"]["utterances"]
@@ -222,7 +223,7 @@ def test_a_training_row_reads_only_the_other_writers_questions() -> None:
 
     # a paraphrase by the same writer (1.0 away) and one by another writer (0.6 away)
     rows = [ex(0, "utterances", q), ex(1, "noisy", q), ex(2, "dev", far)]
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     got = learning_rows(reranker, rows)  # type: ignore[arg-type]
     assert [e.id for e in got] == ["E0", "E1", "E2"]
     col = FEATURES.index("mem_sim")
@@ -252,7 +253,7 @@ def test_a_share_of_training_rows_learns_as_if_its_articles_were_new() -> None:
     for e in ex:
         by_group.setdefault(e.group, set()).add(unfamiliar(e, 0.4))
     assert all(len(v) == 1 for v in by_group.values())  # an item and its rewrite go together
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     col = FEATURES.index("mem_sim")
     mem = memory_of(ex)
     got = with_memory(reranker, ex, mem, True, unfamiliar_share=0.4)  # type: ignore[arg-type]
@@ -271,7 +272,7 @@ def test_a_share_of_training_rows_learns_as_if_its_articles_were_new() -> None:
 def test_cross_validation_scores_familiar_and_unfamiliar_articles_apart() -> None:
     rng = np.random.default_rng(19)
     ex = _examples(rng, shared_topics=False)[:80]  # 40 groups, an article each: all unfamiliar
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     report, _ = cross_validate(reranker, ex, folds=4)  # type: ignore[arg-type]
     mean = report["mean_of_held_out_folds"]
     assert mean["unfamiliar"]["utterances"]["n"] == 80 and "familiar" not in mean
@@ -287,7 +288,7 @@ def test_the_seed_spread_repeats_the_cross_validation_and_restores_the_seed() ->
 
     rng = np.random.default_rng(23)
     ex = _examples(rng, shared_topics=True)[:120]
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     before = PARAMS["random_state"]
     got = seed_spread(reranker, ex, (1, 2), folds=3)  # type: ignore[arg-type]
     assert PARAMS["random_state"] == before
@@ -374,7 +375,7 @@ def test_a_training_row_carries_the_votes_in_its_features() -> None:
     arts = np.array([1, 2])
     cand = Candidates(arts, arts, np.zeros((2, len(FEATURES)), dtype=np.float32), qvec=_at(1.0, 1))
     e = Example("E0", "Q", "dev", Conversation("q"), [DOCS[2]], cand, [])
-    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS))
+    reranker = SimpleNamespace(view=SimpleNamespace(doc_id=DOCS, law=LAW_OF))
     (got,) = with_memory(reranker, [e], mem, leave_own_group_out=True)  # type: ignore[arg-type]
     X = got.candidates.X
     assert X[:, FEATURES.index("mem_count")].tolist() == [1.0, 2.0]
@@ -391,3 +392,23 @@ def test_every_held_out_sets_utterances_and_calls_have_one_writer() -> None:
     for k in HOLDOUT_SUFFIX:
         assert writer_of(one(f"utterances_h{k}")) == writer_of(one(f"turns_h{k}")), k
     assert writer_of(one("utterances_h5")) != writer_of(one("utterances_h6"))
+
+
+# ---------------------------------------------------------------- the law's vote (session 19)
+def test_neighbours_that_disagree_on_the_article_agree_on_its_law() -> None:
+    # A, B name two articles of law 0, C an article of law 1: each article gets its own share of the
+    # vote, each law the share of every neighbour naming one of its articles
+    law_of = np.array([0, 0, 0, 1] + [1] * (len(DOCS) - 4), dtype=np.int64)
+    mem = QuestionMemory.build(
+        np.stack([_at(0.90, 1), _at(0.90, 2), _at(0.90, 3)]),
+        [["법/제1조"], ["법/제2조"], ["법/제3조"]],
+        ["A", "B", "C"],
+    )
+    got = _votes(mem, [0, 1, 2, 3], law_of=law_of)
+    assert np.allclose(got["mem_vote"], [0.0, 1 / 3, 1 / 3, 1 / 3], atol=1e-5)
+    # 제0조: nobody named it, but two of three neighbours named its law; 제3조 shares C's law alone
+    assert np.allclose(got["mem_law_vote"], [2 / 3, 2 / 3, 2 / 3, 1 / 3], atol=1e-5)
+    # a question answered by two articles of one law votes for that law once
+    mem2 = QuestionMemory.build(np.stack([_at(0.90, 1)]), [["법/제1조", "법/제2조"]], ["A"])
+    assert np.allclose(_votes(mem2, [1, 2], law_of=law_of)["mem_law_vote"], [1.0, 1.0])
+    assert not _votes(mem, [0, 1], law_of=None)["mem_law_vote"].any()  # no laws given: 0

@@ -26,7 +26,7 @@ def test_hit_metrics() -> None:
 def _synthetic(n: int, rng: np.random.Generator) -> tuple[SimpleNamespace, list[Example]]:
     """Queries whose right article is marked by one informative feature the first stage ignores."""
     docs = [f"law/제{i}조" for i in range(40)]
-    view = SimpleNamespace(doc_id=docs)
+    view = SimpleNamespace(doc_id=docs, law=np.zeros(len(docs), dtype=np.int64))
     informative = FEATURES.index("title_h")
     examples = []
     for q in range(n):
@@ -131,10 +131,14 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["17"])["turns_h17"].name
         == "calls_holdout17.jsonl"
     )
+    assert (  # measured once in session 19, then a training set
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["24"])["turns_h24"].name
+        == "calls_holdout24.jsonl"
+    )
     with pytest.raises(ValueError, match="blind"):  # the blind set is never a training set
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["24"])
-    with pytest.raises(ValueError, match="no held-out set"):
         default_sets(tmp_path, tmp_path / "shared", holdouts=["25"])
+    with pytest.raises(ValueError, match="no held-out set"):
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["26"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
@@ -225,7 +229,9 @@ def _calls_with_a_turn_signal(rng: np.random.Generator) -> tuple[SimpleNamespace
                     f"C{c}#{i}", f"C{c}", "turns", Conversation("q"), rel, cand, docs[:5], trigger=trigger
                 )
             )
-    return SimpleNamespace(view=SimpleNamespace(doc_id=docs)), examples
+    return SimpleNamespace(
+        view=SimpleNamespace(doc_id=docs, law=np.zeros(len(docs), dtype=np.int64))
+    ), examples
 
 
 def test_call_model_withholds_in_call_questions_the_turn_gives_away_within_the_promise() -> None:
@@ -325,3 +331,19 @@ def test_the_context_vectors_a_model_learned_from_are_recorded_and_key_the_featu
     text = features_cache(kb, {"utterances": labelled})
     assert features_cache(kb, {"utterances": labelled}, "text") == text
     assert features_cache(kb, {"utterances": labelled}, "composed") != text
+
+
+def test_law_features_say_which_law_and_which_of_its_articles() -> None:
+    from assist.knowledge.rerank import T_ONLY_DROP, law_features
+
+    law = np.array([0, 1, 0, 2, 1, 0])
+    score = np.array([0.9, 0.7, 0.5, 0.2, 0.8, 0.6], dtype=np.float32)
+    gap, rank, count = law_features(law, score)
+    assert np.allclose(gap, [0.0, 0.1, 0.0, 0.7, 0.1, 0.0])  # law 1's best (0.8) is 0.1 below the top
+    assert rank.tolist() == [1, 2, 3, 1, 1, 2]  # within its own law
+    assert count.tolist() == [3, 2, 3, 1, 2, 3]
+    assert all(len(x) == 0 for x in law_features(np.zeros(0, dtype=np.int64), np.zeros(0)))
+    # the question without context keeps the law features (T+H's scores equal T's there) and the
+    # memory's count; it drops the context variants' own columns
+    assert {"law_gap_h", "law_rank_h", "mem_count", "mem_law_vote"}.isdisjoint(T_ONLY_DROP)
+    assert {"dense_h", "fused_c_rank", "has_context", "title_h"} <= set(T_ONLY_DROP)

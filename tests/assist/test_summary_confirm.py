@@ -1,0 +1,138 @@
+"""Which card articles a call summary cites (assist/summary_regs.py): the learned confirmation of
+session 19 against the single closeness threshold, on synthetic evidence, and its file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from assist.eval_assist import fit_confirm, regulations_cv
+from assist.settings import AssistSettings
+from assist.summary import Summarizer
+from assist.summary_regs import (
+    CONFIRM_FEATURES,
+    CONFIRM_MODEL_PATH,
+    CardEvidence,
+    ConfirmModel,
+    RegulationConfirmer,
+    article_rows,
+)
+
+
+def test_article_rows_gather_each_articles_cards() -> None:
+    ev = [
+        CardEvidence(0, "법/제1조", 0, 0.70),
+        CardEvidence(0, "법/제2조", 1, 0.50),
+        CardEvidence(1, "법/제1조", 1, 0.60),
+        CardEvidence(1, "법/제3조", 0, 0.40),
+    ]
+    docs, X = article_rows(ev)
+    assert docs == ["법/제1조", "법/제2조", "법/제3조"]  # first shown first
+    got = {d: dict(zip(CONFIRM_FEATURES, row, strict=True)) for d, row in zip(docs, X.tolist(), strict=True)}
+    assert got["법/제1조"] == pytest.approx(
+        {
+            "answer_best": 0.7,
+            "answer_mean": 0.65,
+            "below_call_best": 0.0,
+            "best_rank": 0.0,
+            "cards": 2.0,
+            "cards_share": 1.0,
+        }
+    )
+    assert got["법/제2조"]["below_call_best"] == pytest.approx(0.2) and got["법/제2조"]["best_rank"] == 1.0
+    assert got["법/제3조"]["cards_share"] == 0.5
+    docs, X = article_rows([])
+    assert docs == [] and X.shape == (0, len(CONFIRM_FEATURES))
+
+
+def _calls(n: int, seed: int) -> list[tuple[str, list[CardEvidence], set[str]]]:
+    """Calls whose regulation is the article that stays on the cards (primary, on most of them) while
+    the counselor's answer is about as close to it as to the related articles shown once: the
+    closeness alone cannot tell them apart, the cards can."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(n):
+        gold = f"법/제{c}조"
+        ev: list[CardEvidence] = []
+        for k in range(3):
+            ev.append(CardEvidence(k, gold, 0, float(rng.uniform(0.45, 0.65))))
+            ev.append(CardEvidence(k, f"법/제{c}조의{k}", 1 + k % 2, float(rng.uniform(0.45, 0.65))))
+        out.append((f"C{c:03d}", ev, {gold}))
+    return out
+
+
+def test_the_learned_confirmation_reads_the_cards_where_closeness_cannot_tell() -> None:
+    calls = _calls(60, 1)
+    model = fit_confirm(calls)
+    assert model is not None and 0.0 < model.threshold < 1.0
+    test = _calls(20, 2)
+    right = sum(model.confirmed(ev) == [next(iter(gold))] for _c, ev, gold in test)
+    assert right == len(test)  # every call cites its regulation and nothing else
+    cv = regulations_cv(calls + test)
+    assert len(cv["learned"]["per_fold"]) == 5
+    assert cv["learned"]["mean_precision"] > 0.95 and cv["learned"]["mean_recall"] > 0.95
+    # the closeness threshold cites the related articles with it (or nothing)
+    assert cv["mean_precision"] < 0.8
+    assert RegulationConfirmer.confirmed(test[0][1], 0.45)[:1] == [next(iter(test[0][2]))]
+
+
+def test_a_saved_confirmation_reads_back_the_same_and_refuses_other_features(tmp_path: Path) -> None:
+    model = fit_confirm(_calls(40, 3))
+    assert model is not None
+    path = tmp_path / "confirm.json"
+    model.save(path, calls=40)
+    back = ConfirmModel.load(path)
+    assert back is not None and back.threshold == model.threshold
+    _docs, X = article_rows(_calls(1, 4)[0][1])
+    assert np.allclose(back.p(X), model.p(X), atol=1e-5)
+    saved = json.loads(path.read_text())
+    saved["features"] = ["answer_best"]
+    path.write_text(json.dumps(saved))
+    assert ConfirmModel.load(path) is None  # another code's features: not used
+    assert ConfirmModel.load(tmp_path / "none.json") is None
+    assert ConfirmModel.fit(np.ones((3, len(CONFIRM_FEATURES))), np.array([True] * 3)) is None
+
+
+def test_the_summary_uses_the_shipped_confirmation_unless_turned_off() -> None:
+    assert CONFIRM_MODEL_PATH.exists(), "the learned confirmation ships with the package"
+    kb = SimpleNamespace()
+    on = Summarizer(SimpleNamespace(kb=kb, settings=AssistSettings()))
+    off = Summarizer(SimpleNamespace(kb=kb, settings=AssistSettings(summary_confirm_learned=False)))
+    assert isinstance(on.confirm_model, ConfirmModel)
+    assert off.confirm_model is None
+
+
+def _noisy_calls(n: int, seed: int) -> list[tuple[str, list[CardEvidence], set[str]]]:
+    """Calls where the regulation's answer is only somewhat closer than a related article's, and a
+    related article is sometimes the primary citation: no threshold is right for every call."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(n):
+        gold = f"법/제{c}조"
+        ev: list[CardEvidence] = []
+        for k in range(int(rng.integers(1, 4))):
+            swap = rng.random() < 0.3
+            ev.append(CardEvidence(k, gold, 1 if swap else 0, float(rng.normal(0.58, 0.06))))
+            ev.append(CardEvidence(k, f"법/제{c}조의{k}", 0 if swap else 1, float(rng.normal(0.52, 0.06))))
+        out.append((f"N{c:03d}", ev, {gold}))
+    return out
+
+
+def test_the_precision_floor_takes_the_most_recall_that_keeps_it() -> None:
+    from assist.eval_assist import _model_scores
+
+    calls = _noisy_calls(200, 5)
+    f05 = fit_confirm(calls)
+    p80 = fit_confirm(calls, 0.80)
+    assert f05 is not None and p80 is not None
+    p, r, _ = _model_scores(calls, p80)
+    assert p >= 0.80
+    assert r >= _model_scores(calls, f05)[1] or _model_scores(calls, f05)[0] < 0.80
+    # a floor nothing reaches falls back to the best F0.5
+    assert fit_confirm(calls, 1.01).threshold == f05.threshold
+    cv = regulations_cv(calls)
+    assert len(cv["learned_p80"]["per_fold"]) == 5 and cv["learned_p80"]["mean_recall"] is not None
