@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,19 +268,27 @@ def evaluate_calls(
     }
 
 
-def _reg_scores(evidence: list[tuple[str, list[Any], set[str]]], thr: float) -> tuple[float, float, int]:
-    from .summary_regs import RegulationConfirmer
-
+def _cited_scores(
+    evidence: list[tuple[str, list[Any], set[str]]], confirm: Callable[[list[Any]], list[str]]
+) -> tuple[float, float, int]:
+    """Precision over the calls citing something, recall over all calls, and how many cite, of the
+    regulations ``confirm`` cites from each call's evidence."""
     p = r = 0.0
     citing = 0
     for _cid, ev, gold in evidence:
-        pred = set(RegulationConfirmer.confirmed(ev, thr))
+        pred = set(confirm(ev))
         if pred:
             citing += 1
             p += len(pred & gold) / len(pred)
         r += len(pred & gold) / len(gold) if gold else 0.0
     n = len(evidence)
     return (p / citing if citing else 0.0), (r / n if n else 0.0), citing
+
+
+def _reg_scores(evidence: list[tuple[str, list[Any], set[str]]], thr: float) -> tuple[float, float, int]:
+    from .summary_regs import RegulationConfirmer
+
+    return _cited_scores(evidence, lambda ev: RegulationConfirmer.confirmed(ev, thr))
 
 
 # the summary's precision promise (#13: P ≥ 0.80 at R ≥ 0.60): the learned confirmation's other
@@ -293,17 +301,8 @@ def _f05(p: float, r: float) -> float:
 
 
 def _model_scores(evidence: list[tuple[str, list[Any], set[str]]], model: Any) -> tuple[float, float, int]:
-    """Precision over the calls citing something and recall over all calls, of a ``ConfirmModel``."""
-    p = r = 0.0
-    citing = 0
-    for _cid, ev, gold in evidence:
-        pred = set(model.confirmed(ev))
-        if pred:
-            citing += 1
-            p += len(pred & gold) / len(pred)
-        r += len(pred & gold) / len(gold) if gold else 0.0
-    n = len(evidence)
-    return (p / citing if citing else 0.0), (r / n if n else 0.0), citing
+    """:func:`_cited_scores` of a ``ConfirmModel``."""
+    return _cited_scores(evidence, model.confirmed)
 
 
 def fit_confirm(evidence: list[tuple[str, list[Any], set[str]]], min_precision: float | None = None) -> Any:
