@@ -137,11 +137,16 @@ class Summarizer:
 
     @property
     def confirm_model(self) -> Any:
-        """The learned confirmation (``summary_confirm.json``) when on and shipped; else None."""
+        """The learned confirmation (``summary_confirm.json``) when on and shipped; else None. It
+        learned from the dense closeness of answers to articles: an index without a dense side scores
+        by title nouns instead, which it cannot read, so there the threshold decides."""
         if self._confirm_model is False:
             from .summary_regs import ConfirmModel
 
-            self._confirm_model = ConfirmModel.load() if self.settings.summary_confirm_learned else None
+            dense = getattr(self.kb, "dense", None) is not None
+            self._confirm_model = (
+                ConfirmModel.load() if self.settings.summary_confirm_learned and dense else None
+            )
         return self._confirm_model
 
     def _salience(self, sentence: str) -> float:

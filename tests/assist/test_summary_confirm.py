@@ -99,11 +99,14 @@ def test_a_saved_confirmation_reads_back_the_same_and_refuses_other_features(tmp
 
 def test_the_summary_uses_the_shipped_confirmation_unless_turned_off() -> None:
     assert CONFIRM_MODEL_PATH.exists(), "the learned confirmation ships with the package"
-    kb = SimpleNamespace()
+    kb = SimpleNamespace(dense=object())
     on = Summarizer(SimpleNamespace(kb=kb, settings=AssistSettings()))
     off = Summarizer(SimpleNamespace(kb=kb, settings=AssistSettings(summary_confirm_learned=False)))
     assert isinstance(on.confirm_model, ConfirmModel)
     assert off.confirm_model is None
+    # a BM25-only index scores answers by title nouns, not the closeness the model learned from
+    bm25_only = Summarizer(SimpleNamespace(kb=SimpleNamespace(dense=None), settings=AssistSettings()))
+    assert bm25_only.confirm_model is None
 
 
 def _noisy_calls(n: int, seed: int) -> list[tuple[str, list[CardEvidence], set[str]]]:
