@@ -262,6 +262,12 @@ def evaluate_calls(
             "jaccard": round(reg_j / n, 4) if n else None,
             "calls_citing": cited_calls,
             "threshold": assistant.settings.summary_confirm_min,
+            # what decided: the learned confirmation (its probability threshold) or the closeness one
+            "confirmation": (
+                f"learned (P >= {summarizer.confirm_model.threshold})"
+                if summarizer.confirm_model is not None
+                else f"closeness >= {assistant.settings.summary_confirm_min}"
+            ),
         },
         "regulations_cv": regulations_cv(evidence) if evidence_out is None else None,
         "per_call": per_call,
@@ -444,7 +450,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"  category accuracy   {c['category_accuracy']}",
             f"  key-fact recall     {c['key_fact_recall']}",
             f"  regulations         P {r['precision']}  R {r['recall']}  Jaccard {r['jaccard']}"
-            f"  (threshold {r['threshold']}; {r['calls_citing']} summaries cite)",
+            f"  ({r.get('confirmation', r['threshold'])}; {r['calls_citing']} summaries cite)",
             f"  regulations, CV     P {c['regulations_cv']['mean_precision']}  R {c['regulations_cv']['mean_recall']}"
             f"  (mean of held-out folds; threshold on all calls {c['regulations_cv']['threshold_on_all_calls']})",
         ]
