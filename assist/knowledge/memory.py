@@ -190,8 +190,9 @@ class QuestionMemory:
                 count[a] = count.get(a, 0) + 1
         vote = np.array([share.get(int(a), 0.0) for a in arts], dtype=np.float32)
         cnt = np.array([count.get(int(a), 0) for a in arts], dtype=np.float32)
-        # the same vote for the article's law: the neighbours agree on the law more often than on the
-        # article (a near miss is most often another article of the right law)
+        # the same vote for the article's law: neighbours split over several articles of one law
+        # still give that law their whole vote (a near miss is most often another article of the
+        # right law)
         law_vote = np.zeros(n, dtype=np.float32)
         if law_of is not None and n:
             law_share: dict[int, float] = {}
