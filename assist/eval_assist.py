@@ -311,11 +311,11 @@ def _model_scores(evidence: list[tuple[str, list[Any], set[str]]], model: Any) -
     return _cited_scores(evidence, model.confirmed)
 
 
-def fit_confirm(evidence: list[tuple[str, list[Any], set[str]]], min_precision: float | None = None) -> Any:
-    """The learned confirmation (:class:`assist.summary_regs.ConfirmModel`) fitted on these calls'
-    card articles, its probability threshold the best F0.5 on them, or with ``min_precision`` the
-    one of most recall whose precision on them is at least that (#13: P ≥ 0.80 at the most recall;
-    F0.5 where no threshold reaches it); None without both classes."""
+def _confirm_fit(
+    evidence: list[tuple[str, list[Any], set[str]]],
+) -> tuple[Any, dict[float, tuple[float, float, int]]]:
+    """The learned confirmation's regression fitted on these calls' card articles, and its scores
+    (:func:`_cited_scores`) on them at every threshold of the grid; (None, {}) without both classes."""
     from .summary_regs import ConfirmModel, article_rows
 
     rows = [article_rows(ev) for _cid, ev, _gold in evidence]
@@ -325,13 +325,27 @@ def fit_confirm(evidence: list[tuple[str, list[Any], set[str]]], min_precision: 
     )
     model = ConfirmModel.fit(X, y) if len(X) else None
     if model is None:
-        return None
+        return None, {}
     grid = [round(float(x), 3) for x in np.arange(0.1, 0.9, 0.02)]
-    scores = {t: _model_scores(evidence, model.with_threshold(t)) for t in grid}
-    ok = [t for t in grid if min_precision is not None and scores[t][0] >= min_precision]
-    # the most recall (of equal recall, the higher threshold); else the best F0.5
-    best = max(ok, key=lambda t: (scores[t][1], t)) if ok else max(grid, key=lambda t: _f05(*scores[t][:2]))
-    return model.with_threshold(best)
+    return model, {t: _model_scores(evidence, model.with_threshold(t)) for t in grid}
+
+
+def _confirm_threshold(scores: dict[float, tuple[float, float, int]], min_precision: float | None) -> float:
+    """The threshold of most recall whose precision is at least ``min_precision`` (of equal recall,
+    the higher); with no floor, or where none reaches it, the best F0.5."""
+    ok = [t for t, (p, _r, _c) in scores.items() if min_precision is not None and p >= min_precision]
+    if ok:
+        return max(ok, key=lambda t: (scores[t][1], t))
+    return max(scores, key=lambda t: _f05(*scores[t][:2]))
+
+
+def fit_confirm(evidence: list[tuple[str, list[Any], set[str]]], min_precision: float | None = None) -> Any:
+    """The learned confirmation (:class:`assist.summary_regs.ConfirmModel`) fitted on these calls'
+    card articles, its probability threshold the best F0.5 on them, or with ``min_precision`` the
+    one of most recall whose precision on them is at least that (#13: P ≥ 0.80 at the most recall;
+    F0.5 where no threshold reaches it); None without both classes."""
+    model, scores = _confirm_fit(evidence)
+    return None if model is None else model.with_threshold(_confirm_threshold(scores, min_precision))
 
 
 def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int = 5) -> dict[str, Any]:
@@ -341,7 +355,6 @@ def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int =
     from assist.knowledge.rerank_train import fold_of
 
     grid = [round(x, 3) for x in np.arange(0.2, 0.8, 0.01)]
-    f05 = _f05
     learned: list[dict[str, Any]] = []
     learned_p80: list[dict[str, Any]] = []
     per_fold = []
@@ -350,7 +363,7 @@ def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int =
         test = [e for e in evidence if fold_of(e[0], folds) == f]
         if not train or not test:
             continue
-        best = max(grid, key=lambda t: f05(*_reg_scores(train, t)[:2]))
+        best = max(grid, key=lambda t: _f05(*_reg_scores(train, t)[:2]))
         p, r, citing = _reg_scores(test, best)
         per_fold.append(
             {
@@ -362,21 +375,22 @@ def regulations_cv(evidence: list[tuple[str, list[Any], set[str]]], folds: int =
                 "citing": citing,
             }
         )
+        model, scores = _confirm_fit(train)  # one regression per fold, two operating points
         for rows, floor in ((learned, None), (learned_p80, CONFIRM_MIN_PRECISION)):
-            model = fit_confirm(train, floor)
             if model is not None:
-                p, r, citing = _model_scores(test, model)
+                fitted = model.with_threshold(_confirm_threshold(scores, floor))
+                p, r, citing = _model_scores(test, fitted)
                 rows.append(
                     {
                         "fold": f,
-                        "threshold": model.threshold,
+                        "threshold": fitted.threshold,
                         "precision": round(p, 4),
                         "recall": round(r, 4),
                         "calls": len(test),
                         "citing": citing,
                     }
                 )
-    best_all = max(grid, key=lambda t: f05(*_reg_scores(evidence, t)[:2])) if evidence else None
+    best_all = max(grid, key=lambda t: _f05(*_reg_scores(evidence, t)[:2])) if evidence else None
 
     def mean(rows: list[dict[str, Any]], k: str) -> float | None:
         return round(float(np.mean([x[k] for x in rows])), 4) if rows else None

@@ -14,21 +14,26 @@ than the best closeness: per article of the call's cards, the closeness of the b
 answer, how far the best is below the call's best-confirmed article, its best rank on a card (the
 primary citation or a related one), and how many of the call's cards showed it. It is a logistic
 regression fitted on the out-of-fold evidence of every labelled call (``dasan eval rerank
---live-summaries --train``: each fold's calls played with models that never saw them) with its probability threshold
-chosen by F0.5 (precision first); without the file, the single closeness threshold.
+--live-summaries --train``: each fold's calls played with models that never saw them); its
+probability threshold is the most recall at precision ≥ 0.80 where the held-out folds kept that
+promise, else the best F0.5 (precision first). Without the file, or on an index without a dense side,
+the single closeness threshold.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streaming.events import Channel
+
+log = logging.getLogger(__name__)
 
 ANSWER_TURNS = 2  # counselor turns after a card that may confirm it
 MAX_REGS = 10  # most regulations a summary cites
@@ -161,15 +166,15 @@ class ConfirmModel:
         y = np.asarray(y, dtype=bool)
         if len(y) == 0 or y.all() or not y.any():
             return None
-        mean = X.mean(axis=0)
-        scale = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        mean, std = X.mean(axis=0), X.std(axis=0)
+        scale = np.where(std > 0, std, 1.0)
         model = LogisticRegression(C=c, max_iter=2000).fit((X - mean) / scale, y)
         return cls(
             np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0]), threshold, mean, scale
         )
 
     def with_threshold(self, threshold: float) -> ConfirmModel:
-        return ConfirmModel(self.coef, self.intercept, threshold, self.mean, self.scale)
+        return replace(self, threshold=threshold)
 
     def save(self, path: Path = CONFIRM_MODEL_PATH, **meta: Any) -> None:
         path.write_text(
@@ -197,6 +202,7 @@ class ConfirmModel:
             return None
         d = json.loads(path.read_text(encoding="utf-8"))
         if tuple(d.get("features", ())) != CONFIRM_FEATURES:
+            log.warning("summary confirmation %s has other features than this code; not used", path)
             return None
         coef, mean, scale = (np.asarray(d[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
         return cls(coef, float(d["intercept"]), float(d["threshold"]), mean, scale)

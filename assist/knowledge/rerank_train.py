@@ -455,11 +455,16 @@ def hit_metrics(ranked: list[list[str]], relevant: list[list[str]]) -> dict[str,
     }
 
 
+def learnable(reranker: Reranker, train: list[Example]) -> list[Example]:
+    """The examples a ranker learns from: labelled, with candidates, a right article among them."""
+    rows = [e for e in train if e.relevant and e.cand is not None and len(e.cand.articles)]
+    return [e for e in rows if labels(reranker, e).any()]
+
+
 def fit(reranker: Reranker, train: list[Example]) -> Any:
     import lightgbm as lgb
 
-    rows = [e for e in train if e.relevant and e.cand is not None and len(e.cand.articles)]
-    rows = [e for e in rows if labels(reranker, e).any()]
+    rows = learnable(reranker, train)
     X = np.vstack([e.candidates.X for e in rows])
     y = np.concatenate([labels(reranker, e) for e in rows])
     group = [len(e.candidates.articles) for e in rows]
@@ -471,19 +476,11 @@ def fit(reranker: Reranker, train: list[Example]) -> Any:
 def fit_gated(reranker: Reranker, train: list[Example]) -> Gated:
     """The ranker over the whole conversation and the one over the caller's words alone (every
     example, its context features held constant). The first learns from the questions with a
-    conversation before them only, the ones it serves (session 19: caller turns H@1 0.515 → 0.525
+    conversation before them only, the ones it serves (session 19: caller turns H@1 0.515 → 0.524
     in CV over 5 seeds, single questions unchanged; until then it also learned from every single
     question, whose context features merely repeat the caller's words); on data without such
     questions, from every example."""
-    ctx = [
-        e
-        for e in train
-        if e.conv.has_context
-        and e.relevant
-        and e.cand is not None
-        and len(e.cand.articles)
-        and labels(reranker, e).any()
-    ]
+    ctx = learnable(reranker, [e for e in train if e.conv.has_context])
     full = fit(reranker, ctx if ctx else train)
     return Gated(full, fit(reranker, ablated(train, T_ONLY_DROP)))
 
