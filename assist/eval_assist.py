@@ -36,6 +36,7 @@ from .citations import CitationChecker
 from .drafts import LlmGenerator
 from .eval_turns import play_call
 from .summary import Summarizer, Turn
+from .summary_regs import LAW_NEIGHBOURS
 from .taxonomy import OTHER, category_from_label, classify
 
 
@@ -215,7 +216,9 @@ def evaluate_calls(
         evidence.append(
             (
                 str(call.get("id")),
-                summarizer.confirmer.evidence(masked, played.cards),
+                # with the law neighbours a learned confirmation may be fitted on (the threshold
+                # path reads the articles shown alone)
+                summarizer.confirmer.evidence(masked, played.cards, LAW_NEIGHBOURS),
                 set(ref.get("regulations_cited", [])),
             )
         )
@@ -312,7 +315,7 @@ def _model_scores(evidence: list[tuple[str, list[Any], set[str]]], model: Any) -
 
 
 def _confirm_fit(
-    evidence: list[tuple[str, list[Any], set[str]]],
+    evidence: list[tuple[str, list[Any], set[str]]], neighbours: int | None = None
 ) -> tuple[Any, dict[float, tuple[float, float, int]]]:
     """The learned confirmation's regression fitted on these calls' card articles, and its scores
     (:func:`_cited_scores`) on them at every threshold of the grid; (None, {}) without both classes."""
@@ -323,7 +326,8 @@ def _confirm_fit(
     y = np.concatenate(
         [[d in gold for d in docs] for (docs, _x), (_c, _e, gold) in zip(rows, evidence, strict=True)]
     )
-    model = ConfirmModel.fit(X, y) if len(X) else None
+    m = LAW_NEIGHBOURS if neighbours is None else neighbours
+    model = ConfirmModel.fit(X, y, neighbours=m) if len(X) else None
     if model is None:
         return None, {}
     grid = [round(float(x), 3) for x in np.arange(0.1, 0.9, 0.02)]

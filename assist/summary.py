@@ -199,8 +199,8 @@ class Summarizer:
             from .summary_regs import RegulationConfirmer
 
             all_masked = [Turn(t.channel, mask_text(t.text or "")) for t in turns]
-            evidence = self.confirmer.evidence(all_masked, cards)
             model = self.confirm_model
+            evidence = self.confirmer.evidence(all_masked, cards, model.neighbours if model else 0)
             regs = (
                 model.confirmed(evidence)
                 if model is not None

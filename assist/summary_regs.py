@@ -38,16 +38,40 @@ log = logging.getLogger(__name__)
 ANSWER_TURNS = 2  # counselor turns after a card that may confirm it
 MAX_REGS = 10  # most regulations a summary cites
 CONFIRM_MODEL_PATH = Path(__file__).with_name("summary_confirm.json")
+# the articles of a card's laws, not on the card, closest to the counselor's answer after it, that
+# the learned confirmation may also cite (the answer names the provision the card's law was about)
+LAW_NEIGHBOURS = 2
+NOT_SHOWN_RANK = 3  # the ``best_rank`` of an article no card showed (cards show ranks 0–2)
+UNRANKED = 50  # the ``law_rank`` of a card's article when no answer followed the card
 # what the learned confirmation reads per article of the call's cards (:func:`article_rows`)
-CONFIRM_FEATURES = ("answer_best", "answer_mean", "below_call_best", "best_rank", "cards", "cards_share")
+CONFIRM_FEATURES = (
+    "answer_best",
+    "answer_mean",
+    "below_call_best",
+    "best_rank",
+    "cards",
+    "cards_share",
+    "shown",
+    "law_rank",
+    "law_cards_share",
+    "above_law_shown",
+    "law_first_cards",
+)
+
+
+def law_of(doc_id: str) -> str:
+    """The law part of an article id (법률, 시행령, 시행규칙 and 조례 apart)."""
+    return doc_id.split("/")[0]
 
 
 @dataclass(frozen=True)
 class CardEvidence:
     card: int  # index of the card in the call
     doc_id: str
-    rank: int  # 0: the card's primary citation
+    rank: int  # 0: the card's primary citation; NOT_SHOWN_RANK: a law neighbour the card did not show
     score: float
+    shown: bool = True  # on the card (False: a neighbour in one of the card's laws)
+    law_rank: int = 0  # its rank among its law's articles by closeness to the answer (0: closest)
 
 
 def answer_after(turns: Sequence[Any], pos: int) -> str:
@@ -64,39 +88,78 @@ def answer_after(turns: Sequence[Any], pos: int) -> str:
 class RegulationConfirmer:
     def __init__(self, kb: Any) -> None:
         self.kb = kb
-        self._rows: dict[str, np.ndarray] = {}
         by_doc: dict[str, list[int]] = {}
         for i, p in enumerate(kb.passages):
             by_doc.setdefault(p.doc_id, []).append(i)
         self.passages_of = by_doc
+        self.articles_of_law: dict[str, list[str]] = {}
+        for doc in by_doc:
+            self.articles_of_law.setdefault(law_of(doc), []).append(doc)
+        self._law_rows: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
 
     def evidence(
-        self, turns: Sequence[Any], cards: Sequence[tuple[int, Sequence[str]]]
+        self,
+        turns: Sequence[Any],
+        cards: Sequence[tuple[int, Sequence[str]]],
+        neighbours: int = 0,
     ) -> list[CardEvidence]:
-        """Every (card, article) pair with the closeness of the counselor's answer to the article."""
+        """Every (card, article) pair with the closeness of the counselor's answer to the article;
+        with ``neighbours`` (and a dense side) also that many articles of each of the card's laws, not
+        on the card, closest to the answer (``shown=False``)."""
         answers = [answer_after(turns, pos) for pos, _docs in cards]
         out: list[CardEvidence] = []
         if not cards:
             return out
-        if self.kb.dense is not None:
-            todo = [a for a in answers if a]
-            vecs = dict(zip(todo, self.kb.encode_queries(todo), strict=True)) if todo else {}
-        for k, ((_pos, docs), answer) in enumerate(zip(cards, answers, strict=True)):
-            for r, doc in enumerate(docs):
-                out.append(
-                    CardEvidence(
-                        k, doc, r, self._score(doc, answer, vecs if self.kb.dense is not None else None)
-                    )
+        if self.kb.dense is None:
+            for k, ((_pos, docs), answer) in enumerate(zip(cards, answers, strict=True)):
+                out.extend(
+                    CardEvidence(k, doc, r, self._title_score(doc, answer)) for r, doc in enumerate(docs)
                 )
+            return out
+        todo = list(dict.fromkeys(a for a in answers if a))
+        vecs = dict(zip(todo, self.kb.encode_queries(todo), strict=True)) if todo else {}
+        for k, ((_pos, docs), answer) in enumerate(zip(cards, answers, strict=True)):
+            close: dict[str, tuple[float, int]] = {}  # doc -> (closeness, rank in its law)
+            extra: list[tuple[str, float, int]] = []
+            if answer:
+                for law in dict.fromkeys(law_of(d) for d in docs):
+                    ranked = self._law_closeness(law, vecs[answer])
+                    close.update({d: (s, i) for i, (d, s) in enumerate(ranked)})
+                    extra.extend((d, s, i) for i, (d, s) in enumerate(ranked) if d not in docs)
+            for r, doc in enumerate(docs):
+                score, law_rank = close.get(doc, (0.0, UNRANKED))
+                out.append(CardEvidence(k, doc, r, score, True, law_rank))
+            per_law: dict[str, int] = {}
+            for doc, score, law_rank in extra:
+                if per_law.get(law_of(doc), 0) < neighbours:
+                    per_law[law_of(doc)] = per_law.get(law_of(doc), 0) + 1
+                    out.append(CardEvidence(k, doc, NOT_SHOWN_RANK, score, False, law_rank))
         return out
 
-    def _score(self, doc: str, answer: str, vecs: dict[str, np.ndarray] | None) -> float:
+    def _law_closeness(self, law: str, vec: np.ndarray) -> list[tuple[str, float]]:
+        """The articles of ``law``, closest to ``vec`` first (an article scores as its best passage)."""
+        if law not in self._law_rows:
+            docs = self.articles_of_law.get(law, [])
+            rows = [np.unique(self.kb.unit_of[self.passages_of[d]]) for d in docs]
+            owner = (
+                np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)]) if rows else np.zeros(0, int)
+            )
+            flat = np.concatenate(rows) if rows else np.zeros(0, int)
+            self._law_rows[law] = (docs, flat, owner)
+        docs, flat, owner = self._law_rows[law]
+        if not docs:
+            return []
+        sims = np.asarray(self.kb.dense.matrix[flat] @ vec, dtype=np.float64)
+        best = np.full(len(docs), -np.inf)
+        np.maximum.at(best, owner, sims)
+        order = np.argsort(-best, kind="stable")
+        return [(docs[i], float(best[i])) for i in order]
+
+    def _title_score(self, doc: str, answer: str) -> float:
+        """Without a dense side: the share of the article title's nouns the answer says."""
         plist = self.passages_of.get(doc, [])
         if not answer or not plist:
             return 0.0
-        if vecs is not None:
-            rows = np.unique(self.kb.unit_of[plist])
-            return float((self.kb.dense.matrix[rows] @ vecs[answer]).max())
         title = self.kb.passages[plist[0]].article_title or ""
         terms = {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
         said = set(self.kb.analyzer.nouns(answer))
@@ -104,12 +167,17 @@ class RegulationConfirmer:
 
     @staticmethod
     def confirmed(evidence: Sequence[CardEvidence], threshold: float, max_regs: int = MAX_REGS) -> list[str]:
-        docs = [e.doc_id for e in evidence if e.score >= threshold]
+        docs = [e.doc_id for e in evidence if e.shown and e.score >= threshold]
         return list(dict.fromkeys(docs))[:max_regs]
 
 
 def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarray]:
-    """The call's card articles (first shown first) and their ``CONFIRM_FEATURES``."""
+    """The call's card articles and their law neighbours (first seen first) and their
+    ``CONFIRM_FEATURES``: the closeness of the best and the mean answer, how far the best is below
+    the call's best, its best rank on a card (``NOT_SHOWN_RANK`` when no card showed it), how many
+    cards showed it and their share of the call's cards, whether any did, its best rank within its law
+    by closeness to an answer, the share of the call's cards that showed its law, how far its best is
+    above the best of its law's shown articles, and how many cards' answers put it first in its law."""
     docs: dict[str, list[CardEvidence]] = {}
     for e in evidence:
         docs.setdefault(e.doc_id, []).append(e)
@@ -117,10 +185,18 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
         return [], np.zeros((0, len(CONFIRM_FEATURES)), dtype=np.float64)
     n_cards = len({e.card for e in evidence})
     call_best = max(e.score for e in evidence)
+    law_cards: dict[str, set[int]] = {}
+    shown_best: dict[str, float] = {}
+    for e in evidence:
+        if e.shown:
+            law = law_of(e.doc_id)
+            law_cards.setdefault(law, set()).add(e.card)
+            shown_best[law] = max(shown_best.get(law, e.score), e.score)
     rows = []
-    for evs in docs.values():
+    for doc, evs in docs.items():
         scores = [e.score for e in evs]
-        cards = len({e.card for e in evs})
+        cards = len({e.card for e in evs if e.shown})
+        law = law_of(doc)
         rows.append(
             [
                 max(scores),
@@ -129,6 +205,11 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
                 float(min(e.rank for e in evs)),
                 float(cards),
                 cards / n_cards,
+                float(cards > 0),
+                float(min(e.law_rank for e in evs)),
+                len(law_cards.get(law, ())) / n_cards,
+                max(scores) - shown_best.get(law, max(scores)),
+                float(len({e.card for e in evs if e.law_rank == 0})),
             ]
         )
     return list(docs), np.asarray(rows, dtype=np.float64)
@@ -143,6 +224,7 @@ class ConfirmModel:
     threshold: float  # cite at or above
     mean: np.ndarray  # standardisation of the features (fitted with the model)
     scale: np.ndarray
+    neighbours: int = 0  # the law neighbours per card law its evidence had (served with as many)
 
     def p(self, X: np.ndarray) -> np.ndarray:
         if not len(X):
@@ -158,9 +240,11 @@ class ConfirmModel:
         return [docs[i] for i in order][:max_regs]
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, threshold: float = 0.5, c: float = 1.0) -> ConfirmModel | None:
-        """A logistic regression on these rows (True: a reference regulation of the call); None when
-        one class is missing."""
+    def fit(
+        cls, X: np.ndarray, y: np.ndarray, threshold: float = 0.5, c: float = 1.0, neighbours: int = 0
+    ) -> ConfirmModel | None:
+        """A logistic regression on these rows (True: a reference regulation of the call), read from
+        evidence with ``neighbours`` law neighbours per card law; None when one class is missing."""
         from sklearn.linear_model import LogisticRegression
 
         y = np.asarray(y, dtype=bool)
@@ -170,7 +254,12 @@ class ConfirmModel:
         scale = np.where(std > 0, std, 1.0)
         model = LogisticRegression(C=c, max_iter=2000).fit((X - mean) / scale, y)
         return cls(
-            np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0]), threshold, mean, scale
+            np.asarray(model.coef_[0], dtype=np.float64),
+            float(model.intercept_[0]),
+            threshold,
+            mean,
+            scale,
+            neighbours,
         )
 
     def with_threshold(self, threshold: float) -> ConfirmModel:
@@ -186,6 +275,7 @@ class ConfirmModel:
                     "threshold": self.threshold,
                     "mean": self.mean.round(6).tolist(),
                     "scale": self.scale.round(6).tolist(),
+                    "neighbours": self.neighbours,
                     **meta,
                 },
                 ensure_ascii=False,
@@ -205,4 +295,6 @@ class ConfirmModel:
             log.warning("summary confirmation %s has other features than this code; not used", path)
             return None
         coef, mean, scale = (np.asarray(d[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
-        return cls(coef, float(d["intercept"]), float(d["threshold"]), mean, scale)
+        return cls(
+            coef, float(d["intercept"]), float(d["threshold"]), mean, scale, int(d.get("neighbours", 0))
+        )

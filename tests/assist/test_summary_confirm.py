@@ -16,6 +16,8 @@ from assist.summary import Summarizer
 from assist.summary_regs import (
     CONFIRM_FEATURES,
     CONFIRM_MODEL_PATH,
+    NOT_SHOWN_RANK,
+    UNRANKED,
     CardEvidence,
     ConfirmModel,
     RegulationConfirmer,
@@ -41,12 +43,70 @@ def test_article_rows_gather_each_articles_cards() -> None:
             "best_rank": 0.0,
             "cards": 2.0,
             "cards_share": 1.0,
+            "shown": 1.0,
+            "law_rank": 0.0,
+            "law_cards_share": 1.0,
+            "above_law_shown": 0.0,
+            "law_first_cards": 2.0,
         }
     )
     assert got["법/제2조"]["below_call_best"] == pytest.approx(0.2) and got["법/제2조"]["best_rank"] == 1.0
     assert got["법/제3조"]["cards_share"] == 0.5
     docs, X = article_rows([])
     assert docs == [] and X.shape == (0, len(CONFIRM_FEATURES))
+
+
+def test_a_law_neighbour_counts_no_card_and_ranks_past_the_shown() -> None:
+    ev = [
+        CardEvidence(0, "법/제1조", 0, 0.50, True, 1),
+        CardEvidence(0, "법/제7조", NOT_SHOWN_RANK, 0.70, False, 0),
+    ]
+    docs, X = article_rows(ev)
+    got = {d: dict(zip(CONFIRM_FEATURES, row, strict=True)) for d, row in zip(docs, X.tolist(), strict=True)}
+    assert got["법/제7조"]["shown"] == 0.0 and got["법/제7조"]["cards"] == 0.0
+    assert got["법/제7조"]["best_rank"] == NOT_SHOWN_RANK and got["법/제7조"]["law_rank"] == 0.0
+    # its law was on the one card; the answer is 0.2 closer to it than to the article the card showed
+    assert got["법/제7조"]["law_cards_share"] == 1.0 and got["법/제7조"]["law_first_cards"] == 1.0
+    assert got["법/제7조"]["above_law_shown"] == pytest.approx(0.2)
+    assert got["법/제1조"]["above_law_shown"] == 0.0 and got["법/제1조"]["law_first_cards"] == 0.0
+    assert got["법/제1조"]["below_call_best"] == pytest.approx(0.2) and got["법/제1조"]["law_rank"] == 1.0
+    # the closeness threshold cites only what a card showed
+    assert RegulationConfirmer.confirmed(ev, 0.4) == ["법/제1조"]
+
+
+def _kb() -> SimpleNamespace:
+    """Two laws; the answer's vector is closest to 법/제3조, which no card shows."""
+    docs = ["법/제1조", "법/제2조", "법/제3조", "법/제4조", "령/제1조"]
+    vec = {"법/제1조": [0.6, 0.8], "법/제2조": [0.0, 1.0], "법/제3조": [1.0, 0.0], "법/제4조": [0.8, 0.6]}
+    vec["령/제1조"] = [0.7, 0.7]
+    passages = [SimpleNamespace(doc_id=d) for d in docs]
+    matrix = np.array([vec[d] for d in docs], dtype=np.float32)
+    return SimpleNamespace(
+        passages=passages,
+        unit_of=np.arange(len(docs)),
+        dense=SimpleNamespace(matrix=matrix),
+        encode_queries=lambda qs: np.array([[1.0, 0.0] for _q in qs], dtype=np.float32),
+    )
+
+
+def test_the_evidence_adds_the_cards_law_neighbours_closest_to_the_answer() -> None:
+    from assist.summary import Turn
+    from streaming.events import Channel
+
+    turns = [Turn(Channel.caller, "질문"), Turn(Channel.counselor, "답변입니다")]
+    cards = [(0, ["법/제1조", "령/제1조"])]
+    conf = RegulationConfirmer(_kb())
+    plain = conf.evidence(turns, cards)
+    assert [(e.doc_id, e.rank, e.shown) for e in plain] == [("법/제1조", 0, True), ("령/제1조", 1, True)]
+    assert plain[0].score == pytest.approx(0.6) and plain[0].law_rank == 2  # 제3조, 제4조 are closer
+    wide = conf.evidence(turns, cards, neighbours=2)
+    extra = [(e.doc_id, e.rank, e.law_rank) for e in wide if not e.shown]
+    # the two closest articles of 법 the card did not show; 령 has no other article
+    assert extra == [("법/제3조", NOT_SHOWN_RANK, 0), ("법/제4조", NOT_SHOWN_RANK, 1)]
+    assert wide[:2] == plain
+    # no answer after the card: nothing to search with, and no rank in the law
+    silent = conf.evidence(turns[:1], cards, neighbours=2)
+    assert [(e.shown, e.score, e.law_rank) for e in silent] == [(True, 0.0, UNRANKED)] * 2
 
 
 def _calls(n: int, seed: int) -> list[tuple[str, list[CardEvidence], set[str]]]:
@@ -87,6 +147,7 @@ def test_a_saved_confirmation_reads_back_the_same_and_refuses_other_features(tmp
     model.save(path, calls=40)
     back = ConfirmModel.load(path)
     assert back is not None and back.threshold == model.threshold
+    assert back.neighbours == model.neighbours
     _docs, X = article_rows(_calls(1, 4)[0][1])
     assert np.allclose(back.p(X), model.p(X), atol=1e-5)
     saved = json.loads(path.read_text())
