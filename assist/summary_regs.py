@@ -18,6 +18,12 @@ regression fitted on the out-of-fold evidence of every labelled call (``dasan ev
 probability threshold is the most recall at precision ≥ 0.80 where the held-out folds kept that
 promise, else the best F0.5 (precision first). Without the file, or on an index without a dense side,
 the single closeness threshold.
+
+Since session 20 its candidates also include, per law a card showed, the ``LAW_NEIGHBOURS`` articles
+of that law the card did not show that are closest to the counselor's answer after the card: 72 % of
+the labelled calls' reference regulations were ever on a card, 98 % in a law a card showed. The model
+file records how many neighbours its evidence had, and the summary asks for as many; the closeness
+threshold reads the shown articles only.
 """
 
 from __future__ import annotations
