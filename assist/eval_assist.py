@@ -315,7 +315,7 @@ def _model_scores(evidence: list[tuple[str, list[Any], set[str]]], model: Any) -
 
 
 def _confirm_fit(
-    evidence: list[tuple[str, list[Any], set[str]]], neighbours: int | None = None
+    evidence: list[tuple[str, list[Any], set[str]]],
 ) -> tuple[Any, dict[float, tuple[float, float, int]]]:
     """The learned confirmation's regression fitted on these calls' card articles, and its scores
     (:func:`_cited_scores`) on them at every threshold of the grid; (None, {}) without both classes."""
@@ -326,8 +326,7 @@ def _confirm_fit(
     y = np.concatenate(
         [[d in gold for d in docs] for (docs, _x), (_c, _e, gold) in zip(rows, evidence, strict=True)]
     )
-    m = LAW_NEIGHBOURS if neighbours is None else neighbours
-    model = ConfirmModel.fit(X, y, neighbours=m) if len(X) else None
+    model = ConfirmModel.fit(X, y, neighbours=LAW_NEIGHBOURS) if len(X) else None
     if model is None:
         return None, {}
     grid = [round(float(x), 3) for x in np.arange(0.1, 0.9, 0.02)]

@@ -32,6 +32,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ class RegulationConfirmer:
         self.articles_of_law: dict[str, list[str]] = {}
         for doc in by_doc:
             self.articles_of_law.setdefault(law_of(doc), []).append(doc)
-        self._law_rows: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+        self._law_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # law -> (dense rows, article of each)
 
     def evidence(
         self,
@@ -126,35 +127,32 @@ class RegulationConfirmer:
         vecs = dict(zip(todo, self.kb.encode_queries(todo), strict=True)) if todo else {}
         for k, ((_pos, docs), answer) in enumerate(zip(cards, answers, strict=True)):
             close: dict[str, tuple[float, int]] = {}  # doc -> (closeness, rank in its law)
-            extra: list[tuple[str, float, int]] = []
+            extra: list[CardEvidence] = []  # per law, its closest articles the card did not show
             if answer:
                 for law in dict.fromkeys(law_of(d) for d in docs):
                     ranked = self._law_closeness(law, vecs[answer])
                     close.update({d: (s, i) for i, (d, s) in enumerate(ranked)})
-                    extra.extend((d, s, i) for i, (d, s) in enumerate(ranked) if d not in docs)
+                    unshown = ((i, d, s) for i, (d, s) in enumerate(ranked) if d not in docs)
+                    extra.extend(
+                        CardEvidence(k, d, NOT_SHOWN_RANK, s, False, i)
+                        for i, d, s in islice(unshown, neighbours)
+                    )
             for r, doc in enumerate(docs):
                 score, law_rank = close.get(doc, (0.0, UNRANKED))
                 out.append(CardEvidence(k, doc, r, score, True, law_rank))
-            per_law: dict[str, int] = {}
-            for doc, score, law_rank in extra:
-                if per_law.get(law_of(doc), 0) < neighbours:
-                    per_law[law_of(doc)] = per_law.get(law_of(doc), 0) + 1
-                    out.append(CardEvidence(k, doc, NOT_SHOWN_RANK, score, False, law_rank))
+            out.extend(extra)
         return out
 
     def _law_closeness(self, law: str, vec: np.ndarray) -> list[tuple[str, float]]:
         """The articles of ``law``, closest to ``vec`` first (an article scores as its best passage)."""
-        if law not in self._law_rows:
-            docs = self.articles_of_law.get(law, [])
-            rows = [np.unique(self.kb.unit_of[self.passages_of[d]]) for d in docs]
-            owner = (
-                np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)]) if rows else np.zeros(0, int)
-            )
-            flat = np.concatenate(rows) if rows else np.zeros(0, int)
-            self._law_rows[law] = (docs, flat, owner)
-        docs, flat, owner = self._law_rows[law]
+        docs = self.articles_of_law.get(law, [])
         if not docs:
             return []
+        if law not in self._law_rows:
+            rows = [np.unique(self.kb.unit_of[self.passages_of[d]]) for d in docs]
+            owner = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
+            self._law_rows[law] = (np.concatenate(rows), owner)
+        flat, owner = self._law_rows[law]
         sims = np.asarray(self.kb.dense.matrix[flat] @ vec, dtype=np.float64)
         best = np.full(len(docs), -np.inf)
         np.maximum.at(best, owner, sims)
