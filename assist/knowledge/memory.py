@@ -111,27 +111,32 @@ class QuestionMemory:
 
     # ------------------------------------------------------------------ file
     def save(self, path: Path = MEMORY_PATH, encoder: str = "") -> None:
-        """Vectors (float16) and article ids; no text, no groups."""
+        """Vectors (float16) and article ids; no text, no groups. Plain arrays only (the ids and the
+        metadata as JSON strings), so that reading the file never unpickles anything."""
         with path.open("wb") as fh:
             np.savez_compressed(
                 fh,
                 vectors=self.vectors.astype(np.float16),
-                articles=np.array(json.dumps([list(a) for a in self.articles]), dtype=object),
-                meta=np.array(
-                    json.dumps({"encoder": encoder, "n": len(self), "keys": list(self.keys)}), dtype=object
-                ),
+                articles=np.array(json.dumps([list(a) for a in self.articles], ensure_ascii=False)),
+                meta=np.array(json.dumps({"encoder": encoder, "n": len(self), "keys": list(self.keys)})),
             )
 
     @classmethod
     def load(cls, path: Path = MEMORY_PATH, missing_ok: bool = False) -> QuestionMemory | None:
+        """The memory saved at ``path``; None (and a warning) when there is none, or when the file
+        holds pickled objects (an older format: it is not read; rebuild it with ``dasan kb memory``)."""
         if not path.exists():
             if not missing_ok:
                 log.warning("no question memory at %s: the ranker reads none", path)
             return None
-        with np.load(path, allow_pickle=True) as z:
-            vectors = z["vectors"].astype(np.float32)
-            articles = json.loads(str(z["articles"]))
-            meta = json.loads(str(z["meta"]))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                vectors = z["vectors"].astype(np.float32)
+                articles = json.loads(str(z["articles"]))
+                meta = json.loads(str(z["meta"]))
+        except ValueError as exc:
+            log.error("question memory %s not read (%s): rebuild it with `dasan kb memory add`", path, exc)
+            return None
         return cls.build(vectors, articles, [""] * len(articles), tuple(meta.get("keys") or ()))
 
     # ------------------------------------------------------------------ features

@@ -3,10 +3,12 @@ questions already answered, and that cross-validation never lets a question find
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from assist.knowledge.memory import (
     KERNEL,
@@ -69,13 +71,35 @@ def test_no_vector_or_another_encoder_reads_nothing() -> None:
 def test_the_shipped_file_holds_vectors_and_article_ids_only(tmp_path: Path) -> None:
     path = tmp_path / "m.npz"
     _memory().save(path, encoder="bf16")
-    with np.load(path, allow_pickle=True) as z:
+    with np.load(path, allow_pickle=False) as z:  # plain arrays: reading it unpickles nothing
         assert set(z.files) == {"vectors", "articles", "meta"}
         assert z["vectors"].dtype == np.float16
     back = QuestionMemory.load(path)
     assert back is not None and len(back) == 4 and back.articles[1] == ("법/제5조", "법/제6조")
     assert back.oos.tolist() == [False, False, True, False]
     assert QuestionMemory.load(tmp_path / "missing.npz") is None
+
+
+def test_a_memory_file_holding_pickled_objects_is_not_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.npz"
+    with path.open("wb") as fh:  # the format before session 21: JSON strings in object arrays
+        np.savez_compressed(
+            fh,
+            vectors=np.zeros((1, 4), dtype=np.float16),
+            articles=np.array('[["법/제1조"]]', dtype=object),
+            meta=np.array("{}", dtype=object),
+        )
+    assert QuestionMemory.load(path) is None
+    assert "not read" in caplog.text
+
+
+def test_the_shipped_memory_reads_without_unpickling() -> None:
+    from assist.knowledge.memory import MEMORY_PATH
+
+    with np.load(MEMORY_PATH, allow_pickle=False) as z:
+        assert z["vectors"].shape[0] == len(json.loads(str(z["articles"])))
 
 
 # three writers (rerank_train.WRITERS): a training row reads the other writers' questions only
