@@ -48,6 +48,9 @@ CONFIRM_MODEL_PATH = Path(__file__).with_name("summary_confirm.json")
 # the articles of a card's laws, not on the card, closest to the counselor's answer after it, that
 # the learned confirmation may also cite (the answer names the provision the card's law was about)
 LAW_NEIGHBOURS = 2
+# the law neighbours a labelled play records (``dasan eval rerank --summary-evidence``), so that a
+# confirmation with fewer can be fitted from it offline (:func:`with_neighbours`)
+EVIDENCE_NEIGHBOURS = 5
 NOT_SHOWN_RANK = 3  # the ``best_rank`` of an article no card showed (cards show ranks 0–2)
 UNRANKED = 50  # the ``law_rank`` of a card's article when no answer followed the card
 # what the learned confirmation reads per article of the call's cards (:func:`article_rows`)
@@ -79,6 +82,21 @@ class CardEvidence:
     score: float
     shown: bool = True  # on the card (False: a neighbour in one of the card's laws)
     law_rank: int = 0  # its rank among its law's articles by closeness to the answer (0: closest)
+
+
+def with_neighbours(evidence: Sequence[CardEvidence], k: int) -> list[CardEvidence]:
+    """``evidence`` as :meth:`RegulationConfirmer.evidence` gives it with ``k`` law neighbours, from
+    evidence recorded with at least as many (a card's neighbours of a law come closest first)."""
+    seen: dict[tuple[int, str], int] = {}
+    out = []
+    for e in evidence:
+        if not e.shown:
+            key = (e.card, law_of(e.doc_id))
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > k:
+                continue
+        out.append(e)
+    return out
 
 
 def answer_after(turns: Sequence[Any], pos: int) -> str:
@@ -219,9 +237,29 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
     return list(docs), np.asarray(rows, dtype=np.float64)
 
 
+# the learned confirmation's kinds: a logistic regression over standardised features, or small
+# gradient-boosted trees (LightGBM) whose threshold is read off out-of-fold probabilities
+CONFIRM_KINDS = ("logistic", "boosted")
+CONFIRM_KIND = "logistic"  # what `dasan eval rerank --live-summaries --train` fits and ships
+BOOSTED_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "n_estimators": 150,
+    "num_leaves": 7,
+    "learning_rate": 0.05,
+    "min_child_samples": 20,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "n_jobs": 1,
+    "random_state": 13,
+    "verbose": -1,
+}
+
+
 @dataclass(frozen=True)
 class ConfirmModel:
-    """P(the call was about this article) of a card article, from :func:`article_rows`."""
+    """P(the call was about this article) of a card article, from :func:`article_rows`: a logistic
+    regression (``coef``, ``intercept``, ``mean``, ``scale``) or, with ``booster``, boosted trees."""
 
     coef: np.ndarray
     intercept: float
@@ -229,31 +267,51 @@ class ConfirmModel:
     mean: np.ndarray  # standardisation of the features (fitted with the model)
     scale: np.ndarray
     neighbours: int = 0  # the law neighbours per card law its evidence had (served with as many)
+    booster: Any = None  # a lightgbm.Booster (kind "boosted"); None: the regression
+
+    @property
+    def kind(self) -> str:
+        return "boosted" if self.booster is not None else "logistic"
 
     def p(self, X: np.ndarray) -> np.ndarray:
         if not len(X):
             return np.zeros(0)
+        if self.booster is not None:
+            return np.asarray(self.booster.predict(X), dtype=np.float64)
         z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
     def confirmed(self, evidence: Sequence[CardEvidence], max_regs: int = MAX_REGS) -> list[str]:
         """The articles at or above the threshold, most probable first."""
-        docs, X = article_rows(evidence)
-        p = self.p(X)
-        order = sorted((i for i in range(len(docs)) if p[i] >= self.threshold), key=lambda i: -p[i])
-        return [docs[i] for i in order][:max_regs]
+        docs, X = article_rows(with_neighbours(evidence, self.neighbours))
+        return ranked_above(docs, self.p(X), self.threshold, max_regs)
 
     @classmethod
     def fit(
-        cls, X: np.ndarray, y: np.ndarray, threshold: float = 0.5, c: float = 1.0, neighbours: int = 0
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        threshold: float = 0.5,
+        c: float = 1.0,
+        neighbours: int = 0,
+        kind: str = "logistic",
     ) -> ConfirmModel | None:
-        """A logistic regression on these rows (True: a reference regulation of the call), read from
+        """A model of ``kind`` on these rows (True: a reference regulation of the call), read from
         evidence with ``neighbours`` law neighbours per card law; None when one class is missing."""
-        from sklearn.linear_model import LogisticRegression
-
         y = np.asarray(y, dtype=bool)
         if len(y) == 0 or y.all() or not y.any():
             return None
+        if kind not in CONFIRM_KINDS:
+            raise ValueError(f"confirmation kind {kind!r}: not one of {', '.join(CONFIRM_KINDS)}")
+        if kind == "boosted":
+            import lightgbm as lgb
+
+            clf = lgb.LGBMClassifier(**BOOSTED_PARAMS)
+            clf.fit(X, y.astype(int), feature_name=list(CONFIRM_FEATURES))
+            n = X.shape[1]
+            return cls(np.zeros(n), 0.0, threshold, np.zeros(n), np.ones(n), neighbours, clf.booster_)
+        from sklearn.linear_model import LogisticRegression
+
         mean, std = X.mean(axis=0), X.std(axis=0)
         scale = np.where(std > 0, std, 1.0)
         model = LogisticRegression(C=c, max_iter=2000).fit((X - mean) / scale, y)
@@ -270,24 +328,18 @@ class ConfirmModel:
         return replace(self, threshold=threshold)
 
     def save(self, path: Path = CONFIRM_MODEL_PATH, **meta: Any) -> None:
-        path.write_text(
-            json.dumps(
-                {
-                    "features": list(CONFIRM_FEATURES),
-                    "coef": self.coef.round(6).tolist(),
-                    "intercept": round(self.intercept, 6),
-                    "threshold": self.threshold,
-                    "mean": self.mean.round(6).tolist(),
-                    "scale": self.scale.round(6).tolist(),
-                    "neighbours": self.neighbours,
-                    **meta,
-                },
-                ensure_ascii=False,
-                indent=1,
+        body: dict[str, Any] = {"features": list(CONFIRM_FEATURES), "kind": self.kind}
+        if self.booster is not None:
+            body["booster"] = self.booster.model_to_string()
+        else:
+            body.update(
+                coef=self.coef.round(6).tolist(),
+                intercept=round(self.intercept, 6),
+                mean=self.mean.round(6).tolist(),
+                scale=self.scale.round(6).tolist(),
             )
-            + "\n",
-            encoding="utf-8",
-        )
+        body.update(threshold=self.threshold, neighbours=self.neighbours, **meta)
+        path.write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path = CONFIRM_MODEL_PATH) -> ConfirmModel | None:
@@ -298,7 +350,47 @@ class ConfirmModel:
         if tuple(d.get("features", ())) != CONFIRM_FEATURES:
             log.warning("summary confirmation %s has other features than this code; not used", path)
             return None
+        threshold, neighbours = float(d["threshold"]), int(d.get("neighbours", 0))
+        if d.get("kind", "logistic") == "boosted":
+            import lightgbm as lgb
+
+            n = len(CONFIRM_FEATURES)
+            booster = lgb.Booster(model_str=d["booster"])
+            return cls(np.zeros(n), 0.0, threshold, np.zeros(n), np.ones(n), neighbours, booster)
         coef, mean, scale = (np.asarray(d[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
-        return cls(
-            coef, float(d["intercept"]), float(d["threshold"]), mean, scale, int(d.get("neighbours", 0))
+        return cls(coef, float(d["intercept"]), threshold, mean, scale, neighbours)
+
+
+def ranked_above(docs: Sequence[str], p: np.ndarray, threshold: float, max_regs: int = MAX_REGS) -> list[str]:
+    """The ``docs`` whose probability is at least ``threshold``, most probable first."""
+    order = sorted((i for i in range(len(docs)) if p[i] >= threshold), key=lambda i: -p[i])
+    return [docs[i] for i in order][:max_regs]
+
+
+def evidence_to_json(
+    evidence: Sequence[tuple[str, Sequence[CardEvidence], set[str]]],
+) -> list[dict[str, Any]]:
+    """Labelled calls' evidence (call id, card evidence, reference regulations) as JSON rows: article
+    ids and closeness only, nothing the caller said."""
+    return [
+        {
+            "id": cid,
+            "reference": sorted(gold),
+            "evidence": [[e.card, e.doc_id, e.rank, round(e.score, 6), e.shown, e.law_rank] for e in ev],
+        }
+        for cid, ev, gold in evidence
+    ]
+
+
+def evidence_from_json(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[CardEvidence], set[str]]]:
+    return [
+        (
+            str(r["id"]),
+            [
+                CardEvidence(int(c), str(d), int(k), float(s), bool(sh), int(lr))
+                for c, d, k, s, sh, lr in r["evidence"]
+            ],
+            set(r["reference"]),
         )
+        for r in rows
+    ]
