@@ -66,6 +66,9 @@ CONFIRM_FEATURES = (
     "law_cards_share",
     "above_law_shown",
     "law_first_cards",
+    "call_answer_best",
+    "title_said",
+    "law_named",
 )
 
 
@@ -82,6 +85,22 @@ class CardEvidence:
     score: float
     shown: bool = True  # on the card (False: a neighbour in one of the card's laws)
     law_rank: int = 0  # its rank among its law's articles by closeness to the answer (0: closest)
+    # what the whole call's counselor turns say of the article (the same on each of its cards): the
+    # closeness of the closest turn, the share of its title's nouns they say, whether they name its law
+    call_close: float = 0.0
+    title_said: float = 0.0
+    law_named: float = 0.0
+
+
+def law_name_of(doc_id: str) -> str:
+    """The name of an article's law as a counselor says it: 법률 and its 시행령/시행규칙 alike
+    ("주민등록법_시행령/제42조" → "주민등록법")."""
+    return law_of(doc_id).split("_시행")[0]
+
+
+def _flat(text: str) -> str:
+    """``text`` without spaces, underscores and middle dots, for finding a law's name in speech."""
+    return text.replace(" ", "").replace("_", "").replace("ㆍ", "").replace("·", "")
 
 
 def with_neighbours(evidence: Sequence[CardEvidence], k: int) -> list[CardEvidence]:
@@ -141,7 +160,8 @@ class RegulationConfirmer:
                     CardEvidence(k, doc, r, self._title_score(doc, answer)) for r, doc in enumerate(docs)
                 )
             return out
-        todo = list(dict.fromkeys(a for a in answers if a))
+        said = [t.text.strip() for t in turns if t.channel == Channel.counselor and t.text.strip()]
+        todo = list(dict.fromkeys([*(a for a in answers if a), *said]))
         vecs = dict(zip(todo, self.kb.encode_queries(todo), strict=True)) if todo else {}
         for k, ((_pos, docs), answer) in enumerate(zip(cards, answers, strict=True)):
             close: dict[str, tuple[float, int]] = {}  # doc -> (closeness, rank in its law)
@@ -159,7 +179,38 @@ class RegulationConfirmer:
                 score, law_rank = close.get(doc, (0.0, UNRANKED))
                 out.append(CardEvidence(k, doc, r, score, True, law_rank))
             out.extend(extra)
-        return out
+        return self._with_call(out, said, np.asarray([vecs[t] for t in said]) if said else None)
+
+    def _with_call(
+        self, evidence: list[CardEvidence], said: list[str], said_vecs: np.ndarray | None
+    ) -> list[CardEvidence]:
+        """``evidence`` with what the call's counselor turns ``said`` (their vectors ``said_vecs``;
+        None without a dense side) say of each article: ``call_close``, ``title_said``, ``law_named``."""
+        if not evidence or not said:
+            return evidence
+        text = " ".join(said)
+        nouns = set(self.kb.analyzer.nouns(text))
+        flat = _flat(text)
+        per_doc: dict[str, tuple[float, float, float]] = {}
+        for doc in dict.fromkeys(e.doc_id for e in evidence):
+            close = 0.0
+            rows = self.passages_of.get(doc, [])
+            if said_vecs is not None and rows and self.kb.dense is not None:
+                units = np.unique(self.kb.unit_of[rows])
+                close = float(np.max(self.kb.dense.matrix[units] @ said_vecs.T))
+            terms = self._title_terms(doc)
+            title = len(terms & nouns) / len(terms) if terms else 0.0
+            per_doc[doc] = (close, title, float(_flat(law_name_of(doc)) in flat))
+        return [
+            replace(e, call_close=c, title_said=t, law_named=n)
+            for e in evidence
+            for c, t, n in [per_doc[e.doc_id]]
+        ]
+
+    def _title_terms(self, doc: str) -> set[str]:
+        plist = self.passages_of.get(doc, [])
+        title = self.kb.passages[plist[0]].article_title or "" if plist else ""
+        return {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
 
     def _law_closeness(self, law: str, vec: np.ndarray) -> list[tuple[str, float]]:
         """The articles of ``law``, closest to ``vec`` first (an article scores as its best passage)."""
@@ -179,11 +230,9 @@ class RegulationConfirmer:
 
     def _title_score(self, doc: str, answer: str) -> float:
         """Without a dense side: the share of the article title's nouns the answer says."""
-        plist = self.passages_of.get(doc, [])
-        if not answer or not plist:
+        if not answer:
             return 0.0
-        title = self.kb.passages[plist[0]].article_title or ""
-        terms = {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
+        terms = self._title_terms(doc)
         said = set(self.kb.analyzer.nouns(answer))
         return len(terms & said) / len(terms) if terms else 0.0
 
@@ -199,7 +248,8 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
     the call's best, its best rank on a card (``NOT_SHOWN_RANK`` when no card showed it), how many
     cards showed it and their share of the call's cards, whether any did, its best rank within its law
     by closeness to an answer, the share of the call's cards that showed its law, how far its best is
-    above the best of its law's shown articles, and how many cards' answers put it first in its law."""
+    above the best of its law's shown articles, how many cards' answers put it first in its law, and
+    what the whole call's counselor turns say of it (closeness, its title's nouns, its law's name)."""
     docs: dict[str, list[CardEvidence]] = {}
     for e in evidence:
         docs.setdefault(e.doc_id, []).append(e)
@@ -232,6 +282,9 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
                 len(law_cards.get(law, ())) / n_cards,
                 max(scores) - shown_best.get(law, max(scores)),
                 float(len({e.card for e in evs if e.law_rank == 0})),
+                max(e.call_close for e in evs),
+                max(e.title_said for e in evs),
+                max(e.law_named for e in evs),
             ]
         )
     return list(docs), np.asarray(rows, dtype=np.float64)
@@ -376,20 +429,37 @@ def evidence_to_json(
         {
             "id": cid,
             "reference": sorted(gold),
-            "evidence": [[e.card, e.doc_id, e.rank, round(e.score, 6), e.shown, e.law_rank] for e in ev],
+            "evidence": [
+                [
+                    e.card,
+                    e.doc_id,
+                    e.rank,
+                    round(e.score, 6),
+                    e.shown,
+                    e.law_rank,
+                    round(e.call_close, 6),
+                    round(e.title_said, 6),
+                    e.law_named,
+                ]
+                for e in ev
+            ],
         }
         for cid, ev, gold in evidence
     ]
+
+
+def _card_evidence(row: Sequence[Any]) -> CardEvidence:
+    """One row of an evidence file (files written before session 21 have no call-level fields)."""
+    c, d, k, s, sh, lr, *call = row
+    cc, ts, ln = (*(float(x) for x in call), 0.0, 0.0, 0.0)[:3]
+    return CardEvidence(int(c), str(d), int(k), float(s), bool(sh), int(lr), cc, ts, ln)
 
 
 def evidence_from_json(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[CardEvidence], set[str]]]:
     return [
         (
             str(r["id"]),
-            [
-                CardEvidence(int(c), str(d), int(k), float(s), bool(sh), int(lr))
-                for c, d, k, s, sh, lr in r["evidence"]
-            ],
+            [_card_evidence(row) for row in r["evidence"]],
             set(r["reference"]),
         )
         for r in rows

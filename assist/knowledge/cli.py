@@ -168,7 +168,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–25: *_holdoutN.jsonl; 26 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–26: *_holdoutN.jsonl; 27 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26",
     )
     p.add_argument(
         "--call-turns",
@@ -537,30 +537,36 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _save_confirm(
     evidence: list[Any], cv: dict[str, Any], kind: str | None = None, neighbours: int | None = None
 ) -> Any:
-    """Fit the learned summary confirmation on every call's evidence and write it, at the most recall
-    at P >= 0.80 where the held-out folds of ``cv`` kept that promise (their mean precision), else at
-    the best F0.5; what was written (None: nothing could be fitted)."""
+    """Fit the learned summary confirmation on every call's evidence and write it, its threshold the
+    most recall at the precision floor ``cv`` chose (``shipped_floor``: the lowest that kept
+    P >= 0.80 on every held-out fold), else the best F0.5; what was written (None: nothing fitted)."""
     from assist.eval_assist import CONFIRM_MIN_PRECISION, fit_confirm
     from assist.summary_regs import CONFIRM_KIND, LAW_NEIGHBOURS
 
     kind = kind or CONFIRM_KIND
     neighbours = LAW_NEIGHBOURS if neighbours is None else neighbours
-    p80 = (cv["learned_p80"]["mean_precision"] or 0.0) >= CONFIRM_MIN_PRECISION
-    confirm = fit_confirm(evidence, CONFIRM_MIN_PRECISION if p80 else None, kind, neighbours)
+    floor = cv.get("shipped_floor")
+    confirm = fit_confirm(evidence, floor, kind, neighbours)
     if confirm is None:
         return None
-    point = f"most recall at P >= {CONFIRM_MIN_PRECISION}" if p80 else "best F0.5"
+    point = (
+        f"most recall at P >= {floor} on the calls fitted (kept P >= {CONFIRM_MIN_PRECISION} on every held-out fold)"
+        if floor is not None
+        else "best F0.5"
+    )
     confirm.save(
         calls=len(evidence),
         operating_point=point,
         fitted_on="out-of-fold evidence of every labelled call (dasan eval rerank --live-summaries --train)",
     )
+    held = cv["learned_floors"].get(str(floor)) if floor is not None else cv["learned"]
     return {
         "kind": kind,
         "neighbours": neighbours,
         "threshold": confirm.threshold,
         "calls": len(evidence),
         "operating_point": point,
+        "held_out_folds": held,
     }
 
 
@@ -588,6 +594,12 @@ def cmd_eval_confirm(args: argparse.Namespace) -> int:
         print(
             f"{kind}, {neighbours} neighbours, {name}: held-out folds P/R {folds}; mean {r['mean_precision']} / {r['mean_recall']}"
         )
+    for fl, r in cv["learned_floors"].items():
+        print(
+            f"  floor {fl}: held-out mean P {r['mean_precision']} (worst fold {r['worst_fold_precision']}), "
+            f"R {r['mean_recall']}"
+        )
+    print(f"shipped floor (the lowest keeping P >= 0.80 on every held-out fold): {cv['shipped_floor']}")
     if args.train:
         report["summary_confirm"] = _save_confirm(evidence, cv, kind, neighbours)
         print(f"wrote assist/summary_confirm.json: {report['summary_confirm']}")
