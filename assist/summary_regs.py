@@ -48,6 +48,9 @@ CONFIRM_MODEL_PATH = Path(__file__).with_name("summary_confirm.json")
 # the articles of a card's laws, not on the card, closest to the counselor's answer after it, that
 # the learned confirmation may also cite (the answer names the provision the card's law was about)
 LAW_NEIGHBOURS = 2
+# the law neighbours a labelled play records (``dasan eval rerank --summary-evidence``), so that a
+# confirmation with fewer can be fitted from it offline (:func:`with_neighbours`)
+EVIDENCE_NEIGHBOURS = 5
 NOT_SHOWN_RANK = 3  # the ``best_rank`` of an article no card showed (cards show ranks 0–2)
 UNRANKED = 50  # the ``law_rank`` of a card's article when no answer followed the card
 # what the learned confirmation reads per article of the call's cards (:func:`article_rows`)
@@ -63,6 +66,9 @@ CONFIRM_FEATURES = (
     "law_cards_share",
     "above_law_shown",
     "law_first_cards",
+    "call_answer_best",
+    "title_said",
+    "law_named",
 )
 
 
@@ -79,6 +85,37 @@ class CardEvidence:
     score: float
     shown: bool = True  # on the card (False: a neighbour in one of the card's laws)
     law_rank: int = 0  # its rank among its law's articles by closeness to the answer (0: closest)
+    # what the whole call's counselor turns say of the article (the same on each of its cards): the
+    # closeness of the closest turn, the share of its title's nouns they say, whether they name its law
+    call_close: float = 0.0
+    title_said: float = 0.0
+    law_named: float = 0.0
+
+
+def law_name_of(doc_id: str) -> str:
+    """The name of an article's law as a counselor says it: 법률 and its 시행령/시행규칙 alike
+    ("주민등록법_시행령/제42조" → "주민등록법")."""
+    return law_of(doc_id).split("_시행")[0]
+
+
+def _flat(text: str) -> str:
+    """``text`` without spaces, underscores and middle dots, for finding a law's name in speech."""
+    return text.replace(" ", "").replace("_", "").replace("ㆍ", "").replace("·", "")
+
+
+def with_neighbours(evidence: Sequence[CardEvidence], k: int) -> list[CardEvidence]:
+    """``evidence`` as :meth:`RegulationConfirmer.evidence` gives it with ``k`` law neighbours, from
+    evidence recorded with at least as many (a card's neighbours of a law come closest first)."""
+    seen: dict[tuple[int, str], int] = {}
+    out = []
+    for e in evidence:
+        if not e.shown:
+            key = (e.card, law_of(e.doc_id))
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > k:
+                continue
+        out.append(e)
+    return out
 
 
 def answer_after(turns: Sequence[Any], pos: int) -> str:
@@ -123,7 +160,8 @@ class RegulationConfirmer:
                     CardEvidence(k, doc, r, self._title_score(doc, answer)) for r, doc in enumerate(docs)
                 )
             return out
-        todo = list(dict.fromkeys(a for a in answers if a))
+        said = [t.text.strip() for t in turns if t.channel == Channel.counselor and t.text.strip()]
+        todo = list(dict.fromkeys([*(a for a in answers if a), *said]))
         vecs = dict(zip(todo, self.kb.encode_queries(todo), strict=True)) if todo else {}
         for k, ((_pos, docs), answer) in enumerate(zip(cards, answers, strict=True)):
             close: dict[str, tuple[float, int]] = {}  # doc -> (closeness, rank in its law)
@@ -141,7 +179,38 @@ class RegulationConfirmer:
                 score, law_rank = close.get(doc, (0.0, UNRANKED))
                 out.append(CardEvidence(k, doc, r, score, True, law_rank))
             out.extend(extra)
-        return out
+        return self._with_call(out, said, np.asarray([vecs[t] for t in said]) if said else None)
+
+    def _with_call(
+        self, evidence: list[CardEvidence], said: list[str], said_vecs: np.ndarray | None
+    ) -> list[CardEvidence]:
+        """``evidence`` with what the call's counselor turns ``said`` (their vectors ``said_vecs``;
+        None without a dense side) say of each article: ``call_close``, ``title_said``, ``law_named``."""
+        if not evidence or not said:
+            return evidence
+        text = " ".join(said)
+        nouns = set(self.kb.analyzer.nouns(text))
+        flat = _flat(text)
+        per_doc: dict[str, tuple[float, float, float]] = {}
+        for doc in dict.fromkeys(e.doc_id for e in evidence):
+            close = 0.0
+            rows = self.passages_of.get(doc, [])
+            if said_vecs is not None and rows and self.kb.dense is not None:
+                units = np.unique(self.kb.unit_of[rows])
+                close = float(np.max(self.kb.dense.matrix[units] @ said_vecs.T))
+            terms = self._title_terms(doc)
+            title = len(terms & nouns) / len(terms) if terms else 0.0
+            per_doc[doc] = (close, title, float(_flat(law_name_of(doc)) in flat))
+        return [
+            replace(e, call_close=c, title_said=t, law_named=n)
+            for e in evidence
+            for c, t, n in [per_doc[e.doc_id]]
+        ]
+
+    def _title_terms(self, doc: str) -> set[str]:
+        plist = self.passages_of.get(doc, [])
+        title = self.kb.passages[plist[0]].article_title or "" if plist else ""
+        return {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
 
     def _law_closeness(self, law: str, vec: np.ndarray) -> list[tuple[str, float]]:
         """The articles of ``law``, closest to ``vec`` first (an article scores as its best passage)."""
@@ -161,11 +230,9 @@ class RegulationConfirmer:
 
     def _title_score(self, doc: str, answer: str) -> float:
         """Without a dense side: the share of the article title's nouns the answer says."""
-        plist = self.passages_of.get(doc, [])
-        if not answer or not plist:
+        if not answer:
             return 0.0
-        title = self.kb.passages[plist[0]].article_title or ""
-        terms = {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
+        terms = self._title_terms(doc)
         said = set(self.kb.analyzer.nouns(answer))
         return len(terms & said) / len(terms) if terms else 0.0
 
@@ -181,7 +248,8 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
     the call's best, its best rank on a card (``NOT_SHOWN_RANK`` when no card showed it), how many
     cards showed it and their share of the call's cards, whether any did, its best rank within its law
     by closeness to an answer, the share of the call's cards that showed its law, how far its best is
-    above the best of its law's shown articles, and how many cards' answers put it first in its law."""
+    above the best of its law's shown articles, how many cards' answers put it first in its law, and
+    what the whole call's counselor turns say of it (closeness, its title's nouns, its law's name)."""
     docs: dict[str, list[CardEvidence]] = {}
     for e in evidence:
         docs.setdefault(e.doc_id, []).append(e)
@@ -214,14 +282,37 @@ def article_rows(evidence: Sequence[CardEvidence]) -> tuple[list[str], np.ndarra
                 len(law_cards.get(law, ())) / n_cards,
                 max(scores) - shown_best.get(law, max(scores)),
                 float(len({e.card for e in evs if e.law_rank == 0})),
+                max(e.call_close for e in evs),
+                max(e.title_said for e in evs),
+                max(e.law_named for e in evs),
             ]
         )
     return list(docs), np.asarray(rows, dtype=np.float64)
 
 
+# the learned confirmation's kinds: a logistic regression over standardised features, or small
+# gradient-boosted trees (LightGBM) whose threshold is read off out-of-fold probabilities
+CONFIRM_KINDS = ("logistic", "boosted")
+CONFIRM_KIND = "logistic"  # what `dasan eval rerank --live-summaries --train` fits and ships
+BOOSTED_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "n_estimators": 150,
+    "num_leaves": 7,
+    "learning_rate": 0.05,
+    "min_child_samples": 20,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "n_jobs": 1,
+    "random_state": 13,
+    "verbose": -1,
+}
+
+
 @dataclass(frozen=True)
 class ConfirmModel:
-    """P(the call was about this article) of a card article, from :func:`article_rows`."""
+    """P(the call was about this article) of a card article, from :func:`article_rows`: a logistic
+    regression (``coef``, ``intercept``, ``mean``, ``scale``) or, with ``booster``, boosted trees."""
 
     coef: np.ndarray
     intercept: float
@@ -229,31 +320,51 @@ class ConfirmModel:
     mean: np.ndarray  # standardisation of the features (fitted with the model)
     scale: np.ndarray
     neighbours: int = 0  # the law neighbours per card law its evidence had (served with as many)
+    booster: Any = None  # a lightgbm.Booster (kind "boosted"); None: the regression
+
+    @property
+    def kind(self) -> str:
+        return "boosted" if self.booster is not None else "logistic"
 
     def p(self, X: np.ndarray) -> np.ndarray:
         if not len(X):
             return np.zeros(0)
+        if self.booster is not None:
+            return np.asarray(self.booster.predict(X), dtype=np.float64)
         z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
     def confirmed(self, evidence: Sequence[CardEvidence], max_regs: int = MAX_REGS) -> list[str]:
         """The articles at or above the threshold, most probable first."""
-        docs, X = article_rows(evidence)
-        p = self.p(X)
-        order = sorted((i for i in range(len(docs)) if p[i] >= self.threshold), key=lambda i: -p[i])
-        return [docs[i] for i in order][:max_regs]
+        docs, X = article_rows(with_neighbours(evidence, self.neighbours))
+        return ranked_above(docs, self.p(X), self.threshold, max_regs)
 
     @classmethod
     def fit(
-        cls, X: np.ndarray, y: np.ndarray, threshold: float = 0.5, c: float = 1.0, neighbours: int = 0
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        threshold: float = 0.5,
+        c: float = 1.0,
+        neighbours: int = 0,
+        kind: str = "logistic",
     ) -> ConfirmModel | None:
-        """A logistic regression on these rows (True: a reference regulation of the call), read from
+        """A model of ``kind`` on these rows (True: a reference regulation of the call), read from
         evidence with ``neighbours`` law neighbours per card law; None when one class is missing."""
-        from sklearn.linear_model import LogisticRegression
-
         y = np.asarray(y, dtype=bool)
         if len(y) == 0 or y.all() or not y.any():
             return None
+        if kind not in CONFIRM_KINDS:
+            raise ValueError(f"confirmation kind {kind!r}: not one of {', '.join(CONFIRM_KINDS)}")
+        if kind == "boosted":
+            import lightgbm as lgb
+
+            clf = lgb.LGBMClassifier(**BOOSTED_PARAMS)
+            clf.fit(X, y.astype(int), feature_name=list(CONFIRM_FEATURES))
+            n = X.shape[1]
+            return cls(np.zeros(n), 0.0, threshold, np.zeros(n), np.ones(n), neighbours, clf.booster_)
+        from sklearn.linear_model import LogisticRegression
+
         mean, std = X.mean(axis=0), X.std(axis=0)
         scale = np.where(std > 0, std, 1.0)
         model = LogisticRegression(C=c, max_iter=2000).fit((X - mean) / scale, y)
@@ -270,24 +381,18 @@ class ConfirmModel:
         return replace(self, threshold=threshold)
 
     def save(self, path: Path = CONFIRM_MODEL_PATH, **meta: Any) -> None:
-        path.write_text(
-            json.dumps(
-                {
-                    "features": list(CONFIRM_FEATURES),
-                    "coef": self.coef.round(6).tolist(),
-                    "intercept": round(self.intercept, 6),
-                    "threshold": self.threshold,
-                    "mean": self.mean.round(6).tolist(),
-                    "scale": self.scale.round(6).tolist(),
-                    "neighbours": self.neighbours,
-                    **meta,
-                },
-                ensure_ascii=False,
-                indent=1,
+        body: dict[str, Any] = {"features": list(CONFIRM_FEATURES), "kind": self.kind}
+        if self.booster is not None:
+            body["booster"] = self.booster.model_to_string()
+        else:
+            body.update(
+                coef=self.coef.round(6).tolist(),
+                intercept=round(self.intercept, 6),
+                mean=self.mean.round(6).tolist(),
+                scale=self.scale.round(6).tolist(),
             )
-            + "\n",
-            encoding="utf-8",
-        )
+        body.update(threshold=self.threshold, neighbours=self.neighbours, **meta)
+        path.write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path = CONFIRM_MODEL_PATH) -> ConfirmModel | None:
@@ -298,7 +403,64 @@ class ConfirmModel:
         if tuple(d.get("features", ())) != CONFIRM_FEATURES:
             log.warning("summary confirmation %s has other features than this code; not used", path)
             return None
+        threshold, neighbours = float(d["threshold"]), int(d.get("neighbours", 0))
+        if d.get("kind", "logistic") == "boosted":
+            import lightgbm as lgb
+
+            n = len(CONFIRM_FEATURES)
+            booster = lgb.Booster(model_str=d["booster"])
+            return cls(np.zeros(n), 0.0, threshold, np.zeros(n), np.ones(n), neighbours, booster)
         coef, mean, scale = (np.asarray(d[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
-        return cls(
-            coef, float(d["intercept"]), float(d["threshold"]), mean, scale, int(d.get("neighbours", 0))
+        return cls(coef, float(d["intercept"]), threshold, mean, scale, neighbours)
+
+
+def ranked_above(docs: Sequence[str], p: np.ndarray, threshold: float, max_regs: int = MAX_REGS) -> list[str]:
+    """The ``docs`` whose probability is at least ``threshold``, most probable first."""
+    order = sorted((i for i in range(len(docs)) if p[i] >= threshold), key=lambda i: -p[i])
+    return [docs[i] for i in order][:max_regs]
+
+
+def evidence_to_json(
+    evidence: Sequence[tuple[str, Sequence[CardEvidence], set[str]]],
+) -> list[dict[str, Any]]:
+    """Labelled calls' evidence (call id, card evidence, reference regulations) as JSON rows: article
+    ids and closeness only, nothing the caller said."""
+    return [
+        {
+            "id": cid,
+            "reference": sorted(gold),
+            "evidence": [
+                [
+                    e.card,
+                    e.doc_id,
+                    e.rank,
+                    round(e.score, 6),
+                    e.shown,
+                    e.law_rank,
+                    round(e.call_close, 6),
+                    round(e.title_said, 6),
+                    e.law_named,
+                ]
+                for e in ev
+            ],
+        }
+        for cid, ev, gold in evidence
+    ]
+
+
+def _card_evidence(row: Sequence[Any]) -> CardEvidence:
+    """One row of an evidence file (files written before session 21 have no call-level fields)."""
+    c, d, k, s, sh, lr, *call = row
+    cc, ts, ln = (*(float(x) for x in call), 0.0, 0.0, 0.0)[:3]
+    return CardEvidence(int(c), str(d), int(k), float(s), bool(sh), int(lr), cc, ts, ln)
+
+
+def evidence_from_json(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[CardEvidence], set[str]]]:
+    return [
+        (
+            str(r["id"]),
+            [_card_evidence(row) for row in r["evidence"]],
+            set(r["reference"]),
         )
+        for r in rows
+    ]

@@ -168,7 +168,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–25: *_holdoutN.jsonl; 26 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–26: *_holdoutN.jsonl; 27 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26",
     )
     p.add_argument(
         "--call-turns",
@@ -255,12 +255,39 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "confirmation (assist/summary_confirm.json) on every call's out-of-fold evidence",
     )
     p.add_argument(
+        "--summary-evidence",
+        default="",
+        metavar="PATH",
+        help="With --live/--live-summaries: also write every played call's summary evidence (card "
+        "articles, law neighbours, closeness; article ids and numbers only) to PATH, for `dasan eval confirm`",
+    )
+    p.add_argument(
         "--no-cache",
         action="store_true",
         help="Recompute the candidates' features (cached per index and data)",
     )
     p.add_argument("--out", default="benchmarks/results/rerank_cv.json", help="Where the report goes")
     p.set_defaults(func=cmd_eval_rerank)
+
+    p = groups["eval"].add_parser(
+        "confirm",
+        help="Cross-validate the summary's learned confirmation on recorded evidence "
+        "(dasan eval rerank --live-summaries --summary-evidence) in seconds; with --train, refit and save it",
+    )
+    p.add_argument("evidence", help="The evidence file --summary-evidence wrote")
+    p.add_argument("--kind", choices=("logistic", "boosted"), default=None, help="Default: the shipped kind")
+    p.add_argument(
+        "--neighbours", type=int, default=None, help="Law neighbours per card law (default: LAW_NEIGHBOURS)"
+    )
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="Then fit on every call and write assist/summary_confirm.json at the operating point "
+        "`dasan eval rerank --live-summaries --train` would choose",
+    )
+    p.add_argument("--out", default="benchmarks/results/confirm_cv.json", help="Where the report goes")
+    p.set_defaults(func=cmd_eval_confirm)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -507,6 +534,81 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_confirm(
+    evidence: list[Any], cv: dict[str, Any], kind: str | None = None, neighbours: int | None = None
+) -> Any:
+    """Fit the learned summary confirmation on every call's evidence and write it, its threshold the
+    most recall at the precision floor ``cv`` chose (``shipped_floor``: the lowest that kept
+    P >= 0.80 on every held-out fold), else the best F0.5; what was written (None: nothing fitted)."""
+    from assist.eval_assist import CONFIRM_MIN_PRECISION, fit_confirm
+    from assist.summary_regs import CONFIRM_KIND, LAW_NEIGHBOURS
+
+    kind = kind or CONFIRM_KIND
+    neighbours = LAW_NEIGHBOURS if neighbours is None else neighbours
+    floor = cv.get("shipped_floor")
+    confirm = fit_confirm(evidence, floor, kind, neighbours)
+    if confirm is None:
+        return None
+    point = (
+        f"most recall at P >= {floor} on the calls fitted (kept P >= {CONFIRM_MIN_PRECISION} on every held-out fold)"
+        if floor is not None
+        else "best F0.5"
+    )
+    confirm.save(
+        calls=len(evidence),
+        operating_point=point,
+        fitted_on="out-of-fold evidence of every labelled call (dasan eval rerank --live-summaries --train)",
+    )
+    held = cv["learned_floors"].get(str(floor)) if floor is not None else cv["learned"]
+    return {
+        "kind": kind,
+        "neighbours": neighbours,
+        "threshold": confirm.threshold,
+        "calls": len(evidence),
+        "operating_point": point,
+        "held_out_folds": held,
+    }
+
+
+def cmd_eval_confirm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from assist.eval_assist import regulations_cv
+    from assist.summary_regs import CONFIRM_KIND, LAW_NEIGHBOURS, evidence_from_json
+
+    path = Path(args.evidence)
+    if not path.exists():
+        print(
+            f"error: {path}: no such evidence file (dasan eval rerank --live-summaries --summary-evidence)",
+            file=sys.stderr,
+        )
+        return 2
+    evidence = evidence_from_json(json.loads(path.read_text(encoding="utf-8")))
+    kind = args.kind or CONFIRM_KIND
+    neighbours = LAW_NEIGHBOURS if args.neighbours is None else args.neighbours
+    cv = regulations_cv(evidence, args.folds, kind, neighbours)
+    report: dict[str, Any] = {"evidence": str(path), "calls": len(evidence), "cv": cv}
+    for name in ("learned", "learned_p80"):
+        r = cv[name]
+        folds = " ".join(f"{x['precision']:.2f}/{x['recall']:.2f}" for x in r["per_fold"])
+        print(
+            f"{kind}, {neighbours} neighbours, {name}: held-out folds P/R {folds}; mean {r['mean_precision']} / {r['mean_recall']}"
+        )
+    for fl, r in cv["learned_floors"].items():
+        print(
+            f"  floor {fl}: held-out mean P {r['mean_precision']} (worst fold {r['worst_fold_precision']}), "
+            f"R {r['mean_recall']}"
+        )
+    print(f"shipped floor (the lowest keeping P >= 0.80 on every held-out fold): {cv['shipped_floor']}")
+    if args.train:
+        report["summary_confirm"] = _save_confirm(evidence, cv, kind, neighbours)
+        print(f"wrote assist/summary_confirm.json: {report['summary_confirm']}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1))
+    return 0
+
+
 def cmd_eval_rerank(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -632,26 +734,13 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             summaries_only=args.live_summaries and not args.live,
             evidence_out=evidence,
         )
-    if args.train and evidence:
-        from assist.eval_assist import CONFIRM_MIN_PRECISION, fit_confirm
+    if args.summary_evidence and evidence:
+        from assist.summary_regs import evidence_to_json
 
-        # the operating point: the most recall at P >= 0.80 where the held-out folds kept that
-        # promise (their mean precision), else the best F0.5
+        Path(args.summary_evidence).write_text(json.dumps(evidence_to_json(evidence), ensure_ascii=False))
+    if args.train and evidence:
         cv = report["live"]["mean_of_held_out_folds"]["summary_regulations"]
-        p80 = (cv["learned_p80"]["mean_precision"] or 0.0) >= CONFIRM_MIN_PRECISION
-        confirm = fit_confirm(evidence, CONFIRM_MIN_PRECISION if p80 else None)
-        if confirm is not None:
-            point = f"most recall at P >= {CONFIRM_MIN_PRECISION}" if p80 else "best F0.5"
-            confirm.save(
-                calls=len(evidence),
-                operating_point=point,
-                fitted_on="out-of-fold evidence of every labelled call (dasan eval rerank --live-summaries --train)",
-            )
-            report["summary_confirm"] = {
-                "threshold": confirm.threshold,
-                "calls": len(evidence),
-                "operating_point": point,
-            }
+        report["summary_confirm"] = _save_confirm(evidence, cv)
     if args.train:
         report["trained"] = train_and_save(
             reranker,
