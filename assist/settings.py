@@ -212,8 +212,9 @@ class AssistSettings(BaseSettings):
         default=True,
         description="Cite a card's article in the summary by the learned confirmation "
         "(assist/summary_confirm.json, fitted by `dasan eval rerank --live-summaries --train`: the answer's "
-        "closeness, the article's rank on its cards and in its law, how many cards showed it or its law; "
-        "candidates include the 2 articles of each card's law closest to the answer) when that file is "
+        "closeness, the article's rank on its cards and in its law, how many cards showed it or its law, what "
+        "the whole call's counselor turns say of it; candidates include the 2 articles of each card's law "
+        "closest to the answer) when that file is "
         "present; false: by the closeness threshold summary_confirm_min alone, over the shown articles",
     )
     summary_max_facts: int = Field(default=5, ge=1, description="Most key facts in a summary")

@@ -24,6 +24,16 @@ of that law the card did not show that are closest to the counselor's answer aft
 the labelled calls' reference regulations were ever on a card, 98 % in a law a card showed. The model
 file records how many neighbours its evidence had, and the summary asks for as many; the closeness
 threshold reads the shown articles only.
+
+Since session 21 it also reads what the **whole call's counselor turns** say of each article, not only
+the two turns after a card: the closeness of the closest counselor turn (``call_answer_best``), the
+share of the article title's nouns they say (``title_said``) and whether they name its law
+(``law_named``). The counselor often explains the provision a card was about later in the call, or
+before the caller's follow-up puts it on a card. Its threshold is the most recall at the lowest
+precision floor whose thresholds kept P ≥ 0.80 on every held-out fold (``eval_assist.shipped_floor``).
+Labelled plays record up to ``EVIDENCE_NEIGHBOURS`` neighbours, so ``dasan eval confirm`` can refit
+and cross-validate the confirmation from a recorded file (``dasan eval rerank --summary-evidence``)
+in seconds, as a regression or as boosted trees.
 """
 
 from __future__ import annotations
