@@ -318,8 +318,31 @@ def _f05(p: float, r: float) -> float:
 
 
 def _model_scores(evidence: list[tuple[str, list[Any], set[str]]], model: Any) -> tuple[float, float, int]:
-    """:func:`_cited_scores` of a ``ConfirmModel``."""
-    return _cited_scores(evidence, model.confirmed)
+    """:func:`_cited_scores` of a ``ConfirmModel`` at its threshold."""
+    return _scores_at(_call_probs(evidence, model), [g for _c, _e, g in evidence], model.threshold)
+
+
+def _call_probs(
+    evidence: list[tuple[str, list[Any], set[str]]], model: Any
+) -> list[tuple[list[str], np.ndarray]]:
+    """Each call's candidate articles (with the model's law neighbours) and the model's probabilities:
+    read once, then scored at as many thresholds as asked (:func:`_scores_at`)."""
+    from .summary_regs import article_rows, with_neighbours
+
+    out = []
+    for _cid, ev, _gold in evidence:
+        docs, X = article_rows(with_neighbours(ev, model.neighbours))
+        out.append((docs, model.p(X)))
+    return out
+
+
+def _scores_at(
+    probs: Sequence[tuple[Sequence[str], np.ndarray]], golds: Sequence[set[str]], threshold: float
+) -> tuple[float, float, int]:
+    """:func:`_pr` of the articles each call cites at ``threshold`` (``ConfirmModel.confirmed``)."""
+    from .summary_regs import ranked_above
+
+    return _pr([set(ranked_above(docs, p, threshold)) for docs, p in probs], golds)
 
 
 def _confirm_fit(
@@ -335,7 +358,7 @@ def _confirm_fit(
     ones, as before."""
     from assist.knowledge.rerank_train import fold_of
 
-    from .summary_regs import ConfirmModel, article_rows, ranked_above, with_neighbours
+    from .summary_regs import ConfirmModel, article_rows, with_neighbours
 
     rows = [article_rows(with_neighbours(ev, neighbours)) for _cid, ev, _gold in evidence]
     labels = [
@@ -366,11 +389,8 @@ def _confirm_fit(
                 probs[i] = sub.p(rows[i][1]) if sub is not None else np.zeros(len(rows[i][0]))
     grid = [round(float(x), 3) for x in np.arange(0.1, 0.9, 0.02)]
     golds = [gold for _c, _e, gold in evidence]
-    scores = {
-        t: _pr([set(ranked_above(docs, pr, t)) for (docs, _x), pr in zip(rows, probs, strict=True)], golds)
-        for t in grid
-    }
-    return model, scores
+    per_call = [(docs, pr) for (docs, _x), pr in zip(rows, probs, strict=True)]
+    return model, {t: _scores_at(per_call, golds, t) for t in grid}
 
 
 def _confirm_threshold(scores: dict[float, tuple[float, float, int]], min_precision: float | None) -> float:
@@ -435,14 +455,16 @@ def regulations_cv(
             (learned_p80, CONFIRM_MIN_PRECISION),
             *((floors[fl], fl) for fl in CONFIRM_FLOORS),
         ]
+        test_probs = _call_probs(test, model) if model is not None else []
+        test_golds = [g for _c, _e, g in test]
         for rows, floor in points:
             if model is not None:
-                fitted = model.with_threshold(_confirm_threshold(scores, floor))
-                p, r, citing = _model_scores(test, fitted)
+                thr = _confirm_threshold(scores, floor)
+                p, r, citing = _scores_at(test_probs, test_golds, thr)
                 rows.append(
                     {
                         "fold": f,
-                        "threshold": fitted.threshold,
+                        "threshold": thr,
                         "precision": round(p, 4),
                         "recall": round(r, 4),
                         "calls": len(test),

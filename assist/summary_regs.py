@@ -150,6 +150,7 @@ class RegulationConfirmer:
         for doc in by_doc:
             self.articles_of_law.setdefault(law_of(doc), []).append(doc)
         self._law_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # law -> (dense rows, article of each)
+        self._titles: dict[str, set[str]] = {}  # doc -> its title's nouns (read once)
 
     def evidence(
         self,
@@ -218,9 +219,12 @@ class RegulationConfirmer:
         ]
 
     def _title_terms(self, doc: str) -> set[str]:
-        plist = self.passages_of.get(doc, [])
-        title = self.kb.passages[plist[0]].article_title or "" if plist else ""
-        return {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
+        """The nouns (of 2 characters or more) of the article's title, analysed once per article."""
+        if doc not in self._titles:
+            plist = self.passages_of.get(doc, [])
+            title = self.kb.passages[plist[0]].article_title or "" if plist else ""
+            self._titles[doc] = {t for t in self.kb.analyzer.nouns(title) if len(t) >= 2}
+        return self._titles[doc]
 
     def _law_closeness(self, law: str, vec: np.ndarray) -> list[tuple[str, float]]:
         """The articles of ``law``, closest to ``vec`` first (an article scores as its best passage)."""
