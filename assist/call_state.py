@@ -7,7 +7,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from streaming.events import CallEnded, Channel
 
@@ -15,32 +15,45 @@ from .assistant import SuggestRequest
 from .summary import SummaryParts, Turn
 
 NOW = -math.inf  # "due at once" (a replayed end, a segment with no debounce)
+NO_TRIGGER_S = -1e9  # ``last_trigger_end_s`` of a call where no caller segment has triggered yet
 
 
-ShownKey = tuple[frozenset[str], str]
+class ShownKey(NamedTuple):
+    """What a suggestion puts on screen, for the no-repeat rule (:func:`shown_key`)."""
+
+    top: frozenset[str]  # its top three articles, each in its version
+    primary: str  # the article the card leads with, in its version ("" when it abstains)
+    reads: str  # the primary article with the draft's sentences: what the counselor reads of it
 
 
 def shown_key(passages: Sequence[Any], draft: Any) -> ShownKey:
     """What a suggestion puts on screen, for the no-repeat rule: its top three articles, each in its
-    version (an amended article, after a knowledge-base switch, is news), and what the counselor
-    reads of it: the primary article with the draft's sentences (the related articles are folded)."""
+    version (an amended article, after a knowledge-base switch, is news), the article it leads with,
+    and what the counselor reads of it: the primary article with the draft's sentences (the related
+    articles are folded)."""
     if draft.abstained:
-        return frozenset(), ""
+        return ShownKey(frozenset(), "", "")
     top = frozenset(f"{p.doc_id}@{p.effective_date}" for p in passages[:3])
     if not passages:
-        return top, ""
+        return ShownKey(top, "", "")
     p0 = passages[0]
-    return top, f"{p0.doc_id}@{p0.effective_date}|" + " ".join(s.text for s in draft.sentences)
+    primary = f"{p0.doc_id}@{p0.effective_date}"
+    return ShownKey(top, primary, primary + "|" + " ".join(s.text for s in draft.sentences))
 
 
 def is_repeat(key: ShownKey, recent: Sequence[ShownKey]) -> bool:
-    """Whether a suggestion shows what is already there: the same three articles as one of
-    ``recent`` (oldest first), or the newest card's primary article saying the same sentences (only
-    the folded related articles differ; an older card's twin is news again once another card is
-    on top)."""
-    if any(key[0] == r[0] for r in recent):
+    """Whether a suggestion shows what is already there: the same three articles *led by the same
+    article* as one of ``recent`` (oldest first), or the newest card's primary article saying the same
+    sentences (only the folded related articles differ; an older card's twin is news again once
+    another card is on top).
+
+    The same three articles led by another one are news: a follow-up that asks another provision of
+    the same law ("그럼 세율은요?") often retrieves the card it follows reordered, and its new lead is
+    the answer (session 22: 9 of holdout 26's 22 live top-card misses were such a follow-up left
+    with the earlier card on screen; docs/knowledge.md)."""
+    if any(key.top == r.top and key.primary == r.primary for r in recent):
         return True
-    return bool(recent) and bool(key[1]) and key[1] == recent[-1][1]
+    return bool(recent) and bool(key.reads) and key.reads == recent[-1].reads
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class CallState:
     # the summary cites from these, where the counselor's answer confirms them
     cards: list[Card] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
-    last_trigger_end_s: float = -1e9
+    last_trigger_end_s: float = NO_TRIGGER_S
     ended: CallEnded | None = None
     summary_at: float = NOW  # with ``ended``: when the summary may be written
     summary_done: bool = False

@@ -130,6 +130,12 @@ class AssistSettings(BaseSettings):
     min_evidence_terms: int = Field(
         default=1, ge=0, description="A caller segment triggers only if it adds this many content nouns"
     )
+    follow_up_questions: bool = Field(
+        default=True,
+        description='A caller question with no content noun of its own ("안 하면요?", "그러면 뭘 받을 수 '
+        "있는 거예요?\") triggers once the call has had a trigger: it asks within the call's topic, which "
+        "the conversation-aware query reads from the turns before",
+    )
     skip_closings: bool = Field(
         default=True,
         description="A caller turn that only closes (thanks, acknowledges, says what they will do; no "
@@ -143,8 +149,9 @@ class AssistSettings(BaseSettings):
     repeat_window: int = Field(
         default=3,
         ge=0,
-        description="A suggestion with the same three articles as one of the last N shown is not repeated "
-        "(nor one whose primary article and draft sentences equal the newest card's)",
+        description="A suggestion with the same three articles led by the same one as one of the last N "
+        "shown is not repeated (nor one whose primary article and draft sentences equal the newest "
+        "card's); the same three led by another article is a new card",
     )
     summary_grace_ms: int = Field(
         default=1000,

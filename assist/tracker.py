@@ -8,14 +8,17 @@ waiting for a suggestion, the segments already covered by a published suggestion
 and the keywords shown.
 
 - Only **final caller** segments that add evidence (content nouns) trigger; partials never do, nor
-  a closing (thanks, "일단 의견서부터 내 볼게요"; :func:`assist.dialogue.is_closing`).
+  a closing (thanks, "일단 의견서부터 내 볼게요"; :func:`assist.dialogue.is_closing`). A **follow-up
+  question** with no noun of its own ("안 하면요?") triggers once the call had a trigger
+  (``follow_up_questions``): it asks within the call's topic.
 - **Debounce** on the audio clock: a final caller segment that starts within ``debounce_ms`` of the
   previous trigger's end waits that long, so a sentence the recogniser cut in two yields one
   suggestion with both segment ids. Segments of several calls due at the same moment are retrieved
   in one batch.
-- **No repeats**: a suggestion that shows what is already there — the same three articles as one
-  of the last ``repeat_window`` shown, or the newest card's primary article with the same draft
-  sentences — is not published again (its keywords still are, if they changed).
+- **No repeats**: a suggestion that shows what is already there — the same three articles led by
+  the same one as one of the last ``repeat_window`` shown, or the newest card's primary article with
+  the same draft sentences — is not published again (its keywords still are, if they changed). The
+  same three articles led by another one are a new card: the follow-up asked another provision.
 - **Summaries** wait ``summary_grace_ms`` after ``CallEnded`` (the last transcripts travel on another
   topic and may arrive just after the end), and until no caller final of the call is waiting.
 - **Idle calls** (no event for ``call_idle_timeout_s``) are forgotten.
@@ -59,8 +62,18 @@ from streaming.events import (
 from streaming.privacy import mask_text
 
 from .assistant import SuggestRequest, SuggestResult, district_of
-from .call_state import NOW, CallState, Due, SummaryRequest, SummaryResult, card_of, is_repeat, shown_key
-from .dialogue import is_closing
+from .call_state import (
+    NO_TRIGGER_S,
+    NOW,
+    CallState,
+    Due,
+    SummaryRequest,
+    SummaryResult,
+    card_of,
+    is_repeat,
+    shown_key,
+)
+from .dialogue import is_closing, is_question
 from .settings import AssistSettings
 from .summary import SummaryParts
 
@@ -185,7 +198,9 @@ class CallTracker:
         st.order.append(seg.segment_id)
         if seg.channel != Channel.caller:
             return
-        if len(self.evidence(masked)) < self.settings.min_evidence_terms or not masked.strip():
+        if not masked.strip():
+            return
+        if len(self.evidence(masked)) < self.settings.min_evidence_terms and not self._follow_up(st, masked):
             return
         if self.settings.skip_closings and is_closing(masked):  # thanks, "그렇게 할게요": no new card
             return
@@ -200,6 +215,13 @@ class CallTracker:
             st.due_at = now + self.settings.debounce_ms / 1000 if (close and not replay) else NOW
         st.pending.append(seg.segment_id)
         st.last_trigger_end_s = seg.end_s
+
+    def _follow_up(self, st: CallState, masked: str) -> bool:
+        """A question with no content noun of its own, in a call that already had a trigger: it asks
+        within the call's topic ("안 하면요?"); the query reads the turns before it."""
+        return (
+            self.settings.follow_up_questions and st.last_trigger_end_s > NO_TRIGGER_S and is_question(masked)
+        )
 
     # ------------------------------------------------------------------ what is due
     def due(self, now: float) -> Due:

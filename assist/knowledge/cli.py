@@ -168,7 +168,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–26: *_holdoutN.jsonl; 27 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26",
+        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–27: *_holdoutN.jsonl; 28 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27",
     )
     p.add_argument(
         "--call-turns",

@@ -82,14 +82,14 @@ def call_set(name: str) -> bool:
 UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "utterances_h3", "utterances_h4")
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
-# held-out sets a model may learn from once they have been measured (27 is blind: never a training
+# held-out sets a model may learn from once they have been measured (28 is blind: never a training
 # set; 10 was measured once in session 17, 17 in session 18, 24 in session 19, 25 in session 20,
-# 26 in session 21;
+# 26 in session 21, 27 in session 22;
 # 11-16 were written in session 17 and 18-23 in session 18 as training data)
-BLIND_HOLDOUTS = ("27",)
+BLIND_HOLDOUTS = ("28",)
 HOLDOUT_SUFFIX = {
     "1": "_holdout",
-    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(10, 27)))},
+    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(10, 28)))},
 }
 
 

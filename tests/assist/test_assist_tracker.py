@@ -81,6 +81,33 @@ def test_final_caller_segments_with_evidence_trigger_once(assistant: Any) -> Non
     assert tr.calls["a"].counselor_id == "c7"
 
 
+def test_a_follow_up_question_without_nouns_triggers_once_the_call_has_a_topic(assistant: Any) -> None:
+    tr = tracker(assistant)
+    # a bare question opening a call has nothing to ask within: no trigger
+    tr.apply(seg("a", "s0", Channel.caller, "그럼 안 하면요?", 0.0), T0)
+    assert not tr.due(T0)
+    tr.apply(seg("a", "s1", Channel.caller, METER, 3.0), T0)
+    assert [r.trigger_segment_ids for r in tr.due(T0).suggest] == [["s1"]]
+    tr._done_with(tr.calls["a"], ["s1"], covered=True)
+    tr.apply(seg("a", "c1", Channel.counselor, "네, 계량기 동파는 관리 책임이 있습니다.", 6.0), T0)
+    # the same words after a trigger: a follow-up within the call's topic
+    tr.apply(seg("a", "s2", Channel.caller, "그럼 안 하면요?", 10.0), T0 + 1)
+    req = tr.due(T0 + 1).suggest
+    assert [r.trigger_segment_ids for r in req] == [["s2"]]
+    assert len(req[0].turns) == 3  # the query can read the turns before it
+    tr._done_with(tr.calls["a"], ["s2"], covered=True)
+    # neither a statement with no nouns nor a closing is a follow-up
+    tr.apply(seg("a", "s3", Channel.caller, "아 그렇구나.", 14.0), T0 + 2)
+    tr.apply(seg("a", "s4", Channel.caller, "네 알겠습니다, 감사합니다.", 16.0), T0 + 2)
+    assert not tr.due(T0 + 2)
+    # the setting turns it off
+    off = tracker(assistant, follow_up_questions=False)
+    off.apply(seg("b", "s1", Channel.caller, METER, 0.0), T0)
+    off._done_with(off.calls["b"], ["s1"], covered=True)
+    off.apply(seg("b", "s2", Channel.caller, "그럼 안 하면요?", 10.0), T0 + 1)
+    assert not off.due(T0 + 1)
+
+
 def test_debounce_merges_a_cut_sentence_and_waits_on_the_audio_clock(assistant: Any) -> None:
     run = Run(assistant, tracker(assistant, debounce_ms=600))
     tr = run.tr
@@ -455,9 +482,13 @@ def test_a_card_that_reads_the_same_as_the_newest_is_a_repeat_whatever_its_folde
     assert not is_repeat(twin, [a, b])  # another card is on top since: a's twin is news again
     # the same article reading another sentence is a new answer
     assert not is_repeat(shown_key([p("지방세법/제20조")], draft("가산세")), [a])
-    # the same three articles, in any order, within the window: a repeat as before
-    same3 = shown_key([p("지방세법/제10조"), p("지방세법/제20조"), p("지방세법/제7조")], draft("다른 문장"))
+    # the same three articles led by the same one, within the window: a repeat whatever the order after
+    same3 = shown_key([p("지방세법/제20조"), p("지방세법/제10조"), p("지방세법/제7조")], draft("다른 문장"))
     assert is_repeat(same3, [a, b])
+    # the same three led by another article: the follow-up asked another provision, a new card
+    led = shown_key([p("지방세법/제10조"), p("지방세법/제20조"), p("지방세법/제7조")], draft("다른 문장"))
+    assert not is_repeat(led, [a, b])
+    assert is_repeat(led, [a, led])  # ... once, not again
     # abstentions repeat each other, and never match a card
     off = shown_key([p("지방세법/제20조")], draft(abstained=True))
     assert is_repeat(off, [off]) and not is_repeat(off, [a])
