@@ -31,7 +31,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from assist.knowledge import KnowledgeBase
-    from assist.knowledge.memory import MEMORY_PATH, QuestionMemory
+    from assist.knowledge.memory import shipped_memory
     from assist.knowledge.rerank import Conversation, Reranker
     from streaming.hardware import configure_threading
 
@@ -40,7 +40,7 @@ def main() -> int:
     loaded = Reranker.load(kb)
     if loaded.memory is None:
         # models of other features than this code's read no memory; the features cost the same
-        loaded.memory = QuestionMemory.load(MEMORY_PATH, missing_ok=True)
+        loaded.memory = shipped_memory(kb)
     if loaded.memory is None:
         print("no question memory shipped: nothing to compare", file=sys.stderr)
         return 1

@@ -374,6 +374,15 @@ def cmd_build(args: argparse.Namespace) -> int:
             "run `dasan kb build` for the full index"
         )
     print(f"index: {path}")
+    if kb.dense is not None:
+        from .memory import shipped_memory
+
+        t1 = time.perf_counter()
+        memory = shipped_memory(
+            kb
+        )  # the shipped questions embedded by this index's encoder, stored beside it
+        if memory is not None:
+            print(f"question memory: {len(memory)} questions embedded in {time.perf_counter() - t1:.1f} s")
     active = _registry(settings).active()
     if active is not None and active != kb.key:
         print(f"version {active} is the active one; use this one with: dasan kb activate {kb.key}")
@@ -477,14 +486,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from .memory import MEMORY_PATH, QuestionMemory, describe, grow_site_memory
+    from .memory import MEMORY_PATH, QuestionMemory, describe, grow_site_memory, read_questions
 
     settings = _settings(args)
     path = Path(settings.memory_site_path)
     if args.memory_command == "info":
-        shipped = QuestionMemory.load(MEMORY_PATH, missing_ok=True)
+        # the shipped questions as listed (their vectors are the index's: `dasan kb build` embeds them)
+        texts, articles = read_questions(MEMORY_PATH) if MEMORY_PATH.exists() else ([], [])
+        shipped = {"questions": len(texts), "out_of_scope": sum(1 for a in articles if not a)}
         site = QuestionMemory.load(path, missing_ok=True)
-        info = {"shipped": describe(shipped), "site": describe(site) | {"path": str(path)}}
+        info = {"shipped": shipped | {"path": str(MEMORY_PATH)}, "site": describe(site) | {"path": str(path)}}
         print(json.dumps(info, ensure_ascii=False, indent=1))
         return 0
     if args.memory_command == "clear":

@@ -282,6 +282,13 @@ class Encoder:
         return f"{self.fingerprint}-q{self._query_max_length}"
 
     @property
+    def query_fingerprint(self) -> str:
+        """What makes a query's vector besides its text: weights, backend, token cap and the query
+        prompt (vectors stored for later, like the question memory's, are keyed by it)."""
+        prompt = hashlib.sha256(self.query_prompt.encode()).hexdigest()[:8]
+        return f"{self._query_key()}-p{prompt}"
+
+    @property
     def query_max_length(self) -> int:
         return self._query_max_length
 

@@ -13,9 +13,14 @@ neighbours; the abstention model reads whether the nearest remembered questions 
 
 The vectors are the query encoder's vectors of the caller's words (the ``T`` variant, which every
 suggestion embeds anyway), so reading the memory costs one matrix-vector product (~1,400 × 768).
-The shipped memory (``rerank_memory.npz``) holds the vectors and article ids of every labelled
-example the models learned from, written by ``dasan eval rerank --train`` beside the models; it holds
-no text. A site adds the questions its counselors confirmed (``dasan kb memory add`` of a
+The shipped memory is the list of every labelled question the models learned from
+(``rerank_memory.jsonl``: the masked words the encoder embeds and the articles that answered each; no
+vectors), written by ``dasan eval rerank --train`` beside the models. The labelled sets are written
+examples, not calls, so the file holds no personal data. Its vectors are derived data: each index
+embeds the questions with its own query encoder once (``dasan kb build``, or the first load) and keeps
+them in its folder (``question_memory-<digest>.npz``, keyed by the list's digest and the encoder's
+fingerprint), so the memory always lives in the space the machine's queries are embedded in (a bf16
+index beside a fp32 one) and git holds text that diffs, not 6 MB of vectors per retraining. A site adds the questions its counselors confirmed (``dasan kb memory add`` of a
 ``dasan feedback export``: 👍 or copied cards and their articles) to a memory of its own
 (``DASAN_KB_MEMORY_SITE_PATH``), read beside the shipped one; the models need no retraining, as
 their features are similarities, not identities. During cross-validation the memory of a fold
@@ -28,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +43,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MEMORY_FILE = "rerank_memory.npz"  # beside the ranker's model files
+MEMORY_FILE = "rerank_memory.jsonl"  # beside the ranker's model files: the remembered questions
 MEMORY_PATH = Path(__file__).with_name(MEMORY_FILE)
+VECTORS_PREFIX = "question_memory-"  # in an index's folder: <prefix><digest>.npz, that index's vectors
+FORMAT = 1
+EMBED_BATCH = 256  # questions embedded at a time while building (progress is logged per batch)
 MEMORY_FEATURES = ("mem_sim", "mem_rel", "mem_vote", "mem_count", "mem_law_vote")
 MEMORY_ABSTAIN_FEATURES = ("mem_oos_gap", "mem_best", "mem_oos_vote")
 NEIGHBOURS = 50  # the nearest in-scope questions whose articles are read
@@ -110,19 +120,33 @@ class QuestionMemory:
         )
 
     # ------------------------------------------------------------------ file
-    def save(self, path: Path = MEMORY_PATH, encoder: str = "") -> None:
+    def save(self, path: Path, encoder: str = "", built_for: str = "") -> None:
         """Vectors (float16) and article ids; no text, no groups. Plain arrays only (the ids and the
-        metadata as JSON strings), so that reading the file never unpickles anything."""
-        with path.open("wb") as fh:
+        metadata as JSON strings), so that reading the file never unpickles anything. Written under
+        a temporary name and renamed, so a reader never sees half a file. ``built_for``: the key of
+        the questions and encoder the vectors were made from (:func:`vectors_key`)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        meta = {"encoder": encoder, "n": len(self), "keys": list(self.keys), "built_for": built_for}
+        with tmp.open("wb") as fh:
             np.savez_compressed(
                 fh,
                 vectors=self.vectors.astype(np.float16),
                 articles=np.array(json.dumps([list(a) for a in self.articles], ensure_ascii=False)),
-                meta=np.array(json.dumps({"encoder": encoder, "n": len(self), "keys": list(self.keys)})),
+                meta=np.array(json.dumps(meta)),
             )
+        os.replace(tmp, path)
+
+    @staticmethod
+    def built_for(path: Path) -> str | None:
+        """The key a saved memory's vectors were made for (None: no file, or unreadable)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return str(json.loads(str(z["meta"])).get("built_for") or "")
+        except (OSError, ValueError, KeyError):
+            return None
 
     @classmethod
-    def load(cls, path: Path = MEMORY_PATH, missing_ok: bool = False) -> QuestionMemory | None:
+    def load(cls, path: Path, missing_ok: bool = False) -> QuestionMemory | None:
         """The memory saved at ``path``; None (and a warning) when there is none, or when the file
         holds pickled objects (an older format: it is not read; rebuild it with ``dasan kb memory``)."""
         if not path.exists():
@@ -210,6 +234,168 @@ class QuestionMemory:
         oos_vote = float(self.oos[vote_idx].mean()) if len(vote_idx) else 0.0
         ab = np.array([best_out - best_in, best_in, oos_vote], dtype=np.float32)
         return np.column_stack([sim, rel, vote, cnt, law_vote]).astype(np.float32), ab
+
+
+# ---------------------------------------------------------------------- the shipped questions
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def shared_ref(source: str, item_id: str, text: str) -> dict[str, str]:
+    """A remembered question kept by reference: an item of the shared labelled data
+    (``../shared/eval-dev``), which is read where it lies and never copied into the repository. The
+    digest of the words the encoder embeds tells a changed item from the one the models learned."""
+    return {"ref": f"{source}#{item_id}", "sha": text_sha(text)}
+
+
+def write_questions(path: Path, rows: list[dict[str, Any]], articles: list[list[str]]) -> None:
+    """The remembered questions, one JSON line each — ``text`` (the masked words the encoder embeds)
+    or a ``ref`` to a shared item (:func:`shared_ref`), and ``articles`` (the doc ids that answered
+    it; none: out of scope) —, sorted so that a retraining's diff shows only what it added. A
+    wording asked twice with the same answer stays twice: it votes twice, as in training."""
+    lines = sorted(
+        json.dumps({**row, "articles": list(a)}, ensure_ascii=False)
+        for row, a in zip(rows, articles, strict=True)
+    )
+    path.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+
+
+def _shared_item_text(shared: Path, ref: str, cache: dict[str, dict[str, str]]) -> str | None:
+    """The masked words of a shared item (``eval-dev/utterances.jsonl#ID``), as training embedded
+    them; None when the file or the item is not there."""
+    from streaming.privacy import mask_text
+
+    source, _, item_id = ref.partition("#")
+    if source not in cache:
+        f = (shared / source).resolve()
+        if shared.resolve() not in f.parents or not f.is_file():  # only files under the shared folder
+            cache[source] = {}
+        else:
+            lines = f.read_text(encoding="utf-8").splitlines()
+            items = [json.loads(ln) for ln in lines if ln.strip()]
+            cache[source] = {str(it.get("id")): str(it.get("utterance") or "") for it in items}
+    utterance = cache[source].get(item_id)
+    return None if utterance is None else mask_text(utterance).strip()
+
+
+def read_questions(path: Path, shared: Path | None = None) -> tuple[list[str], list[list[str]]]:
+    """The texts and articles of a questions file (:func:`write_questions`), shared items read from
+    ``shared`` (default: ``$DASAN_SHARED_DIR``). A malformed line raises ``ValueError`` naming it; a
+    shared item that is missing or changed since training is left out with a warning (the memory is
+    the smaller for it; the models still read the rest)."""
+    from streaming.paths import shared_dir
+
+    root = shared if shared is not None else shared_dir()
+    cache: dict[str, dict[str, str]] = {}
+    texts: list[str] = []
+    articles: list[list[str]] = []
+    missing = 0
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            arts = [str(a) for a in row["articles"]]
+            if "ref" in row:
+                text = _shared_item_text(root, str(row["ref"]), cache)
+                if text is None or text_sha(text) != row["sha"]:
+                    missing += 1
+                    continue
+            else:
+                text = str(row["text"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: not a remembered question ({exc})") from exc
+        texts.append(text)
+        articles.append(arts)
+    if missing:
+        log.warning(
+            "question memory: %d shared questions missing or changed under %s; left out", missing, root
+        )
+    return texts, articles
+
+
+def questions_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def vectors_key(kb: Any, digest: str) -> str:
+    """What a memory's vectors depend on: the questions (their file's digest), the query encoder
+    (weights, backend, token cap, query prompt) and, with the dense query expansion on, the
+    analyzer that expands them."""
+    enc = kb.encoder
+    parts = [f"v{FORMAT}", digest, str(enc.query_fingerprint)]
+    if getattr(kb.settings, "dense_query_expansion", False):
+        parts.append(f"x{kb.analyzer.fingerprint()}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+_BUILT: dict[str, QuestionMemory] = {}  # this process's memories by key (an unsaved index embeds once)
+
+
+def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | None:
+    """The shipped memory in this index's vector space: its stored vectors when they were made from
+    these questions with this encoder, else the questions embedded now (a few seconds to a minute;
+    logged with progress) and stored in the index's folder for the next start. None without a dense
+    side (the memory is read through the query's vector) or without a questions file."""
+    if getattr(kb, "encoder", None) is None or getattr(kb, "dense", None) is None:
+        return None
+    if not questions.exists():
+        log.warning("no question memory at %s: the ranker reads none", questions)
+        return None
+    digest = questions_digest(questions)
+    key = vectors_key(kb, digest)
+    index_path = getattr(kb, "path", None)
+    stored = Path(index_path) / f"{VECTORS_PREFIX}{digest}.npz" if index_path else None
+    have_stored = stored is not None and QuestionMemory.built_for(stored) == key
+    mem = _BUILT.get(key)
+    if mem is None and have_stored:
+        assert stored is not None
+        mem = QuestionMemory.load(stored)
+    if mem is None:
+        texts, articles = read_questions(questions)
+        mem = embed_questions(kb, texts, articles)
+    if stored is not None and not have_stored:
+        try:  # for the next start of any service on this index
+            mem.save(stored, encoder=str(kb.encoder.fingerprint), built_for=key)
+        except OSError as exc:  # a read-only index: serve from this process's copy
+            log.warning("question memory not stored in %s (%s)", stored.parent, exc)
+    _BUILT[key] = mem
+    return mem
+
+
+def embed_questions(kb: Any, texts: list[str], articles: list[list[str]]) -> QuestionMemory:
+    """The memory of these questions, embedded with ``kb``'s query encoder as a served question is."""
+    t0 = time.perf_counter()
+    rows: list[np.ndarray] = []
+    for i in range(0, len(texts), EMBED_BATCH):
+        rows.append(kb.searcher.encode_queries([t or "-" for t in texts[i : i + EMBED_BATCH]]))
+        log.info(
+            "embedding the question memory",
+            extra={"done": min(i + EMBED_BATCH, len(texts)), "questions": len(texts)},
+        )
+    dim = int(kb.encoder.dim)
+    vectors = np.vstack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    log.info(
+        "question memory embedded",
+        extra={"questions": len(texts), "seconds": round(time.perf_counter() - t0, 1)},
+    )
+    return QuestionMemory.build(vectors, articles, [""] * len(texts))
+
+
+def store_vectors(kb: Any, questions: Path, memory: QuestionMemory) -> None:
+    """Store vectors already made with ``kb``'s encoder for the questions file just written (training
+    has them), so the first load need not embed them again; older questions' vectors are removed."""
+    index_path = getattr(kb, "path", None)
+    if getattr(kb, "encoder", None) is None or not index_path:
+        return
+    digest = questions_digest(questions)
+    key = vectors_key(kb, digest)
+    folder = Path(index_path)
+    memory.save(folder / f"{VECTORS_PREFIX}{digest}.npz", encoder=str(kb.encoder.fingerprint), built_for=key)
+    for old in folder.glob(f"{VECTORS_PREFIX}*.npz"):
+        if old.name != f"{VECTORS_PREFIX}{digest}.npz":
+            old.unlink(missing_ok=True)
+    _BUILT[key] = memory
 
 
 def question_key(masked_text: str) -> str:

@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .fusion import minmax, top_indices
-from .memory import MEMORY_ABSTAIN_FEATURES, MEMORY_FEATURES, MEMORY_FILE, QuestionMemory, empty_features
+from .memory import (
+    MEMORY_ABSTAIN_FEATURES,
+    MEMORY_FEATURES,
+    MEMORY_FILE,
+    QuestionMemory,
+    empty_features,
+    shipped_memory,
+)
 from .oos_probe import PROBE_FILE, TURN_PROBE_FILE, OosProbe
 from .records import SOURCE_FIELDS, SearchFilters, SearchHit
 
@@ -469,7 +476,7 @@ class Reranker:
                     )
         memory = None
         if model is not None:
-            memory = QuestionMemory.load(path.with_name(MEMORY_FILE))
+            memory = shipped_memory(kb, path.with_name(MEMORY_FILE))
             site_path = getattr(kb.settings, "memory_site_path", None)
             site = QuestionMemory.load(Path(site_path), missing_ok=True) if site_path else None
             if site is not None:

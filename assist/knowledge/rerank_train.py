@@ -26,7 +26,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .memory import MEMORY_FEATURES, QuestionMemory, empty_features
+from .memory import (
+    MEMORY_FEATURES,
+    QuestionMemory,
+    empty_features,
+    shared_ref,
+    store_vectors,
+    write_questions,
+)
 from .oos_probe import PROBE_FILE, TURN_PROBE_FILE, OosProbe, out_of_fold
 from .rerank import (
     ABSTAIN_FEATURES,
@@ -63,6 +70,10 @@ PARAMS: dict[str, Any] = {
 }
 
 
+# the labelled sets read from the shared folder (never copied into the repository), by name
+SHARED_SETS = {"dev": "eval-dev/utterances.jsonl"}
+
+
 def single_set(name: str) -> bool:
     """A labelled set of single questions, in scope and out of scope (what abstention learns from),
     by its name in ``default_sets``: eval-dev's, ours and every held-out set's (the noisy rewrites
@@ -82,14 +93,14 @@ def call_set(name: str) -> bool:
 UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "utterances_h3", "utterances_h4")
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
-# held-out sets a model may learn from once they have been measured (28 is blind: never a training
+# held-out sets a model may learn from once they have been measured (29 is blind: never a training
 # set; 10 was measured once in session 17, 17 in session 18, 24 in session 19, 25 in session 20,
-# 26 in session 21, 27 in session 22;
+# 26 in session 21, 27 in session 22, 28 in session 23;
 # 11-16 were written in session 17 and 18-23 in session 18 as training data)
-BLIND_HOLDOUTS = ("28",)
+BLIND_HOLDOUTS = ("29",)
 HOLDOUT_SUFFIX = {
     "1": "_holdout",
-    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(10, 28)))},
+    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(10, 29)))},
 }
 
 
@@ -142,9 +153,24 @@ def remembered(e: Example) -> bool:
     return single_set(e.set) or e.set == "noisy" or e.in_call_question
 
 
+def memory_rows(examples: list[Example]) -> list[Example]:
+    """The examples a question memory of ``examples`` holds (remembered and embedded), in order."""
+    return [e for e in examples if remembered(e) and e.cand is not None and e.cand.qvec is not None]
+
+
+def remembered_as(e: Example) -> dict[str, str]:
+    """How the questions file keeps an example: the words its vector embeds (what
+    ``Reranker.candidates`` embedded: the ``t`` variant, or "-"), or — for an item of the shared
+    labelled data, which is never copied into the repository — a reference to it."""
+    text = e.conv.variants()["t"] or "-"
+    if e.set in SHARED_SETS:
+        return shared_ref(SHARED_SETS[e.set], e.id, text)
+    return {"text": text}
+
+
 def memory_of(examples: list[Example]) -> QuestionMemory:
     """The question memory of these (featurised) examples: their caller's-words vectors and labels."""
-    rows = [e for e in examples if remembered(e) and e.cand is not None and e.cand.qvec is not None]
+    rows = memory_rows(examples)
     if not rows:
         return QuestionMemory.build(np.zeros((0, 0), dtype=np.float32), [], [])
     return QuestionMemory.build(
@@ -1059,7 +1085,7 @@ def default_sets(
     right 0.21 vs 0.29), so the shipped models were fitted without them until session 11 (1–4) and
     session 15 (1–7) and session 16 (1–9). A set still blind (holdout 10) is never a training set."""
     sets = {
-        "dev": shared / "eval-dev" / "utterances.jsonl",
+        "dev": shared / SHARED_SETS["dev"],
         "utterances": root / "eval" / "utterances.jsonl",
         "noisy": root / "eval" / "utterances_noisy.jsonl",
         "turns": root / "eval" / "calls.jsonl",
@@ -1119,15 +1145,19 @@ def train_and_save(
     scores; write both (and the threshold) beside the module. With ``probe``, the out-of-scope probe
     too (``abstain_probe.npz``; the abstention models learn from its out-of-fold probabilities). With
     ``call_model``, also the in-call abstention model (``abstain_call_model.txt``; without it, a stale
-    one is removed), with ``turn_probe`` after the turn probe it reads (``abstain_turn_probe.npz``). The question memory of every example goes beside them (``rerank_memory.npz``);
+    one is removed), with ``turn_probe`` after the turn probe it reads (``abstain_turn_probe.npz``). The questions of the memory (every remembered example's words and articles) go beside them
+    (``rerank_memory.jsonl``), their vectors into the index's folder;
     each example learns from it without its own group, as a served question is never its own
     neighbour."""
     mpath = path.with_name(MEMORY_FILE)
     remembered_n = 0
     if memory:
         mem = memory_of(examples)
+        write_questions(
+            mpath, [remembered_as(e) for e in memory_rows(examples)], [list(a) for a in mem.articles]
+        )
+        store_vectors(reranker.kb, mpath, mem)
         examples = learning_rows(reranker, examples, unfamiliar_share)
-        mem.save(mpath, encoder=str(reranker.kb.info().get("dense_backend", "")))
         remembered_n = len(mem)
     elif mpath.exists():
         mpath.unlink()  # models that learned without a memory must not read a stale one

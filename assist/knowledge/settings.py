@@ -114,7 +114,7 @@ class KnowledgeSettings(BaseSettings):
         default_factory=_default_site_memory,
         description="Questions this site's counselors confirmed (`dasan kb memory add` of a `dasan feedback "
         "export`): query vectors and article ids, no text, read by the second stage beside the shipped "
-        "question memory (assist/knowledge/rerank_memory.npz); a missing file adds nothing",
+        "question memory (assist/knowledge/rerank_memory.jsonl, embedded by each index); a missing file adds nothing",
     )
     doc_title_in_prompt: bool = Field(
         default=True, description="Embed passages as 'title: <law> <article title> | text: <passage>'"

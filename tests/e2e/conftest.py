@@ -137,6 +137,12 @@ def slice_indexes(corpus_slice: Path, hybrid_slice: Path) -> dict[str, Path]:
         path = KnowledgeBase.index_path(settings)
         if not (path / "manifest.json").is_file():
             KnowledgeBase.build(None, settings, progress=True).save()
+        if settings.dense_enabled:
+            # the shipped question memory embedded once into the index's folder, as `dasan kb build`
+            # does, so that every service started on it reads it instead of embedding it at start-up
+            from assist.knowledge.memory import shipped_memory
+
+            shipped_memory(KnowledgeBase.open(settings, build_if_missing=False, progress=False))
         out[name] = path
     for stale in set(KB_CACHE.iterdir()) - set(out.values()):  # other slices, models or settings
         shutil.rmtree(stale, ignore_errors=True)

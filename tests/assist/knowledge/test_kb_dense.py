@@ -332,7 +332,7 @@ def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shi
 ) -> None:
     """`dasan kb memory add`: confirmed questions are embedded by the index's own query encoder and
     kept (vectors and article ids only); the shipped second stage then reads them beside its memory."""
-    from assist.knowledge.memory import QuestionMemory, grow_site_memory
+    from assist.knowledge.memory import QuestionMemory, grow_site_memory, shipped_memory
     from assist.knowledge.rerank import FEATURES, Conversation, Reranker
 
     question = "골목 모퉁이에 차를 세워 두면 안 되는 거죠?"
@@ -357,9 +357,24 @@ def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shi
     assert site is not None and len(site) == 2
 
     dense_kb.settings.memory_site_path = path
-    r = Reranker.load(dense_kb)
-    shipped = QuestionMemory.load()
-    assert r.memory is not None and shipped is not None and len(r.memory) == len(shipped) + 2
+    # the shipped models beside the first 40 shipped questions (embedding all ~4,000 takes a minute
+    # or two here; the e2e services read the whole list)
+    import shutil
+
+    from assist.knowledge.memory import MEMORY_FILE, MEMORY_PATH
+    from assist.knowledge.rerank import MODEL_PATH
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in MODEL_PATH.parent.iterdir():
+        if f.suffix in (".txt", ".json", ".npz"):
+            shutil.copy(f, models / f.name)
+    head = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:40]
+    (models / MEMORY_FILE).write_text("".join(f"{ln}\n" for ln in head), encoding="utf-8")
+    r = Reranker.load(dense_kb, models / MODEL_PATH.name)
+    shipped = shipped_memory(dense_kb, models / MEMORY_FILE)  # the questions in this index's space
+    assert r.memory is not None and shipped is not None and len(shipped) == 40
+    assert len(r.memory) == len(shipped) + 2
     [c] = r.candidates([Conversation(question)])
     art = r.doc_index["도로교통법/제32조"]
     j = int(np.flatnonzero(c.articles == art)[0])

@@ -95,11 +95,159 @@ def test_a_memory_file_holding_pickled_objects_is_not_read(
     assert "not read" in caplog.text
 
 
-def test_the_shipped_memory_reads_without_unpickling() -> None:
-    from assist.knowledge.memory import MEMORY_PATH
+def test_the_shipped_questions_are_masked_text_and_corpus_articles() -> None:
+    """The shipped memory is a list of labelled questions (text, articles), no vectors: every text is
+    already masked (masking it again changes nothing), every article is in the corpus, and out-of-
+    scope questions are there too (the abstention reads them)."""
+    from assist.knowledge.memory import MEMORY_PATH, read_questions
+    from streaming.privacy import mask_text
 
-    with np.load(MEMORY_PATH, allow_pickle=False) as z:
-        assert z["vectors"].shape[0] == len(json.loads(str(z["articles"])))
+    texts, articles = read_questions(MEMORY_PATH)
+    assert len(texts) > 1000 and len(texts) == len(articles)
+    assert all(mask_text(t) == t for t in texts)
+    dev = Path(__file__).resolve().parents[3].parent / "shared" / "eval-dev" / "utterances.jsonl"
+    shared = dev.read_text(encoding="utf-8")
+    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()
+    own = [json.loads(ln)["text"] for ln in lines if '"text"' in ln]
+    assert not [t for t in own if len(t) > 12 and t in shared]  # the shared data is referenced, not copied
+    corpus = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "regulations.jsonl"
+    ids = {json.loads(ln)["id"] for ln in corpus.read_text(encoding="utf-8").splitlines() if ln.strip()}
+    assert {a for arts in articles for a in arts} <= ids
+    assert sum(1 for a in articles if not a) > 100
+    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()
+    assert lines == sorted(lines)  # a retraining's diff shows the questions it added
+
+
+class _Encoder:
+    """A deterministic stand-in for the query encoder (the real one: test_kb_dense's site memory
+    test), counting what it is asked to embed."""
+
+    dim = 8
+
+    def __init__(self, fingerprint: str = "enc-a") -> None:
+        self.fingerprint = fingerprint
+        self.query_fingerprint = f"{fingerprint}-q64"
+        self.embedded = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.embedded += len(texts)
+        rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=self.dim) for t in texts]
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _kb(index: Path | None, encoder: _Encoder) -> SimpleNamespace:
+    return SimpleNamespace(
+        encoder=encoder,
+        dense=object(),
+        path=index,
+        settings=SimpleNamespace(dense_query_expansion=False),
+        searcher=SimpleNamespace(encode_queries=encoder.encode),
+    )
+
+
+def test_each_index_embeds_the_shipped_questions_once_and_keeps_them(tmp_path: Path, monkeypatch) -> None:
+    from assist.knowledge import memory as m
+
+    monkeypatch.setattr(m, "_BUILT", {})
+    questions = tmp_path / "q.jsonl"
+    m.write_questions(
+        questions,
+        [{"text": "주차 과태료 얼마예요"}, {"text": "택배가 안 와요"}, {"text": "주차 과태료 얼마예요"}],
+        [["법/제3조"], [], ["법/제3조"]],
+    )
+    assert m.read_questions(questions)[0] == [
+        "주차 과태료 얼마예요",
+        "주차 과태료 얼마예요",
+        "택배가 안 와요",
+    ]
+    index = tmp_path / "index"
+    index.mkdir()
+    enc = _Encoder()
+    mem = m.shipped_memory(_kb(index, enc), questions)
+    assert mem is not None and len(mem) == 3 and mem.oos.tolist() == [False, False, True]
+    assert enc.embedded == 3
+    [stored] = index.glob(f"{m.VECTORS_PREFIX}*.npz")
+    # a new process (nothing held in memory) reads the stored vectors: nothing embedded again
+    monkeypatch.setattr(m, "_BUILT", {})
+    again = m.shipped_memory(_kb(index, enc), questions)
+    assert again is not None and enc.embedded == 3
+    assert np.allclose(again.vectors, mem.vectors, atol=1e-3)
+    # another encoder (another backend) embeds them anew: its queries live in another space
+    other = _Encoder("enc-b")
+    assert m.shipped_memory(_kb(index, other), questions) is not None and other.embedded == 3
+    # new questions (a retraining) have another digest: embedded, and training's store prunes the old
+    m.write_questions(questions, [{"text": "쓰레기 무단투기 신고"}], [["법/제5조"]])
+    fresh = m.shipped_memory(_kb(index, enc), questions)
+    assert fresh is not None and len(fresh) == 1 and enc.embedded == 4
+    m.store_vectors(_kb(index, enc), questions, fresh)
+    assert [p.name for p in index.glob(f"{m.VECTORS_PREFIX}*.npz")] != [stored.name]
+    assert len(list(index.glob(f"{m.VECTORS_PREFIX}*.npz"))) == 1
+
+
+def test_the_memory_needs_a_dense_side_and_a_questions_file(tmp_path: Path, monkeypatch) -> None:
+    from assist.knowledge import memory as m
+
+    monkeypatch.setattr(m, "_BUILT", {})
+    questions = tmp_path / "q.jsonl"
+    m.write_questions(questions, [{"text": "주차"}], [["법/제3조"]])
+    assert m.shipped_memory(SimpleNamespace(encoder=None, dense=None, path=None), questions) is None
+    assert m.shipped_memory(_kb(None, _Encoder()), tmp_path / "missing.jsonl") is None
+    # an index that was never saved (no folder): embedded once per process, nothing written
+    enc = _Encoder()
+    assert m.shipped_memory(_kb(None, enc), questions) is not None
+    assert m.shipped_memory(_kb(None, enc), questions) is not None and enc.embedded == 1
+
+
+def test_shared_items_are_kept_by_reference_and_read_where_they_lie(tmp_path: Path, caplog) -> None:
+    """An item of the shared labelled data is never copied into the repository: the file keeps its
+    id and the digest of its masked words, read back from the shared folder; a changed or missing
+    item is left out with a warning, and a reference cannot leave the shared folder."""
+    from assist.knowledge.memory import read_questions, shared_ref, write_questions
+    from streaming.privacy import mask_text
+
+    shared = tmp_path / "shared"
+    (shared / "eval-dev").mkdir(parents=True)
+    item = {"id": "U1", "utterance": "제 번호 010-1234-5678 로 연락 주세요 주차 문의요"}
+    (shared / "eval-dev" / "u.jsonl").write_text(
+        json.dumps(item, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    (tmp_path / "secret.jsonl").write_text(json.dumps(item, ensure_ascii=False) + "\n", encoding="utf-8")
+    masked = mask_text(item["utterance"]).strip()
+    assert "5678" not in masked
+    q = tmp_path / "q.jsonl"
+    rows = [
+        shared_ref("eval-dev/u.jsonl", "U1", masked),
+        shared_ref("eval-dev/u.jsonl", "U2", "없는 질문"),  # not there
+        shared_ref("eval-dev/u.jsonl", "U1", "다른 말"),  # changed since training
+        shared_ref("../secret.jsonl", "U1", masked),  # outside the shared folder
+        {"text": "택배가 안 와요"},
+    ]
+    write_questions(q, rows, [["법/제3조"], ["법/제4조"], ["법/제5조"], ["법/제6조"], []])
+    written = q.read_text(encoding="utf-8")
+    assert "010" not in written and "주차" not in written
+    texts, articles = read_questions(q, shared)
+    assert sorted(zip(texts, map(tuple, articles), strict=True)) == sorted(
+        [(masked, ("법/제3조",)), ("택배가 안 와요", ())]
+    )
+    assert "3 shared questions missing or changed" in caplog.text
+
+
+def test_the_shipped_shared_references_all_resolve() -> None:
+    from assist.knowledge.memory import MEMORY_PATH, read_questions
+
+    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()
+    assert sum(1 for ln in lines if '"ref"' in ln) > 50  # eval-dev's utterances, by reference
+    texts, _ = read_questions(MEMORY_PATH)
+    assert len(texts) == len(lines)  # every shared item found, unchanged since training
+
+
+def test_a_malformed_questions_file_names_its_line(tmp_path: Path) -> None:
+    from assist.knowledge.memory import read_questions
+
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"text": "주차", "articles": []}\n{"text": "x"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"q.jsonl:2"):
+        read_questions(bad)
 
 
 # three writers (rerank_train.WRITERS): a training row reads the other writers' questions only

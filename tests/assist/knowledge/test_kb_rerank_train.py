@@ -147,10 +147,14 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["27"])["turns_h27"].name
         == "calls_holdout27.jsonl"
     )
+    assert (  # measured once in session 23, then a training set
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["28"])["turns_h28"].name
+        == "calls_holdout28.jsonl"
+    )
     with pytest.raises(ValueError, match="blind"):  # the blind set is never a training set
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["28"])
-    with pytest.raises(ValueError, match="no held-out set"):
         default_sets(tmp_path, tmp_path / "shared", holdouts=["29"])
+    with pytest.raises(ValueError, match="no held-out set"):
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["30"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
