@@ -352,7 +352,11 @@ def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | N
         assert stored is not None
         mem = QuestionMemory.load(stored)
     if mem is None:
-        texts, articles = read_questions(questions)
+        try:
+            texts, articles = read_questions(questions)
+        except ValueError as exc:  # a broken file: the ranker serves without a memory, loudly
+            log.error("question memory not read: %s", exc)
+            return None
         mem = embed_questions(kb, texts, articles)
     if stored is not None and not have_stored:
         try:  # for the next start of any service on this index

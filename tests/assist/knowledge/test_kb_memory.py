@@ -248,6 +248,10 @@ def test_a_malformed_questions_file_names_its_line(tmp_path: Path) -> None:
     bad.write_text('{"text": "주차", "articles": []}\n{"text": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"q.jsonl:2"):
         read_questions(bad)
+    # a service loading it serves without a memory and says why (never a crash at start-up)
+    from assist.knowledge import memory as m
+
+    assert m.shipped_memory(_kb(None, _Encoder()), bad) is None
 
 
 # three writers (rerank_train.WRITERS): a training row reads the other writers' questions only
