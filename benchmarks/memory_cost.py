@@ -63,6 +63,7 @@ def main() -> int:
                 r.candidates([c])
                 times[name].append((time.perf_counter() - t0) * 1000)
     texts, articles = read_questions(MEMORY_PATH)
+    assert kb.encoder is not None  # (the memory above needs the dense side)
     kb.encoder.query_cache.clear()  # every question through the model, as on a fresh index
     t0 = time.perf_counter()
     embed_questions(kb, texts, articles)  # what an index pays once (not stored: this is a measurement)
