@@ -476,7 +476,8 @@ class Reranker:
                     )
         memory = None
         if model is not None:
-            memory = shipped_memory(kb, path.with_name(MEMORY_FILE))
+            listed = getattr(kb.settings, "memory_questions_path", None)
+            memory = shipped_memory(kb, Path(listed) if listed else path.with_name(MEMORY_FILE))
             site_path = getattr(kb.settings, "memory_site_path", None)
             site = QuestionMemory.load(Path(site_path), missing_ok=True) if site_path else None
             if site is not None:

@@ -110,6 +110,13 @@ class KnowledgeSettings(BaseSettings):
         "experiments (`dasan eval rerank --context-vectors`): a ranker reading other vectors than it learned "
         "from is not calibrated",
     )
+    memory_questions_path: Path | None = Field(
+        default=None,
+        description="The remembered questions the second stage reads (JSON lines of text or shared "
+        "reference and articles, embedded by each index once); unset: the list shipped beside the models "
+        "(assist/knowledge/rerank_memory.jsonl). Tests whose subject is not the memory point it at a "
+        "short list",
+    )
     memory_site_path: Path = Field(
         default_factory=_default_site_memory,
         description="Questions this site's counselors confirmed (`dasan kb memory add` of a `dasan feedback "

@@ -23,6 +23,17 @@ from streaming.events import CallEnded, CallStarted, Channel, Event, TranscriptS
 pytestmark = pytest.mark.slow
 
 
+def short_memory(folder: Path) -> Path:
+    """The first 200 shipped remembered questions: the memory is not this module's subject, and
+    embedding all of them with this cap would cost the suite two minutes."""
+    from assist.knowledge.memory import MEMORY_PATH
+
+    out = folder / "questions.jsonl"
+    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:200]
+    out.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+    return out
+
+
 @pytest.fixture(scope="module")
 def dense_assistant(
     assist_slice: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
@@ -34,6 +45,7 @@ def dense_assistant(
         index_dir=tmp_path_factory.mktemp("reuse-kb"),
         max_seq_length=32,  # quality is not measured here: a short cap builds the slice quickly
         query_cache=256,
+        memory_questions_path=short_memory(tmp_path_factory.mktemp("reuse-memory")),
     )
     return Assistant(KnowledgeBase.build(assist_slice, settings), AssistSettings())
 

@@ -31,8 +31,18 @@ def small(corpus_slice) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def dense_kb(small, model_path, tmp_path_factory) -> KnowledgeBase:
+    from assist.knowledge.memory import MEMORY_PATH
+
+    # the memory is not this module's subject (the site-memory test reads a list of its own): the
+    # first 200 shipped questions, not all (embedding them with this cap would cost two minutes)
+    short = tmp_path_factory.mktemp("memory") / "questions.jsonl"
+    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:200]
+    short.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
     s = KnowledgeSettings(
-        embedding_model_path=model_path, index_dir=tmp_path_factory.mktemp("kbidx"), max_seq_length=48
+        embedding_model_path=model_path,
+        index_dir=tmp_path_factory.mktemp("kbidx"),
+        max_seq_length=48,
+        memory_questions_path=short,
     )
     return KnowledgeBase.build(small, s)
 
@@ -371,6 +381,7 @@ def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shi
             shutil.copy(f, models / f.name)
     head = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:40]
     (models / MEMORY_FILE).write_text("".join(f"{ln}\n" for ln in head), encoding="utf-8")
+    dense_kb.settings.memory_questions_path = models / MEMORY_FILE  # this test's list of 40
     r = Reranker.load(dense_kb, models / MODEL_PATH.name)
     shipped = shipped_memory(dense_kb, models / MEMORY_FILE)  # the questions in this index's space
     assert r.memory is not None and shipped is not None and len(shipped) == 40
