@@ -329,6 +329,12 @@ def vectors_key(kb: Any, digest: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
+def _vectors_path(kb: Any, digest: str) -> Path | None:
+    """Where an index keeps the vectors of the questions with this digest (None: an unsaved index)."""
+    index_path = getattr(kb, "path", None)
+    return Path(index_path) / f"{VECTORS_PREFIX}{digest}.npz" if index_path else None
+
+
 _BUILT: dict[str, QuestionMemory] = {}  # this process's memories by key (an unsaved index embeds once)
 
 
@@ -344,8 +350,7 @@ def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | N
         return None
     digest = questions_digest(questions)
     key = vectors_key(kb, digest)
-    index_path = getattr(kb, "path", None)
-    stored = Path(index_path) / f"{VECTORS_PREFIX}{digest}.npz" if index_path else None
+    stored = _vectors_path(kb, digest)
     have_stored = stored is not None and QuestionMemory.built_for(stored) == key
     mem = _BUILT.get(key)
     if mem is None and have_stored:
@@ -389,15 +394,14 @@ def embed_questions(kb: Any, texts: list[str], articles: list[list[str]]) -> Que
 def store_vectors(kb: Any, questions: Path, memory: QuestionMemory) -> None:
     """Store vectors already made with ``kb``'s encoder for the questions file just written (training
     has them), so the first load need not embed them again; older questions' vectors are removed."""
-    index_path = getattr(kb, "path", None)
-    if getattr(kb, "encoder", None) is None or not index_path:
-        return
     digest = questions_digest(questions)
+    stored = _vectors_path(kb, digest)
+    if getattr(kb, "encoder", None) is None or stored is None:
+        return
     key = vectors_key(kb, digest)
-    folder = Path(index_path)
-    memory.save(folder / f"{VECTORS_PREFIX}{digest}.npz", encoder=str(kb.encoder.fingerprint), built_for=key)
-    for old in folder.glob(f"{VECTORS_PREFIX}*.npz"):
-        if old.name != f"{VECTORS_PREFIX}{digest}.npz":
+    memory.save(stored, encoder=str(kb.encoder.fingerprint), built_for=key)
+    for old in stored.parent.glob(f"{VECTORS_PREFIX}*.npz"):
+        if old != stored:
             old.unlink(missing_ok=True)
     _BUILT[key] = memory
 
