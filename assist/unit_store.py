@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_write
 from .text import Unit, split_units
 
 log = logging.getLogger("dasan.assist.unit_store")
@@ -133,15 +133,6 @@ def latest_store(index_dir: Path, fingerprint: str, exclude: Path | None = None)
     return None
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_npy(matrix: np.ndarray) -> Callable[[Path], None]:
     def write(p: Path) -> None:
         with p.open("wb") as fh:  # np.save on a name would add ".npy" to the temporary one
@@ -219,7 +210,7 @@ def precompute(
         "seconds": round(seconds, 1),
     }
     path = Path(kb.path)
-    _atomic_write(path / MATRIX, _save_npy(matrix))
-    _atomic_write(path / TABLE, lambda p: p.write_text(json.dumps({**meta, "passages": table})))
+    atomic_write(path / MATRIX, _save_npy(matrix))
+    atomic_write(path / TABLE, lambda p: p.write_text(json.dumps({**meta, "passages": table})))
     log.info("unit vectors stored", extra={k: v for k, v in meta.items() if k != "passages"})
     return {**meta, "bytes": int(matrix.nbytes), "ms_per_embedded_unit": 1000 * seconds / max(len(docs), 1)}

@@ -378,9 +378,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from .memory import shipped_memory
 
         t1 = time.perf_counter()
-        memory = shipped_memory(
-            kb
-        )  # the shipped questions embedded by this index's encoder, stored beside it
+        # the shipped questions embedded by this index's encoder, stored beside it
+        memory = shipped_memory(kb)
         if memory is not None:
             print(f"question memory: {len(memory)} questions embedded in {time.perf_counter() - t1:.1f} s")
     active = _registry(settings).active()

@@ -33,13 +33,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +126,18 @@ class QuestionMemory:
         metadata as JSON strings), so that reading the file never unpickles anything. Written under
         a temporary name and renamed, so a reader never sees half a file. ``built_for``: the key of
         the questions and encoder the vectors were made from (:func:`vectors_key`)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         meta = {"encoder": encoder, "n": len(self), "keys": list(self.keys), "built_for": built_for}
-        with tmp.open("wb") as fh:
-            np.savez_compressed(
-                fh,
-                vectors=self.vectors.astype(np.float16),
-                articles=np.array(json.dumps([list(a) for a in self.articles], ensure_ascii=False)),
-                meta=np.array(json.dumps(meta)),
-            )
-        os.replace(tmp, path)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # np.savez on a name would add ".npz" to the temporary one
+                np.savez_compressed(
+                    fh,
+                    vectors=self.vectors.astype(np.float16),
+                    articles=np.array(json.dumps([list(a) for a in self.articles], ensure_ascii=False)),
+                    meta=np.array(json.dumps(meta)),
+                )
+
+        atomic_write(path, write)
 
     @staticmethod
     def built_for(path: Path) -> str | None:
@@ -283,6 +286,13 @@ def read_questions(path: Path, shared: Path | None = None) -> tuple[list[str], l
     ``shared`` (default: ``$DASAN_SHARED_DIR``). A malformed line raises ``ValueError`` naming it; a
     shared item that is missing or changed since training is left out with a warning (the memory is
     the smaller for it; the models still read the rest)."""
+    return parse_questions(path.read_text(encoding="utf-8"), path, shared)
+
+
+def parse_questions(
+    content: str, path: Path, shared: Path | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """:func:`read_questions` of a file's ``content`` already read (``path`` names it in errors)."""
     from streaming.paths import shared_dir
 
     root = shared if shared is not None else shared_dir()
@@ -290,7 +300,7 @@ def read_questions(path: Path, shared: Path | None = None) -> tuple[list[str], l
     texts: list[str] = []
     articles: list[list[str]] = []
     missing = 0
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -315,7 +325,11 @@ def read_questions(path: Path, shared: Path | None = None) -> tuple[list[str], l
 
 
 def questions_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _digest(path.read_bytes())
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def vectors_key(kb: Any, digest: str) -> str:
@@ -348,7 +362,8 @@ def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | N
     if not questions.exists():
         log.warning("no question memory at %s: the ranker reads none", questions)
         return None
-    digest = questions_digest(questions)
+    raw = questions.read_bytes()  # read once: the digest names exactly the questions embedded
+    digest = _digest(raw)
     key = vectors_key(kb, digest)
     stored = _vectors_path(kb, digest)
     have_stored = stored is not None and QuestionMemory.built_for(stored) == key
@@ -358,8 +373,8 @@ def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | N
         mem = QuestionMemory.load(stored)
     if mem is None:
         try:
-            texts, articles = read_questions(questions)
-        except ValueError as exc:  # a broken file: the ranker serves without a memory, loudly
+            texts, articles = parse_questions(raw.decode("utf-8"), questions)
+        except ValueError as exc:  # a broken file (bad JSON or bytes): no memory, loudly
             log.error("question memory not read: %s", exc)
             return None
         mem = embed_questions(kb, texts, articles)

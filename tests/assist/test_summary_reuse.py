@@ -19,19 +19,9 @@ from assist.knowledge.query_cache import QueryVectorCache
 from assist.replay import Replayer
 from assist.settings import AssistSettings
 from streaming.events import CallEnded, CallStarted, Channel, Event, TranscriptSegment
+from tests.util import short_memory
 
 pytestmark = pytest.mark.slow
-
-
-def short_memory(folder: Path) -> Path:
-    """The first 200 shipped remembered questions: the memory is not this module's subject, and
-    embedding all of them with this cap would cost the suite two minutes."""
-    from assist.knowledge.memory import MEMORY_PATH
-
-    out = folder / "questions.jsonl"
-    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:200]
-    out.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 
 from assist.knowledge import KnowledgeBase, KnowledgeSettings
 from assist.knowledge.model_assembly import default_model_path
+from tests.util import short_memory
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +32,8 @@ def small(corpus_slice) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def dense_kb(small, model_path, tmp_path_factory) -> KnowledgeBase:
-    from assist.knowledge.memory import MEMORY_PATH
-
-    # the memory is not this module's subject (the site-memory test reads a list of its own): the
-    # first 200 shipped questions, not all (embedding them with this cap would cost two minutes)
-    short = tmp_path_factory.mktemp("memory") / "questions.jsonl"
-    lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:200]
-    short.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+    # the memory is not this module's subject (the site-memory test reads a list of its own)
+    short = short_memory(tmp_path_factory.mktemp("memory"))
     s = KnowledgeSettings(
         embedding_model_path=model_path,
         index_dir=tmp_path_factory.mktemp("kbidx"),

@@ -252,6 +252,9 @@ def test_a_malformed_questions_file_names_its_line(tmp_path: Path) -> None:
     from assist.knowledge import memory as m
 
     assert m.shipped_memory(_kb(None, _Encoder()), bad) is None
+    not_text = tmp_path / "q2.jsonl"  # bytes that are not UTF-8: the same, not a crash
+    not_text.write_bytes(b'{"text": "\xff\xfe", "articles": []}\n')
+    assert m.shipped_memory(_kb(None, _Encoder()), not_text) is None
 
 
 # three writers (rerank_train.WRITERS): a training row reads the other writers' questions only
