@@ -169,7 +169,9 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "--with-holdouts",
         default="",
         metavar="N,N",
-        help="Also learn from these held-out sets (1: *_holdout.jsonl, 2–27: *_holdoutN.jsonl; 28 is blind), e.g. 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27",
+        help="Also learn from these held-out sets (1: eval/*_holdout.jsonl, N: eval/*_holdoutN.jsonl); the "
+        "known ones are rerank_train.HOLDOUT_SUFFIX, and a set still blind (rerank_train.BLIND_HOLDOUTS) is "
+        "refused; the shipped models' list is in eval/README.md, 'Which sets are what'",
     )
     p.add_argument(
         "--call-turns",

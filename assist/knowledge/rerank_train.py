@@ -93,14 +93,14 @@ def call_set(name: str) -> bool:
 UTTERANCE_SETS = ("dev", "utterances", "utterances_h1", "utterances_h2", "utterances_h3", "utterances_h4")
 CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # the held-out sets that may join training (``--with-holdouts``), by number: their file suffix
-# held-out sets a model may learn from once they have been measured (29 is blind: never a training
-# set; 10 was measured once in session 17, 17 in session 18, 24 in session 19, 25 in session 20,
-# 26 in session 21, 27 in session 22, 28 in session 23; 30-32 were written in session 23 as training data;
-# 11-16 were written in session 17 and 18-23 in session 18 as training data)
-BLIND_HOLDOUTS = ("29",)
+# held-out sets a model may learn from once they have been measured (29 and 37 are blind: never a
+# training set while blind; 10 was measured once in session 17, 17 in session 18, 24 in session 19,
+# 25 in session 20, 26 in session 21, 27 in session 22, 28 in session 23; 11-16 were written in
+# session 17, 18-23 in session 18, 30-32 in session 23 and 33-36 in session 24 as training data)
+BLIND_HOLDOUTS = ("29", "37")
 HOLDOUT_SUFFIX = {
     "1": "_holdout",
-    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in (*range(10, 29), 30, 31, 32)))},
+    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in (*range(10, 29), *range(30, 37))))},
 }
 
 
