@@ -166,7 +166,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         == "utterances_holdout32.jsonl"
     )
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["33"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["38"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
