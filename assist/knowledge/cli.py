@@ -153,11 +153,11 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument(
         "--max-withheld",
         type=float,
-        default=0.04,
-        help="Most in-scope questions of the training folds abstention may withhold (0.04: with sets "
-        "1–27 held-out folds withheld 0.042 (0.036–0.048 over 5 seeds) at out-of-scope abstention 0.915 "
-        "(0.907–0.926), where 0.035 abstained 0.897 on one seed; with sets 1–26, 0.04 withheld 0.051; "
-        "docs/knowledge.md, Sessions 20–22)",
+        default=0.035,
+        help="Most in-scope questions of the training folds abstention may withhold (0.035: with sets "
+        "1–28 and 30–36 held-out folds withheld 0.044 (0.040–0.048 over 5 seeds) at out-of-scope "
+        "abstention 0.926 (0.915–0.936), where 0.04 withheld 0.050 (0.048–0.051), over the 0.05 "
+        "promise on some seeds; docs/knowledge.md, Sessions 20–24)",
     )
     p.add_argument("--train", action="store_true", help="Then fit on every example and write the model files")
     p.add_argument(
