@@ -68,12 +68,13 @@ def dismiss_dialogs(page: Page, messages: list[str]) -> None:
     page.on("dialog", on_dialog)
 
 
-def short_memory(folder: Path, n: int = 200) -> Path:
-    """A list of the first ``n`` shipped remembered questions, for a knowledge base whose subject is
-    not the memory: embedding all of them with a test's sequence cap costs the suite minutes."""
+def short_memory(folder: Path, n: int = 200, name: str = "questions.jsonl") -> Path:
+    """A list of the first ``n`` shipped remembered questions (``folder / name``), for a knowledge
+    base whose subject is not the memory: embedding all of them with a test's sequence cap costs the
+    suite minutes."""
     from assist.knowledge.memory import MEMORY_PATH
 
-    out = folder / "questions.jsonl"
+    out = folder / name
     lines = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:n]
     out.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
     return out

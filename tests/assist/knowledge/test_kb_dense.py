@@ -334,7 +334,7 @@ def test_a_shed_request_asks_the_caller_words_once_and_is_ranked_as_a_first_ques
 
 
 def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shipped_one(
-    dense_kb, tmp_path
+    dense_kb, tmp_path, monkeypatch
 ) -> None:
     """`dasan kb memory add`: confirmed questions are embedded by the index's own query encoder and
     kept (vectors and article ids only); the shipped second stage then reads them beside its memory."""
@@ -362,12 +362,13 @@ def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shi
     site = QuestionMemory.load(path)
     assert site is not None and len(site) == 2
 
-    dense_kb.settings.memory_site_path = path
+    # the module's index reads this test's lists, and the next test's reads its own again
+    monkeypatch.setattr(dense_kb.settings, "memory_site_path", path)
     # the shipped models beside the first 40 shipped questions (embedding all ~4,000 takes a minute
     # or two here; the e2e services read the whole list)
     import shutil
 
-    from assist.knowledge.memory import MEMORY_FILE, MEMORY_PATH
+    from assist.knowledge.memory import MEMORY_FILE
     from assist.knowledge.rerank import MODEL_PATH
 
     models = tmp_path / "models"
@@ -375,9 +376,8 @@ def test_a_site_memory_grows_from_confirmed_questions_and_is_read_beside_the_shi
     for f in MODEL_PATH.parent.iterdir():
         if f.suffix in (".txt", ".json", ".npz"):
             shutil.copy(f, models / f.name)
-    head = MEMORY_PATH.read_text(encoding="utf-8").splitlines()[:40]
-    (models / MEMORY_FILE).write_text("".join(f"{ln}\n" for ln in head), encoding="utf-8")
-    dense_kb.settings.memory_questions_path = models / MEMORY_FILE  # this test's list of 40
+    short_memory(models, 40, MEMORY_FILE)
+    monkeypatch.setattr(dense_kb.settings, "memory_questions_path", models / MEMORY_FILE)
     r = Reranker.load(dense_kb, models / MODEL_PATH.name)
     shipped = shipped_memory(dense_kb, models / MEMORY_FILE)  # the questions in this index's space
     assert r.memory is not None and shipped is not None and len(shipped) == 40
