@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -267,7 +266,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     p.add_argument(
         "--no-cache",
         action="store_true",
-        help="Recompute the candidates' features (cached per index and data)",
+        help="Recompute the candidates' features (cached per index, labelled set and feature code)",
     )
     p.add_argument("--out", default="benchmarks/results/rerank_cv.json", help="Where the report goes")
     p.set_defaults(func=cmd_eval_rerank)
@@ -634,9 +633,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         UNFAMILIAR_SHARE,
         cross_validate,
         default_sets,
-        features_cache,
-        featurize,
-        load_examples,
+        featurized_examples,
         shipped_context_vectors,
         train_and_save,
     )
@@ -654,16 +651,15 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     )
     holdouts = [k.strip() for k in (args.with_holdouts or "").split(",") if k.strip()]
     sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1, holdouts=holdouts)
-    examples = load_examples(assistant, sets)
-    cache = features_cache(kb, sets, reranker.context_vectors)
-    if cache.exists() and not args.no_cache:
-        examples = pickle.loads(cache.read_bytes())
-        print(f"{len(examples)} labelled examples; features from {cache}", file=sys.stderr)
-    else:
-        print(f"{len(examples)} labelled examples; computing candidates and features …", file=sys.stderr)
-        featurize(reranker, examples)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(examples))
+    print(
+        f"{len(sets)} labelled sets; candidates and features of each from var/cache or computed now",
+        file=sys.stderr,
+    )
+    examples, fresh = featurized_examples(assistant, reranker, sets, use_cache=not args.no_cache)
+    print(
+        f"{len(examples)} labelled examples; featurised now: {', '.join(fresh) or 'none (all cached)'}",
+        file=sys.stderr,
+    )
     for kv in args.ranker_param:
         key, _, value = kv.partition("=")
         if key not in PARAMS or not value:

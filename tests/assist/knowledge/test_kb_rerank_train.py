@@ -165,8 +165,16 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["32"])["utterances_h32"].name
         == "utterances_holdout32.jsonl"
     )
+    assert (  # measured once in session 24, then a training set from session 25
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["29"])["turns_h29"].name
+        == "calls_holdout29.jsonl"
+    )
+    assert (  # written in session 25 as training data
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["41"])["utterances_h41"].name
+        == "utterances_holdout41.jsonl"
+    )
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["38"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["42"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
@@ -375,3 +383,47 @@ def test_law_features_say_which_law_and_which_of_its_articles() -> None:
     # memory's count; it drops the context variants' own columns
     assert {"law_gap_h", "law_rank_h", "mem_count", "mem_law_vote"}.isdisjoint(T_ONLY_DROP)
     assert {"dense_h", "fused_c_rank", "has_context", "title_h"} <= set(T_ONLY_DROP)
+
+
+def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itself(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from assist.knowledge import rerank_train
+    from assist.knowledge.rerank_train import Example, featurized_examples
+
+    featurised: list[list[str]] = []
+
+    def load(assistant: Any, sets: dict[str, Any]) -> list[Example]:
+        ((name, path),) = sets.items()
+        return [Example(f"{name}:{line}", line, name, None, []) for line in path.read_text().split()]  # type: ignore[arg-type]
+
+    def featurize(reranker: Any, examples: list[Example]) -> None:
+        featurised.append([e.id for e in examples])
+        for e in examples:
+            e.first_stage = [f"doc-of-{e.id}"]
+
+    monkeypatch.setattr(rerank_train, "load_examples", load)
+    monkeypatch.setattr(rerank_train, "featurize", featurize)
+    kb = SimpleNamespace(key="k1", settings=SimpleNamespace(index_dir=tmp_path / "kb" / "k1"))
+    reranker = SimpleNamespace(kb=kb, context_vectors="text")
+    files = {n: tmp_path / f"{n}.jsonl" for n in ("a", "b", "c")}
+    for n, f in files.items():
+        f.write_text(f"{n}1 {n}2")
+    two = {"a": files["a"], "b": files["b"]}
+    examples, fresh = featurized_examples(None, reranker, two)  # type: ignore[arg-type]
+    assert fresh == ["a", "b"] and featurised == [["a:a1", "a:a2", "b:b1", "b:b2"]]
+    assert [e.first_stage for e in examples] == [
+        ["doc-of-a:a1"],
+        ["doc-of-a:a2"],
+        ["doc-of-b:b1"],
+        ["doc-of-b:b2"],
+    ]
+    # a third set: only it is featurised; the others come back from the cache, in the sets' order
+    examples, fresh = featurized_examples(None, reranker, {"c": files["c"], **two})  # type: ignore[arg-type]
+    assert fresh == ["c"] and featurised[-1] == ["c:c1", "c:c2"]
+    assert [e.id for e in examples] == ["c:c1", "c:c2", "a:a1", "a:a2", "b:b1", "b:b2"]
+    assert examples[2].first_stage == ["doc-of-a:a1"]
+    # a set whose file changed is featurised again; no cache at all when asked
+    files["b"].write_text("b1 b2 b3")
+    assert featurized_examples(None, reranker, two)[1] == ["b"]  # type: ignore[arg-type]
+    assert featurized_examples(None, reranker, two, use_cache=False)[1] == ["a", "b"]  # type: ignore[arg-type]
