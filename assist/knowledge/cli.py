@@ -340,6 +340,17 @@ def _open_with_query_backend(settings: Any, backend: str) -> Any:
     return KnowledgeBase.load(path, settings, encoder=encoder)
 
 
+def served_for_queries(kb: Any, path: Any) -> Any:
+    """The index as a service loads it: ``kb`` itself when its encoder is the one services embed
+    queries with, else the saved index loaded again with that query encoder (an fp32 index built
+    with torch is queried through ONNX fp32 where the export is ready: ``query_encoders``)."""
+    from .kb import KnowledgeBase
+
+    if kb.encoder is None or kb.settings.query_encoders()[0] == kb.encoder.backend:
+        return kb
+    return KnowledgeBase.load(path, kb.settings, analyzer=kb.analyzer)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     import time
 
@@ -379,8 +390,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         from .memory import shipped_memory
 
         t1 = time.perf_counter()
-        # the shipped questions embedded by this index's encoder, stored beside it
-        memory = shipped_memory(kb)
+        # the shipped questions embedded by the encoder that services query this index with, stored
+        # beside it (its vectors are keyed by that encoder: embedded by the build's, a service on an
+        # fp32 index — queried through ONNX fp32 — embedded them all again at its first start)
+        memory = shipped_memory(served_for_queries(kb, path))
         if memory is not None:
             print(f"question memory: {len(memory)} questions embedded in {time.perf_counter() - t1:.1f} s")
     active = _registry(settings).active()

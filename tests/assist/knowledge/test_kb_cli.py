@@ -82,3 +82,33 @@ def test_build_search_info_and_eval(parser, env: Path, capsys) -> None:
     assert set(rep["methods"]) == {"bm25_ws", "bm25"}
     assert rep["in_scope"] == 1 and rep["out_of_scope"] == 1
     assert 0 <= rep["methods"]["bm25"]["MRR@10"] <= 1
+
+
+def test_the_build_embeds_the_memory_with_the_encoder_services_query_with(monkeypatch) -> None:
+    """An fp32 index is built with torch but queried through ONNX fp32 (``query_encoders``): the
+    memory's vectors are keyed by the query encoder, so the build embeds them with the served one."""
+    from types import SimpleNamespace
+
+    from assist.knowledge import cli
+    from assist.knowledge import kb as kb_module
+
+    loaded: list[tuple[object, object]] = []
+
+    def load(path: object, settings: object, analyzer: object = None) -> object:
+        loaded.append((path, analyzer))
+        return "served"
+
+    monkeypatch.setattr(kb_module.KnowledgeBase, "load", staticmethod(load))
+
+    def built(index_backend: str, query_backend: str) -> SimpleNamespace:
+        settings = SimpleNamespace(query_encoders=lambda: (query_backend, None))
+        return SimpleNamespace(
+            encoder=SimpleNamespace(backend=index_backend), settings=settings, analyzer="kiwi"
+        )
+
+    same = built("bf16", "bf16")  # a bf16 index: its own encoder embeds queries (small batches aside)
+    assert cli.served_for_queries(same, "p") is same and not loaded
+    assert cli.served_for_queries(built("torch", "onnx-fp32"), "p") == "served"
+    assert loaded == [("p", "kiwi")]  # loaded again, reusing the build's analyser
+    lexical = SimpleNamespace(encoder=None)
+    assert cli.served_for_queries(lexical, "p") is lexical
