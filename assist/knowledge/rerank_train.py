@@ -1138,23 +1138,21 @@ def featurized_examples(
     import pickle
 
     examples: list[Example] = []
-    fresh: list[tuple[Path, list[Example]]] = []
-    done: list[str] = []
+    fresh: dict[str, tuple[Path, list[Example]]] = {}  # the sets featurised now, by name
     for name, path in sets.items():
         part = load_examples(assistant, {name: path})
         cache = features_cache(reranker.kb, {name: path}, reranker.context_vectors)
         if use_cache and cache.exists():
             part = pickle.loads(cache.read_bytes())
         else:
-            fresh.append((cache, part))
-            done.append(name)
+            fresh[name] = (cache, part)
         examples += part
     if fresh:
-        featurize(reranker, [e for _, part in fresh for e in part])
-        for cache, part in fresh:
+        featurize(reranker, [e for _, part in fresh.values() for e in part])
+        for cache, part in fresh.values():
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_bytes(pickle.dumps(part))
-    return examples, done
+    return examples, list(fresh)
 
 
 def train_and_save(
