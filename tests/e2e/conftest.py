@@ -29,6 +29,7 @@ from dasan.stack import Service, Stack
 from streaming.broker import LocalBroker
 from streaming.settings import KafkaSettings
 from tests.kafka_util import broker_settings, running_broker
+from tests.util import short_memory
 
 REPO = Path(__file__).resolve().parents[2]
 # Index folders are keyed by corpus content, models and settings: a cache across sessions is safe,
@@ -40,6 +41,9 @@ MAX_SEQ_LENGTH = 64
 # The hybrid slice: the first articles of every law in ``corpus_slice`` (≈80 records: embedding all
 # ≈420 made the bad-input stack's first set-up 254 s instead of 170 s on a loaded 2-core machine).
 HYBRID_PER_LAW = 2
+# Remembered questions the hybrid services read (``slice_memory``): the ranker's memory features
+# work on any list; the whole shipped one is what `dasan eval` and the demo measure.
+SLICE_MEMORY = 200
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,13 +115,25 @@ def hybrid_slice(corpus_slice: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def hybrid_env(hybrid_slice: Path) -> dict[str, str]:
-    """What an assist service needs over ``e2e_env`` to load the ``hybrid`` index (``slice_indexes``)."""
-    return {"DASAN_KB_CORPUS_PATHS": json.dumps([str(hybrid_slice)])}
+def slice_memory(hybrid_slice: Path) -> Path:
+    """The first ``SLICE_MEMORY`` shipped remembered questions: the ``hybrid`` services' question
+    memory. Embedding the whole shipped memory for the slice index took 110 s on an AVX-512 machine
+    and 654 s on an AVX2-only one, for tests whose subject is bad input, not retrieval."""
+    return short_memory(hybrid_slice.parent, n=SLICE_MEMORY, name="slice-memory.jsonl")
 
 
 @pytest.fixture(scope="session")
-def slice_indexes(corpus_slice: Path, hybrid_slice: Path) -> dict[str, Path]:
+def hybrid_env(hybrid_slice: Path, slice_memory: Path) -> dict[str, str]:
+    """What an assist service needs over ``e2e_env`` to load the ``hybrid`` index (``slice_indexes``)
+    and its question memory (``slice_memory``, embedded there)."""
+    return {
+        "DASAN_KB_CORPUS_PATHS": json.dumps([str(hybrid_slice)]),
+        "DASAN_KB_MEMORY_QUESTIONS_PATH": str(slice_memory),
+    }
+
+
+@pytest.fixture(scope="session")
+def slice_indexes(corpus_slice: Path, hybrid_slice: Path, slice_memory: Path) -> dict[str, Path]:
     """The slices' two indexes, built here once (or found in the cache): ``lexical`` (BM25 only, of
     ``corpus_slice``: the assist services of tests that set ``DASAN_KB_DENSE_ENABLED=false``) and
     ``hybrid`` (BM25 and 64-token vectors, the services' default, of ``hybrid_slice``: for services
@@ -138,11 +154,12 @@ def slice_indexes(corpus_slice: Path, hybrid_slice: Path) -> dict[str, Path]:
         if not (path / "manifest.json").is_file():
             KnowledgeBase.build(None, settings, progress=True).save()
         if settings.dense_enabled:
-            # the shipped question memory embedded once into the index's folder, as `dasan kb build`
+            # the services' question memory embedded once into the index's folder, as `dasan kb build`
             # does, so that every service started on it reads it instead of embedding it at start-up
             from assist.knowledge.memory import shipped_memory
 
-            shipped_memory(KnowledgeBase.open(settings, build_if_missing=False, progress=False))
+            kb = KnowledgeBase.open(settings, build_if_missing=False, progress=False)
+            assert shipped_memory(kb, slice_memory) is not None
         out[name] = path
     for stale in set(KB_CACHE.iterdir()) - set(out.values()):  # other slices, models or settings
         shutil.rmtree(stale, ignore_errors=True)
