@@ -188,6 +188,14 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     )
     p.add_argument("--ablation", action="store_true", help="Also cross-validate without each feature group")
     p.add_argument(
+        "--drop-features",
+        metavar="NAME,NAME",
+        default="",
+        help="Hold these ranker features at 0 in every model of this run (rerank.FEATURES): the "
+        "baseline a new feature is judged against, on the same cached features and seeds; refused "
+        "with --train (the shipped models read every feature)",
+    )
+    p.add_argument(
         "--leave-writer-out",
         action="store_true",
         help="Also fit on all writers' sets but one and judge that one, with and without the question memory",
@@ -640,7 +648,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     from assist.assistant import Assistant
     from assist.settings import AssistSettings
 
-    from .rerank import Reranker
+    from .rerank import FEATURES, Reranker
     from .rerank_train import (
         PARAMS,
         UNFAMILIAR_SHARE,
@@ -651,6 +659,12 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         train_and_save,
     )
 
+    drop = tuple(f.strip() for f in args.drop_features.split(",") if f.strip())
+    unknown = [f for f in drop if f not in FEATURES]
+    if unknown or (drop and args.train):
+        why = f"not ranker features: {', '.join(unknown)}" if unknown else "not with --train"
+        print(f"error: --drop-features: {why}", file=sys.stderr)
+        return 2
     kb = _open(_settings(args))
     if kb is None:
         return 1
@@ -673,6 +687,12 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         f"{len(examples)} labelled examples; featurised now: {', '.join(fresh) or 'none (all cached)'}",
         file=sys.stderr,
     )
+    if drop:
+        from .rerank_train import ablated
+
+        examples = ablated(examples, drop)
+        if "mem_law_vote" in drop:  # the memory's columns are recomputed per fold
+            reranker.law_vote = False
     for kv in args.ranker_param:
         key, _, value = kv.partition("=")
         if key not in PARAMS or not value:
@@ -696,6 +716,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     report["unfamiliar_share"] = share
     report["oos_probe"] = probe
     report["ranker_params"] = dict(PARAMS)
+    report["dropped_features"] = list(drop)
     report["index"] = kb.info()
     if args.call_model:
         from .rerank_train import call_model_cv

@@ -112,3 +112,15 @@ def test_the_build_embeds_the_memory_with_the_encoder_services_query_with(monkey
     assert loaded == [("p", "kiwi")]  # loaded again, reusing the build's analyser
     lexical = SimpleNamespace(encoder=None)
     assert cli.served_for_queries(lexical, "p") is lexical
+
+
+def test_eval_rerank_refuses_dropped_features_it_does_not_know_or_a_training_without_them(
+    parser, capsys
+) -> None:
+    # refused before any index is opened: a typo would otherwise cost a featurising run
+    args = parser.parse_args(["eval", "rerank", "--drop-features", "title_t,title_q"])
+    assert args.func(args) == 2
+    assert "not ranker features: title_q" in capsys.readouterr().err
+    args = parser.parse_args(["eval", "rerank", "--drop-features", "title_t", "--train"])
+    assert args.func(args) == 2
+    assert "not with --train" in capsys.readouterr().err
