@@ -173,8 +173,16 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["41"])["utterances_h41"].name
         == "utterances_holdout41.jsonl"
     )
+    assert (  # measured once in session 25, then a training set
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["37"])["turns_h37"].name
+        == "calls_holdout37.jsonl"
+    )
+    assert (  # written in session 26 as training data
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["44"])["utterances_h44"].name
+        == "utterances_holdout44.jsonl"
+    )
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["42"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["45"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
