@@ -182,7 +182,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         == "utterances_holdout44.jsonl"
     )
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["45"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["46"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
