@@ -177,6 +177,10 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         default_sets(tmp_path, tmp_path / "shared", holdouts=["37"])["turns_h37"].name
         == "calls_holdout37.jsonl"
     )
+    assert (  # measured once in session 26, then a training set
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["38"])["utterances_h38"].name
+        == "utterances_holdout38.jsonl"
+    )
     assert (  # written in session 26 as training data
         default_sets(tmp_path, tmp_path / "shared", holdouts=["44"])["utterances_h44"].name
         == "utterances_holdout44.jsonl"
