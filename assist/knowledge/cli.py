@@ -648,6 +648,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     from assist.assistant import Assistant
     from assist.settings import AssistSettings
 
+    from .memory import MEMORY_FEATURES
     from .rerank import FEATURES, Reranker
     from .rerank_train import (
         PARAMS,
@@ -661,8 +662,17 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
 
     drop = tuple(f.strip() for f in args.drop_features.split(",") if f.strip())
     unknown = [f for f in drop if f not in FEATURES]
-    if unknown or (drop and args.train):
-        why = f"not ranker features: {', '.join(unknown)}" if unknown else "not with --train"
+    # the memory's columns are computed again in every fold (from the fold's own questions): held at
+    # 0 beforehand they would come back; --no-memory drops them all
+    per_fold = [f for f in drop if f in MEMORY_FEATURES and f != "mem_law_vote"]
+    why = ""
+    if unknown:
+        why = f"not ranker features: {', '.join(unknown)}"
+    elif per_fold:
+        why = f"{', '.join(per_fold)}: computed in every fold, use --no-memory"
+    elif drop and args.train:
+        why = "not with --train"
+    if why:
         print(f"error: --drop-features: {why}", file=sys.stderr)
         return 2
     kb = _open(_settings(args))

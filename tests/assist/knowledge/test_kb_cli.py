@@ -124,3 +124,6 @@ def test_eval_rerank_refuses_dropped_features_it_does_not_know_or_a_training_wit
     args = parser.parse_args(["eval", "rerank", "--drop-features", "title_t", "--train"])
     assert args.func(args) == 2
     assert "not with --train" in capsys.readouterr().err
+    args = parser.parse_args(["eval", "rerank", "--drop-features", "mem_vote"])
+    assert args.func(args) == 2
+    assert "computed in every fold, use --no-memory" in capsys.readouterr().err
