@@ -115,11 +115,11 @@ def hybrid_slice(corpus_slice: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def slice_memory(hybrid_slice: Path) -> Path:
+def slice_memory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first ``SLICE_MEMORY`` shipped remembered questions: the ``hybrid`` services' question
     memory. Embedding the whole shipped memory for the slice index took 110 s on an AVX-512 machine
     and 654 s on an AVX2-only one, for tests whose subject is bad input, not retrieval."""
-    return short_memory(hybrid_slice.parent, n=SLICE_MEMORY, name="slice-memory.jsonl")
+    return short_memory(tmp_path_factory.mktemp("memory"), n=SLICE_MEMORY)
 
 
 @pytest.fixture(scope="session")
