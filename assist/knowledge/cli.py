@@ -649,7 +649,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     from assist.settings import AssistSettings
 
     from .memory import MEMORY_FEATURES
-    from .rerank import FEATURES, Reranker
+    from .rerank import COMPOSED_MODEL_DIR, FEATURES, MODEL_PATH, Reranker
     from .rerank_train import (
         PARAMS,
         UNFAMILIAR_SHARE,
@@ -675,6 +675,21 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     if why:
         print(f"error: --drop-features: {why}", file=sys.stderr)
         return 2
+    vectors = args.context_vectors or shipped_context_vectors()
+    model_path = MODEL_PATH
+    if args.train and vectors != shipped_context_vectors():
+        # a second model set beside the shipped one (#18), never in its place
+        if vectors != "composed":
+            print(f"error: --train: no model set is shipped for {vectors} vectors", file=sys.stderr)
+            return 2
+        if args.live_summaries:
+            print(
+                "error: --train --live-summaries: the summary confirmation is the shipped set's; fit it "
+                "with the shipped set's vectors",
+                file=sys.stderr,
+            )
+            return 2
+        model_path = COMPOSED_MODEL_DIR / MODEL_PATH.name
     kb = _open(_settings(args))
     if kb is None:
         return 1
@@ -683,9 +698,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         return 1
     root = Path(__file__).resolve().parents[2]
     assistant = Assistant(kb, AssistSettings(rerank=False))
-    reranker = Reranker(
-        kb, turn_features=True, context_vectors=args.context_vectors or shipped_context_vectors()
-    )
+    reranker = Reranker(kb, turn_features=True, context_vectors=vectors)
     holdouts = [k.strip() for k in (args.with_holdouts or "").split(",") if k.strip()]
     sets = default_sets(root, root.parent / "shared", with_holdout1=args.with_holdout1, holdouts=holdouts)
     print(
@@ -799,6 +812,7 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
             reranker,
             examples,
             oof,
+            path=model_path,
             max_withheld=args.max_withheld,
             call_turns=args.call_turns,
             call_model=args.call_model,

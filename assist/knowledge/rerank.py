@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_PATH = Path(__file__).with_name("rerank_model.txt")
+# The second model set (#18): the same models fitted on composed context vectors, a site's choice
+# (``DASAN_KB_RERANK_CONTEXT_VECTORS=composed``) where a card's encoder work must be one short text.
+# Its files have the shipped set's names; the question memory is the shipped set's when the
+# training wrote the same questions (``abstain_threshold.json``'s ``memory_questions``).
+COMPOSED_MODEL_DIR = Path(__file__).with_name("composed")
 HISTORY_CHARS = 400  # how much of the earlier conversation the T+H query carries
 POOL = 20  # candidate articles taken from each side of each query variant
 
@@ -354,6 +359,31 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return r
 
 
+def model_path_for(settings: Any) -> Path:
+    """The ranker's model file the settings choose: the composed set (:data:`COMPOSED_MODEL_DIR`)
+    when ``rerank_context_vectors`` is ``composed`` and that set is there, else the shipped (text)
+    set — which, read with composed vectors, is not calibrated (``Reranker.load`` warns)."""
+    composed = COMPOSED_MODEL_DIR / MODEL_PATH.name
+    if getattr(settings, "rerank_context_vectors", "model") == "composed" and composed.exists():
+        return composed
+    return MODEL_PATH
+
+
+def memory_questions_of(path: Path) -> Path:
+    """The question memory a model set learned with: the file its ``abstain_threshold.json`` names
+    (relative to the set's folder: a second set shares the first one's when they are the same
+    questions), else the one beside its models."""
+    saved = path.with_name("abstain_threshold.json")
+    if saved.exists():
+        try:
+            named = json.loads(saved.read_text()).get("memory_questions")
+        except (ValueError, OSError):
+            named = None
+        if named:
+            return (path.parent / str(named)).resolve()
+    return path.with_name(MEMORY_FILE)
+
+
 class Reranker:
     """Candidates, features and the learned order for conversations over one knowledge base."""
 
@@ -418,9 +448,13 @@ class Reranker:
         return self.threshold_call_model if self.call_abstainer is not None else self.threshold_in_call
 
     @classmethod
-    def load(cls, kb: KnowledgeBase, path: Path = MODEL_PATH) -> Reranker:
-        """The reranker with the shipped model (first-stage order when the model file is missing)."""
+    def load(cls, kb: KnowledgeBase, path: Path | None = None) -> Reranker:
+        """The reranker with the shipped model (first-stage order when the model file is missing);
+        ``path`` None: the model set the settings choose (:func:`model_path_for`)."""
         import lightgbm as lgb
+
+        if path is None:
+            path = model_path_for(kb.settings)
 
         model: Gated | None = None
         abstainer = None
@@ -441,6 +475,8 @@ class Reranker:
             log.warning("no rerank model at %s: first-stage order", path)
         apath = path.with_name("abstain_model.txt")
         tpath = path.with_name("abstain_threshold.json")
+        if tpath.exists():  # what vectors the set learned from, abstainer or not
+            context_vectors = str(json.loads(tpath.read_text()).get("context_vectors") or "text")
         probe = OosProbe.load(path.with_name(PROBE_FILE))
         turn_probe = OosProbe.load(path.with_name(TURN_PROBE_FILE))
         if model is not None and apath.exists() and tpath.exists():
@@ -456,7 +492,6 @@ class Reranker:
                 )
                 abstainer = None
             threshold = float(saved["threshold"])
-            context_vectors = str(saved.get("context_vectors") or "text")
             if saved.get("threshold_in_call") is not None:
                 threshold_in_call = float(saved["threshold_in_call"])
             cpath = path.with_name(CALL_MODEL_FILE)
@@ -477,7 +512,7 @@ class Reranker:
         memory = None
         if model is not None:
             listed = getattr(kb.settings, "memory_questions_path", None)
-            memory = shipped_memory(kb, Path(listed) if listed else path.with_name(MEMORY_FILE))
+            memory = shipped_memory(kb, Path(listed) if listed else memory_questions_of(path))
             site_path = getattr(kb.settings, "memory_site_path", None)
             site = QuestionMemory.load(Path(site_path), missing_ok=True) if site_path else None
             if site is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1177,7 +1178,9 @@ def train_and_save(
     (``rerank_memory.jsonl``), their vectors into the index's folder;
     each example learns from it without its own group, as a served question is never its own
     neighbour."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     mpath = path.with_name(MEMORY_FILE)
+    memory_named: str | None = None
     remembered_n = 0
     if memory:
         mem = memory_of(examples)
@@ -1187,6 +1190,12 @@ def train_and_save(
         store_vectors(reranker.kb, mpath, mem)
         examples = learning_rows(reranker, examples, unfamiliar_share)
         remembered_n = len(mem)
+        shipped = MODEL_PATH.with_name(MEMORY_FILE)
+        if mpath != shipped and shipped.exists() and mpath.read_bytes() == shipped.read_bytes():
+            # a second model set (the composed one) of the same examples: it names the shipped
+            # set's questions rather than carrying a 1.4 MB copy of them
+            mpath.unlink()
+            memory_named = os.path.relpath(shipped, path.parent)
     elif mpath.exists():
         mpath.unlink()  # models that learned without a memory must not read a stale one
     examples, _none, fitted_probe = with_probe(examples, [], probe)
@@ -1237,6 +1246,7 @@ def train_and_save(
                 "context_vectors": reranker.context_vectors,
                 "oos_probe": fitted_probe is not None,
                 "turn_probe": fitted_turn is not None,
+                "memory_questions": memory_named,
             },
             indent=1,
         )

@@ -105,10 +105,10 @@ class KnowledgeSettings(BaseSettings):
         "turn; with the recent conversation) are embedded. model: as the shipped ranker learned "
         "(abstain_threshold.json); text: the concatenated texts, three new texts per question; composed: the "
         "sum of the caller's words' vector and the context turns' (each turn embedded once per call, so a "
-        "question's only new text is the caller's words); composed-h: the first as text, the second composed. "
-        "Anything but `model` is for training and "
-        "experiments (`dasan eval rerank --context-vectors`): a ranker reading other vectors than it learned "
-        "from is not calibrated",
+        "question's only new text is the caller's words: the site's choice where the encoder is the bottleneck, "
+        "#18), served by the second model set fitted on them (assist/knowledge/composed/); composed-h: the "
+        "first as text, the second composed. text and composed-h are for training and experiments (`dasan eval "
+        "rerank --context-vectors`): a ranker reading other vectors than it learned from is not calibrated",
     )
     memory_questions_path: Path | None = Field(
         default=None,

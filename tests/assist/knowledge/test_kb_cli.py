@@ -127,3 +127,16 @@ def test_eval_rerank_refuses_dropped_features_it_does_not_know_or_a_training_wit
     args = parser.parse_args(["eval", "rerank", "--drop-features", "mem_vote"])
     assert args.func(args) == 2
     assert "computed in every fold, use --no-memory" in capsys.readouterr().err
+
+
+def test_eval_rerank_trains_a_second_model_set_only_for_composed_vectors(parser, capsys) -> None:
+    # the shipped set learned from text vectors: another kind goes beside it (composed) or nowhere;
+    # refused before any index is opened
+    args = parser.parse_args(["eval", "rerank", "--train", "--context-vectors", "composed-h"])
+    assert args.func(args) == 2
+    assert "no model set is shipped for composed-h vectors" in capsys.readouterr().err
+    args = parser.parse_args(
+        ["eval", "rerank", "--train", "--live-summaries", "--context-vectors", "composed"]
+    )
+    assert args.func(args) == 2
+    assert "the summary confirmation is the shipped set's" in capsys.readouterr().err
