@@ -197,8 +197,12 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     )
     p.add_argument(
         "--leave-writer-out",
-        action="store_true",
-        help="Also fit on all writers' sets but one and judge that one, with and without the question memory",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="N,N",
+        help="Also fit on all writers' sets but one and judge that one, with and without the question "
+        "memory: every writer (no value), or the writers of these held-out sets (e.g. 46,47,48)",
     )
     p.add_argument(
         "--no-memory",
@@ -675,6 +679,15 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     if why:
         print(f"error: --drop-features: {why}", file=sys.stderr)
         return 2
+    if args.leave_writer_out not in (None, "all"):
+        from .rerank_train import WRITERS
+
+        unknown_writers = [
+            k for k in args.leave_writer_out.split(",") if k.strip() and f"holdout {k.strip()}" not in WRITERS
+        ]
+        if unknown_writers:
+            print(f"error: --leave-writer-out: no held-out set {', '.join(unknown_writers)}", file=sys.stderr)
+            return 2
     vectors = args.context_vectors or shipped_context_vectors()
     model_path = MODEL_PATH
     if args.train and vectors != shipped_context_vectors():
@@ -778,7 +791,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
     if args.leave_writer_out:
         from .rerank_train import leave_writer_out
 
-        report["leave_writer_out"] = leave_writer_out(reranker, examples, share)
+        writers = None
+        if args.leave_writer_out != "all":
+            writers = [f"holdout {k.strip()}" for k in args.leave_writer_out.split(",") if k.strip()]
+        report["leave_writer_out"] = leave_writer_out(reranker, examples, share, writers)
     evidence: list[Any] = []
     if args.live or args.live_summaries:
         from assist.eval_cv import live_cv

@@ -1050,12 +1050,17 @@ WRITERS: dict[str, tuple[str, ...]] = {
 
 
 def leave_writer_out(
-    reranker: Reranker, examples: list[Example], unfamiliar_share: float = 0.0
+    reranker: Reranker,
+    examples: list[Example],
+    unfamiliar_share: float = 0.0,
+    writers: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """For each writer's sets: the ranker fitted on everyone else's examples, with and without a
-    memory of them, judged on that writer's questions (single questions and call turns apart)."""
+    """For each writer's sets (``writers``: these keys of :data:`WRITERS`; None: all): the ranker
+    fitted on everyone else's examples, with and without a memory of them, judged on that writer's
+    questions (single questions and call turns apart)."""
+    chosen = WRITERS if writers is None else {w: WRITERS[w] for w in writers}
     out: dict[str, Any] = {}
-    for writer, names in WRITERS.items():
+    for writer, names in chosen.items():
         train = [e for e in examples if e.set not in names]
         test = [e for e in examples if e.set in names]
         if not test or not train:

@@ -140,3 +140,10 @@ def test_eval_rerank_trains_a_second_model_set_only_for_composed_vectors(parser,
     )
     assert args.func(args) == 2
     assert "the summary confirmation is the shipped set's" in capsys.readouterr().err
+
+
+def test_eval_rerank_leaves_out_only_writers_it_knows(parser, capsys) -> None:
+    args = parser.parse_args(["eval", "rerank", "--leave-writer-out", "46,450"])
+    assert args.func(args) == 2
+    assert "no held-out set 450" in capsys.readouterr().err
+    assert parser.parse_args(["eval", "rerank", "--leave-writer-out"]).leave_writer_out == "all"

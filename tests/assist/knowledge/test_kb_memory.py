@@ -339,6 +339,9 @@ def test_leaving_a_writer_out_judges_its_questions_with_and_without_a_memory_of_
     dev = got["eval-dev"]["utterances"]
     assert dev["no_memory"]["n"] == dev["memory"]["n"] == 80
     assert dev["memory"]["hit_at_1"] > dev["no_memory"]["hit_at_1"] + 0.3  # topics shared across writers
+    # only the writers asked for: the same figures for them, no fit for the others
+    one = leave_writer_out(reranker, ex, writers=["eval-dev"])  # type: ignore[arg-type]
+    assert set(one) == {"eval-dev"} and one["eval-dev"] == got["eval-dev"]
 
 
 def test_a_site_learns_confirmed_questions_only_and_masked() -> None:
