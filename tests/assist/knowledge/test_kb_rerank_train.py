@@ -110,7 +110,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
     assert sets["utterances_h4"].name == "utterances_holdout4.jsonl"
     assert "turns_h2" not in sets
     # (held-out set, a set it adds, that set's file): each held-out set that may join training,
-    # once measured blind (10, 17, 24-29, 37, 38) or written as training data (11-16, 18-23, 30-36,
+    # once measured blind (10, 17, 24-29, 37, 38, 45) or written as training data (11-16, 18-23, 30-36,
     # 39-44, 46-48, 50-52)
     learnable = (
         ("7", "turns_h7", "calls_holdout7.jsonl"),
@@ -133,6 +133,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         ("44", "utterances_h44", "utterances_holdout44.jsonl"),  # written in session 26
         ("48", "turns_h48", "calls_holdout48.jsonl"),  # written in session 27
         ("52", "utterances_h52", "utterances_holdout52.jsonl"),  # written in session 27
+        ("45", "turns_h45", "calls_holdout45.jsonl"),  # measured once in session 27
     )
     for k, name, file in learnable:
         assert default_sets(tmp_path, tmp_path / "shared", holdouts=[k])[name].name == file, k
