@@ -477,6 +477,10 @@ class Reranker:
         tpath = path.with_name("abstain_threshold.json")
         if tpath.exists():  # what vectors the set learned from, abstainer or not
             context_vectors = str(json.loads(tpath.read_text()).get("context_vectors") or "text")
+        log.info(
+            "rerank model set",
+            extra={"event": "rerank_models", "folder": path.parent.name, "vectors": context_vectors},
+        )
         probe = OosProbe.load(path.with_name(PROBE_FILE))
         turn_probe = OosProbe.load(path.with_name(TURN_PROBE_FILE))
         if model is not None and apath.exists() and tpath.exists():

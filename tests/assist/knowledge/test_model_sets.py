@@ -60,9 +60,12 @@ def test_the_setting_chooses_the_composed_set_when_it_is_there(sets, caplog) -> 
     composed = _model_set(composed_dir, "composed", memory_questions=f"../{MEMORY_FILE}")
     caplog.clear()
     assert rr.model_path_for(_kb("composed").settings) == composed
-    with caplog.at_level(logging.WARNING, logger=rr.__name__):
+    with caplog.at_level(logging.INFO, logger=rr.__name__):
         loaded = rr.Reranker.load(_kb("composed"))
     assert loaded.context_vectors == "composed" and "not calibrated" not in caplog.text
+    # the service's log says which set it serves
+    said = [r for r in caplog.records if getattr(r, "event", "") == "rerank_models"]
+    assert [(r.folder, r.vectors) for r in said] == [("composed", "composed")]
     # the default and the other kinds keep the shipped set
     for vectors in ("model", "text", "composed-h"):
         assert rr.model_path_for(_kb(vectors).settings) == shipped
