@@ -688,9 +688,10 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         if unknown_writers:
             print(f"error: --leave-writer-out: no held-out set {', '.join(unknown_writers)}", file=sys.stderr)
             return 2
-    vectors = args.context_vectors or shipped_context_vectors()
+    shipped_vectors = shipped_context_vectors()
+    vectors = args.context_vectors or shipped_vectors
     model_path = MODEL_PATH
-    if args.train and vectors != shipped_context_vectors():
+    if args.train and vectors != shipped_vectors:
         # a second model set beside the shipped one (#18), never in its place
         if vectors != "composed":
             print(f"error: --train: no model set is shipped for {vectors} vectors", file=sys.stderr)
