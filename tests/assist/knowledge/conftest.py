@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,34 @@ def analyzer():
     from assist.knowledge import KoreanAnalyzer
 
     return KoreanAnalyzer(extra_terms=["대형폐기물", "층간소음"])
+
+
+def _saved_models(tmp_path: Path, classifiers: dict[str, tuple[str, ...]]) -> Path:
+    """A tiny ranker (``rerank_model.txt``) and a classifier per file name, with these features,
+    saved in ``tmp_path`` as the shipped models are; the ranker's path."""
+    import lightgbm as lgb
+    import numpy as np
+
+    from assist.knowledge.rerank import FEATURES
+
+    rng = np.random.default_rng(0)
+    ranker = lgb.LGBMRanker(n_estimators=2, min_child_samples=1, verbose=-1)
+    ranker.fit(
+        rng.normal(size=(40, len(FEATURES))),
+        rng.integers(0, 2, size=40),
+        group=[10] * 4,
+        feature_name=list(FEATURES),
+    )
+    path = tmp_path / "rerank_model.txt"
+    ranker.booster_.save_model(str(path))
+    for name, feats in classifiers.items():
+        clf = lgb.LGBMClassifier(n_estimators=2, min_child_samples=1, verbose=-1)
+        clf.fit(rng.normal(size=(40, len(feats))), rng.integers(0, 2, size=40), feature_name=list(feats))
+        clf.booster_.save_model(str(tmp_path / name))
+    return path
+
+
+@pytest.fixture()
+def save_models() -> Callable[[Path, dict[str, tuple[str, ...]]], Path]:
+    """:func:`_saved_models`: model files saved as the shipped ones are, for tests of loading them."""
+    return _saved_models

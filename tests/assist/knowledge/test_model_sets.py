@@ -8,28 +8,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
-import numpy as np
 import pytest
 
 import assist.knowledge.rerank as rr
 from assist.knowledge.memory import MEMORY_FILE
-from assist.knowledge.rerank import FEATURES
 
 
-def _model_set(folder: Path, context_vectors: str, **saved: Any) -> Path:
-    """A ranker's model file and its abstain_threshold.json (no abstainer) in ``folder``."""
+def _model_set(save: Any, folder: Path, context_vectors: str, **saved: Any) -> Path:
+    """A ranker's model file (``save_models``) and its abstain_threshold.json (no abstainer) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    ranker = lgb.LGBMRanker(n_estimators=2, min_child_samples=1, verbose=-1)
-    ranker.fit(
-        rng.normal(size=(40, len(FEATURES))),
-        rng.integers(0, 2, size=40),
-        group=[10] * 4,
-        feature_name=list(FEATURES),
-    )
-    path = folder / rr.MODEL_PATH.name
-    ranker.booster_.save_model(str(path))
+    path = save(folder, {})
     (folder / "abstain_threshold.json").write_text(
         json.dumps({"threshold": 0.5, "context_vectors": context_vectors, **saved})
     )
@@ -37,13 +25,13 @@ def _model_set(folder: Path, context_vectors: str, **saved: Any) -> Path:
 
 
 @pytest.fixture()
-def sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    shipped = _model_set(tmp_path / "knowledge", "text")
+def sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save_models: Any) -> tuple[Any, Path, Path]:
+    shipped = _model_set(save_models, tmp_path / "knowledge", "text")
     monkeypatch.setattr(rr, "MODEL_PATH", shipped)
     monkeypatch.setattr(rr, "COMPOSED_MODEL_DIR", tmp_path / "knowledge" / "composed")
     # stand-ins: no index is needed to read model files (the article view is built from one)
     monkeypatch.setattr(rr, "ArticleView", lambda kb: object())
-    return shipped, tmp_path / "knowledge" / "composed"
+    return save_models, shipped, tmp_path / "knowledge" / "composed"
 
 
 def _kb(vectors: str) -> Any:
@@ -51,13 +39,13 @@ def _kb(vectors: str) -> Any:
 
 
 def test_the_setting_chooses_the_composed_set_when_it_is_there(sets, caplog) -> None:
-    shipped, composed_dir = sets
+    save, shipped, composed_dir = sets
     # no composed set yet: the shipped one, read with composed vectors, and a warning that says so
     assert rr.model_path_for(_kb("composed").settings) == shipped
     with caplog.at_level(logging.WARNING, logger=rr.__name__):
         assert rr.Reranker.load(_kb("composed")).context_vectors == "composed"
     assert "not calibrated" in caplog.text
-    composed = _model_set(composed_dir, "composed", memory_questions=f"../{MEMORY_FILE}")
+    composed = _model_set(save, composed_dir, "composed", memory_questions=f"../{MEMORY_FILE}")
     caplog.clear()
     assert rr.model_path_for(_kb("composed").settings) == composed
     with caplog.at_level(logging.INFO, logger=rr.__name__):
@@ -73,10 +61,10 @@ def test_the_setting_chooses_the_composed_set_when_it_is_there(sets, caplog) -> 
 
 
 def test_a_set_names_the_memory_it_learned_with(sets) -> None:
-    shipped, composed_dir = sets
+    save, shipped, composed_dir = sets
     assert rr.memory_questions_of(shipped) == shipped.with_name(MEMORY_FILE)
-    composed = _model_set(composed_dir, "composed", memory_questions=f"../{MEMORY_FILE}")
+    composed = _model_set(save, composed_dir, "composed", memory_questions=f"../{MEMORY_FILE}")
     assert rr.memory_questions_of(composed) == shipped.with_name(MEMORY_FILE).resolve()
     # a set that carries its own questions (trained on other examples) reads them
-    own = _model_set(composed_dir, "composed")
+    own = _model_set(save, composed_dir, "composed")
     assert rr.memory_questions_of(own) == composed_dir / MEMORY_FILE

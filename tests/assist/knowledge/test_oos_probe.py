@@ -82,36 +82,14 @@ def test_training_rows_read_out_of_fold_probabilities_and_held_out_ones_the_fitt
     assert none is None and {e.candidates.p_probe for e in [*off_tr, *off_te]} == {0.0}
 
 
-def _saved_models(tmp_path: Path, classifiers: dict[str, tuple[str, ...]]) -> Path:
-    """A tiny ranker (``rerank_model.txt``) and a classifier per file name, with these features,
-    saved in ``tmp_path`` as the shipped models are; the ranker's path."""
-    import lightgbm as lgb
-
-    rng = np.random.default_rng(0)
-    ranker = lgb.LGBMRanker(n_estimators=2, min_child_samples=1, verbose=-1)
-    ranker.fit(
-        rng.normal(size=(40, len(FEATURES))),
-        rng.integers(0, 2, size=40),
-        group=[10] * 4,
-        feature_name=list(FEATURES),
-    )
-    path = tmp_path / "rerank_model.txt"
-    ranker.booster_.save_model(str(path))
-    for name, feats in classifiers.items():
-        clf = lgb.LGBMClassifier(n_estimators=2, min_child_samples=1, verbose=-1)
-        clf.fit(rng.normal(size=(40, len(feats))), rng.integers(0, 2, size=40), feature_name=list(feats))
-        clf.booster_.save_model(str(tmp_path / name))
-    return path
-
-
 def test_an_abstention_model_that_learned_from_a_probe_is_refused_without_it(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, save_models: Any
 ) -> None:
     """Shipped models whose abstention read the probe are not used when the probe file is missing
     (its probabilities would not mean what the threshold promises); with the probe they are."""
     import assist.knowledge.rerank as rr
 
-    path = _saved_models(tmp_path, {"abstain_model.txt": ABSTAIN_FEATURES})
+    path = save_models(tmp_path, {"abstain_model.txt": ABSTAIN_FEATURES})
     (tmp_path / "abstain_threshold.json").write_text(json.dumps({"threshold": 0.5, "oos_probe": True}))
     # stand-ins: no index is needed to read model files (the article view is built from one)
     monkeypatch.setattr(rr, "ArticleView", lambda kb: object())
@@ -164,11 +142,11 @@ def test_the_turn_probe_learns_from_call_turns_out_of_fold_and_the_in_call_model
 
 
 def test_an_in_call_model_that_learned_from_a_turn_probe_is_refused_without_it(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, save_models: Any
 ) -> None:
     import assist.knowledge.rerank as rr
 
-    path = _saved_models(
+    path = save_models(
         tmp_path, {"abstain_model.txt": rr.ABSTAIN_FEATURES, rr.CALL_MODEL_FILE: rr.CALL_ABSTAIN_FEATURES}
     )
     (tmp_path / "abstain_threshold.json").write_text(
