@@ -405,7 +405,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         # the shipped questions embedded by the encoder that services query this index with, stored
         # beside it (its vectors are keyed by that encoder: embedded by the build's, a service on an
         # fp32 index — queried through ONNX fp32 — embedded them all again at its first start)
-        memory = shipped_memory(served_for_queries(kb, path))
+        memory = shipped_memory(served_for_queries(kb, path), progress=True)
         if memory is not None:
             print(f"question memory: {len(memory)} questions embedded in {time.perf_counter() - t1:.1f} s")
     active = _registry(settings).active()

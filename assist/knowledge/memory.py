@@ -352,11 +352,14 @@ def _vectors_path(kb: Any, digest: str) -> Path | None:
 _BUILT: dict[str, QuestionMemory] = {}  # this process's memories by key (an unsaved index embeds once)
 
 
-def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | None:
+def shipped_memory(
+    kb: Any, questions: Path = MEMORY_PATH, *, progress: bool = False
+) -> QuestionMemory | None:
     """The shipped memory in this index's vector space: its stored vectors when they were made from
-    these questions with this encoder, else the questions embedded now (a few seconds to a minute;
-    logged with progress) and stored in the index's folder for the next start. None without a dense
-    side (the memory is read through the query's vector) or without a questions file."""
+    these questions with this encoder, else the questions embedded now (a minute with bf16, 15–20 on
+    an AVX2-only CPU; logged per batch, and a progress bar with ``progress``, as `dasan kb build`
+    shows) and stored in the index's folder for the next start. None without a dense side (the
+    memory is read through the query's vector) or without a questions file."""
     if getattr(kb, "encoder", None) is None or getattr(kb, "dense", None) is None:
         return None
     if not questions.exists():
@@ -377,7 +380,7 @@ def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | N
         except ValueError as exc:  # a broken file (bad JSON or bytes): no memory, loudly
             log.error("question memory not read: %s", exc)
             return None
-        mem = embed_questions(kb, texts, articles)
+        mem = embed_questions(kb, texts, articles, progress=progress)
     if stored is not None and not have_stored:
         try:  # for the next start of any service on this index
             mem.save(stored, encoder=str(kb.encoder.fingerprint), built_for=key)
@@ -387,16 +390,24 @@ def shipped_memory(kb: Any, questions: Path = MEMORY_PATH) -> QuestionMemory | N
     return mem
 
 
-def embed_questions(kb: Any, texts: list[str], articles: list[list[str]]) -> QuestionMemory:
-    """The memory of these questions, embedded with ``kb``'s query encoder as a served question is."""
+def embed_questions(
+    kb: Any, texts: list[str], articles: list[list[str]], *, progress: bool = False
+) -> QuestionMemory:
+    """The memory of these questions, embedded with ``kb``'s query encoder as a served question is
+    (``progress``: a bar on stderr, for a command a person watches)."""
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
     rows: list[np.ndarray] = []
+    bar = tqdm(total=len(texts), desc="question memory", unit="q", disable=not progress)
     for i in range(0, len(texts), EMBED_BATCH):
         rows.append(kb.searcher.encode_queries([t or "-" for t in texts[i : i + EMBED_BATCH]]))
+        bar.update(len(texts[i : i + EMBED_BATCH]))
         log.info(
             "embedding the question memory",
             extra={"done": min(i + EMBED_BATCH, len(texts)), "questions": len(texts)},
         )
+    bar.close()
     dim = int(kb.encoder.dim)
     vectors = np.vstack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     log.info(

@@ -594,3 +594,21 @@ def test_neighbours_that_disagree_on_the_article_agree_on_its_law() -> None:
     mem2 = QuestionMemory.build(np.stack([_at(0.90, 1)]), [["법/제1조", "법/제2조"]], ["A"])
     assert np.allclose(_votes(mem2, [1, 2], law_of=law_of)["mem_law_vote"], [1.0, 1.0])
     assert not _votes(mem, [0, 1], law_of=None)["mem_law_vote"].any()  # no laws given: 0
+
+
+def test_embedding_the_memory_shows_progress_only_when_asked(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`dasan kb build` embeds the shipped questions after the articles (15-20 min on an AVX2-only
+    CPU): it shows a bar; a service starting does not write one to its log."""
+    from assist.knowledge import memory as m
+
+    monkeypatch.setattr(m, "_BUILT", {})
+    questions = tmp_path / "q.jsonl"
+    m.write_questions(
+        questions, [{"text": "주차 과태료"}, {"text": "여권 분실"}], [["법/제3조"], ["법/제4조"]]
+    )
+    assert m.shipped_memory(_kb(None, _Encoder()), questions) is not None
+    assert "question memory" not in capsys.readouterr().err
+    monkeypatch.setattr(m, "_BUILT", {})
+    assert m.shipped_memory(_kb(None, _Encoder()), questions, progress=True) is not None
+    err = capsys.readouterr().err
+    assert "question memory" in err and "2/2" in err
