@@ -719,7 +719,9 @@ def cmd_eval_rerank(args: argparse.Namespace) -> int:
         f"{len(sets)} labelled sets; candidates and features of each from var/cache or computed now",
         file=sys.stderr,
     )
-    examples, fresh = featurized_examples(assistant, reranker, sets, use_cache=not args.no_cache)
+    examples, fresh = featurized_examples(
+        assistant, reranker, sets, use_cache=not args.no_cache, progress=True
+    )
     print(
         f"{len(examples)} labelled examples; featurised now: {', '.join(fresh) or 'none (all cached)'}",
         file=sys.stderr,

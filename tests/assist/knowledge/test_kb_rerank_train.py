@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from assist.knowledge.rerank import ABSTAIN_FEATURES, FEATURES, Candidates, Conversation
 from assist.knowledge.rerank_train import Example, cross_validate, fit_abstain, fold_of, hit_metrics
@@ -367,10 +368,12 @@ def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itsel
         ((name, path),) = sets.items()
         return [Example(f"{name}:{line}", line, name, None, []) for line in path.read_text().split()]  # type: ignore[arg-type]
 
-    def featurize(reranker: Any, examples: list[Example]) -> None:
+    def featurize(reranker: Any, examples: list[Example], done: Any = None) -> None:
         featurised.append([e.id for e in examples])
         for e in examples:
             e.first_stage = [f"doc-of-{e.id}"]
+        if done is not None:
+            done(len(examples))
 
     monkeypatch.setattr(rerank_train, "load_examples", load)
     monkeypatch.setattr(rerank_train, "featurize", featurize)
@@ -381,7 +384,7 @@ def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itsel
         f.write_text(f"{n}1 {n}2")
     two = {"a": files["a"], "b": files["b"]}
     examples, fresh = featurized_examples(None, reranker, two)  # type: ignore[arg-type]
-    assert fresh == ["a", "b"] and featurised == [["a:a1", "a:a2", "b:b1", "b:b2"]]
+    assert fresh == ["a", "b"] and featurised == [["a:a1", "a:a2"], ["b:b1", "b:b2"]]
     assert [e.first_stage for e in examples] == [
         ["doc-of-a:a1"],
         ["doc-of-a:a2"],
@@ -397,3 +400,37 @@ def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itsel
     files["b"].write_text("b1 b2 b3")
     assert featurized_examples(None, reranker, two)[1] == ["b"]  # type: ignore[arg-type]
     assert featurized_examples(None, reranker, two, use_cache=False)[1] == ["a", "b"]  # type: ignore[arg-type]
+
+
+def test_a_featurising_run_stopped_half_way_keeps_the_sets_it_finished(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Each set is cached as soon as it is featurised (all sets take ~30 min on an AVX2 CPU): a run
+    stopped in the second set starts again from it."""
+    from assist.knowledge import rerank_train
+    from assist.knowledge.rerank_train import Example, featurized_examples
+
+    calls: list[str] = []
+
+    def load(assistant: Any, sets: dict[str, Any]) -> list[Example]:
+        ((name, path),) = sets.items()
+        return [Example(f"{name}:{line}", line, name, None, []) for line in path.read_text().split()]  # type: ignore[arg-type]
+
+    def featurize(reranker: Any, examples: list[Example], done: Any = None) -> None:
+        calls.append(examples[0].set)
+        if examples[0].set == "b" and len(calls) == 2:
+            raise KeyboardInterrupt  # stopped while the second set is being featurised
+        for e in examples:
+            e.first_stage = ["x"]
+
+    monkeypatch.setattr(rerank_train, "load_examples", load)
+    monkeypatch.setattr(rerank_train, "featurize", featurize)
+    kb = SimpleNamespace(key="k1", settings=SimpleNamespace(index_dir=tmp_path / "kb" / "k1"))
+    reranker = SimpleNamespace(kb=kb, context_vectors="text")
+    sets = {n: tmp_path / f"{n}.jsonl" for n in ("a", "b")}
+    for n, f in sets.items():
+        f.write_text(f"{n}1 {n}2")
+    with pytest.raises(KeyboardInterrupt):
+        featurized_examples(None, reranker, sets)  # type: ignore[arg-type]
+    assert featurized_examples(None, reranker, sets, progress=True)[1] == ["b"]  # type: ignore[arg-type]
+    assert calls == ["a", "b", "b"]
