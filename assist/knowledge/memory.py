@@ -399,15 +399,15 @@ def embed_questions(
 
     t0 = time.perf_counter()
     rows: list[np.ndarray] = []
-    bar = tqdm(total=len(texts), desc="question memory", unit="q", disable=not progress)
-    for i in range(0, len(texts), EMBED_BATCH):
-        rows.append(kb.searcher.encode_queries([t or "-" for t in texts[i : i + EMBED_BATCH]]))
-        bar.update(len(texts[i : i + EMBED_BATCH]))
-        log.info(
-            "embedding the question memory",
-            extra={"done": min(i + EMBED_BATCH, len(texts)), "questions": len(texts)},
-        )
-    bar.close()
+    with tqdm(total=len(texts), desc="question memory", unit="q", disable=not progress) as bar:
+        for i in range(0, len(texts), EMBED_BATCH):
+            chunk = texts[i : i + EMBED_BATCH]
+            rows.append(kb.searcher.encode_queries([t or "-" for t in chunk]))
+            bar.update(len(chunk))
+            log.info(
+                "embedding the question memory",
+                extra={"done": i + len(chunk), "questions": len(texts)},
+            )
     dim = int(kb.encoder.dim)
     vectors = np.vstack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     log.info(

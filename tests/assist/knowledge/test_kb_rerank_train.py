@@ -356,17 +356,31 @@ def test_law_features_say_which_law_and_which_of_its_articles() -> None:
     assert {"dense_h", "fused_c_rank", "has_context", "title_h"} <= set(T_ONLY_DROP)
 
 
-def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itself(
-    tmp_path: Any, monkeypatch: Any
-) -> None:
+def _one_file_sets(tmp_path: Any, monkeypatch: Any, featurize: Any, names: str) -> tuple[Any, dict[str, Any]]:
+    """A reranker over a stub index whose labelled sets are files of example ids (``load_examples``
+    and ``featurize`` replaced): what the feature cache is tested with."""
     from assist.knowledge import rerank_train
-    from assist.knowledge.rerank_train import Example, featurized_examples
-
-    featurised: list[list[str]] = []
+    from assist.knowledge.rerank_train import Example
 
     def load(assistant: Any, sets: dict[str, Any]) -> list[Example]:
         ((name, path),) = sets.items()
         return [Example(f"{name}:{line}", line, name, None, []) for line in path.read_text().split()]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rerank_train, "load_examples", load)
+    monkeypatch.setattr(rerank_train, "featurize", featurize)
+    kb = SimpleNamespace(key="k1", settings=SimpleNamespace(index_dir=tmp_path / "kb" / "k1"))
+    files = {n: tmp_path / f"{n}.jsonl" for n in names}
+    for n, f in files.items():
+        f.write_text(f"{n}1 {n}2")
+    return SimpleNamespace(kb=kb, context_vectors="text"), files
+
+
+def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itself(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from assist.knowledge.rerank_train import featurized_examples
+
+    featurised: list[list[str]] = []
 
     def featurize(reranker: Any, examples: list[Example], done: Any = None) -> None:
         featurised.append([e.id for e in examples])
@@ -375,15 +389,9 @@ def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itsel
         if done is not None:
             done(len(examples))
 
-    monkeypatch.setattr(rerank_train, "load_examples", load)
-    monkeypatch.setattr(rerank_train, "featurize", featurize)
-    kb = SimpleNamespace(key="k1", settings=SimpleNamespace(index_dir=tmp_path / "kb" / "k1"))
-    reranker = SimpleNamespace(kb=kb, context_vectors="text")
-    files = {n: tmp_path / f"{n}.jsonl" for n in ("a", "b", "c")}
-    for n, f in files.items():
-        f.write_text(f"{n}1 {n}2")
+    reranker, files = _one_file_sets(tmp_path, monkeypatch, featurize, "abc")
     two = {"a": files["a"], "b": files["b"]}
-    examples, fresh = featurized_examples(None, reranker, two)  # type: ignore[arg-type]
+    examples, fresh = featurized_examples(None, reranker, two)
     assert fresh == ["a", "b"] and featurised == [["a:a1", "a:a2"], ["b:b1", "b:b2"]]
     assert [e.first_stage for e in examples] == [
         ["doc-of-a:a1"],
@@ -392,14 +400,14 @@ def test_features_are_cached_per_labelled_set_so_a_new_set_featurises_only_itsel
         ["doc-of-b:b2"],
     ]
     # a third set: only it is featurised; the others come back from the cache, in the sets' order
-    examples, fresh = featurized_examples(None, reranker, {"c": files["c"], **two})  # type: ignore[arg-type]
+    examples, fresh = featurized_examples(None, reranker, {"c": files["c"], **two})
     assert fresh == ["c"] and featurised[-1] == ["c:c1", "c:c2"]
     assert [e.id for e in examples] == ["c:c1", "c:c2", "a:a1", "a:a2", "b:b1", "b:b2"]
     assert examples[2].first_stage == ["doc-of-a:a1"]
     # a set whose file changed is featurised again; no cache at all when asked
     files["b"].write_text("b1 b2 b3")
-    assert featurized_examples(None, reranker, two)[1] == ["b"]  # type: ignore[arg-type]
-    assert featurized_examples(None, reranker, two, use_cache=False)[1] == ["a", "b"]  # type: ignore[arg-type]
+    assert featurized_examples(None, reranker, two)[1] == ["b"]
+    assert featurized_examples(None, reranker, two, use_cache=False)[1] == ["a", "b"]
 
 
 def test_a_featurising_run_stopped_half_way_keeps_the_sets_it_finished(
@@ -407,14 +415,9 @@ def test_a_featurising_run_stopped_half_way_keeps_the_sets_it_finished(
 ) -> None:
     """Each set is cached as soon as it is featurised (all sets take ~30 min on an AVX2 CPU): a run
     stopped in the second set starts again from it."""
-    from assist.knowledge import rerank_train
-    from assist.knowledge.rerank_train import Example, featurized_examples
+    from assist.knowledge.rerank_train import featurized_examples
 
     calls: list[str] = []
-
-    def load(assistant: Any, sets: dict[str, Any]) -> list[Example]:
-        ((name, path),) = sets.items()
-        return [Example(f"{name}:{line}", line, name, None, []) for line in path.read_text().split()]  # type: ignore[arg-type]
 
     def featurize(reranker: Any, examples: list[Example], done: Any = None) -> None:
         calls.append(examples[0].set)
@@ -423,14 +426,8 @@ def test_a_featurising_run_stopped_half_way_keeps_the_sets_it_finished(
         for e in examples:
             e.first_stage = ["x"]
 
-    monkeypatch.setattr(rerank_train, "load_examples", load)
-    monkeypatch.setattr(rerank_train, "featurize", featurize)
-    kb = SimpleNamespace(key="k1", settings=SimpleNamespace(index_dir=tmp_path / "kb" / "k1"))
-    reranker = SimpleNamespace(kb=kb, context_vectors="text")
-    sets = {n: tmp_path / f"{n}.jsonl" for n in ("a", "b")}
-    for n, f in sets.items():
-        f.write_text(f"{n}1 {n}2")
+    reranker, sets = _one_file_sets(tmp_path, monkeypatch, featurize, "ab")
     with pytest.raises(KeyboardInterrupt):
-        featurized_examples(None, reranker, sets)  # type: ignore[arg-type]
-    assert featurized_examples(None, reranker, sets, progress=True)[1] == ["b"]  # type: ignore[arg-type]
+        featurized_examples(None, reranker, sets)
+    assert featurized_examples(None, reranker, sets, progress=True)[1] == ["b"]
     assert calls == ["a", "b", "b"]
