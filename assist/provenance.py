@@ -25,6 +25,7 @@ _ASSIST_NOT_OUTPUT = {
     "fetch_max_wait_ms",
     "poll_timeout_ms",
     "batch_max",
+    "batch_time_share",
     "health_host",
     "health_port",
     "call_idle_timeout_s",

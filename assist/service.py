@@ -45,6 +45,7 @@ from streaming.topics import (
 
 from .assistant import Assistant, SuggestRequest, SuggestResult, shed_late
 from .call_state import Due, SummaryRequest, SummaryResult
+from .pacing import BatchPacer
 from .settings import AssistSettings
 from .summary import Summarizer
 from .tracker import CallTracker, namespaced
@@ -94,6 +95,7 @@ class AssistService:
         instance: str = "assist",
         consumer_overrides: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.perf_counter,
         kb_switch: Any | None = None,
     ) -> None:
         self.assistant = assistant
@@ -102,6 +104,7 @@ class AssistService:
         self.kafka = kafka or KafkaSettings()
         self.instance = instance
         self.clock = clock
+        self.timer = timer  # what a tick's work takes (the pacer's budget is the poll loop's real time)
         self.summarizer = Summarizer(assistant)
         self.variant = self.settings.variant
         # a shadow writes all its output to the shadow topic, and rebuilds from its own output there
@@ -121,6 +124,7 @@ class AssistService:
         self._warm: deque[str] = deque(maxlen=WARM_PENDING_MAX)
         self.published_suggestions = 0
         self.published_summaries = 0
+        self.handovers = 0  # rebalances that took partitions from this instance
         self.producer = EventProducer(self.kafka)
         self.consumer = EventConsumer(
             self.inputs,
@@ -132,6 +136,11 @@ class AssistService:
             on_revoked=self.on_revoked,
             **{"fetch_max_wait_ms": self.settings.fetch_max_wait_ms, **(consumer_overrides or {})},
         )
+        # a tick's batch sized by what a request costs here, to fit its share of the poll interval
+        self.pacer = BatchPacer(
+            self.consumer.max_poll_interval_s, self.settings.batch_time_share, self.settings.batch_max
+        )
+        self._paced_logged = False
 
     @property
     def calls(self) -> dict[str, Any]:
@@ -152,6 +161,7 @@ class AssistService:
         with self._lock:
             self._to_rebuild -= parts
             gone = self.tracker.forget_partitions(parts)
+            self.handovers += 1 if parts else 0
         self._gauge()
         log.info("calls handed over", extra={"calls": len(gone), "instance": self.instance})
 
@@ -268,18 +278,40 @@ class AssistService:
         self.switch_kb()
         self._rebuild_assigned()
         with self._lock:
-            plan = self.tracker.due(self.clock())
-        t0 = time.perf_counter()  # the budget is the poll loop's, in real time
+            plan = self.tracker.due(self.clock(), limit=self.pacer.limit())
+        t0 = self.timer()
         if plan.suggest or plan.alone:
             self._suggest(plan)
+            self._paced(len(plan.suggest) + len(plan.alone), self.timer() - t0)
+        # summaries while the tick's budget lasts, counted from its start (at least one is written)
+        budget = min(plan.summary_budget_s, self.pacer.budget_s)
         for req in plan.summarize:
             self._summarize(req)
-            if plan.summary_budget_s <= 0 or time.perf_counter() - t0 > plan.summary_budget_s:
+            if budget <= 0 or self.timer() - t0 > budget:
                 break
         if plan:
             self._gauge()
         elif self._warm:
             self._warm_context()
+
+    def _paced(self, n: int, seconds: float) -> None:
+        """Tell the pacer what a batch cost; say so once when it first holds a batch below
+        ``batch_max`` (a slow core: the operator sees why cards come in smaller batches)."""
+        self.pacer.observe(n, seconds)
+        limit = self.pacer.limit()
+        metrics.BATCH_LIMIT.labels(service=SERVICE).set(limit)
+        if limit < self.settings.batch_max and not self._paced_logged:
+            self._paced_logged = True
+            log.info(
+                "suggestion batches paced below batch_max to fit the poll interval",
+                extra={
+                    "limit": limit,
+                    "batch_max": self.settings.batch_max,
+                    "per_request_ms": round((self.pacer.per_request_s or 0) * 1000),
+                    "budget_ms": round(self.pacer.budget_s * 1000),
+                    "instance": self.instance,
+                },
+            )
 
     def _warm_context(self) -> None:
         """On a tick with nothing due: embed the newest final segments' texts, so the caller's next

@@ -204,6 +204,15 @@ class AssistSettings(BaseSettings):
     batch_max: int = Field(
         default=32, ge=1, description="Most suggestion requests (across calls) retrieved in one batch"
     )
+    batch_time_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=0.5,
+        description="Longest share of the consumer's max.poll.interval that one tick's suggestion batch "
+        "may take, by the cost of a request measured on this machine (fewer than batch_max on a slow "
+        "core, so the group never drops the member); the summaries after it get the same share, at "
+        "most 1.5 s",
+    )
     health_host: str = Field(default="127.0.0.1", description="Bind address of /healthz /readyz /metrics")
     health_port: int = Field(default=8082, ge=0, le=65535, description="Port of the health server; 0: any")
     summary_confirm_min: float = Field(

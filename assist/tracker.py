@@ -77,8 +77,9 @@ from .dialogue import is_closing, is_question
 from .settings import AssistSettings
 from .summary import SummaryParts
 
-# Work per tick of the consumer loop beyond the first suggestion batch: the loop must poll again well
-# within max.poll.interval.ms (6 s in development) or the group rebalances and state is rebuilt.
+# Summaries per tick after the suggestion batch, at most: cards never wait longer on a wave of
+# hang-ups. The service lowers it to its share of max.poll.interval.ms where that is shorter
+# (assist.pacing): the loop must poll again within the interval or the group rebalances.
 TICK_BUDGET_S = 1.5
 # A call whose suggestion or summary raised is tried again this much later, on its own.
 RETRY_AFTER_S = 1.0
@@ -224,18 +225,20 @@ class CallTracker:
         )
 
     # ------------------------------------------------------------------ what is due
-    def due(self, now: float) -> Due:
+    def due(self, now: float, limit: int | None = None) -> Due:
         """Forget idle calls, then pick what is due: suggestions of every call whose debounce ran out
-        (one batch, oldest first, at most ``batch_max``), and summaries of ended calls past their grace
-        with no caller final waiting."""
+        (one batch, oldest first, at most ``batch_max``, and at most ``limit`` when the caller paces
+        batches by their measured cost: :class:`assist.pacing.BatchPacer`), and summaries of ended
+        calls past their grace with no caller final waiting."""
         self.forget_idle(now)
         s = self.settings
+        most = s.batch_max if limit is None else max(1, min(limit, s.batch_max))
         # One batch per tick, oldest first: the consumer polls between batches, so a backlog never
         # holds the poll loop past max.poll.interval.ms (which would cost a rebalance and a rebuild).
         picked = sorted(
             (st for st in self.calls.values() if s.cards and st.pending and st.due_at <= now),
             key=lambda st: st.due_at,
-        )[: s.batch_max]
+        )[:most]
         if not s.summaries:
             # the cards role: a call is done once it ended, its grace ran out and no final waits
             for st in [st for st in self.calls.values() if self._closed(st, now)]:

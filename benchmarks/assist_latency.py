@@ -59,6 +59,12 @@ def main() -> int:
         "at random (default; new text at most turns, as in a real call), or always '네, 확인해 보겠습니다.' "
         "(the benchmark before session 16)",
     )
+    ap.add_argument(
+        "--unpaced",
+        action="store_true",
+        help="Every batch up to batch_max whatever it costs, as before session 29 (an A/B of the pacing "
+        "in docs/assist.md 'Batches paced to the poll interval')",
+    )
     args = ap.parse_args()
 
     from kafka import KafkaConsumer, TopicPartition
@@ -106,6 +112,22 @@ def main() -> int:
     for u in utterances[:3]:
         assistant.suggest_text(u)
     service = AssistService(assistant, settings, kafka, instance="bench")
+    if args.unpaced:
+        service.pacer.first = settings.batch_max
+        service.pacer.share = 1.0
+        service.pacer.interval_s = 1e9  # any batch fits: batch_max always
+    # what a poll-interval overrun looks like from inside: kafka-python's warning, a refused commit,
+    # partitions taken away (the service then rebuilds its calls)
+    import logging
+
+    class _Overruns(logging.Handler):
+        n = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.n += "poll timeout has expired" in record.getMessage()
+
+    overruns = _Overruns(logging.WARNING)
+    logging.getLogger("kafka").addHandler(overruns)
     svc_thread = threading.Thread(target=service.run, name="assist", daemon=True)
     svc_thread.start()
 
@@ -235,6 +257,8 @@ def main() -> int:
             "context_views": settings.context_views,
             "context_vectors": getattr(assistant.reranker, "context_vectors", None),
             "counselor_lines": args.counselor,
+            "paced": not args.unpaced,
+            "batch_time_share": settings.batch_time_share,
         },
         "segments_sent": len(sent),
         "suggestions_received": len(e2e),
@@ -250,6 +274,15 @@ def main() -> int:
         "service_total_ms": {"p50": pct(total, 50), "p95": pct(total, 95)},
         "stages_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in stages.items()},
         "mean_e2e_ms": round(statistics.mean(e2e), 1) if e2e else None,
+        # the consumer group's health: any of these means the poll loop overran max.poll.interval
+        "group": {
+            "max_poll_interval_s": service.consumer.max_poll_interval_s,
+            "poll_timeouts": overruns.n,
+            "commit_failures": service.consumer.commit_failures,
+            "partitions_revoked": service.handovers,
+            "batch_limit_at_end": service.pacer.limit(),
+            "per_request_ms": round((service.pacer.per_request_s or 0) * 1000, 1),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
@@ -268,6 +301,12 @@ def main() -> int:
     )
     for k, v in result["stages_ms"].items():
         print(f"{'  ' + k:<28}{v['p50']!s:>10}{v['p95']!s:>10}")
+    g = result["group"]
+    print(
+        f"consumer group: {g['poll_timeouts']} poll-interval overruns, {g['commit_failures']} failed commits, "
+        f"{g['partitions_revoked']} hand-overs (interval {g['max_poll_interval_s']} s); batch limit at the "
+        f"end {g['batch_limit_at_end']} ({g['per_request_ms']} ms a request)"
+    )
     print(f"saved {args.out}")
     return 0
 

@@ -196,6 +196,7 @@ class EventConsumer:
         self.processed = 0
         self.dead_lettered = 0
         self.duplicates = 0
+        self.commit_failures = 0  # offset commits the group refused (e.g. after a poll-interval overrun)
         self.unknown_fields = 0  # events whose unknown (newer, optional) fields were dropped
         self._unknown_logged: set[str] = set()
         self.last_poll_at: float | None = None
@@ -244,6 +245,12 @@ class EventConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
+
+    @property
+    def max_poll_interval_s(self) -> float:
+        """The longest this member may go between two polls before the group drops it (seconds):
+        the work a handler does between polls must fit well inside it."""
+        return float(self._consumer.config["max_poll_interval_ms"]) / 1000
 
     # ------------------------------------------------------------------ processing
     def poll_once(self, timeout_ms: int = 500) -> int:
@@ -376,6 +383,8 @@ class EventConsumer:
         except KafkaError as exc:
             # The records will be redelivered and absorbed by idempotent handlers.
             self.last_error = f"commit: {exc}"
+            self.commit_failures += 1
+            metrics.COMMIT_FAILURES.labels(group=self.group_id).inc()
             log.warning("commit failed", extra={"group": self.group_id, "error": str(exc)})
 
     def run(self, poll_timeout_ms: int = 500, idle: Callable[[], None] | None = None) -> None:

@@ -29,8 +29,20 @@ SHED = Counter(
     ["service"],
 )
 ERRORS = Counter("dasan_errors_total", "Errors by service and kind", ["service", "kind"])
+COMMIT_FAILURES = Counter(
+    "dasan_commit_failures_total",
+    "Offset commits the group refused: the member was dropped, most often because its poll loop "
+    "overran max.poll.interval (its records are delivered again)",
+    ["group"],
+)
 CONSUMER_LAG = Gauge("dasan_consumer_lag", "Records behind the end of the assigned partitions", ["group"])
 ACTIVE_CALLS = Gauge("dasan_active_calls", "Calls currently followed by this instance", ["service"])
+BATCH_LIMIT = Gauge(
+    "dasan_batch_limit",
+    "Most suggestion requests the next tick may batch: batch_max, or fewer where a request's measured "
+    "cost would overrun the tick's share of max.poll.interval",
+    ["service"],
+)
 STAGE_LATENCY = Histogram(
     "dasan_stage_latency_seconds",
     "Latency of one processing stage",

@@ -172,6 +172,56 @@ class _Warming(Assistant):
         return len(texts)
 
 
+class _Slow(Assistant):
+    """The real assistant on a slow core: each request costs ``per_request_s`` on the tick's timer."""
+
+    def __init__(self, base: Assistant, timer: list[float], per_request_s: float) -> None:
+        self.__dict__.update(base.__dict__)
+        self.timer, self.per_request_s = timer, per_request_s
+        self.batches: list[int] = []
+
+    def suggest_many(self, requests: Any) -> Any:
+        self.batches.append(len(requests))
+        self.timer[0] += self.per_request_s * len(requests)
+        return super().suggest_many(requests)
+
+
+def test_batches_are_paced_to_fit_the_poll_interval_on_a_slow_core(
+    assistant: Any, kafka_settings: Any, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten calls due at once on a core where a card costs 0.5 s: a batch of 32 would hold the poll
+    loop 5 s, near the 6 s interval. The first batch is small, then each fits a quarter of it."""
+    timer, now = [0.0], [1000.0]
+    slow = _Slow(assistant, timer, per_request_s=0.5)
+    settings = AssistSettings(group_id=f"assist-{unique}", batch_max=32, batch_time_share=0.25)
+    svc = AssistService(
+        slow,
+        settings,
+        kafka_settings,
+        instance="t-paced",
+        consumer_overrides={"max_poll_interval_ms": 6000},
+        clock=lambda: now[0],
+        timer=lambda: timer[0],
+    )
+    texts = [PARKING, METER, ID_CARD, ID_FEE]
+    calls = [f"paced{i}-{unique}" for i in range(10)]
+    try:
+        assert svc.pacer.budget_s == pytest.approx(1.5)
+        for i, call in enumerate(calls):
+            svc.handle(seg(call, f"p{i}", Channel.caller, texts[i % 4], 0.0), _rec())
+        now[0] += 5  # past any debounce: all ten are due
+        with caplog.at_level("INFO", logger="dasan.assist.service"):
+            for _ in range(3):
+                svc.tick()
+        assert slow.batches == [4, 3, 3]  # 2 s, then 1.5 s each: every call got its card
+        assert svc.published_suggestions == 10
+        assert metrics.BATCH_LIMIT.labels(service="assist")._value.get() == 3
+        paced = [r for r in caplog.records if "paced below batch_max" in r.getMessage()]
+        assert len(paced) == 1 and paced[0].limit == 3 and paced[0].per_request_ms == 500  # type: ignore[attr-defined]
+    finally:
+        svc.close()
+
+
 def test_an_idle_tick_embeds_the_new_turns_ahead_masked_and_a_busy_one_does_not(
     assistant: Any, kafka_settings: Any, unique: str
 ) -> None:

@@ -227,6 +227,19 @@ def test_batch_is_oldest_due_first_and_bounded(assistant: Any) -> None:
     assert plan.suggest[0].trigger_segment_ids == ["a0", "a1"]
 
 
+def test_a_paced_batch_takes_the_oldest_within_the_limit_and_the_rest_next_tick(assistant: Any) -> None:
+    tr = tracker(assistant, batch_max=32, debounce_ms=600)
+    for i, (call, text) in enumerate([("a", PARKING), ("b", METER), ("c", ID_FEE)]):
+        tr.apply(seg(call, f"{call}0", Channel.caller, text, 0.0), T0 + i * 0.1)
+    first = tr.due(T0 + 1, limit=2)
+    assert [r.call_id for r in first.suggest] == ["a", "b"]
+    for res in assistant.suggest_many(first.suggest):
+        tr.record(res, tr.events_for(res))
+    assert [r.call_id for r in tr.due(T0 + 1, limit=2).suggest] == ["c"]
+    assert [r.call_id for r in tr.due(T0 + 1, limit=0).suggest] == ["c"]  # one at least
+    assert len(tr.due(T0 + 1, limit=99).suggest) == 1
+
+
 def test_idle_calls_are_forgotten(assistant: Any) -> None:
     tr = tracker(assistant, call_idle_timeout_s=60)
     tr.apply(CallStarted(call_id="lost", counselor_id="c1"), T0)

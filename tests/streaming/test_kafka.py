@@ -343,6 +343,41 @@ def test_committed_offsets_survive_a_restart_of_the_consumer(kafka_settings, uni
     assert second == [5, 6, 7]
 
 
+def test_a_poll_loop_that_overruns_its_interval_has_its_commit_refused_and_counted(
+    kafka_settings, unique
+) -> None:
+    """What a slow core did to the assist before its batches were paced (docs/assist.md): the work
+    between two polls outlasts max.poll.interval, the group drops the member, and the commit of that
+    batch is refused. The refusal is counted (attribute and metric) and the records come again."""
+    from streaming import metrics
+
+    topic = f"overrun.{unique}"
+    make_topic(kafka_settings, topic, 1)
+    with EventProducer(kafka_settings) as producer:
+        for i in range(3):
+            producer.send(segment(f"ov-{unique}", i), topic=topic)
+    group = f"overrun-{unique}"
+    seen: list[int] = []
+    slow = [True]
+
+    def handle(e: Event, r) -> None:
+        seen.append(revision(e))
+        if slow[0]:  # the first record's work outlasts the 1 s interval by far
+            slow[0] = False
+            time.sleep(4.0)
+
+    refused = metrics.COMMIT_FAILURES.labels(group=group)
+    before = refused._value.get()
+    c = EventConsumer([topic], group, handle, kafka_settings, max_poll_interval_ms=1000, max_poll_records=1)
+    try:
+        consume_until(c, lambda: c.commit_failures >= 1, timeout_s=40)
+        assert refused._value.get() == before + 1
+        consume_until(c, lambda: len(seen) >= 4, timeout_s=40)
+        assert seen.count(0) == 2  # the batch whose commit was refused is delivered again
+    finally:
+        c.close()
+
+
 def test_topics_create_is_idempotent(kafka_settings) -> None:
     from streaming.admin import create_topics, describe_topics
 
