@@ -172,12 +172,13 @@ class AssistService:
         with self._lock:
             self._to_rebuild |= parts
 
-    def _rebuild_assigned(self) -> None:
+    def _rebuild_assigned(self) -> bool:
+        """Rebuild the calls of newly assigned partitions; whether there were any."""
         with self._lock:
             parts = sorted(self._to_rebuild)
             self._to_rebuild.clear()
         if not parts:
-            return
+            return False
         t0 = time.perf_counter()
         n = self.rebuild(parts)
         log.info(
@@ -190,6 +191,7 @@ class AssistService:
                 "ms": round((time.perf_counter() - t0) * 1000, 1),
             },
         )
+        return True
 
     def rebuild(self, partitions: list[int]) -> int:
         """Re-read the given partitions of the input and output topics and rebuild call state."""
@@ -276,7 +278,11 @@ class AssistService:
     def tick(self) -> None:
         """Publish what is due: suggestions of every call whose debounce ran out, then summaries."""
         self.switch_kb()
-        self._rebuild_assigned()
+        if self._rebuild_assigned():
+            # the rebuild (a read of up to half the poll interval, then replaying every open call)
+            # had this tick: the loop polls before any batch. A batch right after it overran the
+            # interval on a slow core, and the member was dropped again at each rejoin (session 29)
+            return
         with self._lock:
             plan = self.tracker.due(self.clock(), limit=self.pacer.limit())
         t0 = self.timer()

@@ -205,9 +205,9 @@ class AssistSettings(BaseSettings):
         default=32, ge=1, description="Most suggestion requests (across calls) retrieved in one batch"
     )
     batch_time_share: float = Field(
-        default=0.25,
+        default=0.5,
         gt=0,
-        le=0.5,
+        le=0.8,
         description="Longest share of the consumer's max.poll.interval that one tick's suggestion batch "
         "may take, by the cost of a request measured on this machine (fewer than batch_max on a slow "
         "core, so the group never drops the member); the summaries after it get the same share, at "

@@ -121,10 +121,13 @@ def main() -> int:
     import logging
 
     class _Overruns(logging.Handler):
-        n = 0
+        n = 0  # the poll loop held longer than max.poll.interval: the member left the group
+        sessions = 0  # no heartbeat got through for session.timeout (a starved heartbeat thread)
 
         def emit(self, record: logging.LogRecord) -> None:
-            self.n += "poll timeout has expired" in record.getMessage()
+            msg = record.getMessage()
+            self.n += "poll timeout has expired" in msg
+            self.sessions += "session expired" in msg
 
     overruns = _Overruns(logging.WARNING)
     logging.getLogger("kafka").addHandler(overruns)
@@ -278,6 +281,7 @@ def main() -> int:
         "group": {
             "max_poll_interval_s": service.consumer.max_poll_interval_s,
             "poll_timeouts": overruns.n,
+            "heartbeat_sessions_expired": overruns.sessions,
             "commit_failures": service.consumer.commit_failures,
             "partitions_revoked": service.handovers,
             "batch_limit_at_end": service.pacer.limit(),
@@ -303,7 +307,8 @@ def main() -> int:
         print(f"{'  ' + k:<28}{v['p50']!s:>10}{v['p95']!s:>10}")
     g = result["group"]
     print(
-        f"consumer group: {g['poll_timeouts']} poll-interval overruns, {g['commit_failures']} failed commits, "
+        f"consumer group: {g['poll_timeouts']} poll-interval overruns, {g['heartbeat_sessions_expired']} "
+        f"heartbeat sessions expired, {g['commit_failures']} failed commits, "
         f"{g['partitions_revoked']} hand-overs (interval {g['max_poll_interval_s']} s); batch limit at the "
         f"end {g['batch_limit_at_end']} ({g['per_request_ms']} ms a request)"
     )

@@ -222,6 +222,37 @@ def test_batches_are_paced_to_fit_the_poll_interval_on_a_slow_core(
         svc.close()
 
 
+def test_a_tick_that_rebuilt_taken_over_calls_polls_before_any_batch(
+    assistant: Any, kafka_settings: Any, unique: str
+) -> None:
+    """A rebuild takes up to half the poll interval and then replays every open call; a batch in the
+    same tick overran the interval on a slow core, and each rejoin was dropped again (session 29)."""
+    from kafka import TopicPartition
+
+    timer, now = [0.0], [1000.0]
+    slow = _Slow(assistant, timer, per_request_s=0.1)
+    settings = AssistSettings(group_id=f"assist-{unique}")
+    svc = AssistService(slow, settings, kafka_settings, instance="t-rebuild", clock=lambda: now[0])
+    rebuilt: list[list[int]] = []
+
+    def rebuild(parts: list[int]) -> int:  # the read itself is tested above
+        rebuilt.append(parts)
+        return 0
+
+    svc.rebuild = rebuild  # type: ignore[method-assign,assignment]
+    call = f"rb-{unique}"
+    try:
+        svc.handle(seg(call, "r1", Channel.caller, PARKING, 0.0), _rec())
+        now[0] += 5
+        svc.on_assigned({TopicPartition(CALL_TRANSCRIPTS, 3)})
+        svc.tick()  # the rebuild only
+        assert rebuilt == [[3]] and slow.batches == []
+        svc.tick()  # then the batch
+        assert rebuilt == [[3]] and slow.batches == [1] and svc.published_suggestions == 1
+    finally:
+        svc.close()
+
+
 def test_an_idle_tick_embeds_the_new_turns_ahead_masked_and_a_busy_one_does_not(
     assistant: Any, kafka_settings: Any, unique: str
 ) -> None:
