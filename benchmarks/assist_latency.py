@@ -70,6 +70,7 @@ def main() -> int:
     from kafka import KafkaConsumer, TopicPartition
 
     from assist.assistant import Assistant
+    from assist.pacing import BatchPacer
     from assist.service import AssistService
     from assist.settings import AssistSettings
     from streaming.admin import create_topics
@@ -112,10 +113,8 @@ def main() -> int:
     for u in utterances[:3]:
         assistant.suggest_text(u)
     service = AssistService(assistant, settings, kafka, instance="bench")
-    if args.unpaced:
-        service.pacer.first = settings.batch_max
-        service.pacer.share = 1.0
-        service.pacer.interval_s = 1e9  # any batch fits: batch_max always
+    if args.unpaced:  # a pacer for which any batch fits: batch_max always, as before session 29
+        service.pacer = BatchPacer(1e9, 1.0, settings.batch_max, first=settings.batch_max)
     # what a poll-interval overrun looks like from inside: kafka-python's warning, a refused commit,
     # partitions taken away (the service then rebuilds its calls)
     import logging

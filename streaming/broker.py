@@ -35,22 +35,29 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refused connects are expected here
+    # refused connects are expected while it starts: kafka-python is quiet for the wait only (left at
+    # CRITICAL, it hid every later warning of the process, the consumers' poll timeouts included)
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="dasan-probe"
-            )
+    try:
+        while time.monotonic() < deadline:
             try:
-                admin.list_topics()
-                return
-            finally:
-                admin.close()
-        except (KafkaError, OSError, ValueError) as exc:
-            last = exc
-            time.sleep(0.2)
+                admin = KafkaAdminClient(
+                    bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="dasan-probe"
+                )
+                try:
+                    admin.list_topics()
+                    return
+                finally:
+                    admin.close()
+            except (KafkaError, OSError, ValueError) as exc:
+                last = exc
+                time.sleep(0.2)
+    finally:
+        kafka_log.setLevel(level)
     raise TimeoutError(f"Kafka broker at {bootstrap} did not answer within {timeout_s:.0f} s: {last}")
 
 
