@@ -225,7 +225,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Override a LightGBM ranker parameter (rerank_train.PARAMS) for this run, e.g. num_leaves=15",
+        help="Override a LightGBM ranker parameter (rerank_train.PARAMS) for this run, e.g. num_leaves=31",
     )
     p.add_argument(
         "--no-turn-probe",

@@ -92,6 +92,12 @@ FEATURES: tuple[str, ...] = (
     "law_rank_h",
     "law_n",
     *MEMORY_FEATURES,
+    # the caller's newest turn alone (``Conversation.trigger``): a thin follow-up ("과태료도 나와요?")
+    # is searched with the caller's turn before it, so every ``_t`` score above also reads the old
+    # topic; these say what the new question itself names (equal to title_t / bm25_t_rel when the
+    # trigger is the whole question)
+    "title_trig",
+    "bm25_trig_rel",
 )
 # which law and which of its articles (the near misses: another article of the right law on top)
 LAW_FEATURES: tuple[str, ...] = ("law_gap_h", "law_rank_h", "law_n", "mem_law_vote")
@@ -675,6 +681,22 @@ class Reranker:
             [float(j.startswith("서울특별시 ") and not (dist and j.endswith(dist))) for j in juris],
             dtype=np.float32,
         )
+        trigger = cv.trigger or cv.text
+        terms_trig = set(self.kb.analyzer.nouns(trigger)) if trigger != cv.text else terms_t
+        cols["title_trig"] = np.array(
+            [
+                len(self.view.title_terms[a] & terms_trig) / max(1, len(self.view.title_terms[a]))
+                for a in arts
+            ],
+            dtype=np.float32,
+        )
+        turn_bm25 = None
+        if trigger != cv.text and n:
+            tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(trigger, s.query_expansion))
+            tbm = self.view.max(tb, mask)[arts]
+            turn_bm25 = np.where(np.isfinite(tbm), tbm, 0.0).astype(np.float32)
+        tr = turn_bm25 if turn_bm25 is not None else bt
+        cols["bm25_trig_rel"] = tr / tr.max() if n and tr.max() > 0 else np.zeros(n, dtype=np.float32)
         cols["length"] = self.view.length[arts]
         cols["law_gap_h"], cols["law_rank_h"], cols["law_n"] = law_features(
             self.view.law[arts], cols["fused_h"]
@@ -700,18 +722,12 @@ class Reranker:
             return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab, p_probe=pp, p_turn=pt)
         from assist.dialogue import is_question
 
-        trigger = cv.trigger or cv.text
-        terms_turn = set(self.kb.analyzer.nouns(trigger)) if cv.trigger else terms_t
+        terms_turn = terms_trig if cv.trigger else terms_t
         turn = turn_features(
             {t for t in terms_turn if len(t) >= 2},
             {t for t in terms_ctx if len(t) >= 2},
             is_question(trigger),
         )
-        turn_bm25 = None
-        if cv.trigger and cv.trigger != cv.text and n:
-            tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(cv.trigger, s.query_expansion))
-            tbm = self.view.max(tb, mask)[arts]
-            turn_bm25 = np.where(np.isfinite(tbm), tbm, 0.0).astype(np.float32)
         return Candidates(
             arts, shown, X, passage_scores, turn, turn_bm25, qvec=qv, mem_ab=mem_ab, p_probe=pp, p_turn=pt
         )

@@ -232,6 +232,31 @@ def test_the_counselors_last_turn_is_evidence_for_a_thin_follow_up(dense_kb) -> 
     assert np.allclose(a.X[ia, t], b.X[ib, t], atol=1e-5)
 
 
+def test_the_trigger_features_read_the_new_question_alone(dense_kb) -> None:
+    """A thin follow-up is searched with the caller's turn before it, so the ``_t`` columns also read
+    the old topic; ``title_trig`` and ``bm25_trig_rel`` read the newest turn alone (session 30), and
+    equal ``title_t`` / ``bm25_t_rel`` where the trigger is the whole question."""
+    from assist.knowledge.rerank import FEATURES, Conversation, Reranker
+
+    r = Reranker(dense_kb)
+    col = FEATURES.index
+    single = r.candidates([Conversation("소화전 앞에 주차하면 안 되나요?")])[0]
+    assert np.array_equal(single.X[:, col("title_trig")], single.X[:, col("title_t")])
+    assert np.array_equal(single.X[:, col("bm25_trig_rel")], single.X[:, col("bm25_t_rel")])
+
+    trigger = "과태료도 나와요?"
+    follow = Conversation(f"{trigger} 소화전 앞에 주차하면 안 되나요?", trigger=trigger)
+    c = r.candidates([follow])[0]
+    said = set(dense_kb.analyzer.nouns(trigger))
+    title_trig, title_t = c.X[:, col("title_trig")], c.X[:, col("title_t")]
+    for k, a in enumerate(c.articles):
+        assert (title_trig[k] > 0) == bool(r.view.title_terms[int(a)] & said)
+    # an article of the old topic (주차, 소화전) whose title the new question does not name
+    assert np.any((title_t > 0) & (title_trig == 0))
+    trig = c.X[:, col("bm25_trig_rel")]
+    assert trig.max() == 1.0 and not np.array_equal(trig, c.X[:, col("bm25_t_rel")])
+
+
 def test_composed_context_vectors_embed_each_turn_once_and_keep_the_counselors_evidence(dense_kb) -> None:
     """``context_vectors="composed"`` (#18): the context variants' dense queries are sums of per-turn
     vectors, so a follow-up in the same call sends only the caller's new words to the encoder, and

@@ -68,3 +68,16 @@ def test_a_set_names_the_memory_it_learned_with(sets) -> None:
     # a set that carries its own questions (trained on other examples) reads them
     own = _model_set(save, composed_dir, "composed")
     assert rr.memory_questions_of(own) == composed_dir / MEMORY_FILE
+
+
+def test_every_shipped_model_set_reads_this_codes_features() -> None:
+    """A model file whose features differ from the code's is refused at load (first-stage order with a
+    warning): a change to ``FEATURES`` must refit every shipped set, the composed one included."""
+    import lightgbm as lgb
+
+    for folder in (rr.MODEL_PATH.parent, rr.COMPOSED_MODEL_DIR):
+        for name in (rr.MODEL_PATH.name, rr.MODEL_T_PATH.name):
+            booster = lgb.Booster(model_file=str(folder / name))
+            assert tuple(booster.feature_name()) == rr.FEATURES, folder / name
+        abstainer = lgb.Booster(model_file=str(folder / "abstain_model.txt"))
+        assert tuple(abstainer.feature_name()) == rr.ABSTAIN_FEATURES, folder
