@@ -664,14 +664,14 @@ class Reranker:
         terms_t = set(self.kb.analyzer.nouns(cv.text))
         terms_ctx = set(self.kb.analyzer.nouns(f"{cv.counselor} {cv.history[-HISTORY_CHARS:]}"))
         terms_h = terms_t | terms_ctx
-        cols["title_t"] = np.array(
-            [len(self.view.title_terms[a] & terms_t) / max(1, len(self.view.title_terms[a])) for a in arts],
-            dtype=np.float32,
-        )
-        cols["title_h"] = np.array(
-            [len(self.view.title_terms[a] & terms_h) / max(1, len(self.view.title_terms[a])) for a in arts],
-            dtype=np.float32,
-        )
+
+        def title_share(terms: set[str]) -> np.ndarray:
+            """Per candidate, the share of its title's nouns that ``terms`` holds."""
+            titles = self.view.title_terms
+            return np.array([len(titles[a] & terms) / max(1, len(titles[a])) for a in arts], dtype=np.float32)
+
+        cols["title_t"] = title_share(terms_t)
+        cols["title_h"] = title_share(terms_h)
         juris = [self.view.jurisdiction[a] for a in arts]
         dist = cv.district
         cols["district_match"] = np.array(
@@ -683,13 +683,7 @@ class Reranker:
         )
         trigger = cv.trigger or cv.text
         terms_trig = set(self.kb.analyzer.nouns(trigger)) if trigger != cv.text else terms_t
-        cols["title_trig"] = np.array(
-            [
-                len(self.view.title_terms[a] & terms_trig) / max(1, len(self.view.title_terms[a]))
-                for a in arts
-            ],
-            dtype=np.float32,
-        )
+        cols["title_trig"] = title_share(terms_trig)
         turn_bm25 = None
         if trigger != cv.text and n:
             tb = self.kb.bm25.scores(self.kb.analyzer.query_tokens(trigger, s.query_expansion))
