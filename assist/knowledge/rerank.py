@@ -716,9 +716,8 @@ class Reranker:
             return Candidates(arts, shown, X, passage_scores, qvec=qv, mem_ab=mem_ab, p_probe=pp, p_turn=pt)
         from assist.dialogue import is_question
 
-        terms_turn = terms_trig if cv.trigger else terms_t
         turn = turn_features(
-            {t for t in terms_turn if len(t) >= 2},
+            {t for t in terms_trig if len(t) >= 2},
             {t for t in terms_ctx if len(t) >= 2},
             is_question(trigger),
         )
