@@ -115,6 +115,7 @@ class AssistService:
         self.tracker = CallTracker(
             self.settings,
             lambda text: self.assistant.evidence_terms(text),
+            timer=timer,  # the replay of taken-over calls is paced on the loop's real time too
             provenance=assistant.provenance.model_copy(update={"variant": self.variant}),
         )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
@@ -148,9 +149,9 @@ class AssistService:
 
     @property
     def rebuild_pending(self) -> bool:
-        """Partitions were assigned and their state is not rebuilt yet."""
+        """Partitions were assigned and their state is not rebuilt yet (not read, or not all replayed)."""
         with self._lock:
-            return bool(self._to_rebuild)
+            return bool(self._to_rebuild) or self.tracker.replaying > 0
 
     def _gauge(self) -> None:
         metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.tracker.calls))
@@ -173,22 +174,36 @@ class AssistService:
             self._to_rebuild |= parts
 
     def _rebuild_assigned(self) -> bool:
-        """Rebuild the calls of newly assigned partitions; whether there were any."""
+        """Rebuild the calls of newly assigned partitions, or go on replaying those whose history still
+        waits (within the pacer's budget: a tick of it never holds the poll loop past the interval);
+        whether there was any such work."""
         with self._lock:
             parts = sorted(self._to_rebuild)
             self._to_rebuild.clear()
-        if not parts:
+            replaying = self.tracker.replaying
+        if not parts and not replaying:
             return False
-        t0 = time.perf_counter()
-        n = self.rebuild(parts)
+        t0 = self.timer()
+        if parts:
+            n = self.rebuild(parts)
+        else:
+            n = 0
+            with self._lock:
+                self.tracker.continue_rebuild(self.clock(), self.pacer.budget_s)
+            self._gauge()
+        with self._lock:
+            left = self.tracker.replaying
+        metrics.REBUILD_BACKLOG.labels(service=SERVICE).set(left)
         log.info(
-            "state rebuilt for assigned partitions",
+            "state rebuilt for assigned partitions" if not left else "rebuilding taken-over calls",
             extra={
                 "instance": self.instance,
-                "partitions": parts,
-                "records": n,
+                "partitions": parts or None,
+                "records": n if parts else None,
+                "calls_replayed": replaying - left if not parts else None,
+                "calls_waiting": left,
                 "open_calls": len(self.tracker.calls),
-                "ms": round((time.perf_counter() - t0) * 1000, 1),
+                "ms": round((self.timer() - t0) * 1000, 1),
             },
         )
         return True
@@ -218,8 +233,13 @@ class AssistService:
                     extra={"partitions": partitions, "budget_s": round(budget, 2)},
                 )
         mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
+        # the replay (masking every segment again: seconds for many calls on a slow core) gets what
+        # the read left of the tick's budget; the calls it did not reach wait for the next ticks
+        left = self.pacer.budget_s - (time.monotonic() - t0)
         with self._lock:
-            self.tracker.rebuild(((rec.partition, ev) for rec, ev in mine), self.clock())
+            self.tracker.rebuild(
+                ((rec.partition, ev) for rec, ev in mine), self.clock(), budget_s=max(0.0, left)
+            )
         self._gauge()
         return len(read)
 

@@ -27,7 +27,10 @@ and the keywords shown.
   ``max_failures`` attempts.
 - **Takeover**: :meth:`CallTracker.rebuild` replays the history of the partitions a member took over
   (lifecycle, transcripts, and what was already published), so segments already covered are never
-  suggested again and summaries already written are not written twice. Suggestion and event ids are
+  suggested again and summaries already written are not written twice. The replay masks every
+  segment again (~20 ms each on a slow core: 50 calls took ~4 s), so it runs call by call within a
+  time budget (:meth:`CallTracker.continue_rebuild`, one step a tick): a call whose history waits is
+  neither suggested nor summarised, and its live events wait behind its history. Suggestion and event ids are
   derived from the call id and the first trigger segment id, so even a re-publication carries the
   same ``event_id`` and is dropped by consumers.
 
@@ -47,6 +50,7 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from streaming.events import (
     CallEnded,
@@ -126,6 +130,20 @@ def summary_event(
     )
 
 
+@dataclass
+class _Backlog:
+    """A taken-over call's events still to be replayed: its history (lifecycle, then transcripts in
+    the order produced), what was published of it, and the live events that arrived meanwhile."""
+
+    history: list[tuple[int | None, Event]] = field(default_factory=list)
+    published: list[Event] = field(default_factory=list)
+    live: list[tuple[int | None, Event, float | None]] = field(default_factory=list)
+
+    @property
+    def partition(self) -> int | None:
+        return next((p for p, _ in self.history if p is not None), None)
+
+
 class CallTracker:
     """The calls one service instance follows.
 
@@ -154,12 +172,20 @@ class CallTracker:
         self.calls: dict[str, CallState] = {}
         self.finished: deque[str] = deque(maxlen=remember_finished)
         self._finished_set: set[str] = set()
+        # taken-over calls whose history is not replayed yet: their events in replay order, then the
+        # live events that arrived meanwhile (:meth:`rebuild`, :meth:`continue_rebuild`)
+        self._waiting: dict[str, _Backlog] = {}
 
     # ------------------------------------------------------------------ input
     def apply(
         self, event: Event, now: float, *, partition: int | None = None, queue_ms: float | None = None
     ) -> None:
-        """One event as it arrives. ``queue_ms``: how long it waited on Kafka (reported latency)."""
+        """One event as it arrives. ``queue_ms``: how long it waited on Kafka (reported latency). The
+        event of a call whose history is still to be replayed waits behind it."""
+        waiting = self._waiting.get(event.call_id)
+        if waiting is not None:
+            waiting.live.append((partition, event, queue_ms))
+            return
         self._apply(event, now, partition, queue_ms, replay=False)
 
     def _apply(
@@ -201,11 +227,13 @@ class CallTracker:
             return
         if not masked.strip():
             return
+        # its card came first (the summaries role reads two topics; a rebuild knows what was published
+        # before it replays the transcripts): it never triggers, so its nouns are not analysed
+        if seg.segment_id in st.covered:
+            return
         if len(self.evidence(masked)) < self.settings.min_evidence_terms and not self._follow_up(st, masked):
             return
         if self.settings.skip_closings and is_closing(masked):  # thanks, "그렇게 할게요": no new card
-            return
-        if seg.segment_id in st.covered:  # its card came first (the summaries role reads two topics)
             return
         st.first_segment_at.setdefault(seg.segment_id, now)
         st.mask_ms[seg.segment_id] = mask_ms
@@ -233,21 +261,23 @@ class CallTracker:
         self.forget_idle(now)
         s = self.settings
         most = s.batch_max if limit is None else max(1, min(limit, s.batch_max))
+        # a call whose history is still to be replayed is not due: what it published is not known yet
+        calls = [st for st in self.calls.values() if st.call_id not in self._waiting]
         # One batch per tick, oldest first: the consumer polls between batches, so a backlog never
         # holds the poll loop past max.poll.interval.ms (which would cost a rebalance and a rebuild).
         picked = sorted(
-            (st for st in self.calls.values() if s.cards and st.pending and st.due_at <= now),
+            (st for st in calls if s.cards and st.pending and st.due_at <= now),
             key=lambda st: st.due_at,
         )[:most]
         if not s.summaries:
             # the cards role: a call is done once it ended, its grace ran out and no final waits
-            for st in [st for st in self.calls.values() if self._closed(st, now)]:
+            for st in [st for st in calls if self._closed(st, now)]:
                 self._finish(st.call_id)
             ended = []
         else:
             ended = [
                 SummaryRequest(st.call_id, st.turns(), st.card_positions())
-                for st in self.calls.values()
+                for st in calls
                 if self._closed(st, now) and not st.summary_done
             ]
         if not s.cards:  # the summaries role: nothing of its own to wait for
@@ -258,7 +288,7 @@ class CallTracker:
         # waiting after this batch (debounce, or beyond it), a tick writes one summary only (each is
         # an encoder pass over the call's sentences).
         in_batch = {st.call_id for st in picked}
-        waiting = any(st.pending for st in self.calls.values() if st.call_id not in in_batch)
+        waiting = any(st.pending for st in calls if st.call_id not in in_batch)
         return Due(
             suggest=[self._request(st, now) for st in picked if not st.suggest_failures],
             alone=[self._request(st, now) for st in picked if st.suggest_failures],
@@ -297,7 +327,9 @@ class CallTracker:
     def forget_idle(self, now: float) -> list[str]:
         """Forget calls with no event for ``call_idle_timeout_s`` (a lost CallEnded); their ids."""
         stale = [
-            c for c, st in self.calls.items() if now - st.last_event_at > self.settings.call_idle_timeout_s
+            c
+            for c, st in self.calls.items()
+            if now - st.last_event_at > self.settings.call_idle_timeout_s and c not in self._waiting
         ]
         for c in stale:
             self._finish(c)
@@ -405,10 +437,15 @@ class CallTracker:
         return False
 
     # ------------------------------------------------------------------ membership
-    def rebuild(self, events: Iterable[tuple[int | None, Event]], now: float) -> None:
+    def rebuild(
+        self, events: Iterable[tuple[int | None, Event]], now: float, budget_s: float | None = None
+    ) -> int:
         """Rebuild from the history of taken-over partitions: ``(partition, event)`` of the input topics
-        and of the published suggestions and summaries, in the order read. Lifecycle first, then
-        transcripts in the order produced, then what was already published."""
+        and of the published suggestions and summaries, in the order read. Per call: lifecycle first,
+        then transcripts in the order produced, then what was already published.
+
+        The calls are replayed one after another while ``budget_s`` lasts (measured with ``timer``;
+        None: all of them now); the rest wait for :meth:`continue_rebuild`. How many calls wait."""
         lifecycle: list[tuple[int | None, Event]] = []
         transcripts: list[tuple[int | None, TranscriptSegment]] = []
         published: list[Event] = []
@@ -421,16 +458,61 @@ class CallTracker:
                 lifecycle.append((part, ev))
         transcripts.sort(key=lambda pe: pe[1].produced_at)
         for part, ev in [*lifecycle, *transcripts]:
+            if ev.call_id not in self._finished_set:
+                self._waiting.setdefault(ev.call_id, _Backlog()).history.append((part, ev))
+        for ev in published:  # a call with no lifecycle or transcript left in the read is not followed
+            waiting = self._waiting.get(ev.call_id)
+            if waiting is not None:
+                waiting.published.append(ev)
+        return self.continue_rebuild(now, budget_s)
+
+    @property
+    def replaying(self) -> int:
+        """Taken-over calls whose history is not replayed yet."""
+        return len(self._waiting)
+
+    def continue_rebuild(self, now: float, budget_s: float | None = None) -> int:
+        """Replay the waiting calls, oldest read first, while ``budget_s`` lasts (at least one when it
+        is positive; None: all); how many still wait. A call is replayed whole: its history, what was
+        published of it, then the live events that arrived meanwhile, in their order."""
+        t0 = self.timer()
+        replayed = 0
+        while self._waiting and (
+            budget_s is None or (budget_s > 0 and (not replayed or self.timer() - t0 < budget_s))
+        ):
+            cid = next(iter(self._waiting))
+            self._replay(cid, self._waiting.pop(cid), now)
+            replayed += 1
+        return len(self._waiting)
+
+    def _replay(self, cid: str, waiting: _Backlog, now: float) -> None:
+        if cid in self._finished_set:
+            return
+        covered = {
+            s
+            for ev in waiting.published
+            if isinstance(ev, Suggestion | KeywordsUpdated)
+            for s in ev.trigger_segment_ids
+        }
+        if covered:  # known before the transcripts: a covered segment's nouns are not analysed
+            part = next((p for p, _ in waiting.history), None)
+            st = self.calls.get(cid)
+            if st is None:
+                st = self.calls[cid] = CallState(cid, part)
+            st.covered.update(covered)
+        for part, ev in waiting.history:
             self._apply(ev, now, part, None, replay=True)
-        for ev in published:
-            st = self.calls.get(ev.call_id)
-            if st is not None:
+        st = self.calls.get(cid)
+        if st is not None:
+            for ev in waiting.published:
                 self._seen_published(st, ev)
-        for cid in [c for c, st in self.calls.items() if st.ended and st.summary_done]:
+        st = self.calls.get(cid)
+        if st is not None and st.ended and st.summary_done:
             self._finish(cid)
-        for st in self.calls.values():
-            if st.pending:
-                st.due_at = NOW
+        elif st is not None and st.pending:
+            st.due_at = NOW
+        for part, ev, queue_ms in waiting.live:
+            self._apply(ev, now, part, queue_ms, replay=False)
 
     def _seen_published(self, st: CallState, ev: Event) -> None:
         """A published event of the call: its trigger segments are covered, its card on screen, its
@@ -452,11 +534,17 @@ class CallTracker:
             st.pending = [s for s in st.pending if s not in st.covered]
 
     def forget_partitions(self, partitions: set[int]) -> list[str]:
-        """Drop the calls of partitions handed to another member (it rebuilds them); their ids."""
+        """Drop the calls of partitions handed to another member (it rebuilds them), those whose
+        history was still to be replayed included; their ids."""
         gone = [cid for cid, st in self.calls.items() if st.partition is None or st.partition in partitions]
         for cid in gone:
             del self.calls[cid]
-        return gone
+        unreplayed = [
+            cid for cid, w in self._waiting.items() if w.partition is None or w.partition in partitions
+        ]
+        for cid in unreplayed:
+            del self._waiting[cid]
+        return gone + [cid for cid in unreplayed if cid not in gone]
 
     def _finish(self, call_id: str) -> None:
         self.calls.pop(call_id, None)

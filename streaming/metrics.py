@@ -43,6 +43,12 @@ BATCH_LIMIT = Gauge(
     "cost would overrun the tick's share of max.poll.interval",
     ["service"],
 )
+REBUILD_BACKLOG = Gauge(
+    "dasan_rebuild_backlog_calls",
+    "Taken-over calls whose history is still to be replayed (a rebuild replays them a tick's budget at "
+    "a time; they get no card until replayed)",
+    ["service"],
+)
 STAGE_LATENCY = Histogram(
     "dasan_stage_latency_seconds",
     "Latency of one processing stage",

@@ -490,6 +490,7 @@ def _rebuilding_service(rebuild: Any) -> Any:
         outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
         kafka=None,
         tracker=SimpleNamespace(rebuild=rebuild),
+        pacer=SimpleNamespace(budget_s=1.5),
         _lock=threading.Lock(),
         _own=lambda ev: True,
         _gauge=lambda: None,
@@ -517,7 +518,14 @@ def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_b
     monkeypatch.setattr(service, "read_partitions", fake_read)
     monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
     rebuilt: list[Any] = []
-    fake = _rebuilding_service(lambda evs, now: rebuilt.append(list(evs)))
+    budgets: list[float | None] = []
+
+    def rebuild(evs: Any, now: float, budget_s: float | None = None) -> int:
+        rebuilt.append(list(evs))
+        budgets.append(budget_s)
+        return 0
+
+    fake = _rebuilding_service(rebuild)
     assert service.AssistService.rebuild(fake, [0, 1]) == 0
     assert [t for t, _b in calls] == [
         (service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
@@ -525,6 +533,8 @@ def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_b
     ]
     assert calls[0][1] == 1.5 and 0.0 <= calls[1][1] <= 1.5  # one budget for both reads
     assert rebuilt == [[]]
+    # the replay gets what the reads left of the tick's budget (the pacer's), never None (all at once)
+    assert budgets[0] is not None and 0.0 <= budgets[0] <= 1.5
 
 
 def test_rebuild_opens_no_transcript_reader_when_the_budget_is_spent(monkeypatch: Any) -> None:
@@ -546,6 +556,13 @@ def test_rebuild_opens_no_transcript_reader_when_the_budget_is_spent(monkeypatch
     monkeypatch.setattr(service, "read_partitions", slow_read)
     monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
     monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
-    fake = _rebuilding_service(lambda evs, now: list(evs))
+    budgets: list[float | None] = []
+
+    def rebuild(evs: Any, now: float, budget_s: float | None = None) -> int:
+        budgets.append(budget_s)
+        return 0
+
+    fake = _rebuilding_service(rebuild)
     assert service.AssistService.rebuild(fake, [0]) == 0
     assert calls == [(service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES)]
+    assert budgets == [0.0]  # nothing left of the budget: every call waits for the next ticks

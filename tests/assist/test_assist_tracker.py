@@ -333,6 +333,90 @@ def test_takeover_rebuild_resumes_where_the_published_events_end(assistant: Any)
     assert [r.call_id for r in c.due(T0).summarize] == ["x"]
 
 
+def _takeover_history(assistant: Any, calls: int) -> list[tuple[int | None, Event]]:
+    """What member A read and published on partition 3 before dying: ``calls`` calls, each a served
+    question then one it did not serve, and one more call that ended and was summarised."""
+    history: list[tuple[int | None, Event]] = []
+    a = Run(assistant, tracker(assistant, summary_grace_ms=0))
+
+    def feed(ev: Event, now: float) -> None:
+        history.append((3, ev))
+        a.tr.apply(ev, now, partition=3)
+
+    feed(CallStarted(call_id="done", counselor_id="c0"), T0)
+    feed(seg("done", "d1", Channel.caller, ID_CARD, 0.0), T0)
+    feed(CallEnded(call_id="done"), T0)
+    for i in range(calls):
+        feed(CallStarted(call_id=f"open{i}", counselor_id=f"c{i}"), T0)
+        feed(seg(f"open{i}", f"o{i}a", Channel.caller, PARKING, 0.0), T0)
+        feed(seg(f"open{i}", f"o{i}b", Channel.counselor, "네 단속 요청 접수해 드리겠습니다.", 3.0), T0)
+    a.tick(T0)
+    a.tick(T0 + 1)
+    for i in range(calls):
+        feed(seg(f"open{i}", f"o{i}c", Channel.caller, METER, 10.0), T0 + 2)  # A dies before serving it
+    return history + [(None, e) for e in a.published]
+
+
+def _state(tr: CallTracker) -> dict[str, Any]:
+    return {
+        cid: (st.order, sorted(st.covered), st.pending, st.shown, st.keywords, st.ended is not None)
+        for cid, st in tr.calls.items()
+    }
+
+
+def test_a_rebuild_replays_call_by_call_within_its_budget_and_ends_where_one_replay_ends(
+    assistant: Any,
+) -> None:
+    """A rebuild re-masks every segment (seconds for many calls on a slow core): with a budget it
+    replays calls until the budget is spent and the rest wait for later steps. A waiting call is not
+    due and its live events wait behind its history; once all are replayed the state is the one a
+    rebuild in one go makes, and a covered segment's nouns were never analysed."""
+    from streaming.privacy import mask_text
+
+    history = _takeover_history(assistant, calls=3)
+    whole = tracker(assistant, summary_grace_ms=0)
+    whole.rebuild(history, T0 + 100)
+
+    clock = [0.0]
+    analysed: list[str] = []
+
+    def mask(text: str) -> str:  # each segment's masking costs 0.1 s of the scripted timer
+        clock[0] += 0.1
+        return mask_text(text)
+
+    def evidence(text: str) -> list[str]:
+        analysed.append(text)
+        return list(assistant.evidence_terms(text))
+
+    tr = CallTracker(AssistSettings(summary_grace_ms=0), evidence, mask=mask, timer=lambda: clock[0])
+    # 0.25 s: the first call's three segments (0.3 s) overrun it, so that call alone is replayed
+    assert tr.rebuild(history, T0 + 100, budget_s=0.25) == 2 and tr.replaying == 2
+    assert set(tr.calls) == {"open0"} and tr.is_finished("done")
+    # a live event of a waiting call waits behind its history; waiting calls are not due
+    tr.apply(seg("open2", "o2d", Channel.caller, ID_FEE, 20.0), T0 + 101, partition=3)
+    assert "open2" not in tr.calls
+    assert [r.call_id for r in tr.due(T0 + 101).suggest] == ["open0"]
+    assert tr.continue_rebuild(T0 + 101, budget_s=0.0) == 2  # nothing spent, nothing replayed
+    assert tr.continue_rebuild(T0 + 101, budget_s=0.25) == 1
+    assert tr.continue_rebuild(T0 + 101) == 0 and tr.replaying == 0
+    st = tr.calls["open2"]
+    assert st.order == ["o2a", "o2b", "o2c", "o2d"] and st.pending == ["o2c", "o2d"]
+    tr.calls["open2"].order.remove("o2d")
+    del tr.calls["open2"].segments["o2d"]
+    tr.calls["open2"].pending.remove("o2d")
+    assert _state(tr) == _state(whole)
+    # the served questions (covered by the published cards) were never analysed for nouns
+    assert all(PARKING not in t and ID_CARD not in t for t in analysed) and len(analysed) == 4
+
+
+def test_calls_waiting_for_their_replay_are_dropped_with_their_partition(assistant: Any) -> None:
+    history = _takeover_history(assistant, calls=2)
+    tr = tracker(assistant, summary_grace_ms=0)
+    assert tr.rebuild(history, T0 + 100, budget_s=0.0) == 3  # the summarised call is replayed too
+    assert sorted(tr.forget_partitions({3})) == ["done", "open0", "open1"]
+    assert tr.replaying == 0 and tr.calls == {} and tr.continue_rebuild(T0 + 101) == 0
+
+
 def test_calls_of_revoked_partitions_are_dropped(assistant: Any) -> None:
     tr = tracker(assistant)
     tr.apply(CallStarted(call_id="p1", counselor_id="c"), T0, partition=1)
