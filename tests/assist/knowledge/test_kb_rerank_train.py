@@ -136,6 +136,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         ("52", "utterances_h52", "utterances_holdout52.jsonl"),  # written in session 27
         ("45", "turns_h45", "calls_holdout45.jsonl"),  # measured once in session 27
         ("49", "utterances_h49", "utterances_holdout49.jsonl"),  # measured once in session 30
+        ("56", "turns_h56", "calls_holdout56.jsonl"),  # written in session 31
     )
     for k, name, file in learnable:
         assert default_sets(tmp_path, tmp_path / "shared", holdouts=[k])[name].name == file, k
@@ -146,7 +147,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         with pytest.raises(ValueError, match="blind"):
             default_sets(tmp_path, tmp_path / "shared", holdouts=[k])
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["54"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["57"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
