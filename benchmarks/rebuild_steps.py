@@ -39,38 +39,49 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
+def eval_dev_calls() -> list[dict[str, Any]]:
+    from streaming import paths
+
+    text = (paths.shared_dir() / "eval-dev" / "calls.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def call_events(call: dict[str, Any], cid: str, counselor: str) -> list[Any]:
+    """A scripted call as its events: ``CallStarted``, then every turn as a final segment on its
+    speaker's channel (~7 syllables a second, 0.8 s between turns)."""
+    from streaming.events import CallStarted, Channel, TranscriptSegment
+
+    out: list[Any] = [CallStarted(call_id=cid, counselor_id=counselor)]
+    start = 0.0
+    for i, turn in enumerate(call["turns"]):
+        length = max(1.5, len(turn["text"]) / 7)
+        out.append(
+            TranscriptSegment(
+                call_id=cid,
+                segment_id=f"{cid}-s{i:02d}",
+                channel=Channel.caller if turn["speaker"] == "citizen" else Channel.counselor,
+                text=turn["text"],
+                start_s=start,
+                end_s=start + length,
+                is_final=True,
+                asr_model="scripted",
+            )
+        )
+        start += length + 0.8
+    return out
+
+
 def history_of(n_calls: int, calls: list[dict[str, Any]], evidence: Any) -> list[tuple[int | None, Any]]:
     """The events of ``n_calls`` calls on partition 0, and what the dead member published of them."""
     from assist.settings import AssistSettings
     from assist.tracker import CallTracker
-    from streaming.events import CallStarted, Channel, KeywordsUpdated, TranscriptSegment
+    from streaming.events import KeywordsUpdated
 
     dead = CallTracker(AssistSettings(), evidence)
     history: list[tuple[int | None, Any]] = []
     for k in range(n_calls):
         call = calls[k % len(calls)]
-        cid = f"{call['id']}-{k:03d}"
-        history.append((0, CallStarted(call_id=cid, counselor_id=f"counselor{k % 7}")))
-        start = 0.0
-        for i, turn in enumerate(call["turns"]):
-            channel = Channel.caller if turn["speaker"] == "citizen" else Channel.counselor
-            length = max(1.5, len(turn["text"]) / 7)  # ~7 syllables a second
-            history.append(
-                (
-                    0,
-                    TranscriptSegment(
-                        call_id=cid,
-                        segment_id=f"{cid}-s{i:02d}",
-                        channel=channel,
-                        text=turn["text"],
-                        start_s=start,
-                        end_s=start + length,
-                        is_final=True,
-                        asr_model="scripted",
-                    ),
-                )
-            )
-            start += length + 0.8
+        history += [(0, ev) for ev in call_events(call, f"{call['id']}-{k:03d}", f"counselor{k % 7}")]
     for _, ev in history:
         dead.apply(ev, 0.0, partition=0)
     published: list[tuple[int | None, Any]] = []
@@ -143,7 +154,6 @@ def main() -> None:
     from assist.knowledge.settings import KnowledgeSettings
     from assist.settings import AssistSettings
     from assist.tracker import CallTracker
-    from streaming import paths
     from streaming.settings import KafkaSettings
 
     ks = KnowledgeSettings()
@@ -162,11 +172,7 @@ def main() -> None:
     if budget <= 0:
         raise SystemExit("the budget (interval × share) must be positive")
     paced = "budget_s" in inspect.signature(CallTracker.rebuild).parameters
-    calls = [
-        json.loads(line)
-        for line in (paths.shared_dir() / "eval-dev" / "calls.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    calls = eval_dev_calls()
     from streaming.privacy import mask_text
 
     mask_text("홍길동 씨 010-1234-5678")  # the masker's Kiwi loads once, outside the timings

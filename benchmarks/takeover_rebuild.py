@@ -47,35 +47,12 @@ def free_port() -> int:
 
 def history(run: str, n_calls: int) -> list[Any]:
     """CallStarted and every turn as a final segment of ``n_calls`` calls."""
-    from streaming import paths
-    from streaming.events import CallStarted, Channel, TranscriptSegment
+    from rebuild_steps import call_events, eval_dev_calls
 
-    calls = [
-        json.loads(line)
-        for line in (paths.shared_dir() / "eval-dev" / "calls.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    calls = eval_dev_calls()
     out: list[Any] = []
     for k in range(n_calls):
-        call = calls[k % len(calls)]
-        cid = f"tk-{run}-{k:03d}"
-        out.append(CallStarted(call_id=cid, counselor_id=f"counselor{k % 7}"))
-        start = 0.0
-        for i, turn in enumerate(call["turns"]):
-            length = max(1.5, len(turn["text"]) / 7)
-            out.append(
-                TranscriptSegment(
-                    call_id=cid,
-                    segment_id=f"{cid}-s{i:02d}",
-                    channel=Channel.caller if turn["speaker"] == "citizen" else Channel.counselor,
-                    text=turn["text"],
-                    start_s=start,
-                    end_s=start + length,
-                    is_final=True,
-                    asr_model="scripted",
-                )
-            )
-            start += length + 0.8
+        out += call_events(calls[k % len(calls)], f"tk-{run}-{k:03d}", f"counselor{k % 7}")
     return out
 
 
