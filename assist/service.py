@@ -475,6 +475,7 @@ class AssistService:
             "polled_recently": polled,
             "broker": "ok" if broker else "unreachable",
             "open_calls": len(self.tracker.calls),
+            "calls_waiting_for_rebuild": self.tracker.replaying,  # taken over, history not replayed yet
             "suggestions": self.published_suggestions,
             "summaries": self.published_summaries,
             "kb_version": self.kb_version,

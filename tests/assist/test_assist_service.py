@@ -452,7 +452,9 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/healthz", timeout=5) as r:
             assert r.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/readyz", timeout=5) as r:
-            assert json.loads(r.read())["ready"] is True
+            ready = json.loads(r.read())
+            assert ready["ready"] is True
+            assert ready["calls_waiting_for_rebuild"] == 0  # B replayed every call it took over
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/metrics", timeout=5) as r:
             assert b"dasan_stage_latency_seconds" in r.read()
         b.send_signal(signal.SIGTERM)
