@@ -495,10 +495,9 @@ class CallTracker:
             for s in ev.trigger_segment_ids
         }
         if covered:  # known before the transcripts: a covered segment's nouns are not analysed
-            part = next((p for p, _ in waiting.history), None)
             st = self.calls.get(cid)
             if st is None:
-                st = self.calls[cid] = CallState(cid, part)
+                st = self.calls[cid] = CallState(cid, waiting.partition)
             st.covered.update(covered)
         for part, ev in waiting.history:
             self._apply(ev, now, part, None, replay=True)
