@@ -8,8 +8,9 @@ no clock and touches no broker.
 
 - **Takeover**: when partitions are assigned, the member re-reads the same partitions of
   ``call.events`` / ``call.transcripts`` (``rebuild_lookback_s`` back) *and* of ``assist.suggestions``
-  / ``call.summaries`` (:func:`streaming.kafka.read_partitions`), and the tracker rebuilds every open
-  call from them: segments not yet covered are processed, covered ones never again.
+  / ``call.summaries`` (:class:`streaming.kafka.PartitionReader`, a tick's budget at a time, those
+  partitions' live records paused meanwhile), and the tracker rebuilds every open call from them,
+  a tick's budget at a time: segments not yet covered are processed, covered ones never again.
 - **Failure isolation**: a batch whose retrieval raises is retried call by call; a call that keeps
   raising is retried on its own and dropped after ``max_failures`` (an error log with its call id, a
   metric); the other calls are published.
@@ -26,13 +27,14 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import TopicPartition
 
 from streaming import metrics
 from streaming.events import Event, Suggestion, TranscriptSegment
-from streaming.kafka import EventConsumer, EventProducer, Record, read_budget_s, read_partitions
+from streaming.kafka import EventConsumer, EventProducer, PartitionReader, Record, read_budget_s
 from streaming.probe import broker_answers
 from streaming.settings import KafkaSettings
 from streaming.topics import (
@@ -82,6 +84,14 @@ def _where(exc: BaseException) -> str:
     return f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
 
 
+@dataclass
+class _Reading:
+    """The history read of taken-over partitions, in progress over ticks."""
+
+    reader: PartitionReader
+    partitions: list[int]
+
+
 class AssistService:
     SHADOW_TOPIC = ASSIST_SUGGESTIONS_SHADOW
     """Where a shadow (``DASAN_ASSIST_SHADOW``) writes all its output."""
@@ -120,6 +130,7 @@ class AssistService:
         )
         self._lock = threading.RLock()  # the tracker is read by the health server's thread
         self._to_rebuild: set[int] = set()
+        self._reading: _Reading | None = None  # the history read of taken-over partitions, in progress
         # final segments' masked texts whose query vectors an idle tick embeds ahead of the caller's
         # next question (composed context vectors: :meth:`Assistant.warm_context`)
         self._warm: deque[str] = deque(maxlen=WARM_PENDING_MAX)
@@ -151,7 +162,7 @@ class AssistService:
     def rebuild_pending(self) -> bool:
         """Partitions were assigned and their state is not rebuilt yet (not read, or not all replayed)."""
         with self._lock:
-            return bool(self._to_rebuild) or self.tracker.replaying > 0
+            return bool(self._to_rebuild) or self._reading is not None or self.tracker.replaying > 0
 
     def _gauge(self) -> None:
         metrics.ACTIVE_CALLS.labels(service=SERVICE).set(len(self.tracker.calls))
@@ -161,8 +172,16 @@ class AssistService:
         parts = {tp.partition for tp in revoked if tp.topic in self.inputs}
         with self._lock:
             self._to_rebuild -= parts
+            reading = self._reading
+            if reading is not None and parts & set(reading.partitions):
+                # a history read in progress covered a revoked partition: it starts again for the
+                # partitions this member keeps (those come back paused from the next tick's start)
+                self._reading = None
+                self._to_rebuild |= set(reading.partitions) - parts
             gone = self.tracker.forget_partitions(parts)
             self.handovers += 1 if parts else 0
+        if reading is not None and self._reading is None:
+            reading.reader.close()
         self._gauge()
         log.info("calls handed over", extra={"calls": len(gone), "instance": self.instance})
 
@@ -172,22 +191,37 @@ class AssistService:
         parts = {tp.partition for tp in assigned if tp.topic in self.inputs}
         with self._lock:
             self._to_rebuild |= parts
+        # their live records wait in Kafka until the history is read and handed to the tracker
+        self.consumer.pause(parts)
 
     def _rebuild_assigned(self) -> bool:
-        """Rebuild the calls of newly assigned partitions, or go on replaying those whose history still
-        waits (within the pacer's budget: a tick of it never holds the poll loop past the interval);
-        whether there was any such work."""
+        """Rebuild the calls of newly assigned partitions: read their history, a tick's budget at a
+        time, then replay the calls, a tick's budget at a time (the pacer's budget: a tick of it never
+        holds the poll loop past the interval); whether there was any such work."""
         with self._lock:
             parts = sorted(self._to_rebuild)
             self._to_rebuild.clear()
             replaying = self.tracker.replaying
-        if not parts and not replaying:
+        if not parts and self._reading is None and not replaying:
             return False
         t0 = self.timer()
         if parts:
-            n = self.rebuild(parts)
+            self.start_rebuild(parts)
+        reading = self._reading
+        if reading is not None:
+            done = self.rebuild_step()
+            if not done:
+                log.info(
+                    "reading the history of taken-over partitions",
+                    extra={
+                        "instance": self.instance,
+                        "partitions": reading.partitions,
+                        "records": len(reading.reader.events),
+                        "ms": round((self.timer() - t0) * 1000, 1),
+                    },
+                )
+                return True
         else:
-            n = 0
             with self._lock:
                 self.tracker.continue_rebuild(self.clock(), self.pacer.budget_s)
             self._gauge()
@@ -198,9 +232,9 @@ class AssistService:
             "state rebuilt for assigned partitions" if not left else "rebuilding taken-over calls",
             extra={
                 "instance": self.instance,
-                "partitions": parts or None,
-                "records": n if parts else None,
-                "calls_replayed": replaying - left if not parts else None,
+                "partitions": reading.partitions if reading is not None else None,
+                "records": len(reading.reader.events) if reading is not None else None,
+                "calls_replayed": replaying - left if reading is None else None,
                 "calls_waiting": left,
                 "open_calls": len(self.tracker.calls),
                 "ms": round((self.timer() - t0) * 1000, 1),
@@ -208,40 +242,64 @@ class AssistService:
         )
         return True
 
-    def rebuild(self, partitions: list[int]) -> int:
-        """Re-read the given partitions of the input and output topics and rebuild call state."""
+    def start_rebuild(self, partitions: list[int]) -> None:
+        """Open the history read of ``partitions`` (with those of a read in progress: it starts again)
+        of the input and output topics, ``rebuild_lookback_s`` back; their live records wait (paused)."""
+        with self._lock:
+            previous, self._reading = self._reading, None
+        if previous is not None:
+            partitions = sorted({*partitions, *previous.partitions})
+            previous.reader.close()
         since_ms = int((time.time() - self.settings.rebuild_lookback_s) * 1000)
         topics = tuple(dict.fromkeys((*self.inputs, *self.outputs)))
-        # What keeps a taken-over call from getting a card twice is the record of what was published
-        # and of which calls are open: those few records are read first, the transcripts (most of the
-        # history) with what is left of the one budget. A read cut at its budget under load then
-        # loses conversation context, not the cards already shown (seen in the assist-kill fault test:
-        # one read of everything, cut at 1.5 s, lost two published cards and repeated them).
-        budget = read_budget_s(self.kafka)
+        self.consumer.pause(partitions)
+        reader = PartitionReader(self.kafka, topics, partitions, since_ms=since_ms)
+        with self._lock:
+            self._reading = _Reading(reader, list(partitions))
+
+    def rebuild_step(self, budget_s: float | None = None) -> bool:
+        """Read the open history read on for ``budget_s`` (default: the pacer's budget); once it reached
+        the ends it saw, the tracker gets the events (their calls replayed with what is left of the
+        budget, the rest on later ticks) and the partitions' live records flow again. Whether the read
+        is done.
+
+        Nothing read is dropped at the budget: a read cut there (as it was until session 32) lost the
+        questions of a taken-over call whose transcripts the dead member had already committed, seen
+        in CI with a whole test session's history on the topics."""
+        reading = self._reading
+        if reading is None:
+            return True
+        budget = self.pacer.budget_s if budget_s is None else budget_s
         t0 = time.monotonic()
-        first = tuple(t for t in topics if t != CALL_TRANSCRIPTS)
-        read = read_partitions(self.kafka, first, partitions, since_ms=since_ms, budget_s=budget)
-        if CALL_TRANSCRIPTS in topics:
-            left = budget - (time.monotonic() - t0)
-            if left > 0:
-                read += read_partitions(
-                    self.kafka, (CALL_TRANSCRIPTS,), partitions, since_ms=since_ms, budget_s=left
-                )
-            else:  # no reader opened for nothing: the calls go on without their earlier context
-                log.warning(
-                    "rebuild: the published records used the whole read budget; transcripts not re-read",
-                    extra={"partitions": partitions, "budget_s": round(budget, 2)},
-                )
-        mine = [(rec, ev) for rec, ev in read if rec.topic in INPUTS or self._own(ev)]
-        # the replay (masking every segment again: seconds for many calls on a slow core) gets what
-        # the read left of the tick's budget; the calls it did not reach wait for the next ticks
-        left = self.pacer.budget_s - (time.monotonic() - t0)
+        if not reading.reader.read(budget):
+            return False
+        with self._lock:
+            if self._reading is not reading:  # revoked meanwhile (the rebalance runs inside poll)
+                return True
+            self._reading = None
+        reading.reader.close()
+        mine = [(rec, ev) for rec, ev in reading.reader.events if rec.topic in INPUTS or self._own(ev)]
+        left = budget - (time.monotonic() - t0)
         with self._lock:
             self.tracker.rebuild(
                 ((rec.partition, ev) for rec, ev in mine), self.clock(), budget_s=max(0.0, left)
             )
+        self.consumer.resume(reading.partitions)
         self._gauge()
-        return len(read)
+        return True
+
+    def rebuild(self, partitions: list[int]) -> int:
+        """Read the history of ``partitions`` and rebuild every call in it, in one go (no budget); how
+        many records were read."""
+        self.start_rebuild(partitions)
+        reading = self._reading
+        assert reading is not None
+        while not reading.reader.read(read_budget_s(self.kafka)):
+            pass
+        self.rebuild_step()
+        with self._lock:
+            self.tracker.continue_rebuild(self.clock(), None)
+        return len(reading.reader.events)
 
     def _own(self, ev: Event) -> bool:
         """An output event this variant published (other shadows share the shadow topic)."""
@@ -476,6 +534,7 @@ class AssistService:
             "broker": "ok" if broker else "unreachable",
             "open_calls": len(self.tracker.calls),
             "calls_waiting_for_rebuild": self.tracker.replaying,  # taken over, history not replayed yet
+            "partitions_being_read": len(self._reading.partitions) if self._reading is not None else 0,
             "suggestions": self.published_suggestions,
             "summaries": self.published_summaries,
             "kb_version": self.kb_version,

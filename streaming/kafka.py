@@ -8,8 +8,9 @@ event type its registry topic does not (reason ``wrong_topic``), or whose handle
 goes to ``<topic>.dlq`` with the raw bytes, the error and the source offset in its headers; the
 consumer keeps going. Nothing is dropped silently.
 
-:func:`read_partitions` reads a range of partitions outside any group (a state rebuild after a
-takeover) and stops at the end offsets it saw at the start.
+:class:`PartitionReader` reads a range of partitions outside any group (a state rebuild after a
+takeover), in steps of a time budget, and stops at the end offsets it saw at the start;
+:func:`read_partitions` does that in one go.
 
 Shutdown: :func:`install_signal_handlers` turns SIGINT/SIGTERM into ``stop()``; ``close()``
 commits what was processed and leaves the group so a peer takes the partitions at once.
@@ -246,6 +247,23 @@ class EventConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    def pause(self, partitions: Iterable[int]) -> set[TopicPartition]:
+        """Stop fetching these partition numbers (of every subscribed topic assigned to this member)
+        while the member keeps polling: their records wait in Kafka, their positions stay. A new
+        assignment starts unpaused. The partitions paused."""
+        wanted = set(partitions)
+        tps = {tp for tp in self._consumer.assignment() if tp.partition in wanted}
+        if tps:
+            self._consumer.pause(*tps)
+        return tps
+
+    def resume(self, partitions: Iterable[int]) -> None:
+        """Fetch these partition numbers again (those still assigned and paused)."""
+        wanted = set(partitions)
+        tps = [tp for tp in self._consumer.paused() if tp.partition in wanted]
+        if tps:
+            self._consumer.resume(*tps)
+
     @property
     def max_poll_interval_s(self) -> float:
         """The longest this member may go between two polls before the group drops it (seconds):
@@ -449,6 +467,129 @@ def read_budget_s(settings: KafkaSettings) -> float:
     return settings.poll_interval_ms / 1000 / 2
 
 
+class PartitionReader:
+    """Reads ``partitions`` of ``topics`` (those that exist) outside any consumer group, up to the end
+    offsets taken when it opens, in steps: :meth:`read` reads for a time budget and says whether it
+    reached the ends; a later call goes on where it stopped. A state rebuild larger than one tick's
+    budget so goes on over several ticks instead of being cut (a cut read lost the questions of a
+    taken-over call: its transcripts were committed by the member that died and never re-read).
+
+    From ``since_ms`` (a record timestamp; a partition with nothing that recent gives nothing), from
+    ``start_offsets`` (a partition not named there: from its beginning) or from the beginning. Records
+    that do not decode are skipped (the live consumer dead-letters them). ``events``: what was read
+    so far, each partition in order."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Iterable[str],
+        partitions: Iterable[int],
+        *,
+        since_ms: int | None = None,
+        start_offsets: Mapping[TopicPartition, int] | None = None,
+    ) -> None:
+        self.since_ms = since_ms
+        self.events: list[tuple[Record, Event]] = []
+        cfg = settings.consumer_config(None)
+        cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
+        self._reader = KafkaConsumer(**cfg)
+        self._closed = False
+        try:
+            wanted = sorted(set(partitions))
+            self._tps: list[TopicPartition] = []
+            for topic in topics:
+                avail = self._reader.partitions_for_topic(topic) or set()
+                self._tps += [TopicPartition(topic, p) for p in wanted if p in avail]
+            self._ends: dict[TopicPartition, int] = {}
+            self._fixed: dict[TopicPartition, int] = {}  # the end each partition is read to
+            self._before: set[TopicPartition] = set()
+            if self._tps:
+                self._open(start_offsets)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, start_offsets: Mapping[TopicPartition, int] | None) -> None:
+        reader, tps = self._reader, self._tps
+        reader.assign(tps)
+        self._ends = reader.end_offsets(tps)
+        offsets = None
+        if self.since_ms is not None:
+            try:
+                offsets = reader.offsets_for_times(dict.fromkeys(tps, self.since_ms))
+            except Exception as exc:  # a broker without timestamp lookup: read all retained history
+                log.warning(
+                    "offsets_for_times failed, reading from the beginning", extra={"error": repr(exc)}
+                )
+        # Tansu answers a timestamp lookup with an earlier offset (seen: the partition's first, for
+        # any time), so records older than ``since_ms`` are skipped here up to the first one at or
+        # after it; from there on everything is kept, as Kafka's own lookup would
+        for tp in tps:
+            if offsets is not None:
+                off = offsets.get(tp)
+                reader.seek(tp, self._ends[tp] if off is None else off.offset)
+                self._before.add(tp)
+            elif start_offsets is not None and tp in start_offsets:
+                reader.seek(tp, start_offsets[tp])
+            else:
+                reader.seek_to_beginning(tp)
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics read (those of ``topics`` that exist)."""
+        return sorted({tp.topic for tp in self._tps})
+
+    @property
+    def done(self) -> bool:
+        """Every partition is read up to its end: the end offset it had when the reader opened, or the
+        high watermark of its first fetch response where that is further."""
+        # Read up to those ends, no further: what arrives later is the live consumer's to handle.
+        # Waiting for an empty poll instead never ends while producers are writing: the assist state
+        # rebuild did that, under 30 live calls it took 45 s, past max.poll.interval, and the
+        # rebalance that followed started the rebuild again. The listed end alone is not enough:
+        # Tansu answers one past the first offset of the last batch (8 records in batches of 5 and 3:
+        # 6), and a poll hands out at most max.poll.records, so the position passed that end with the
+        # rest of the batch still unread (a test reading 3 a poll got 3 of 12 records).
+        for tp in self._tps:
+            end = self._fixed.get(tp)
+            if end is None:
+                high = self._reader.highwater(tp)
+                if high is None:  # no fetch response for it yet
+                    return False
+                end = self._fixed[tp] = max(high, self._ends[tp])
+            if self._reader.position(tp) < end:
+                return False
+        return True
+
+    def read(self, budget_s: float) -> bool:
+        """Read for about ``budget_s`` (at least one poll, so each step makes progress); whether every
+        partition reached its end."""
+        deadline = time.monotonic() + budget_s
+        polled = False
+        while not self.done:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if polled and left_ms <= 0:
+                return False
+            polled = True
+            for tp, recs in self._reader.poll(timeout_ms=max(10, min(300, left_ms))).items():
+                for rec in recs:
+                    if tp in self._before:
+                        if self.since_ms is not None and rec.timestamp < self.since_ms:
+                            continue
+                        self._before.discard(tp)
+                    try:
+                        ev = decode(rec.value, list(rec.headers or []), rec.key)
+                    except DecodeError:
+                        continue
+                    self.events.append((Record(tp.topic, tp.partition, rec.offset, rec.timestamp), ev))
+        return True
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._reader.close()
+
+
 def read_partitions(
     settings: KafkaSettings,
     topics: Iterable[str],
@@ -458,78 +599,22 @@ def read_partitions(
     start_offsets: Mapping[TopicPartition, int] | None = None,
     budget_s: float | None = None,
 ) -> list[tuple[Record, Event]]:
-    """Decoded events of ``partitions`` of ``topics`` (those that exist), outside any consumer group,
-    from ``since_ms`` (a record timestamp; a partition with nothing that recent gives nothing), from
-    ``start_offsets`` (a partition not named there: from its beginning) or from the beginning, up to
-    the end offsets taken at the start (each partition in order). Records that do not decode are skipped
-    (the live consumer dead-letters them). ``budget_s`` (default: :func:`read_budget_s`) bounds the
-    read; past it, what was read is returned with a warning."""
-    cfg = settings.consumer_config(None)
-    cfg.update(enable_auto_commit=False, consumer_timeout_ms=1000)
-    reader = KafkaConsumer(**cfg)
-    out: list[tuple[Record, Event]] = []
+    """Decoded events of ``partitions`` of ``topics`` in one go (:class:`PartitionReader`).
+    ``budget_s`` (default: :func:`read_budget_s`) bounds the read; past it, what was read is returned
+    with a warning."""
+    budget = budget_s if budget_s is not None else read_budget_s(settings)
+    reader = PartitionReader(settings, topics, partitions, since_ms=since_ms, start_offsets=start_offsets)
     try:
-        wanted = sorted(set(partitions))
-        tps = []
-        for topic in topics:
-            avail = reader.partitions_for_topic(topic) or set()
-            tps += [TopicPartition(topic, p) for p in wanted if p in avail]
-        if not tps:
-            return out
-        reader.assign(tps)
-        ends = reader.end_offsets(tps)
-        offsets = None
-        if since_ms is not None:
-            try:
-                offsets = reader.offsets_for_times(dict.fromkeys(tps, since_ms))
-            except Exception as exc:  # a broker without timestamp lookup: read all retained history
-                log.warning(
-                    "offsets_for_times failed, reading from the beginning", extra={"error": repr(exc)}
-                )
-        # Tansu answers a timestamp lookup with an earlier offset (seen: the partition's first, for
-        # any time), so records older than ``since_ms`` are skipped here up to the first one at or
-        # after it; from there on everything is kept, as Kafka's own lookup would
-        before: set[TopicPartition] = set()
-        for tp in tps:
-            if offsets is not None:
-                off = offsets.get(tp)
-                reader.seek(tp, ends[tp] if off is None else off.offset)
-                before.add(tp)
-            elif start_offsets is not None and tp in start_offsets:
-                reader.seek(tp, start_offsets[tp])
-            else:
-                reader.seek_to_beginning(tp)
-        # Read up to the end offsets taken above, no further: what arrives later is the live
-        # consumer's to handle. Waiting for an empty poll instead never ends while producers are
-        # writing: the assist state rebuild did that, under 30 live calls it took 45 s, past
-        # max.poll.interval, and the rebalance that followed started the rebuild again. Some brokers
-        # (Tansu) report the start of the last batch as the end; a fetch returns whole batches, so
-        # the position still passes it once that batch is read.
-        budget = budget_s if budget_s is not None else read_budget_s(settings)
-        deadline = time.monotonic() + budget
-        while not all(reader.position(tp) >= ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                log.warning(
-                    "partition read stopped at its time budget",
-                    extra={
-                        "topics": sorted({tp.topic for tp in tps}),
-                        "budget_s": budget,
-                        "records": len(out),
-                    },
-                )
-                break
-            for tp, recs in reader.poll(timeout_ms=300).items():
-                for rec in recs:
-                    if tp in before:
-                        if since_ms is not None and rec.timestamp < since_ms:
-                            continue
-                        before.discard(tp)
-                    try:
-                        ev = decode(rec.value, list(rec.headers or []), rec.key)
-                    except DecodeError:
-                        continue
-                    out.append((Record(tp.topic, tp.partition, rec.offset, rec.timestamp), ev))
-        return out
+        if not reader.read(budget):
+            log.warning(
+                "partition read stopped at its time budget",
+                extra={
+                    "topics": reader.topics,
+                    "budget_s": budget,
+                    "records": len(reader.events),
+                },
+            )
+        return reader.events
     finally:
         reader.close()
 

@@ -32,11 +32,12 @@ from streaming.events import (
     Event,
     KeywordsUpdated,
     Suggestion,
+    TranscriptSegment,
 )
 from streaming.kafka import EventProducer, Record
 from streaming.topics import ASSIST_SUGGESTIONS, CALL_SUMMARIES, CALL_TRANSCRIPTS
 from tests.assist.call_script import ID_CARD, ID_FEE, METER, PARKING, seg
-from tests.kafka_util import read_topic
+from tests.kafka_util import read_records, read_topic
 from tests.util import wait_for
 
 
@@ -235,11 +236,10 @@ def test_a_tick_that_rebuilt_taken_over_calls_polls_before_any_batch(
     svc = AssistService(slow, settings, kafka_settings, instance="t-rebuild", clock=lambda: now[0])
     rebuilt: list[list[int]] = []
 
-    def rebuild(parts: list[int]) -> int:  # the read itself is tested above
+    def start_rebuild(parts: list[int]) -> None:  # the read itself is tested below
         rebuilt.append(parts)
-        return 0
 
-    svc.rebuild = rebuild  # type: ignore[method-assign,assignment]
+    svc.start_rebuild = start_rebuild  # type: ignore[method-assign]
     call = f"rb-{unique}"
     try:
         svc.handle(seg(call, "r1", Channel.caller, PARKING, 0.0), _rec())
@@ -449,6 +449,14 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
             90,
             "a summary of every call",
         )
+        expected = {f"{c}-s{i}" for c in calls for i in (1, 2, 3)}
+
+        def carded() -> set[str]:
+            got = read_events(kafka_settings, ASSIST_SUGGESTIONS, ids)
+            return {s for e in got if isinstance(e, Suggestion) for s in e.trigger_segment_ids}
+
+        # a summary waits for its call's cards, so they are published; the read waits for them to show
+        wait_for(lambda: carded() >= expected, 30, "a card for every caller question on the topic")
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/healthz", timeout=5) as r:
             assert r.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/readyz", timeout=5) as r:
@@ -469,7 +477,6 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
         e for e in read_events(kafka_settings, ASSIST_SUGGESTIONS, ids) if isinstance(e, Suggestion)
     ]
     per_segment = Counter(s for e in suggestions for s in e.trigger_segment_ids)
-    expected = {f"{c}-s{i}" for c in calls for i in (1, 2, 3)}
     assert set(per_segment) == expected, f"lost: {expected - set(per_segment)}"
     assert all(n == 1 for n in per_segment.values()), f"shown twice: {per_segment}"
     assert len({e.event_id for e in suggestions}) == len(suggestions)
@@ -479,92 +486,116 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
     assert len(summaries) == len(calls)
 
 
-def _rebuilding_service(rebuild: Any) -> Any:
-    """What ``AssistService.rebuild`` reads of its service, with the tracker's ``rebuild`` given."""
-    import threading
-    from types import SimpleNamespace
+class _SteppedReader:
+    """A history read that needs ``steps`` reads to reach its ends, each giving part of ``history``."""
 
-    import assist.service as service
+    opened: list[_SteppedReader] = []
 
-    return SimpleNamespace(
-        settings=SimpleNamespace(rebuild_lookback_s=3600),
-        inputs=service.INPUTS,
-        outputs=(service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
-        kafka=None,
-        tracker=SimpleNamespace(rebuild=rebuild),
-        pacer=SimpleNamespace(budget_s=1.5),
-        _lock=threading.Lock(),
-        _own=lambda ev: True,
-        _gauge=lambda: None,
-        clock=lambda: 0.0,
-    )
+    def __init__(self, history: list[Any], steps: int, partitions: list[int]) -> None:
+        self.history, self.steps, self.partitions = history, steps, partitions
+        self.events: list[Any] = []
+        self.reads: list[float] = []
+        self.closed = False
+
+    def read(self, budget_s: float) -> bool:
+        self.reads.append(budget_s)
+        n = len(self.reads)
+        per = -(-len(self.history) // self.steps)
+        self.events = self.history[: per * n]
+        return n >= self.steps
+
+    def close(self) -> None:
+        self.closed = True
 
 
-def test_a_rebuild_reads_what_was_published_first_and_the_transcripts_with_the_budget_left(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_history_read_past_a_ticks_budget_goes_on_next_tick_and_loses_nothing(
+    assistant: Any, kafka_settings: Any, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A read cut at its budget must lose conversation context, not the record of the cards already
-    shown (which would be shown again): published events and lifecycle first, transcripts last,
-    all within one budget."""
+    """A taken-over partition's history read gets a tick's budget at a time and is never cut: its
+    live records stay paused until the tracker has the whole history (CI, session 31: a read cut at
+    its budget never re-read the transcripts, and the questions the dead member had committed but not
+    carded were lost). A revoked partition restarts the read for the partitions kept."""
+    from kafka import TopicPartition
 
     import assist.service as service
 
-    calls: list[tuple[tuple[str, ...], float]] = []
-
-    def fake_read(
-        settings: Any, topics: Any, partitions: Any, *, since_ms: Any = None, budget_s: Any = None
-    ) -> list[Any]:
-        calls.append((tuple(topics), float(budget_s)))
-        return []
-
-    monkeypatch.setattr(service, "read_partitions", fake_read)
-    monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
-    rebuilt: list[Any] = []
-    budgets: list[float | None] = []
-
-    def rebuild(evs: Any, now: float, budget_s: float | None = None) -> int:
-        rebuilt.append(list(evs))
-        budgets.append(budget_s)
-        return 0
-
-    fake = _rebuilding_service(rebuild)
-    assert service.AssistService.rebuild(fake, [0, 1]) == 0
-    assert [t for t, _b in calls] == [
-        (service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES),
-        (service.CALL_TRANSCRIPTS,),
+    call = f"step-{unique}"
+    history = [
+        (service.Record(service.CALL_EVENTS, 1, 0, 0), CallStarted(call_id=call, counselor_id="c7")),
+        (service.Record(CALL_TRANSCRIPTS, 1, 0, 0), seg(call, "s1", Channel.caller, PARKING, 0.0)),
+        (
+            service.Record(CALL_TRANSCRIPTS, 1, 1, 0),
+            seg(call, "c1", Channel.counselor, "네, 확인해 보겠습니다.", 3.0),
+        ),
+        (service.Record(CALL_TRANSCRIPTS, 1, 2, 0), seg(call, "s2", Channel.caller, METER, 10.0)),
     ]
-    assert calls[0][1] == 1.5 and 0.0 <= calls[1][1] <= 1.5  # one budget for both reads
-    assert rebuilt == [[]]
-    # the replay gets what the reads left of the tick's budget (the pacer's), never None (all at once)
-    assert budgets[0] is not None and 0.0 <= budgets[0] <= 1.5
+    readers: list[_SteppedReader] = []
+
+    def open_reader(settings: Any, topics: Any, partitions: Any, *, since_ms: Any = None) -> _SteppedReader:
+        readers.append(_SteppedReader(history, 3, list(partitions)))
+        return readers[-1]
+
+    monkeypatch.setattr(service, "PartitionReader", open_reader)
+    svc = AssistService(assistant, AssistSettings(group_id=f"assist-{unique}"), kafka_settings, instance="t5")
+    paused: list[list[int]] = []
+    resumed: list[list[int]] = []
+    monkeypatch.setattr(svc.consumer, "pause", lambda parts: paused.append(sorted(parts)))
+    monkeypatch.setattr(svc.consumer, "resume", lambda parts: resumed.append(sorted(parts)))
+    tps = {TopicPartition(t, p) for t in service.INPUTS for p in (1, 2)}
+    try:
+        svc.on_assigned(tps)
+        assert paused == [[1, 2]]  # nothing of theirs is handled before their history
+        svc.tick()
+        svc.tick()
+        assert svc.rebuild_pending and call not in svc.calls and not resumed
+        # a rebalance takes partition 2 away mid-read, gives it back: the read starts again
+        svc.on_revoked({tp for tp in tps if tp.partition == 2})
+        assert readers[0].closed and svc.rebuild_pending
+        svc.tick()
+        assert readers[1].partitions == [1] and len(readers[1].reads) == 1
+        svc.on_assigned({tp for tp in tps if tp.partition == 2})
+        for _ in range(3):
+            svc.tick()
+        assert readers[2].partitions == [1, 2] and len(readers[2].reads) == 3 and readers[2].closed
+        assert resumed == [[1, 2]] and not svc.rebuild_pending
+        # every read had the pacer's budget; the tracker had the whole history, and both questions wait
+        assert all(b == svc.pacer.budget_s for r in readers for b in r.reads)
+        assert svc.calls[call].pending == ["s1", "s2"] and svc.calls[call].counselor_id == "c7"
+        svc.tick()
+        assert svc.published_suggestions == 1 and call not in {c for c, st in svc.calls.items() if st.pending}
+    finally:
+        svc.close()
 
 
-def test_rebuild_opens_no_transcript_reader_when_the_budget_is_spent(monkeypatch: Any) -> None:
-    """When reading the published records used the whole budget, the transcripts are not read with
-    a zero budget (a reader opened for nothing): the rebuild says so and goes on."""
+def test_a_stepped_history_read_against_the_broker_reads_every_record_once(
+    kafka_settings: Any, unique: str
+) -> None:
+    """The real reader, a few records a step: it goes on where it stopped and ends at the offsets it saw
+    when it opened, though more records arrive meanwhile."""
+    from streaming.kafka import PartitionReader
 
-    import assist.service as service
-
-    now = [100.0]
-    calls: list[tuple[str, ...]] = []
-
-    def slow_read(
-        settings: Any, topics: Any, partitions: Any, *, since_ms: Any = None, budget_s: Any = None
-    ) -> list[Any]:
-        calls.append(tuple(topics))
-        now[0] += float(budget_s) + 0.1  # the read ran past its whole budget
-        return []
-
-    monkeypatch.setattr(service, "read_partitions", slow_read)
-    monkeypatch.setattr(service, "read_budget_s", lambda _k: 1.5)
-    monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
-    budgets: list[float | None] = []
-
-    def rebuild(evs: Any, now: float, budget_s: float | None = None) -> int:
-        budgets.append(budget_s)
-        return 0
-
-    fake = _rebuilding_service(rebuild)
-    assert service.AssistService.rebuild(fake, [0]) == 0
-    assert calls == [(service.CALL_EVENTS, service.ASSIST_SUGGESTIONS, service.CALL_SUMMARIES)]
-    assert budgets == [0.0]  # nothing left of the budget: every call waits for the next ticks
+    call = f"rd-{unique}"
+    with EventProducer(kafka_settings) as p:
+        for i in range(12):
+            p.send(seg(call, f"s{i}", Channel.caller, PARKING, float(i)))
+        p.flush()
+    part = next(rec.partition for rec in read_records(kafka_settings, CALL_TRANSCRIPTS, {call}))
+    small = kafka_settings.model_copy(update={"max_poll_records": 3})
+    reader = PartitionReader(small, [CALL_TRANSCRIPTS], [part])
+    try:
+        steps = 0
+        while not reader.read(0.0):
+            steps += 1
+            if steps == 1:  # records produced after it opened are the live consumer's
+                with EventProducer(kafka_settings) as p:
+                    p.send(seg(call, "late", Channel.caller, PARKING, 99.0))
+                    p.flush()
+        mine = [
+            ev.segment_id
+            for _r, ev in reader.events
+            if isinstance(ev, TranscriptSegment) and ev.call_id == call
+        ]
+    finally:
+        reader.close()
+    assert steps >= 2
+    assert mine == [f"s{i}" for i in range(12)]
