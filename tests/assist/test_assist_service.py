@@ -239,7 +239,7 @@ def test_a_tick_that_rebuilt_taken_over_calls_polls_before_any_batch(
     def start_rebuild(parts: list[int]) -> None:  # the read itself is tested below
         rebuilt.append(parts)
 
-    svc.start_rebuild = start_rebuild  # type: ignore[method-assign]
+    svc.start_rebuild = start_rebuild  # type: ignore[method-assign,assignment]
     call = f"rb-{unique}"
     try:
         svc.handle(seg(call, "r1", Channel.caller, PARKING, 0.0), _rec())
@@ -396,6 +396,32 @@ def _spawn(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]
     return subprocess.Popen([str(dasan), "assist", "run", "--instance", name], env=env, stdout=fh, stderr=fh)
 
 
+def _digest(log: Path, limit: int = 60) -> str:
+    """What a failure message needs of an instance's log: membership, rebuild steps, cards published
+    (with their segments), warnings and errors, one short line each."""
+    keep = (
+        "assigned",
+        "revoked",
+        "rebuil",
+        "reading the history",
+        "suggestion published",
+        "summary published",
+    )
+    out = []
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        msg = str(rec.get("msg", ""))
+        if rec.get("level") in ("warning", "error") or any(k in msg for k in keep):
+            extra = {
+                k: rec[k] for k in ("segments", "records", "calls_waiting", "partitions", "error") if k in rec
+            }
+            out.append(f"{rec.get('ts', '')[11:23]} {rec.get('level')} {msg} {extra}"[:240])
+    return "\n".join(out[-limit:])
+
+
 def _assigned(log: Path) -> bool:
     return log.exists() and "state rebuilt for assigned partitions" in log.read_text(errors="replace")
 
@@ -456,7 +482,10 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
             return {s for e in got if isinstance(e, Suggestion) for s in e.trigger_segment_ids}
 
         # a summary waits for its call's cards, so they are published; the read waits for them to show
-        wait_for(lambda: carded() >= expected, 30, "a card for every caller question on the topic")
+        try:
+            wait_for(lambda: carded() >= expected, 30, "a card for every caller question on the topic")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nA:\n{_digest(log_a)}\nB:\n{_digest(log_b)}") from None
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/healthz", timeout=5) as r:
             assert r.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/readyz", timeout=5) as r:
@@ -477,7 +506,8 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
         e for e in read_events(kafka_settings, ASSIST_SUGGESTIONS, ids) if isinstance(e, Suggestion)
     ]
     per_segment = Counter(s for e in suggestions for s in e.trigger_segment_ids)
-    assert set(per_segment) == expected, f"lost: {expected - set(per_segment)}"
+    story = f"\nA:\n{_digest(log_a)}\nB:\n{_digest(log_b)}"
+    assert set(per_segment) == expected, f"lost: {expected - set(per_segment)}{story}"
     assert all(n == 1 for n in per_segment.values()), f"shown twice: {per_segment}"
     assert len({e.event_id for e in suggestions}) == len(suggestions)
     # B really took over: it published part of them, and it knew about A's
