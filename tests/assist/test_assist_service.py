@@ -492,6 +492,7 @@ def test_takeover_mid_call_no_duplicate_no_lost_suggestion(
             ready = json.loads(r.read())
             assert ready["ready"] is True
             assert ready["calls_waiting_for_rebuild"] == 0  # B replayed every call it took over
+            assert ready["partitions_being_read"] == 0  # after reading their whole history
         with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/metrics", timeout=5) as r:
             assert b"dasan_stage_latency_seconds" in r.read()
         b.send_signal(signal.SIGTERM)
