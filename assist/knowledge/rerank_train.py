@@ -100,14 +100,15 @@ CALL_SETS = ("turns", "turns_h1", "turns_h2", "turns_h3", "turns_h4")
 # held-out sets a model may learn from once they have been measured (53 is blind: never a training
 # set while blind; 10 was measured once in session 17, 17 in session 18, 24 in session 19, 25 in
 # session 20, 26 in session 21, 27 in session 22, 28 in session 23, 29 in session 24, 37 in session
-# 25, 38 in session 26, 45 in session 27, 49 in session 30; 11-16 were written in session 17, 18-23
+# 25, 38 in session 26, 45 in session 27, 49 in session 30, 53 in session 32; 11-16 were written in session 17, 18-23
 # in session 18, 30-32 in session 23, 33-36 in session 24, 39-41 in session 25, 42-44 in session 26
 # and 46-48 and 50-52 in session 27, 54-56 in session 31 (measured blind once with the shipped
-# models first) as training data; 49 was written blind in session 27, 53 in session 30)
-BLIND_HOLDOUTS = ("53",)
+# models first) as training data; 49 was written blind in session 27, 53 in session 30 (measured
+# once in session 32), 57 in session 32)
+BLIND_HOLDOUTS = ("57",)
 HOLDOUT_SUFFIX = {
     "1": "_holdout",
-    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(10, 57))) if k not in BLIND_HOLDOUTS},
+    **{k: f"_holdout{k}" for k in (*"23456789", *(str(n) for n in range(10, 58))) if k not in BLIND_HOLDOUTS},
 }
 
 

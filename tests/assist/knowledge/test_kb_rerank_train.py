@@ -137,6 +137,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         ("45", "turns_h45", "calls_holdout45.jsonl"),  # measured once in session 27
         ("49", "utterances_h49", "utterances_holdout49.jsonl"),  # measured once in session 30
         ("56", "turns_h56", "calls_holdout56.jsonl"),  # written in session 31
+        ("53", "utterances_h53", "utterances_holdout53.jsonl"),  # measured once in session 32
     )
     for k, name, file in learnable:
         assert default_sets(tmp_path, tmp_path / "shared", holdouts=[k])[name].name == file, k
@@ -147,7 +148,7 @@ def test_default_sets_add_the_held_out_sets_asked_for(tmp_path: Any) -> None:
         with pytest.raises(ValueError, match="blind"):
             default_sets(tmp_path, tmp_path / "shared", holdouts=[k])
     with pytest.raises(ValueError, match="no held-out set"):
-        default_sets(tmp_path, tmp_path / "shared", holdouts=["57"])
+        default_sets(tmp_path, tmp_path / "shared", holdouts=["58"])
 
 
 def test_in_call_threshold_keeps_its_promise_on_labelled_call_turns() -> None:
