@@ -370,8 +370,9 @@ class Assistant:
                 if req.district and not cv.district:
                     cv.district, cv.filters = req.district, self.filters(req.district)
                 if req.caller_only or not s.context_views:
-                    # one query text instead of three; the ranker's caller-words model scores it
-                    cv.counselor, cv.history = "", ""
+                    # one query text instead of three; the ranker's caller-words model scores it. The
+                    # newest turn stays marked (a thin follow-up is searched with the turn before it)
+                    cv.counselor, cv.history, cv.history_turns = "", "", ()
             hits_all = self.reranker.rank(convs, s.top_k)
         else:
             hits_all = self.kb.search_many(queries, s.top_k, [self.filters(req.district) for req in requests])

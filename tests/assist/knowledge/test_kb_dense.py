@@ -322,8 +322,9 @@ def test_the_history_window_keeps_the_recent_turns_within_the_budget() -> None:
 
 def test_a_shed_request_asks_the_caller_words_once_and_is_ranked_as_a_first_question(dense_kb) -> None:
     """Load shedding (assist.service): a late request is retrieved from the caller's words only — one
-    query text instead of three, the ranker's caller-words model — and gives what a question with no
-    conversation gives."""
+    query text instead of three, the ranker's caller-words model — and gives what those words give
+    asked with no conversation, the newest turn still marked as the question (session 30's trigger
+    features: a thin follow-up is searched with the caller's turn before it)."""
     from assist.assistant import Assistant, SuggestRequest
     from assist.knowledge.rerank import Conversation
     from assist.settings import AssistSettings
@@ -350,7 +351,10 @@ def test_a_shed_request_asks_the_caller_words_once_and_is_ranked_as_a_first_ques
 
         full = assistant.suggest_many([request()])[0]
         shed = assistant.suggest_many([request(caller_only=True)])[0]
-        alone = assistant.reranker.rank([Conversation(shed.query)], assistant.settings.top_k)[0]
+        newest = conv[-1][1]
+        alone = assistant.reranker.rank([Conversation(shed.query, trigger=newest)], assistant.settings.top_k)[
+            0
+        ]
     finally:
         del dense_kb.searcher.encode_queries
     assert seen == [3, 1, 1]
