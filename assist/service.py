@@ -273,9 +273,7 @@ class AssistService:
         t0 = time.monotonic()
         if not reading.reader.read(budget):
             return False
-        with self._lock:
-            if self._reading is not reading:  # revoked meanwhile (the rebalance runs inside poll)
-                return True
+        with self._lock:  # (a revoke closes the read only from the group's poll, never inside this step)
             self._reading = None
         reading.reader.close()
         mine = [(rec, ev) for rec, ev in reading.reader.events if rec.topic in INPUTS or self._own(ev)]
